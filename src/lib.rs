@@ -1,0 +1,17 @@
+//! melody-engine: learns folk melodies from `**kern` scores with a from-scratch LSTM and writes new
+//! ones as MIDI.
+//!
+//! The modules follow the pipeline, left to right; each needs only the ones before it:
+//! `kern` (read scores) → `key` (declared or estimated key) → `encode` (filter, transpose, time
+//! series, vocabulary) → `corpus` (a whole directory, in parallel) → `dataset` (windows, batches,
+//! splits) → `model` (parameters, checkpoints) → `cpu` (forward and BPTT, the reference) → `optim`
+//! (Adam) → `train` (the loop) → `sample` (temperature, biasing) → `midi` (writer and reader).
+
+pub mod atomic;
+pub mod corpus;
+pub mod cpu;
+pub mod encode;
+pub mod kern;
+pub mod key;
+pub mod model;
+pub mod optim;
