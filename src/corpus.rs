@@ -229,24 +229,11 @@ impl fmt::Display for Summary {
     }
 }
 
-/// The kept songs as the reference work's single-file dataset: each song followed by 64 `/`,
-/// one space between symbols.
-pub fn dataset_symbols(records: &[SongRecord]) -> Vec<&str> {
-    let mut symbols = Vec::new();
-    for encoding in records.iter().filter_map(|r| r.encoding.as_deref()) {
-        symbols.extend(encoding.split(' '));
-        symbols.extend(std::iter::repeat_n(DELIMITER, DELIMITER_RUN));
-    }
-    symbols
-}
-
 /// Writes `songs.jsonl`, `dataset.txt` and `vocab.json` into `out` (created if needed), each
-/// atomically.
+/// atomically. The dataset is the reference work's single file: the kept songs, each followed by
+/// 64 `/`, one space between symbols.
 pub fn write_outputs(out: &Path, records: &[SongRecord]) -> io::Result<Summary> {
-    fs::create_dir_all(out)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", out.display())))?;
-    let symbols = dataset_symbols(records);
-    let vocabulary = Vocabulary::from_symbols(symbols.iter().copied());
+    fs::create_dir_all(out).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", out.display())))?;
     atomic::write_with(&out.join("songs.jsonl"), |w| {
         for record in records {
             serde_json::to_writer(&mut *w, record)?;
@@ -254,9 +241,20 @@ pub fn write_outputs(out: &Path, records: &[SongRecord]) -> io::Result<Summary> 
         }
         Ok(())
     })?;
-    atomic::write(&out.join("dataset.txt"), symbols.join(" ").as_bytes())?;
+    let encodings: Vec<&str> = records.iter().filter_map(|r| r.encoding.as_deref()).collect();
+    let delimiters = [DELIMITER; DELIMITER_RUN].join(" ");
+    atomic::write_with(&out.join("dataset.txt"), |w| {
+        for (i, encoding) in encodings.iter().enumerate() {
+            let separator = if i == 0 { "" } else { " " };
+            write!(w, "{separator}{encoding} {delimiters}")?;
+        }
+        Ok(())
+    })?;
+    let symbols = encodings.iter().flat_map(|e| e.split(' '));
+    let vocabulary = Vocabulary::from_symbols(symbols.clone());
     atomic::write(&out.join("vocab.json"), vocabulary.to_json().as_bytes())?;
-    Ok(Summary::of(records, symbols.len(), vocabulary.len()))
+    let dataset_symbols = symbols.count() + encodings.len() * DELIMITER_RUN;
+    Ok(Summary::of(records, dataset_symbols, vocabulary.len()))
 }
 
 #[cfg(test)]

@@ -181,14 +181,11 @@ pub struct Vocabulary {
 impl Vocabulary {
     /// The vocabulary of the given symbols plus the three structural ones.
     pub fn from_symbols<'a>(symbols: impl IntoIterator<Item = &'a str>) -> Vocabulary {
-        let mut all: Vec<String> = [DELIMITER, HOLD, REST]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        all.extend(symbols.into_iter().map(str::to_string));
+        let distinct: std::collections::HashSet<&str> =
+            [DELIMITER, HOLD, REST].into_iter().chain(symbols).collect();
+        let mut all: Vec<String> = distinct.into_iter().map(str::to_string).collect();
         all.sort_by_key(|s| sort_key(s));
-        all.dedup();
-        Vocabulary::from_ordered(all).expect("deduplicated")
+        Vocabulary::from_ordered(all).expect("distinct symbols")
     }
 
     /// A vocabulary in the given id order; None if a symbol repeats.
