@@ -17,7 +17,9 @@ fn preprocess_erk(c: &mut Criterion) {
     let inputs = [erk];
     let files = corpus::find_kern_files(&inputs).unwrap();
     let mut group = c.benchmark_group("preprocess");
-    group.sample_size(20).throughput(Throughput::Elements(files.len() as u64));
+    group
+        .sample_size(20)
+        .throughput(Throughput::Elements(files.len() as u64));
     group.bench_function("erk", |b| {
         b.iter(|| {
             let files = corpus::find_kern_files(&inputs).unwrap();

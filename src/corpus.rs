@@ -233,7 +233,8 @@ impl fmt::Display for Summary {
 /// atomically. The dataset is the reference work's single file: the kept songs, each followed by
 /// 64 `/`, one space between symbols.
 pub fn write_outputs(out: &Path, records: &[SongRecord]) -> io::Result<Summary> {
-    fs::create_dir_all(out).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", out.display())))?;
+    fs::create_dir_all(out)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", out.display())))?;
     atomic::write_with(&out.join("songs.jsonl"), |w| {
         for record in records {
             serde_json::to_writer(&mut *w, record)?;
@@ -241,7 +242,10 @@ pub fn write_outputs(out: &Path, records: &[SongRecord]) -> io::Result<Summary> 
         }
         Ok(())
     })?;
-    let encodings: Vec<&str> = records.iter().filter_map(|r| r.encoding.as_deref()).collect();
+    let encodings: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.encoding.as_deref())
+        .collect();
     let delimiters = [DELIMITER; DELIMITER_RUN].join(" ");
     atomic::write_with(&out.join("dataset.txt"), |w| {
         for (i, encoding) in encodings.iter().enumerate() {

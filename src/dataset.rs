@@ -31,17 +31,22 @@ impl Dataset {
     pub fn load(dir: &Path) -> Result<Dataset, String> {
         let read = |name: &str| {
             let path = dir.join(name);
-            fs::read_to_string(&path).map_err(|e| format!("{}: {e} (run `engine preprocess` first?)", path.display()))
+            fs::read_to_string(&path)
+                .map_err(|e| format!("{}: {e} (run `engine preprocess` first?)", path.display()))
         };
         let vocab_path = dir.join("vocab.json");
-        let vocab = Vocabulary::from_json(&read("vocab.json")?).map_err(|e| format!("{}: {e}", vocab_path.display()))?;
+        let vocab = Vocabulary::from_json(&read("vocab.json")?)
+            .map_err(|e| format!("{}: {e}", vocab_path.display()))?;
         let text = read("dataset.txt")?;
         let stream = text
             .split_ascii_whitespace()
             .enumerate()
             .map(|(i, symbol)| {
                 vocab.id(symbol).ok_or_else(|| {
-                    format!("{}: symbol {symbol:?} at position {i} is not in vocab.json", dir.join("dataset.txt").display())
+                    format!(
+                        "{}: symbol {symbol:?} at position {i} is not in vocab.json",
+                        dir.join("dataset.txt").display()
+                    )
                 })
             })
             .collect::<Result<Vec<u32>, String>>()?;
@@ -50,7 +55,9 @@ impl Dataset {
 
     /// The id of `/`.
     pub fn delimiter(&self) -> u32 {
-        self.vocab.id(DELIMITER).expect("every vocabulary holds `/`")
+        self.vocab
+            .id(DELIMITER)
+            .expect("every vocabulary holds `/`")
     }
 
     /// The stream of one split: `All` is the file as is; `Train` and `Val` concatenate their
@@ -75,8 +82,15 @@ pub fn songs(stream: &[u32], delimiter: u32) -> impl Iterator<Item = &[u32]> {
         if rest.is_empty() {
             return None;
         }
-        let notes = rest.iter().position(|&s| s == delimiter).unwrap_or(rest.len());
-        let end = notes + rest[notes..].iter().take_while(|&&s| s == delimiter).count();
+        let notes = rest
+            .iter()
+            .position(|&s| s == delimiter)
+            .unwrap_or(rest.len());
+        let end = notes
+            + rest[notes..]
+                .iter()
+                .take_while(|&&s| s == delimiter)
+                .count();
         let (song, tail) = rest.split_at(end);
         rest = tail;
         Some(song)
@@ -105,7 +119,12 @@ pub fn tiled_window_starts(len: usize, steps: usize, rng: &mut impl Rng) -> Vec<
 }
 
 /// A fixed sample of at most `count` window starts (all of them if there are fewer), sorted.
-pub fn sample_window_starts(len: usize, steps: usize, count: usize, rng: &mut impl Rng) -> Vec<usize> {
+pub fn sample_window_starts(
+    len: usize,
+    steps: usize,
+    count: usize,
+    rng: &mut impl Rng,
+) -> Vec<usize> {
     let mut starts = all_window_starts(len, steps);
     if starts.len() > count {
         starts.partial_shuffle(rng, count);
@@ -117,7 +136,13 @@ pub fn sample_window_starts(len: usize, steps: usize, count: usize, rng: &mut im
 
 /// Fills time-major `inputs` and `targets` ([steps][batch], row t holds step t of every window):
 /// window b reads `stream[start_b + t]` and predicts `stream[start_b + t + 1]`.
-pub fn fill_batch(stream: &[u32], starts: &[usize], steps: usize, inputs: &mut [u32], targets: &mut [u32]) {
+pub fn fill_batch(
+    stream: &[u32],
+    starts: &[usize],
+    steps: usize,
+    inputs: &mut [u32],
+    targets: &mut [u32],
+) {
     let batch = starts.len();
     assert_eq!(inputs.len(), steps * batch);
     assert_eq!(targets.len(), steps * batch);
@@ -158,16 +183,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dataset-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("dataset.txt"), text.trim_end()).unwrap();
-        fs::write(dir.join("vocab.json"), Vocabulary::from_symbols(["60", "61", "62"]).to_json()).unwrap();
+        fs::write(
+            dir.join("vocab.json"),
+            Vocabulary::from_symbols(["60", "61", "62"]).to_json(),
+        )
+        .unwrap();
         let data = Dataset::load(&dir).unwrap();
         let train = data.split(Split::Train, 0.1);
         let val = data.split(Split::Val, 0.1);
-        assert_eq!((train.len(), val.len(), data.stream.len()), (18 * 4, 2 * 4, 80));
+        assert_eq!(
+            (train.len(), val.len(), data.stream.len()),
+            (18 * 4, 2 * 4, 80)
+        );
         // Songs 9 and 19 (60 + 9 % 3 = 60, 60 + 19 % 3 = 61) are held out.
         let first_symbols: Vec<&str> = songs(&val, 0).map(|s| data.vocab.symbol(s[0])).collect();
         assert_eq!(first_symbols, ["60", "61"]);
         fs::write(dir.join("dataset.txt"), "60 _ 99").unwrap();
-        assert!(Dataset::load(&dir).unwrap_err().contains("symbol \"99\" at position 2"));
+        assert!(Dataset::load(&dir)
+            .unwrap_err()
+            .contains("symbol \"99\" at position 2"));
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -25,7 +25,12 @@ impl Metrics {
     pub fn from_stats(stats: BatchStats) -> Metrics {
         let n = stats.count.max(1) as f64;
         let loss = stats.loss_sum / n;
-        Metrics { windows: stats.count, loss, accuracy: stats.correct as f64 / n, perplexity: loss.exp() }
+        Metrics {
+            windows: stats.count,
+            loss,
+            accuracy: stats.correct as f64 / n,
+            perplexity: loss.exp(),
+        }
     }
 }
 
@@ -44,7 +49,12 @@ pub fn evaluate_windows(
     for chunk in starts.chunks(EVAL_BATCH) {
         let n = chunk.len() * window;
         fill_batch(stream, chunk, window, &mut inputs[..n], &mut targets[..n]);
-        let batch = Batch { inputs: &inputs[..n], targets: &targets[..n], batch: chunk.len(), steps: window };
+        let batch = Batch {
+            inputs: &inputs[..n],
+            targets: &targets[..n],
+            batch: chunk.len(),
+            steps: window,
+        };
         let stats = backend.evaluate(&batch, Objective::Last);
         total.loss_sum += stats.loss_sum;
         total.correct += stats.correct;

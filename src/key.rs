@@ -82,30 +82,33 @@ pub fn song_key(song: &Song) -> Option<Key> {
 /// rotated to each of the 24 keys and take the best (Pearson's r). Ties go to the first key in
 /// the order C major … B major, C minor … B minor.
 pub fn estimate(events: &[Event]) -> Option<Key> {
-    let histogram = pitch_class_histogram(events)?;
-    let mut best: Option<(f64, usize, bool)> = None;
-    for (minor, profile) in [(false, &MAJOR_PROFILE), (true, &MINOR_PROFILE)] {
-        for tonic in 0..12 {
-            let rotated: [f64; 12] = std::array::from_fn(|pc| profile[(pc + 12 - tonic) % 12]);
-            let r = pearson(&histogram, &rotated);
-            if best.is_none_or(|(best_r, _, _)| r > best_r) {
-                best = Some((r, tonic, minor));
+    pitch_class_histogram(events).map(|histogram| estimate_from_histogram(&histogram))
+}
+
+/// The estimate for a histogram of quarter lengths (or steps) per pitch class, C first.
+pub fn estimate_from_histogram(histogram: &[f64; 12]) -> Key {
+    let (mut best_r, mut tonic, mut minor) = (f64::NEG_INFINITY, 0, false);
+    for (mode_minor, profile) in [(false, &MAJOR_PROFILE), (true, &MINOR_PROFILE)] {
+        for candidate in 0..12 {
+            let rotated: [f64; 12] = std::array::from_fn(|pc| profile[(pc + 12 - candidate) % 12]);
+            let r = pearson(histogram, &rotated);
+            if r > best_r {
+                (best_r, tonic, minor) = (r, candidate, mode_minor);
             }
         }
     }
-    let (_, tonic, minor) = best?;
     let name = if minor {
         MINOR_TONICS[tonic]
     } else {
         MAJOR_TONICS[tonic]
     };
     // Every name above sits inside the octave, so its semitones are the pitch class.
-    Some(Key {
+    Key {
         tonic: name.to_string(),
         tonic_semitones: tonic as i32,
         minor,
         source: KeySource::Estimated,
-    })
+    }
 }
 
 /// Quarter lengths spent on each pitch class; None without notes.

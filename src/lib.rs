@@ -8,10 +8,18 @@
 //! (Adam) → `train` (the loop) → `sample` (temperature, biasing) → `midi` (writer and reader).
 
 pub mod atomic;
+pub mod backend;
 pub mod corpus;
 pub mod cpu;
+pub mod dataset;
 pub mod encode;
+pub mod evaluate;
+pub mod generate;
 pub mod kern;
 pub mod key;
+pub mod melody;
+pub mod midi;
 pub mod model;
 pub mod optim;
+pub mod sample;
+pub mod train;

@@ -1,6 +1,6 @@
 //! `engine`: the command line. Each subcommand parses its options and calls the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -8,14 +8,22 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use melody_engine::atomic;
 use melody_engine::backend::CpuBackend;
 use melody_engine::corpus;
 use melody_engine::dataset::{all_window_starts, sample_window_starts, Dataset, Split};
+use melody_engine::encode::{encode_song, Vocabulary, DELIMITER};
 use melody_engine::encode::{Options, DEFAULT_DURATIONS};
 use melody_engine::evaluate::evaluate_windows;
+use melody_engine::generate::{self, GenerateOptions};
 use melody_engine::kern::QuarterLength;
+use melody_engine::kern::{self, KeyDesignation};
+use melody_engine::key;
+use melody_engine::melody;
+use melody_engine::midi;
 use melody_engine::model::{checkpoint, Objective};
 use melody_engine::optim::Adam;
+use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
 use melody_engine::train::{self, Stop, TrainOptions};
 
 #[derive(Parser)]
@@ -138,6 +146,98 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Generate melodies from a seed and write them as MIDI and **kern.
+    ///
+    /// As the reference work: 64 `/` before the seed, each next symbol predicted from the last 64
+    /// symbols from a zero state, drawn with the temperature and biases below, until `/` or
+    /// --steps. Prints the whole melody (seed and generated part) as symbols on stdout; the files
+    /// hold exactly that melody. Without --seed or --seed-file the melody starts from `/` alone.
+    Generate(GenerateArgs),
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// Checkpoint [default: the bundled models/erk.safetensors].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Seed melody in the model's symbols, e.g. "67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _".
+    #[arg(long, conflicts_with = "seed_file")]
+    seed: Option<String>,
+    /// Seed from a **kern song: its first --seed-steps symbols, encoded as in preprocessing
+    /// (transposed to C major / A minor).
+    #[arg(long)]
+    seed_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    seed_steps: usize,
+    /// Most symbols to generate after the seed.
+    #[arg(long, default_value_t = 500)]
+    steps: usize,
+    /// Output file; the format follows the extension (.mid, .krn, .txt) unless --format says.
+    /// A .mid file gets a .krn beside it.
+    #[arg(long, default_value = "melody.mid")]
+    out: PathBuf,
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Generate N melodies at once (batched), written to --out-dir as melody-001.mid, ….
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Sampling temperature T: p′ᵢ ∝ exp(log pᵢ / T). Near 0: always the most likely symbol;
+    /// 1: the model's distribution; above 1: more surprising.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Follow the distribution's entropy at every step instead of a fixed T: with h = H(p)/ln V,
+    /// T = t_max − h·(t_max − t_min). A confident model (low entropy, risk of loops) is sampled
+    /// hotter; an undecided one (high entropy) cooler, for coherence.
+    #[arg(long)]
+    dynamic_temperature: bool,
+    #[arg(long, default_value_t = 0.5)]
+    t_min: f32,
+    #[arg(long, default_value_t = 1.5)]
+    t_max: f32,
+    /// Down-weights rests: p(r) × (1 − penalty)^(1 + k), k = rest steps just before (0 … 1).
+    #[arg(long, default_value_t = 0.0)]
+    rest_penalty: f32,
+    /// Forbid leaps larger than this many semitones from the last sounding pitch.
+    #[arg(long)]
+    max_leap: Option<u8>,
+    /// Favour the seven tones of C major / A minor: their probability × (1 + bias).
+    #[arg(long, default_value_t = 0.0)]
+    scale_bias: f32,
+    /// `/` (end of melody) is impossible before this many symbols, seed included; the default
+    /// 1 keeps a melody from ending before it starts.
+    #[arg(long, default_value_t = 1)]
+    min_steps: usize,
+    /// Same seed, same melody.
+    #[arg(long, default_value_t = 1)]
+    rng_seed: u64,
+    /// MIDI tempo in quarter notes per minute.
+    #[arg(long, default_value_t = 120)]
+    bpm: u32,
+    /// General MIDI program (0 = piano, 73 = flute).
+    #[arg(long, default_value_t = 0)]
+    program: u8,
+    /// Meter of the **kern output, e.g. 3/4.
+    #[arg(long, default_value = "4/4", value_parser = parse_meter)]
+    meter: (u32, u32),
+    /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
+    #[arg(long)]
+    transpose_to: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Midi,
+    Kern,
+    Txt,
+}
+
+fn parse_meter(text: &str) -> Result<(u32, u32), String> {
+    text.split_once('/')
+        .and_then(|(n, d)| Some((n.parse().ok()?, d.parse().ok()?)))
+        .filter(|&(n, d): &(u32, u32)| n > 0 && d > 0)
+        .ok_or_else(|| format!("{text:?} is not a meter such as 4/4 or 6/8"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -230,6 +330,7 @@ fn main() -> ExitCode {
             max_windows,
             json,
         } => evaluate(&model, &data, split, val_fraction, max_windows, json),
+        Command::Generate(args) => generate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -240,12 +341,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn preprocess(
-    input: &[PathBuf],
-    out: &PathBuf,
-    options: Options,
-    strict: bool,
-) -> Result<(), String> {
+fn preprocess(input: &[PathBuf], out: &Path, options: Options, strict: bool) -> Result<(), String> {
     let start = Instant::now();
     let files = corpus::find_kern_files(input).map_err(|e| e.to_string())?;
     if files.is_empty() {
@@ -296,8 +392,8 @@ fn run_train(options: &TrainOptions) -> Result<(), String> {
 }
 
 fn evaluate(
-    model: &PathBuf,
-    data_dir: &PathBuf,
+    model: &Path,
+    data_dir: &Path,
     split: Split,
     val_fraction: f64,
     max_windows: Option<usize>,
@@ -321,10 +417,15 @@ fn evaluate(
     let num_params = saved.config.model().num_params();
     let mut backend = CpuBackend::new(saved.params, Adam::new(num_params));
     let bar = indicatif::ProgressBar::new(starts.len() as u64);
-    let metrics = evaluate_windows(&mut backend, &stream, &starts, window, |n| bar.inc(n as u64));
+    let metrics = evaluate_windows(&mut backend, &stream, &starts, window, |n| {
+        bar.inc(n as u64)
+    });
     bar.finish_and_clear();
     if json {
-        println!("{}", serde_json::to_string(&metrics).expect("plain numbers"));
+        println!(
+            "{}",
+            serde_json::to_string(&metrics).expect("plain numbers")
+        );
     } else {
         println!(
             "{} windows: loss {:.4}, accuracy {:.2} %, perplexity {:.3}",
@@ -335,4 +436,148 @@ fn evaluate(
         );
     }
     Ok(())
+}
+
+/// The bundled model: `models/erk.safetensors` under the working directory, else in the source
+/// tree the binary was built from.
+fn default_model() -> PathBuf {
+    let local = PathBuf::from("models/erk.safetensors");
+    if local.is_file() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/erk.safetensors")
+}
+
+fn generate(args: &GenerateArgs) -> Result<(), String> {
+    let model = args.model.clone().unwrap_or_else(default_model);
+    let saved = checkpoint::load(&model).map_err(|e| e.to_string())?;
+    let vocab = Vocabulary::from_ordered(saved.vocab.clone())
+        .ok_or_else(|| format!("{}: the vocabulary repeats a symbol", model.display()))?;
+    let seed_symbols: Vec<String> = match (&args.seed, &args.seed_file) {
+        (Some(seed), _) => seed.split_whitespace().map(String::from).collect(),
+        (None, Some(path)) => seed_from_kern(path, args.seed_steps)?,
+        (None, None) => Vec::new(),
+    };
+    melody::check_vocabulary(&seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;
+    let seed: Vec<u32> = seed_symbols
+        .iter()
+        .map(|s| vocab.id(s).expect("checked"))
+        .collect();
+    let temperature = if args.dynamic_temperature {
+        Temperature::Dynamic {
+            t_min: args.t_min,
+            t_max: args.t_max,
+        }
+    } else {
+        Temperature::Fixed(args.temperature)
+    };
+    let config = SamplingConfig {
+        temperature,
+        rest_penalty: args.rest_penalty,
+        max_leap: args.max_leap,
+        scale_bias: args.scale_bias,
+        min_steps: args.min_steps,
+    };
+    let sampler = Sampler::new(config, &vocab)?;
+    let num_params = saved.config.model().num_params();
+    let mut backend = CpuBackend::new(saved.params, Adam::new(num_params));
+    let options = GenerateOptions {
+        steps: args.steps,
+        count: args.count,
+        rng_seed: args.rng_seed,
+        window: saved.config.window,
+    };
+    let delimiter = vocab
+        .id(DELIMITER)
+        .ok_or("the model's vocabulary has no `/`")?;
+    let melodies = generate::generate(&mut backend, delimiter, &seed, &sampler, &options);
+    let shift =
+        match &args.transpose_to {
+            Some(key) => melody::semitones_to(KeyDesignation::parse(key).ok_or_else(|| {
+                format!("--transpose-to {key:?} is not a key such as G, B- or f#")
+            })?),
+            None => 0,
+        };
+    for (i, ids) in melodies.iter().enumerate() {
+        let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
+        let symbols = melody::transpose(&symbols, shift)?;
+        println!("{}", symbols.join(" "));
+        let out = match &args.out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let extension = args.out.extension().unwrap_or_default();
+                dir.join(format!("melody-{:03}", i + 1))
+                    .with_extension(extension)
+            }
+            None if args.count > 1 => return Err("--count above 1 needs --out-dir".into()),
+            None => args.out.clone(),
+        };
+        write_melody(&out, &symbols, args, shift)?;
+    }
+    Ok(())
+}
+
+/// The first `steps` symbols of a **kern song, encoded as in preprocessing.
+fn seed_from_kern(path: &Path, steps: usize) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let song = kern::parse(&bytes).map_err(|e| format!("{}:{e}", path.display()))?;
+    let mut encoded = encode_song(&song, &Options::default())
+        .map_err(|e| format!("{}: cannot be used as a seed: {e}", path.display()))?;
+    encoded.symbols.truncate(steps);
+    Ok(encoded.symbols)
+}
+
+/// Writes the melody in the format the extension (or --format) names; a MIDI file gets its
+/// **kern twin beside it.
+fn write_melody(
+    out: &Path,
+    symbols: &[String],
+    args: &GenerateArgs,
+    shift: i32,
+) -> Result<(), String> {
+    let format = args
+        .format
+        .unwrap_or_else(|| match out.extension().and_then(|e| e.to_str()) {
+            Some("krn") => Format::Kern,
+            Some("txt") => Format::Txt,
+            _ => Format::Midi,
+        });
+    let write = |path: &Path, bytes: &[u8]| atomic::write(path, bytes).map_err(|e| e.to_string());
+    match format {
+        Format::Midi => {
+            write(out, &midi::write_midi(symbols, args.bpm, args.program)?)?;
+            write(
+                &out.with_extension("krn"),
+                kern_text(symbols, args, shift)?.as_bytes(),
+            )
+        }
+        Format::Kern => write(out, kern_text(symbols, args, shift)?.as_bytes()),
+        Format::Txt => write(out, format!("{}\n", symbols.join(" ")).as_bytes()),
+    }
+}
+
+/// The melody as **kern, with the key its notes suggest: C major or A minor before --transpose-to
+/// (the Krumhansl–Schmuckler estimate decides the mode), moved with it.
+fn kern_text(symbols: &[String], args: &GenerateArgs, shift: i32) -> Result<String, String> {
+    let mut histogram = [0.0; 12];
+    for span in melody::spans(symbols)? {
+        if let Some(pitch) = span.pitch {
+            histogram[(pitch as i32 - shift).rem_euclid(12) as usize] += span.steps as f64;
+        }
+    }
+    let minor = key::estimate_from_histogram(&histogram).minor;
+    let home = if minor { "a" } else { "C" };
+    let key = match &args.transpose_to {
+        Some(target)
+            if target
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase())
+                == minor =>
+        {
+            KeyDesignation::parse(target).expect("parsed before")
+        }
+        _ => KeyDesignation::parse(home).expect("static key"),
+    };
+    kern::write::write_kern(symbols, args.meter, key, Some("generated by melody-engine"))
 }

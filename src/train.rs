@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use crate::backend::{Backend, Batch, CpuBackend};
 use crate::cpu::BatchStats;
-use crate::dataset::{all_window_starts, fill_batch, sample_window_starts, tiled_window_starts, Dataset, Split};
+use crate::dataset::{
+    all_window_starts, fill_batch, sample_window_starts, tiled_window_starts, Dataset, Split,
+};
 use crate::evaluate::{evaluate_windows, Metrics};
 use crate::model::checkpoint::{self, CheckpointConfig};
 use crate::model::{Config, Objective, Params};
@@ -85,7 +87,9 @@ static HANDLER: Once = Once::new();
 /// The windows of one epoch in training order, a pure function of (seed, epoch) so that a
 /// resumed run sees the same ones.
 fn epoch_windows(len: usize, options: &TrainOptions, epoch: usize) -> Vec<usize> {
-    let mut rng = StdRng::seed_from_u64(options.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = StdRng::seed_from_u64(
+        options.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     match options.objective {
         Objective::All => tiled_window_starts(len, options.window, &mut rng),
         Objective::Last => {
@@ -101,7 +105,10 @@ fn steps_in_epoch(len: usize, options: &TrainOptions, epoch: usize) -> u64 {
 }
 
 pub fn metrics_path(options: &TrainOptions) -> PathBuf {
-    options.metrics.clone().unwrap_or_else(|| options.out.with_extension("metrics.jsonl"))
+    options
+        .metrics
+        .clone()
+        .unwrap_or_else(|| options.out.with_extension("metrics.jsonl"))
 }
 
 /// Trains on the CPU. See [`train_with`].
@@ -119,8 +126,16 @@ pub struct Start {
     pub step: u64,
 }
 
-pub fn initial_state(options: &TrainOptions, data: &Dataset) -> Result<(Params<f32>, Adam, Start), String> {
-    let config = Config { vocab_size: data.vocab.len(), hidden: options.hidden, layers: options.layers, dropout: options.dropout };
+pub fn initial_state(
+    options: &TrainOptions,
+    data: &Dataset,
+) -> Result<(Params<f32>, Adam, Start), String> {
+    let config = Config {
+        vocab_size: data.vocab.len(),
+        hidden: options.hidden,
+        layers: options.layers,
+        dropout: options.dropout,
+    };
     let mut adam = Adam::new(config.num_params());
     adam.learning_rate = options.learning_rate;
     adam.clip = options.clip;
@@ -130,7 +145,11 @@ pub fn initial_state(options: &TrainOptions, data: &Dataset) -> Result<(Params<f
     }
     let saved = checkpoint::load(&options.out).map_err(|e| format!("--resume: {e}"))?;
     if saved.vocab != data.vocab.symbols() {
-        return Err(format!("--resume: {} was trained on another vocabulary than {}", options.out.display(), options.data.display()));
+        return Err(format!(
+            "--resume: {} was trained on another vocabulary than {}",
+            options.out.display(),
+            options.data.display()
+        ));
     }
     if saved.config.model() != config || saved.config.objective != options.objective {
         return Err(format!(
@@ -143,7 +162,8 @@ pub fn initial_state(options: &TrainOptions, data: &Dataset) -> Result<(Params<f
         ));
     }
     let adam_path = checkpoint::adam_path(&options.out);
-    adam.state = checkpoint::load_adam(&adam_path, config.num_params()).map_err(|e| format!("--resume: {e}"))?;
+    adam.state = checkpoint::load_adam(&adam_path, config.num_params())
+        .map_err(|e| format!("--resume: {e}"))?;
     if adam.state.step != saved.config.step {
         return Err(format!(
             "--resume: {} is at step {} but {} at step {}",
@@ -153,14 +173,26 @@ pub fn initial_state(options: &TrainOptions, data: &Dataset) -> Result<(Params<f
             saved.config.step
         ));
     }
-    Ok((saved.params, adam, Start { epoch: saved.config.epoch, step: saved.config.step }))
+    Ok((
+        saved.params,
+        adam,
+        Start {
+            epoch: saved.config.epoch,
+            step: saved.config.step,
+        },
+    ))
 }
 
 /// Trains `backend` from `start` until `options.epochs` epochs or `options.max_steps` steps, or
 /// Ctrl-C. After every epoch: evaluation on a fixed sample of train and held-out windows, a line
 /// in the metrics log, and an atomic checkpoint. A non-finite loss stops training with an error
 /// and leaves the last good checkpoint in place.
-pub fn train_with(backend: &mut dyn Backend, data: &Dataset, options: &TrainOptions, start: Start) -> Result<TrainReport, String> {
+pub fn train_with(
+    backend: &mut dyn Backend,
+    data: &Dataset,
+    options: &TrainOptions,
+    start: Start,
+) -> Result<TrainReport, String> {
     HANDLER.call_once(|| {
         // Without a handler Ctrl-C still stops training, only without the last checkpoint.
         let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
@@ -168,11 +200,26 @@ pub fn train_with(backend: &mut dyn Backend, data: &Dataset, options: &TrainOpti
     let train = data.split(Split::Train, options.val_fraction);
     let val = data.split(Split::Val, options.val_fraction);
     if train.len() <= options.window {
-        return Err(format!("{}: the training split has {} symbols, fewer than a window of {}", options.data.display(), train.len(), options.window));
+        return Err(format!(
+            "{}: the training split has {} symbols, fewer than a window of {}",
+            options.data.display(),
+            train.len(),
+            options.window
+        ));
     }
     let mut sample_rng = StdRng::seed_from_u64(options.seed);
-    let train_sample = sample_window_starts(train.len(), options.window, options.eval_windows, &mut sample_rng);
-    let val_sample = sample_window_starts(val.len(), options.window, options.eval_windows, &mut sample_rng);
+    let train_sample = sample_window_starts(
+        train.len(),
+        options.window,
+        options.eval_windows,
+        &mut sample_rng,
+    );
+    let val_sample = sample_window_starts(
+        val.len(),
+        options.window,
+        options.eval_windows,
+        &mut sample_rng,
+    );
 
     let metrics_path = metrics_path(options);
     if !options.resume {
@@ -182,9 +229,17 @@ pub fn train_with(backend: &mut dyn Backend, data: &Dataset, options: &TrainOpti
     let mut inputs = vec![0u32; b * t];
     let mut targets = vec![0u32; b * t];
     let mut step = start.step;
-    let mut skip = step - (0..start.epoch).map(|e| steps_in_epoch(train.len(), options, e)).sum::<u64>();
+    let mut skip = step
+        - (0..start.epoch)
+            .map(|e| steps_in_epoch(train.len(), options, e))
+            .sum::<u64>();
     let started = Instant::now();
-    let mut report = TrainReport { stop: Stop::Finished, epochs: start.epoch, steps: step, last: None };
+    let mut report = TrainReport {
+        stop: Stop::Finished,
+        epochs: start.epoch,
+        steps: step,
+        last: None,
+    };
 
     for epoch in start.epoch..options.epochs {
         let windows = epoch_windows(train.len(), options, epoch);
@@ -204,7 +259,12 @@ pub fn train_with(backend: &mut dyn Backend, data: &Dataset, options: &TrainOpti
                 break;
             }
             fill_batch(&train, starts, t, &mut inputs, &mut targets);
-            let batch = Batch { inputs: &inputs, targets: &targets, batch: b, steps: t };
+            let batch = Batch {
+                inputs: &inputs,
+                targets: &targets,
+                batch: b,
+                steps: t,
+            };
             let stats = backend.train_step(&batch, options.objective, options.seed);
             if !stats.loss_sum.is_finite() {
                 bar.abandon();
@@ -246,7 +306,10 @@ pub fn train_with(backend: &mut dyn Backend, data: &Dataset, options: &TrainOpti
             step_samples_per_s: (epoch_steps * b * t) as f64 / epoch_seconds,
             wall_s: started.elapsed().as_secs_f64(),
         };
-        append_line(&metrics_path, &serde_json::to_string(&line).expect("plain numbers"))?;
+        append_line(
+            &metrics_path,
+            &serde_json::to_string(&line).expect("plain numbers"),
+        )?;
         save(backend, data, options, epoch + 1, step)?;
         if options.progress {
             eprintln!(
@@ -265,15 +328,28 @@ pub fn train_with(backend: &mut dyn Backend, data: &Dataset, options: &TrainOpti
 }
 
 fn progress_bar(visible: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    let bar = if visible { ProgressBar::new(len as u64) } else { ProgressBar::hidden() };
+    let bar = if visible {
+        ProgressBar::new(len as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template(&format!("epoch {}/{epochs} {{bar:30}} {{pos}}/{{len}} {{msg}}", epoch + 1))
-            .expect("static template"),
+        ProgressStyle::with_template(&format!(
+            "epoch {}/{epochs} {{bar:30}} {{pos}}/{{len}} {{msg}}",
+            epoch + 1
+        ))
+        .expect("static template"),
     );
     bar
 }
 
-fn save(backend: &dyn Backend, data: &Dataset, options: &TrainOptions, epoch: usize, step: u64) -> Result<(), String> {
+fn save(
+    backend: &dyn Backend,
+    data: &Dataset,
+    options: &TrainOptions,
+    epoch: usize,
+    step: u64,
+) -> Result<(), String> {
     let params = backend.params();
     let model = *params.config();
     let config = CheckpointConfig {
@@ -286,11 +362,17 @@ fn save(backend: &dyn Backend, data: &Dataset, options: &TrainOptions, epoch: us
         epoch,
         step,
     };
-    checkpoint::save(&options.out, &params, data.vocab.symbols(), &config).map_err(|e| e.to_string())?;
-    checkpoint::save_adam(&checkpoint::adam_path(&options.out), &backend.adam_state()).map_err(|e| e.to_string())
+    checkpoint::save(&options.out, &params, data.vocab.symbols(), &config)
+        .map_err(|e| e.to_string())?;
+    checkpoint::save_adam(&checkpoint::adam_path(&options.out), &backend.adam_state())
+        .map_err(|e| e.to_string())
 }
 
 fn append_line(path: &Path, line: &str) -> Result<(), String> {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     writeln!(file, "{line}").map_err(|e| format!("{}: {e}", path.display()))
 }

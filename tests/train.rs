@@ -14,8 +14,14 @@ fn corpus(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("train-test-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
-    let melodies = ["60 _ 62 _ 64 _ 60 _", "67 _ _ _ 65 64 62 _", "64 _ 62 _ 60 _ _ _ r _"];
-    let songs: Vec<String> = (0..40).map(|i| format!("{} {}", melodies[i % 3], vec!["/"; 8].join(" "))).collect();
+    let melodies = [
+        "60 _ 62 _ 64 _ 60 _",
+        "67 _ _ _ 65 64 62 _",
+        "64 _ 62 _ 60 _ _ _ r _",
+    ];
+    let songs: Vec<String> = (0..40)
+        .map(|i| format!("{} {}", melodies[i % 3], ["/"; 8].join(" ")))
+        .collect();
     fs::write(dir.join("dataset.txt"), songs.join(" ")).unwrap();
     let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67"]);
     fs::write(dir.join("vocab.json"), vocab.to_json()).unwrap();
@@ -54,19 +60,40 @@ fn same_seed_same_checkpoint_and_resume_is_exact() {
 
     let again = options(&data, "again.safetensors");
     train(&again).unwrap();
-    assert_eq!(fs::read(&straight.out).unwrap(), fs::read(&again.out).unwrap(), "same seed, same bytes");
+    assert_eq!(
+        fs::read(&straight.out).unwrap(),
+        fs::read(&again.out).unwrap(),
+        "same seed, same bytes"
+    );
 
     // Stop in the middle of the second epoch, then resume to the end.
     let steps_per_epoch = report.steps / 3;
-    let interrupted = TrainOptions { max_steps: Some(steps_per_epoch + 2), ..options(&data, "resumed.safetensors") };
+    let interrupted = TrainOptions {
+        max_steps: Some(steps_per_epoch + 2),
+        ..options(&data, "resumed.safetensors")
+    };
     let first = train(&interrupted).unwrap();
-    assert_eq!((first.stop, first.steps), (Stop::MaxSteps, steps_per_epoch + 2));
+    assert_eq!(
+        (first.stop, first.steps),
+        (Stop::MaxSteps, steps_per_epoch + 2)
+    );
     let saved = checkpoint::load(&interrupted.out).unwrap();
-    assert_eq!((saved.config.epoch, saved.config.step), (1, steps_per_epoch + 2));
-    let resumed = TrainOptions { resume: true, max_steps: None, ..interrupted.clone() };
+    assert_eq!(
+        (saved.config.epoch, saved.config.step),
+        (1, steps_per_epoch + 2)
+    );
+    let resumed = TrainOptions {
+        resume: true,
+        max_steps: None,
+        ..interrupted.clone()
+    };
     let second = train(&resumed).unwrap();
     assert_eq!((second.stop, second.steps), (Stop::Finished, report.steps));
-    assert_eq!(fs::read(&straight.out).unwrap(), fs::read(&resumed.out).unwrap(), "resume is exact");
+    assert_eq!(
+        fs::read(&straight.out).unwrap(),
+        fs::read(&resumed.out).unwrap(),
+        "resume is exact"
+    );
     assert_eq!(
         fs::read(checkpoint::adam_path(&straight.out)).unwrap(),
         fs::read(checkpoint::adam_path(&resumed.out)).unwrap()
@@ -77,23 +104,47 @@ fn same_seed_same_checkpoint_and_resume_is_exact() {
 #[test]
 fn learns_the_corpus_and_logs_every_epoch() {
     let data = corpus("learn");
-    let opts = TrainOptions { epochs: 40, dropout: 0.0, hidden: 32, ..options(&data, "model.safetensors") };
+    let opts = TrainOptions {
+        epochs: 40,
+        dropout: 0.0,
+        hidden: 32,
+        ..options(&data, "model.safetensors")
+    };
     let report = train(&opts).unwrap();
     let metrics = fs::read_to_string(data.join("model.metrics.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 40);
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["epoch"], i + 1);
-        for field in ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_perplexity", "step_samples_per_s", "wall_s"] {
+        for field in [
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "val_perplexity",
+            "step_samples_per_s",
+            "wall_s",
+        ] {
             assert!(line[field].as_f64().unwrap().is_finite(), "{field}");
         }
     }
     let first = lines[0]["train_loss"].as_f64().unwrap();
     let last = report.last.unwrap();
-    assert!(last.train_loss < first / 2.0, "loss {first} → {}", last.train_loss);
+    assert!(
+        last.train_loss < first / 2.0,
+        "loss {first} → {}",
+        last.train_loss
+    );
     // Three melodies, each fully determined once its first two symbols are known: all but the
     // first symbols after `/` are predictable.
-    assert!(last.train_accuracy > 0.9, "train accuracy {}", last.train_accuracy);
+    assert!(
+        last.train_accuracy > 0.9,
+        "train accuracy {}",
+        last.train_accuracy
+    );
     assert!((last.val_perplexity - last.val_loss.exp()).abs() < 1e-9);
     fs::remove_dir_all(&data).unwrap();
 }
@@ -101,12 +152,25 @@ fn learns_the_corpus_and_logs_every_epoch() {
 #[test]
 fn resume_with_other_options_is_a_clear_error() {
     let data = corpus("mismatch");
-    let opts = TrainOptions { epochs: 1, ..options(&data, "m.safetensors") };
+    let opts = TrainOptions {
+        epochs: 1,
+        ..options(&data, "m.safetensors")
+    };
     train(&opts).unwrap();
-    let other = TrainOptions { hidden: 8, resume: true, ..opts.clone() };
+    let other = TrainOptions {
+        hidden: 8,
+        resume: true,
+        ..opts.clone()
+    };
     let err = train(&other).unwrap_err();
-    assert!(err.contains("hidden 16") && err.contains("pass the same options"), "{err}");
-    let missing = TrainOptions { resume: true, ..options(&data, "none.safetensors") };
+    assert!(
+        err.contains("hidden 16") && err.contains("pass the same options"),
+        "{err}"
+    );
+    let missing = TrainOptions {
+        resume: true,
+        ..options(&data, "none.safetensors")
+    };
     assert!(train(&missing).unwrap_err().contains("none.safetensors"));
     fs::remove_dir_all(&data).unwrap();
 }
@@ -114,11 +178,22 @@ fn resume_with_other_options_is_a_clear_error() {
 #[test]
 fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
     let data = corpus("nan");
-    let good = TrainOptions { epochs: 1, ..options(&data, "n.safetensors") };
+    let good = TrainOptions {
+        epochs: 1,
+        ..options(&data, "n.safetensors")
+    };
     train(&good).unwrap();
-    let wild = TrainOptions { learning_rate: 1e30, epochs: 50, resume: true, ..good.clone() };
+    let wild = TrainOptions {
+        learning_rate: 1e30,
+        epochs: 50,
+        resume: true,
+        ..good.clone()
+    };
     let err = train(&wild).unwrap_err();
-    assert!(err.contains("the loss became") && err.contains("keeps the last good checkpoint"), "{err}");
+    assert!(
+        err.contains("the loss became") && err.contains("keeps the last good checkpoint"),
+        "{err}"
+    );
     let after = checkpoint::load(&good.out).unwrap();
     assert!(after.params.as_slice().iter().all(|p| p.is_finite()));
     assert!(after.config.epoch >= 1);

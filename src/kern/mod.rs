@@ -10,6 +10,7 @@
 
 mod duration;
 mod token;
+pub mod write;
 
 pub use duration::QuarterLength;
 pub use token::{parse_token, Pitch};

@@ -1,0 +1,85 @@
+"""PyTorch peer of benches/train_step.rs: the same model and training step on the CPU.
+
+One-hot input (an Embedding with identity weights would be the same product) -> nn.LSTM(38 -> 256)
+-> dropout 0.2 -> Linear(256 -> 38), cross-entropy at every position, Adam(lr 1e-3, eps 1e-7),
+batch B=64 windows of T=64 steps. Times N optimiser steps after a warm-up and prints
+step_samples_per_s = B*T*N / seconds, the unit criterion reports for our bench.
+
+    python3 benches/peers/torch_cpu_step.py [--threads 2] [--steps 30]
+"""
+
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+
+class Melody(nn.Module):
+    """Submodule names `lstm` and `dense` give the state_dict keys our checkpoints use."""
+
+    def __init__(self, vocab: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.vocab = vocab
+        self.lstm = nn.LSTM(vocab, hidden, num_layers=layers)  # time-major, like ours
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [T, B] -> logits [T, B, V], from a zero state."""
+        one_hot = nn.functional.one_hot(tokens, self.vocab).float()
+        hidden, _ = self.lstm(one_hot)
+        return self.dense(self.dropout(hidden))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=30, help="timed optimiser steps")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--vocab", type=int, default=38)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = Melody(args.vocab, args.hidden, 1, 0.2)
+    model.train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+    inputs = torch.randint(args.vocab, (args.window, args.batch))
+    targets = torch.randint(args.vocab, (args.window, args.batch))
+
+    def step() -> float:
+        optimiser.zero_grad(set_to_none=True)
+        logits = model(inputs)
+        loss = loss_fn(logits.reshape(-1, args.vocab), targets.reshape(-1))
+        loss.backward()
+        optimiser.step()
+        return loss.item()
+
+    for _ in range(args.warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    seconds = time.perf_counter() - start
+
+    samples = args.batch * args.window * args.steps
+    print(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "threads": args.threads,
+                "ms_per_step": 1e3 * seconds / args.steps,
+                "step_samples_per_s": samples / seconds,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+//! One training step (dropout mask, forward, BPTT, Adam: what `engine train` does per batch) and
+//! one evaluation pass at the training shape B=64, T=64, H=256, V=38, one layer, loss at all
+//! positions; and generation, one melody and a batch of 16. Throughput is in step-samples (B·T
+//! positions) per second, the unit the PyTorch peer (benches/peers/torch_cpu_step.py) prints, and
+//! in symbols per second for generation.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use melody_engine::backend::{Backend, Batch, CpuBackend};
+use melody_engine::encode::Vocabulary;
+use melody_engine::generate::{generate, GenerateOptions};
+use melody_engine::model::{Config, Objective, Params};
+use melody_engine::optim::Adam;
+use melody_engine::sample::{Sampler, SamplingConfig};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const BATCH: usize = 64;
+const STEPS: usize = 64;
+const VOCAB: usize = 38;
+
+fn backend() -> CpuBackend {
+    let config = Config {
+        vocab_size: VOCAB,
+        hidden: 256,
+        layers: 1,
+        dropout: 0.2,
+    };
+    let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));
+    CpuBackend::new(params, Adam::new(config.num_params()))
+}
+
+fn train_step(c: &mut Criterion) {
+    let mut backend = backend();
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut symbols = || -> Vec<u32> {
+        (0..BATCH * STEPS)
+            .map(|_| rng.gen_range(0..VOCAB as u32))
+            .collect()
+    };
+    let (inputs, targets) = (symbols(), symbols());
+    let batch = Batch {
+        inputs: &inputs,
+        targets: &targets,
+        batch: BATCH,
+        steps: STEPS,
+    };
+
+    let mut group = c.benchmark_group("lstm_b64_t64_h256_v38");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10))
+        .throughput(Throughput::Elements((BATCH * STEPS) as u64));
+    group.bench_function("train_step", |bench| {
+        bench.iter(|| backend.train_step(&batch, Objective::All, 7))
+    });
+    group.bench_function("forward_eval", |bench| {
+        bench.iter(|| backend.evaluate(&batch, Objective::All))
+    });
+    group.finish();
+}
+
+/// Symbols per second of `engine generate`: 64 `/` of context, then 256 symbols (the
+/// minimum length keeps every melody running to the end).
+fn generation(c: &mut Criterion) {
+    let symbols: Vec<String> = (45..80).map(|m: u32| m.to_string()).collect();
+    let vocab = Vocabulary::from_symbols(symbols.iter().map(String::as_str));
+    assert_eq!(vocab.len(), VOCAB);
+    let sampler = Sampler::new(
+        SamplingConfig {
+            min_steps: 1000,
+            ..SamplingConfig::default()
+        },
+        &vocab,
+    )
+    .unwrap();
+    let delimiter = vocab.id("/").unwrap();
+    let mut backend = backend();
+    let mut group = c.benchmark_group("generate_h256");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for count in [1, 16] {
+        let options = GenerateOptions {
+            steps: 256,
+            count,
+            rng_seed: 1,
+            window: 64,
+        };
+        group.throughput(Throughput::Elements((256 * count) as u64));
+        group.bench_function(format!("melodies_{count}"), |bench| {
+            bench.iter(|| generate(&mut backend, delimiter, &[], &sampler, &options))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step, generation);
+criterion_main!(benches);

@@ -1,0 +1,341 @@
+//! One LSTM layer over a whole window, batch and time at once: forward (recording what backward
+//! needs) and backpropagation through time.
+//!
+//! Equations (PyTorch's, gate order i, f, g, o), for step t and batch row b:
+//!   a_t = W_ih·x_t + b_ih + W_hh·h_{t−1} + b_hh          (pre-activations, 4H)
+//!   i, f, o = σ(a_i, a_f, a_o);  g = tanh(a_g)
+//!   c_t = f⊙c_{t−1} + i⊙g;       h_t = o⊙tanh(c_t)        (h_{−1} = c_{−1} = 0)
+//! All buffers are time-major: row t·B + b of a [T·B][·] buffer is step t of batch row b.
+
+use rayon::prelude::*;
+
+use super::matmul::{matmul, matmul_on_this_thread, Mat};
+use crate::model::{Float, LstmLayer, LstmLayerMut};
+
+/// The sizes of one batch of windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    /// T, the window length.
+    pub steps: usize,
+    /// B, windows per batch.
+    pub batch: usize,
+    /// H, the LSTM width.
+    pub hidden: usize,
+    /// V, the number of symbols.
+    pub vocab: usize,
+}
+
+/// What a layer's forward pass records for its backward pass.
+pub struct LayerTape<F> {
+    /// [T][B][4H]: the pre-activations a_t during the forward pass, the activations i, f, g, o after.
+    pub gates: Vec<F>,
+    /// [T][B][H]: c_t.
+    pub cell: Vec<F>,
+    /// [T][B][H]: tanh(c_t), kept so that backward evaluates no transcendental function.
+    pub tanh_cell: Vec<F>,
+    /// [T][B][H]: h_t, the layer's output.
+    pub hidden: Vec<F>,
+    /// [B][H] zeros: c_{−1}, the state before the first step.
+    pub zero_state: Vec<F>,
+}
+
+impl<F: Float> LayerTape<F> {
+    pub fn new(dims: Dims) -> Self {
+        let rows = dims.steps * dims.batch;
+        LayerTape {
+            gates: vec![F::ZERO; rows * 4 * dims.hidden],
+            cell: vec![F::ZERO; rows * dims.hidden],
+            tanh_cell: vec![F::ZERO; rows * dims.hidden],
+            hidden: vec![F::ZERO; rows * dims.hidden],
+            zero_state: vec![F::ZERO; dims.batch * dims.hidden],
+        }
+    }
+}
+
+/// A layer's input x_t: token ids (layer 0, one-hot over V) or the layer below's h_t.
+#[derive(Clone, Copy)]
+pub enum LayerInput<'a, F> {
+    /// [T][B] symbol ids.
+    Tokens(&'a [u32]),
+    /// [T][B][H].
+    Hidden(&'a [F]),
+}
+
+/// Writes the input and bias terms of the pre-activations, for all steps at once:
+/// gates[t,b] = W_ih·x[t,b] + b_ih + b_hh. The recurrent term is added step by step later.
+/// `input_table` [V][4H] is scratch for layer 0.
+pub fn input_contributions<F: Float>(
+    layer: LstmLayer<'_, F>,
+    input: LayerInput<'_, F>,
+    dims: Dims,
+    input_table: &mut [F],
+    gates: &mut [F],
+) {
+    let (h4, v) = (4 * dims.hidden, dims.vocab);
+    match input {
+        LayerInput::Tokens(tokens) => {
+            // W_ih·onehot(s) is column s of W_ih. Transpose W_ih [4H][V] once into rows
+            // table[s] = W_ih[:, s] + b_ih + b_hh [V][4H], then each gate row is a copy.
+            for (s, table_row) in input_table.chunks_exact_mut(h4).enumerate() {
+                for (j, entry) in table_row.iter_mut().enumerate() {
+                    *entry = layer.weight_ih[j * v + s] + layer.bias_ih[j] + layer.bias_hh[j];
+                }
+            }
+            for (gate_row, &token) in gates.chunks_exact_mut(h4).zip(tokens) {
+                let s = token as usize;
+                gate_row.copy_from_slice(&input_table[s * h4..(s + 1) * h4]);
+            }
+        }
+        LayerInput::Hidden(below) => {
+            for gate_row in gates.chunks_exact_mut(h4) {
+                for ((a, &bi), &bh) in gate_row.iter_mut().zip(layer.bias_ih).zip(layer.bias_hh) {
+                    *a = bi + bh;
+                }
+            }
+            // [TB×4H] += [TB×H]·[H×4H]
+            let rows = dims.steps * dims.batch;
+            let w_ih = Mat::new(layer.weight_ih, h4, dims.hidden);
+            matmul(gates, true, Mat::new(below, rows, dims.hidden), w_ih.t());
+        }
+    }
+}
+
+/// Batch rows per thread. The rows of a step are independent, so each thread runs the recurrent
+/// product and the pointwise work for its own block of rows: one join per step instead of one
+/// inside every product plus one for the pointwise pass.
+fn rows_per_block(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads())
+}
+
+/// Runs the recurrence over the T steps. On entry `tape.gates` holds the input contributions;
+/// on exit it holds the gate activations, and `cell`, `tanh_cell`, `hidden` are filled.
+pub fn recurrence<F: Float>(weight_hh: &[F], dims: Dims, tape: &mut LayerTape<F>) {
+    let (b, h) = (dims.batch, dims.hidden);
+    let (bh, bg) = (b * h, b * 4 * h);
+    let rows = rows_per_block(b);
+    let w_hh = Mat::new(weight_hh, 4 * h, h);
+    for t in 0..dims.steps {
+        let (hidden_before, hidden_from_t) = tape.hidden.split_at_mut(t * bh);
+        let (cells_before, cells_from_t) = tape.cell.split_at_mut(t * bh);
+        // h_{−1} = c_{−1} = 0: step 0 has no recurrent term.
+        let (h_prev, c_prev) = match t {
+            0 => (None, &tape.zero_state[..]),
+            _ => (
+                Some(&hidden_before[(t - 1) * bh..]),
+                &cells_before[(t - 1) * bh..],
+            ),
+        };
+        tape.gates[t * bg..(t + 1) * bg]
+            .par_chunks_mut(rows * 4 * h)
+            .zip(cells_from_t[..bh].par_chunks_mut(rows * h))
+            .zip(tape.tanh_cell[t * bh..(t + 1) * bh].par_chunks_mut(rows * h))
+            .zip(hidden_from_t[..bh].par_chunks_mut(rows * h))
+            .enumerate()
+            .for_each(|(block, (((gates, cell), tanh_cell), hidden))| {
+                let first = block * rows * h;
+                let n = hidden.len() / h;
+                // [n×4H] += [n×H]·[H×4H]
+                if let Some(h_prev) = h_prev {
+                    let h_prev = Mat::new(&h_prev[first..], n, h);
+                    matmul_on_this_thread(gates, true, h_prev, w_hh.t());
+                }
+                let c_prev = &c_prev[first..first + n * h];
+                cell_forward(gates, c_prev, cell, tanh_cell, hidden, h);
+            });
+    }
+}
+
+/// The fused pointwise part of one step for n rows, one pass over [n][4H] → [n][H]:
+/// gates become i, f, g, o; c = f⊙c_prev + i⊙g; h = o⊙tanh(c).
+pub(super) fn cell_forward<F: Float>(
+    gates: &mut [F],
+    cell_prev: &[F],
+    cell: &mut [F],
+    tanh_cell: &mut [F],
+    hidden: &mut [F],
+    h: usize,
+) {
+    for (row, gate_row) in gates.chunks_exact_mut(4 * h).enumerate() {
+        let span = row * h..(row + 1) * h;
+        let (input_gate, rest) = gate_row.split_at_mut(h);
+        let (forget_gate, rest) = rest.split_at_mut(h);
+        let (candidate, output_gate) = rest.split_at_mut(h);
+        let (cell_prev, cell) = (&cell_prev[span.clone()], &mut cell[span.clone()]);
+        let (tanh_cell, hidden) = (&mut tanh_cell[span.clone()], &mut hidden[span]);
+        for j in 0..h {
+            let i = input_gate[j].sigmoid();
+            let f = forget_gate[j].sigmoid();
+            let g = candidate[j].tanh();
+            let o = output_gate[j].sigmoid();
+            let c = f * cell_prev[j] + i * g;
+            let tanh_c = c.tanh();
+            (input_gate[j], forget_gate[j], candidate[j], output_gate[j]) = (i, f, g, o);
+            cell[j] = c;
+            tanh_cell[j] = tanh_c;
+            hidden[j] = o * tanh_c;
+        }
+    }
+}
+
+/// The scratch and output buffers of [`backward`].
+pub struct LayerGradBuffers<'a, F> {
+    /// [T][B][H]: on entry ∂L/∂h_t from above (the dense layer or the next LSTM layer); the
+    /// recurrent terms are added in place, so on exit it holds the total ∂L/∂h_t.
+    pub d_hidden: &'a mut [F],
+    /// [T][B][4H]: written with ∂L/∂a_t, the gradient of the pre-activations.
+    pub d_gates: &'a mut [F],
+    /// [B][H]: scratch for ∂L/∂c_t carried from step t+1 to t.
+    pub d_cell: &'a mut [F],
+    /// [V][4H]: scratch for layer 0's input-weight gradient, by symbol.
+    pub d_table: &'a mut [F],
+    /// [T][B][H]: written with ∂L/∂x_t for layers above 0 (the layer below's ∂L/∂h_t).
+    pub d_input: Option<&'a mut [F]>,
+}
+
+/// Backpropagation through time for one layer: overwrites `grads` with this layer's parameter
+/// gradients and fills `buffers` (see [`LayerGradBuffers`]).
+pub fn backward<F: Float>(
+    layer: LstmLayer<'_, F>,
+    input: LayerInput<'_, F>,
+    tape: &LayerTape<F>,
+    dims: Dims,
+    buffers: LayerGradBuffers<'_, F>,
+    grads: LstmLayerMut<'_, F>,
+) {
+    let (t_len, b, h, v) = (dims.steps, dims.batch, dims.hidden, dims.vocab);
+    let (bh, bg) = (b * h, b * 4 * h);
+    let LayerGradBuffers {
+        d_hidden,
+        d_gates,
+        d_cell,
+        d_table,
+        d_input,
+    } = buffers;
+    let w_hh = Mat::new(layer.weight_hh, 4 * h, h);
+
+    // Nothing after the window depends on c_{T−1}.
+    d_cell.fill(F::ZERO);
+    let rows = rows_per_block(b);
+    for t in (0..t_len).rev() {
+        let (gates, tanh_cell) = (&tape.gates[t * bg..], &tape.tanh_cell[t * bh..]);
+        let cell_prev = match t {
+            0 => &tape.zero_state[..],
+            _ => &tape.cell[(t - 1) * bh..],
+        };
+        let (d_hidden_before, d_hidden_from_t) = d_hidden.split_at_mut(t * bh);
+        // Each thread takes a block of batch rows, as in the forward recurrence.
+        let block_backward =
+            |block: usize, d_gates: &mut [F], d_cell: &mut [F], d_prev: Option<&mut [F]>| {
+                let first = block * rows * h;
+                let n = d_cell.len() / h;
+                let span = first..first + n * h;
+                cell_backward(
+                    &gates[4 * first..4 * first + n * 4 * h],
+                    &cell_prev[span.clone()],
+                    &tanh_cell[span.clone()],
+                    &d_hidden_from_t[span],
+                    d_cell,
+                    d_gates,
+                    h,
+                );
+                // ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh: [n×H] += [n×4H]·[4H×H]
+                if let Some(d_prev) = d_prev {
+                    matmul_on_this_thread(d_prev, true, Mat::new(d_gates, n, 4 * h), w_hh);
+                }
+            };
+        let blocks = d_gates[t * bg..(t + 1) * bg]
+            .par_chunks_mut(rows * 4 * h)
+            .zip(d_cell.par_chunks_mut(rows * h))
+            .enumerate();
+        match t {
+            0 => blocks.for_each(|(block, (d_a, d_c))| block_backward(block, d_a, d_c, None)),
+            _ => blocks
+                .zip(d_hidden_before[(t - 1) * bh..].par_chunks_mut(rows * h))
+                .for_each(|((block, (d_a, d_c)), d_prev)| {
+                    block_backward(block, d_a, d_c, Some(d_prev))
+                }),
+        }
+    }
+
+    // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, as one product over steps 1..T: [4H×(T−1)B]·[(T−1)B×H]
+    let recurrent_rows = (t_len - 1) * b;
+    let d_a_from_1 = Mat::new(&d_gates[bg..], recurrent_rows, 4 * h);
+    let h_until_last = Mat::new(&tape.hidden, recurrent_rows, h);
+    matmul(grads.weight_hh, false, d_a_from_1.t(), h_until_last);
+
+    // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a.
+    grads.bias_ih.fill(F::ZERO);
+    for d_a in d_gates.chunks_exact(4 * h) {
+        for (db, &d) in grads.bias_ih.iter_mut().zip(d_a) {
+            *db += d;
+        }
+    }
+    grads.bias_hh.copy_from_slice(grads.bias_ih);
+
+    let rows = t_len * b;
+    match input {
+        LayerInput::Tokens(tokens) => {
+            // x is one-hot: ∂L/∂W_ih[:, s] = Σ over positions with token s of ∂L/∂a. Scatter-add
+            // rows by symbol into d_table [V][4H], then transpose into W_ih's layout [4H][V].
+            d_table.fill(F::ZERO);
+            for (d_a, &token) in d_gates.chunks_exact(4 * h).zip(tokens) {
+                let s = token as usize;
+                for (acc, &d) in d_table[s * 4 * h..(s + 1) * 4 * h].iter_mut().zip(d_a) {
+                    *acc += d;
+                }
+            }
+            for (j, d_w_row) in grads.weight_ih.chunks_exact_mut(v).enumerate() {
+                for (s, d_w) in d_w_row.iter_mut().enumerate() {
+                    *d_w = d_table[s * 4 * h + j];
+                }
+            }
+        }
+        LayerInput::Hidden(below) => {
+            let d_a = Mat::new(d_gates, rows, 4 * h);
+            // ∂L/∂W_ih = Σ ∂L/∂aᵀ · x: [4H×TB]·[TB×H]
+            matmul(grads.weight_ih, false, d_a.t(), Mat::new(below, rows, h));
+            // ∂L/∂x = ∂L/∂a · W_ih: [TB×4H]·[4H×H]
+            let d_input = d_input.expect("layers above 0 pass ∂L/∂x storage");
+            matmul(d_input, false, d_a, Mat::new(layer.weight_ih, 4 * h, h));
+        }
+    }
+}
+
+/// The pointwise part of one step backwards, for n rows, [n][H] → [n][4H]. With dc = ∂L/∂c_t:
+///   dc  = d_cell (through c_{t+1}) + dh⊙o⊙(1 − tanh²c)
+///   da_i = dc⊙g⊙i(1−i);  da_f = dc⊙c_prev⊙f(1−f);  da_g = dc⊙i⊙(1−g²);  da_o = dh⊙tanh(c)⊙o(1−o)
+/// and leaves dc⊙f in `d_cell`, the part of ∂L/∂c_{t−1} that flows through c_t.
+fn cell_backward<F: Float>(
+    gates: &[F],
+    cell_prev: &[F],
+    tanh_cell: &[F],
+    d_hidden: &[F],
+    d_cell: &mut [F],
+    d_gates: &mut [F],
+    h: usize,
+) {
+    let rows = gates
+        .chunks_exact(4 * h)
+        .zip(d_gates.chunks_exact_mut(4 * h));
+    for (row, (gate_row, d_gate_row)) in rows.enumerate() {
+        let span = row * h..(row + 1) * h;
+        let (input_gate, rest) = gate_row.split_at(h);
+        let (forget_gate, rest) = rest.split_at(h);
+        let (candidate, output_gate) = rest.split_at(h);
+        let (d_input_gate, rest) = d_gate_row.split_at_mut(h);
+        let (d_forget_gate, rest) = rest.split_at_mut(h);
+        let (d_candidate, d_output_gate) = rest.split_at_mut(h);
+        let (cell_prev, tanh_cell) = (&cell_prev[span.clone()], &tanh_cell[span.clone()]);
+        let (d_hidden, d_cell) = (&d_hidden[span.clone()], &mut d_cell[span]);
+        for j in 0..h {
+            let (i, f, g, o) = (input_gate[j], forget_gate[j], candidate[j], output_gate[j]);
+            let (tanh_c, dh) = (tanh_cell[j], d_hidden[j]);
+            let dc = d_cell[j] + dh * o * (F::ONE - tanh_c * tanh_c);
+            d_input_gate[j] = dc * g * i * (F::ONE - i);
+            d_forget_gate[j] = dc * cell_prev[j] * f * (F::ONE - f);
+            d_candidate[j] = dc * i * (F::ONE - g * g);
+            d_output_gate[j] = dh * tanh_c * o * (F::ONE - o);
+            d_cell[j] = dc * f;
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The reference implementation of the model on the CPU: forward pass, loss, and explicit
+//! backpropagation through time, generic over f32 (training) and f64 (gradient checks).
+//!
+//! Model: symbol ids (one-hot over V) → L stacked LSTM layers → dropout on the last layer's
+//! output → dense layer to V logits → softmax cross-entropy. Batches are time-major: `inputs`
+//! and `targets` are [T][B] (row t holds the batch at step t), and every window starts from a
+//! zero state. All buffers live in a [`Workspace`] allocated once per batch shape.
+
+mod lstm;
+mod matmul;
+mod output;
+mod stream;
+
+use std::ops::Range;
+
+use crate::model::{Config, Float, Params};
+use lstm::{Dims, LayerGradBuffers, LayerInput, LayerTape};
+
+pub use crate::model::Objective;
+pub use stream::StreamState;
+
+/// Loss and accuracy summed over the positions of one batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BatchStats {
+    /// Σ −log p(target) over the positions.
+    pub loss_sum: f64,
+    /// Positions whose most probable symbol is the target.
+    pub correct: usize,
+    /// Positions the loss was taken at.
+    pub count: usize,
+}
+
+/// Every activation and gradient buffer for one batch shape (B, T) and model config.
+pub struct Workspace<F> {
+    dims: Dims,
+    layers: usize,
+    /// One tape per layer when training; when evaluating only, layers ping-pong between two.
+    tapes: Vec<LayerTape<F>>,
+    /// [V][4H]: W_ih_l0 transposed plus both layer-0 biases, one row per symbol.
+    input_table: Vec<F>,
+    /// [T·B][H]: the last LSTM layer's output after dropout, the dense layer's input.
+    dropped: Vec<F>,
+    /// [T·B][V]: logits, then probabilities, then ∂L/∂logits.
+    logits: Vec<F>,
+    // Backward only; empty in an evaluation workspace.
+    /// [T][B][H]: ∂L/∂h of the layer being differentiated.
+    d_hidden: Vec<F>,
+    /// [T][B][H]: ∂L/∂h of the layer below it.
+    d_below: Vec<F>,
+    /// [T][B][4H]: ∂L/∂(pre-activations), reused by every layer.
+    d_gates: Vec<F>,
+    /// [B][H]: ∂L/∂c carried backwards through time.
+    d_cell: Vec<F>,
+    /// [V][4H]: ∂L/∂W_ih_l0 gathered by symbol.
+    d_table: Vec<F>,
+}
+
+impl<F: Float> Workspace<F> {
+    /// A workspace for training ([`forward_backward`]) and everything else.
+    pub fn new(config: &Config, batch: usize, steps: usize) -> Self {
+        let dims = dims(config, batch, steps);
+        let rows = steps * batch;
+        let (h, v) = (config.hidden, config.vocab_size);
+        let mut ws = Self::for_eval(config, batch, steps);
+        ws.tapes = (0..config.layers).map(|_| LayerTape::new(dims)).collect();
+        ws.d_hidden = vec![F::ZERO; rows * h];
+        ws.d_below = vec![F::ZERO; rows * h];
+        ws.d_gates = vec![F::ZERO; rows * 4 * h];
+        ws.d_cell = vec![F::ZERO; batch * h];
+        ws.d_table = vec![F::ZERO; v * 4 * h];
+        ws
+    }
+
+    /// A smaller workspace for [`forward_eval`] and [`predict_last`] only: no gradient buffers,
+    /// and at most two layer tapes.
+    pub fn for_eval(config: &Config, batch: usize, steps: usize) -> Self {
+        let dims = dims(config, batch, steps);
+        let rows = steps * batch;
+        let (h, v) = (config.hidden, config.vocab_size);
+        Workspace {
+            dims,
+            layers: config.layers,
+            tapes: (0..config.layers.min(2))
+                .map(|_| LayerTape::new(dims))
+                .collect(),
+            input_table: vec![F::ZERO; v * 4 * h],
+            dropped: vec![F::ZERO; rows * h],
+            logits: vec![F::ZERO; rows * v],
+            d_hidden: Vec::new(),
+            d_below: Vec::new(),
+            d_gates: Vec::new(),
+            d_cell: Vec::new(),
+            d_table: Vec::new(),
+        }
+    }
+
+    pub fn batch(&self) -> usize {
+        self.dims.batch
+    }
+
+    pub fn steps(&self) -> usize {
+        self.dims.steps
+    }
+
+    /// Length of the dropout mask [`forward_backward`] takes: [T][B][H] for `All`, [B][H] for
+    /// `Last` (one value per input of the dense layer).
+    pub fn dropout_mask_len(&self, objective: Objective) -> usize {
+        output_rows(objective, self.dims).len() * self.dims.hidden
+    }
+}
+
+fn dims(config: &Config, batch: usize, steps: usize) -> Dims {
+    assert!(batch > 0 && steps > 0, "empty batch shape");
+    Dims {
+        steps,
+        batch,
+        hidden: config.hidden,
+        vocab: config.vocab_size,
+    }
+}
+
+/// Fills the inverted-dropout mask of optimiser step `step`: value i is 0 with probability p,
+/// else 1/(1−p), decided by [`dropout_keeps`]`(seed, step, i, p)`.
+pub fn fill_dropout_mask<F: Float>(mask: &mut [F], p: f32, seed: u64, step: u64) {
+    let keep = F::from_f64(1.0 / (1.0 - p as f64));
+    for (i, m) in mask.iter_mut().enumerate() {
+        *m = if dropout_keeps(seed, step, i as u64, p) {
+            keep
+        } else {
+            F::ZERO
+        };
+    }
+}
+
+/// Counter-based dropout: value `index` of the mask at optimiser step `step` is kept when
+/// hash(seed, step, index) ≥ p · 2³². A pure function of its arguments, so a resumed run draws
+/// the same masks and a GPU kernel can draw the same ones as the CPU.
+pub fn dropout_keeps(seed: u64, step: u64, index: u64, p: f32) -> bool {
+    let mut x =
+        seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    // splitmix64's finaliser: every input bit affects every output bit.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 32) as f64 >= p as f64 * 4_294_967_296.0
+}
+
+/// The rows of a [T·B] buffer where the loss is taken.
+fn output_rows(objective: Objective, dims: Dims) -> Range<usize> {
+    let rows = dims.steps * dims.batch;
+    match objective {
+        Objective::All => 0..rows,
+        Objective::Last => rows - dims.batch..rows,
+    }
+}
+
+/// Training step: the loss of a batch and the gradient of its MEAN over the loss positions,
+/// written over `grads`. `dropout_mask` (see [`Workspace::dropout_mask_len`]) multiplies the last
+/// LSTM layer's output; None means no dropout.
+pub fn forward_backward<F: Float>(
+    params: &Params<F>,
+    inputs: &[u32],
+    targets: &[u32],
+    objective: Objective,
+    dropout_mask: Option<&[F]>,
+    ws: &mut Workspace<F>,
+    grads: &mut Params<F>,
+) -> BatchStats {
+    assert_eq!(
+        grads.config(),
+        params.config(),
+        "gradient and parameter shapes differ"
+    );
+    assert_eq!(
+        ws.tapes.len(),
+        ws.layers,
+        "an evaluation workspace cannot train"
+    );
+    check_batch(params, ws, inputs);
+    check_batch(params, ws, targets);
+    let dims = ws.dims;
+    let h = dims.hidden;
+    let rows = output_rows(objective, dims);
+    if let Some(mask) = dropout_mask {
+        assert_eq!(mask.len(), rows.len() * h, "dropout mask length");
+    }
+
+    // Forward.
+    forward_layers(params, inputs, ws);
+    let top = &ws.tapes[ws.layers - 1];
+    let dropped = &mut ws.dropped[..rows.len() * h];
+    output::dropout(
+        &top.hidden[rows.start * h..rows.end * h],
+        dropout_mask,
+        dropped,
+    );
+    let logits = &mut ws.logits[..rows.len() * dims.vocab];
+    output::dense_forward(params.dense(), dropped, h, logits);
+    let loss_targets = &targets[rows.clone()];
+    let stats = output::softmax_cross_entropy(logits, loss_targets);
+
+    // Backward, from the loss down to the input.
+    output::softmax_cross_entropy_backward(logits, loss_targets, stats.count);
+    // Positions without loss get no gradient from the dense layer.
+    ws.d_hidden[..rows.start * h].fill(F::ZERO);
+    let d_top = &mut ws.d_hidden[rows.start * h..];
+    output::dense_backward(params.dense(), dropped, logits, grads.dense_mut(), d_top);
+    // Dropout is linear with the mask as its slope.
+    if let Some(mask) = dropout_mask {
+        output::dropout_backward(d_top, mask);
+    }
+    for k in (0..ws.layers).rev() {
+        let input = match k {
+            0 => LayerInput::Tokens(inputs),
+            _ => LayerInput::Hidden(&ws.tapes[k - 1].hidden),
+        };
+        let buffers = LayerGradBuffers {
+            d_hidden: &mut ws.d_hidden,
+            d_gates: &mut ws.d_gates,
+            d_cell: &mut ws.d_cell,
+            d_table: &mut ws.d_table,
+            d_input: (k > 0).then_some(&mut ws.d_below[..]),
+        };
+        let layer = params.lstm_layer(k);
+        lstm::backward(
+            layer,
+            input,
+            &ws.tapes[k],
+            dims,
+            buffers,
+            grads.lstm_layer_mut(k),
+        );
+        // The layer below's ∂L/∂h is this layer's ∂L/∂x.
+        std::mem::swap(&mut ws.d_hidden, &mut ws.d_below);
+    }
+    stats
+}
+
+/// Loss and accuracy of a batch without dropout or gradients.
+pub fn forward_eval<F: Float>(
+    params: &Params<F>,
+    inputs: &[u32],
+    targets: &[u32],
+    objective: Objective,
+    ws: &mut Workspace<F>,
+) -> BatchStats {
+    check_batch(params, ws, inputs);
+    check_batch(params, ws, targets);
+    let rows = output_rows(objective, ws.dims);
+    let logits = dense_at(params, inputs, rows.clone(), ws);
+    output::softmax_cross_entropy(logits, &targets[rows])
+}
+
+/// Softmax probabilities of the symbol after each window, out_probs [B][V]; each window is read
+/// from a zero state.
+pub fn predict_last<F: Float>(
+    params: &Params<F>,
+    inputs: &[u32],
+    ws: &mut Workspace<F>,
+    out_probs: &mut [F],
+) {
+    check_batch(params, ws, inputs);
+    let rows = output_rows(Objective::Last, ws.dims);
+    let v = ws.dims.vocab;
+    assert_eq!(out_probs.len(), rows.len() * v, "out_probs is [B][V]");
+    let logits = dense_at(params, inputs, rows, ws);
+    for row in logits.chunks_exact_mut(v) {
+        output::softmax_in_place(row);
+    }
+    out_probs.copy_from_slice(logits);
+}
+
+/// Runs all LSTM layers and the dense layer (no dropout) at `rows`; returns the logits.
+fn dense_at<'w, F: Float>(
+    params: &Params<F>,
+    inputs: &[u32],
+    rows: Range<usize>,
+    ws: &'w mut Workspace<F>,
+) -> &'w mut [F] {
+    forward_layers(params, inputs, ws);
+    let h = ws.dims.hidden;
+    let top = &ws.tapes[(ws.layers - 1) % ws.tapes.len()];
+    let logits = &mut ws.logits[..rows.len() * ws.dims.vocab];
+    output::dense_forward(
+        params.dense(),
+        &top.hidden[rows.start * h..rows.end * h],
+        h,
+        logits,
+    );
+    logits
+}
+
+/// The forward pass of all LSTM layers. Layer k writes tape k mod (number of tapes): its own
+/// tape when training, alternating between two when evaluating.
+fn forward_layers<F: Float>(params: &Params<F>, inputs: &[u32], ws: &mut Workspace<F>) {
+    let n_tapes = ws.tapes.len();
+    for k in 0..ws.layers {
+        let layer = params.lstm_layer(k);
+        let here = k % n_tapes;
+        if k == 0 {
+            let gates = &mut ws.tapes[here].gates;
+            let input = LayerInput::Tokens(inputs);
+            lstm::input_contributions(layer, input, ws.dims, &mut ws.input_table, gates);
+        } else {
+            let (below, tape) = below_and_here(&mut ws.tapes, (k - 1) % n_tapes, here);
+            let input = LayerInput::Hidden(&below.hidden);
+            lstm::input_contributions(layer, input, ws.dims, &mut ws.input_table, &mut tape.gates);
+        }
+        lstm::recurrence(layer.weight_hh, ws.dims, &mut ws.tapes[here]);
+    }
+}
+
+/// Tape `below` to read and tape `here` to write (distinct indices).
+fn below_and_here<F>(
+    tapes: &mut [LayerTape<F>],
+    below: usize,
+    here: usize,
+) -> (&LayerTape<F>, &mut LayerTape<F>) {
+    if below < here {
+        let (left, right) = tapes.split_at_mut(here);
+        (&left[below], &mut right[0])
+    } else {
+        let (left, right) = tapes.split_at_mut(below);
+        (&right[0], &mut left[here])
+    }
+}
+
+/// The workspace fits the model, and `symbols` (inputs or targets) are [T][B] ids within the
+/// vocabulary.
+fn check_batch<F: Float>(params: &Params<F>, ws: &Workspace<F>, symbols: &[u32]) {
+    let config = params.config();
+    assert_eq!(
+        (config.hidden, config.vocab_size, config.layers),
+        (ws.dims.hidden, ws.dims.vocab, ws.layers),
+        "workspace built for another model"
+    );
+    assert_eq!(
+        symbols.len(),
+        ws.dims.steps * ws.dims.batch,
+        "symbols are [T][B]"
+    );
+    let v = config.vocab_size as u32;
+    assert!(
+        symbols.iter().all(|&s| s < v),
+        "symbol id out of the vocabulary"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_keeps_the_expected_fraction_and_is_repeatable() {
+        let kept = (0..100_000)
+            .filter(|&i| dropout_keeps(7, 3, i, 0.2))
+            .count();
+        assert!((kept as f64 / 100_000.0 - 0.8).abs() < 0.005, "kept {kept}");
+        let a: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 3, i, 0.5)).collect();
+        let b: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 3, i, 0.5)).collect();
+        let other_step: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 4, i, 0.5)).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, other_step);
+        assert!((0..1000).all(|i| dropout_keeps(1, 1, i, 0.0)));
+        let mut mask = vec![0.0f64; 8];
+        fill_dropout_mask(&mut mask, 0.5, 7, 3);
+        let expected: Vec<f64> = a[..8].iter().map(|&k| if k { 2.0 } else { 0.0 }).collect();
+        assert_eq!(mask, expected);
+    }
+}

@@ -1,0 +1,126 @@
+//! Streaming inference: independent LSTM states (rows) advanced one symbol at a time, for
+//! generation that carries its state instead of re-reading a window from a zero state.
+
+use super::lstm::{self, Dims, LayerInput};
+use super::matmul::{matmul, Mat};
+use super::output;
+use crate::model::{Float, Params};
+
+/// The carried h and c of every layer for `rows` streams, plus one step's scratch.
+pub struct StreamState<F> {
+    dims: Dims,
+    /// Per layer, [rows][H]: h after the last step.
+    hidden: Vec<Vec<F>>,
+    /// Per layer, [rows][H]: c after the last step.
+    cell: Vec<Vec<F>>,
+    /// [rows][4H]: pre-activations, then gate activations, of the step being taken.
+    gates: Vec<F>,
+    /// [rows][H] each: the step's new c, tanh(c) and h before they replace the carried state.
+    next_cell: Vec<F>,
+    tanh_cell: Vec<F>,
+    next_hidden: Vec<F>,
+    /// [V][4H]: layer 0's input table (see `lstm::input_contributions`).
+    input_table: Vec<F>,
+    /// [rows][V]: logits of the selected rows.
+    logits: Vec<F>,
+}
+
+impl<F: Float> StreamState<F> {
+    /// `rows` streams, all at the zero state.
+    pub fn new(params: &Params<F>, rows: usize) -> Self {
+        let config = params.config();
+        let (h, v) = (config.hidden, config.vocab_size);
+        let per_layer = || vec![vec![F::ZERO; rows * h]; config.layers];
+        StreamState {
+            dims: Dims {
+                steps: 1,
+                batch: rows,
+                hidden: h,
+                vocab: v,
+            },
+            hidden: per_layer(),
+            cell: per_layer(),
+            gates: vec![F::ZERO; rows * 4 * h],
+            next_cell: vec![F::ZERO; rows * h],
+            tanh_cell: vec![F::ZERO; rows * h],
+            next_hidden: vec![F::ZERO; rows * h],
+            input_table: vec![F::ZERO; v * 4 * h],
+            logits: vec![F::ZERO; rows * v],
+        }
+    }
+
+    /// Resets the given streams to the zero state.
+    pub fn zero_rows(&mut self, rows: &[usize]) {
+        let h = self.dims.hidden;
+        for state in self.hidden.iter_mut().chain(self.cell.iter_mut()) {
+            for &row in rows {
+                state[row * h..(row + 1) * h].fill(F::ZERO);
+            }
+        }
+    }
+
+    /// Advances every stream one step, reading symbol `inputs[row]`.
+    pub fn step(&mut self, params: &Params<F>, inputs: &[u32]) {
+        let (rows, h) = (self.dims.batch, self.dims.hidden);
+        assert_eq!(inputs.len(), rows, "one input symbol per stream");
+        let v = self.dims.vocab as u32;
+        assert!(
+            inputs.iter().all(|&s| s < v),
+            "symbol id out of the vocabulary"
+        );
+        for k in 0..self.hidden.len() {
+            let layer = params.lstm_layer(k);
+            let input = match k {
+                0 => LayerInput::Tokens(inputs),
+                _ => LayerInput::Hidden(&self.hidden[k - 1]),
+            };
+            lstm::input_contributions(
+                layer,
+                input,
+                self.dims,
+                &mut self.input_table,
+                &mut self.gates,
+            );
+            // [rows×4H] += [rows×H]·[H×4H]
+            let w_hh = Mat::new(layer.weight_hh, 4 * h, h);
+            matmul(
+                &mut self.gates,
+                true,
+                Mat::new(&self.hidden[k], rows, h),
+                w_hh.t(),
+            );
+            lstm::cell_forward(
+                &mut self.gates,
+                &self.cell[k],
+                &mut self.next_cell,
+                &mut self.tanh_cell,
+                &mut self.next_hidden,
+                h,
+            );
+            std::mem::swap(&mut self.cell[k], &mut self.next_cell);
+            std::mem::swap(&mut self.hidden[k], &mut self.next_hidden);
+        }
+    }
+
+    /// Softmax probabilities of the next symbol for the given streams → out [rows.len()][V].
+    pub fn probs(&mut self, params: &Params<F>, rows: &[usize], out: &mut [F]) {
+        let (h, v) = (self.dims.hidden, self.dims.vocab);
+        assert_eq!(out.len(), rows.len() * v, "out is [rows][V]");
+        let top = self.hidden.last().expect("at least one layer");
+        // Gather the selected rows' h into next_hidden, which is free between steps.
+        for (i, &row) in rows.iter().enumerate() {
+            self.next_hidden[i * h..(i + 1) * h].copy_from_slice(&top[row * h..(row + 1) * h]);
+        }
+        let logits = &mut self.logits[..rows.len() * v];
+        output::dense_forward(
+            params.dense(),
+            &self.next_hidden[..rows.len() * h],
+            h,
+            logits,
+        );
+        for row in logits.chunks_exact_mut(v) {
+            output::softmax_in_place(row);
+        }
+        out.copy_from_slice(logits);
+    }
+}

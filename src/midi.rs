@@ -1,0 +1,280 @@
+//! Melodies as Standard MIDI Files: the writer for generated symbols and the reader that turns a
+//! monophonic MIDI file back into symbols on the sixteenth grid.
+
+use midly::num::{u15, u24, u28, u4, u7};
+use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
+
+use crate::melody::{spans, symbols_of, Span};
+
+/// Ticks per quarter note in written files.
+pub const TICKS_PER_QUARTER: u16 = 480;
+/// One grid step, a sixteenth note.
+pub const TICKS_PER_STEP: u32 = TICKS_PER_QUARTER as u32 / 4;
+pub const VELOCITY: u8 = 80;
+const CHANNEL: u8 = 0;
+
+/// Writes the first melody of `symbols` (up to the first `/`) as an SMF type 1 file.
+///
+/// Track 0 holds the tempo (60 000 000 / `bpm` µs per quarter); track 1 the program change and
+/// the notes, one grid step = 120 ticks, velocity 80, each note-off before a note-on at the
+/// same tick. Track 1 ends at the melody's last step, so a trailing rest survives in the
+/// end-of-track time. Errors on unreadable symbols or a bpm outside 4…60 000 000 (the tempo's
+/// 24-bit range).
+pub fn write_midi<S: AsRef<str>>(symbols: &[S], bpm: u32, program: u8) -> Result<Vec<u8>, String> {
+    if !(4..=60_000_000).contains(&bpm) {
+        return Err(format!("tempo {bpm} bpm is outside 4…60000000"));
+    }
+    let program = u7::try_from(program).ok_or(format!("program {program} is not 0…127"))?;
+    let tempo_track = vec![
+        at(0, meta(MetaMessage::Tempo(u24::new(60_000_000 / bpm)))),
+        at(0, meta(MetaMessage::EndOfTrack)),
+    ];
+
+    let mut note_track = vec![at(
+        0,
+        channel_message(MidiMessage::ProgramChange { program }),
+    )];
+    // Deltas accumulate across rests: `pending` ticks since the last written event.
+    let mut pending = 0;
+    for span in spans(symbols)? {
+        let ticks = span.steps * TICKS_PER_STEP;
+        let Some(midi) = span.pitch else {
+            pending += ticks;
+            continue;
+        };
+        let key = u7::new(midi);
+        let vel = u7::new(VELOCITY);
+        note_track.push(at(
+            pending,
+            channel_message(MidiMessage::NoteOn { key, vel }),
+        ));
+        note_track.push(at(
+            ticks,
+            channel_message(MidiMessage::NoteOff { key, vel }),
+        ));
+        pending = 0;
+    }
+    note_track.push(at(pending, meta(MetaMessage::EndOfTrack)));
+
+    let header = Header::new(
+        Format::Parallel,
+        Timing::Metrical(u15::new(TICKS_PER_QUARTER)),
+    );
+    let mut smf = Smf::new(header);
+    smf.tracks = vec![tempo_track, note_track];
+    let mut bytes = Vec::new();
+    smf.write_std(&mut bytes)
+        .map_err(|e| format!("writing MIDI: {e}"))?;
+    Ok(bytes)
+}
+
+/// Reads a MIDI file back into symbols on the sixteenth grid.
+///
+/// Every track's notes are merged (channel ignored) and times are rounded to the nearest step
+/// (a quarter of the file's ticks per quarter). The file is read as one voice: a note ends where
+/// the next one starts, of two notes starting on the same step the higher one is kept, notes
+/// shorter than half a step vanish, and gaps become rests. The latest end-of-track time adds a
+/// trailing rest. Errors on a file that is not MIDI or counts time in SMPTE frames.
+pub fn read_midi(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let smf = Smf::parse(bytes).map_err(|e| format!("not a MIDI file: {e}"))?;
+    let Timing::Metrical(ticks_per_quarter) = smf.header.timing else {
+        return Err("MIDI file counts time in SMPTE frames, not beats".into());
+    };
+    let ticks_per_quarter = ticks_per_quarter.as_int() as u64;
+    let to_step = |tick: u64| ((tick * 4 + ticks_per_quarter / 2) / ticks_per_quarter) as u32;
+
+    // (start step, end step, pitch) of every note, and the latest track end.
+    let mut notes: Vec<(u32, u32, u8)> = Vec::new();
+    let mut end = 0;
+    for track in &smf.tracks {
+        let mut tick = 0u64;
+        let mut sounding: Vec<(u8, u64)> = Vec::new();
+        for event in track {
+            tick += event.delta.as_int() as u64;
+            match event.kind {
+                TrackEventKind::Midi { message, .. } => match message {
+                    MidiMessage::NoteOn { key, vel } if vel > 0 => {
+                        sounding.push((key.as_int(), tick));
+                    }
+                    MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
+                        if let Some(i) = sounding.iter().position(|&(k, _)| k == key.as_int()) {
+                            let (pitch, start) = sounding.remove(i);
+                            notes.push((to_step(start), to_step(tick), pitch));
+                        }
+                    }
+                    _ => {}
+                },
+                TrackEventKind::Meta(MetaMessage::EndOfTrack) => end = end.max(to_step(tick)),
+                _ => {}
+            }
+        }
+        // A note never switched off lasts to the end of its track.
+        for (pitch, start) in sounding {
+            notes.push((to_step(start), to_step(tick), pitch));
+        }
+    }
+    Ok(symbols_of(&one_voice(notes, end)))
+}
+
+/// Notes (start, end, pitch) in steps → consecutive spans from step 0 to at least `end`.
+fn one_voice(mut notes: Vec<(u32, u32, u8)>, end: u32) -> Vec<Span> {
+    notes.sort_by_key(|&(start, _, pitch)| (start, std::cmp::Reverse(pitch)));
+    notes.dedup_by_key(|&mut (start, _, _)| start);
+    let mut spans = Vec::new();
+    let mut now = 0;
+    for (i, &(start, stop, pitch)) in notes.iter().enumerate() {
+        let stop = notes.get(i + 1).map_or(stop, |next| stop.min(next.0));
+        if stop <= start {
+            continue;
+        }
+        if start > now {
+            spans.push(Span {
+                pitch: None,
+                steps: start - now,
+            });
+        }
+        spans.push(Span {
+            pitch: Some(pitch),
+            steps: stop - start,
+        });
+        now = stop;
+    }
+    if end > now {
+        spans.push(Span {
+            pitch: None,
+            steps: end - now,
+        });
+    }
+    spans
+}
+
+fn at(delta: u32, kind: TrackEventKind<'static>) -> TrackEvent<'static> {
+    TrackEvent {
+        delta: u28::new(delta),
+        kind,
+    }
+}
+
+fn meta(message: MetaMessage<'static>) -> TrackEventKind<'static> {
+    TrackEventKind::Meta(message)
+}
+
+fn channel_message(message: MidiMessage) -> TrackEventKind<'static> {
+    TrackEventKind::Midi {
+        channel: u4::new(CHANNEL),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<&str> {
+        text.split_whitespace().collect()
+    }
+
+    fn round_trip(text: &str) -> String {
+        let bytes = write_midi(&words(text), 120, 0).unwrap();
+        read_midi(&bytes).unwrap().join(" ")
+    }
+
+    #[test]
+    fn symbols_survive_write_and_read() {
+        for melody in [
+            "60 _ _ _ 62 _ 64 _ _ _ _ _ _ _ 67 _",
+            "r _ _ _ 60 _ 62",
+            "60 60 60 _ 60",
+            "69 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ 72 _ _ _ _",
+            "60 _ r _ _ 65 r 67 _ _",
+            "72 _ 71 _ 69 r _ _ _",
+            "r _ 0 127 r",
+        ] {
+            assert_eq!(round_trip(melody), melody);
+        }
+    }
+
+    #[test]
+    fn writing_stops_at_the_delimiter_and_a_leading_hold_is_silence() {
+        assert_eq!(round_trip("_ _ 60 _ / 62 _"), "r _ 60 _");
+    }
+
+    #[test]
+    fn header_tempo_and_events() {
+        let bytes = write_midi(&words("r 60 _ 60 r"), 120, 73).unwrap();
+        let smf = Smf::parse(&bytes).unwrap();
+        assert_eq!(smf.header.format, Format::Parallel);
+        assert_eq!(smf.header.timing, Timing::Metrical(u15::new(480)));
+        assert_eq!(smf.tracks.len(), 2);
+        assert_eq!(
+            smf.tracks[0][0].kind,
+            meta(MetaMessage::Tempo(u24::new(500_000)))
+        );
+        let key = u7::new(60);
+        let vel = u7::new(80);
+        let expected = vec![
+            at(
+                0,
+                channel_message(MidiMessage::ProgramChange {
+                    program: u7::new(73),
+                }),
+            ),
+            at(120, channel_message(MidiMessage::NoteOn { key, vel })),
+            at(240, channel_message(MidiMessage::NoteOff { key, vel })),
+            // The repeated pitch: its note-off comes before the next note-on, at the same tick.
+            at(0, channel_message(MidiMessage::NoteOn { key, vel })),
+            at(120, channel_message(MidiMessage::NoteOff { key, vel })),
+            at(120, meta(MetaMessage::EndOfTrack)),
+        ];
+        assert_eq!(smf.tracks[1], expected);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        assert!(write_midi(&words("60"), 0, 0).is_err());
+        assert!(write_midi(&words("60"), 120, 128).is_err());
+        assert!(write_midi(&words("60 C4"), 120, 0)
+            .unwrap_err()
+            .contains("\"C4\""));
+        assert!(read_midi(b"MThd").is_err());
+    }
+
+    #[test]
+    fn reading_another_resolution_overlaps_and_chords() {
+        // 96 ticks per quarter: a step is 24 ticks. 62 overlaps 60 and cuts it; 64 and 67 start
+        // together, the higher one is kept; a 5-tick grace note vanishes.
+        let header = Header::new(Format::SingleTrack, Timing::Metrical(u15::new(96)));
+        let on = |k: u8| {
+            channel_message(MidiMessage::NoteOn {
+                key: u7::new(k),
+                vel: u7::new(90),
+            })
+        };
+        let off = |k: u8| {
+            channel_message(MidiMessage::NoteOn {
+                key: u7::new(k),
+                vel: u7::new(0),
+            })
+        };
+        let mut smf = Smf::new(header);
+        smf.tracks = vec![vec![
+            at(24, on(60)),
+            at(47, on(62)),
+            at(25, off(60)),
+            at(24, off(62)),
+            at(48, on(64)),
+            at(0, on(67)),
+            at(48, off(64)),
+            at(0, off(67)),
+            at(0, on(65)),
+            at(5, off(65)),
+            at(91, meta(MetaMessage::EndOfTrack)),
+        ]];
+        let mut bytes = Vec::new();
+        smf.write_std(&mut bytes).unwrap();
+        assert_eq!(
+            read_midi(&bytes).unwrap().join(" "),
+            "r 60 _ 62 _ r _ 67 _ r _ _ _"
+        );
+    }
+}

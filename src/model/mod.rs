@@ -1,0 +1,240 @@
+//! The model's parameters: names, shapes and initialisation of the stacked LSTM language model,
+//! stored llm.c-style in one contiguous buffer so that Adam and gradient clipping run over one
+//! slice while every tensor stays reachable by its PyTorch name.
+//!
+//! Names, shapes and gate order (i, f, g, o) are exactly PyTorch's `nn.LSTM` + `nn.Linear`, in
+//! `state_dict` order: per layer k `lstm.weight_ih_l{k}` [4H, in], `lstm.weight_hh_l{k}` [4H, H],
+//! `lstm.bias_ih_l{k}` [4H], `lstm.bias_hh_l{k}` [4H] (in = V for layer 0, H above), then
+//! `dense.weight` [V, H] and `dense.bias` [V].
+
+pub mod checkpoint;
+mod float;
+
+pub use float::Float;
+
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// The architecture: V symbols in and out, `layers` stacked LSTMs of width `hidden`, dropout
+/// probability on the last LSTM layer's output.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    pub dropout: f32,
+}
+
+/// Which positions of a window the loss is taken at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Predict the next symbol at every step: loss averaged over all T·B positions.
+    All,
+    /// Predict only the symbol after the window: loss averaged over the B positions at t = T−1.
+    Last,
+}
+
+impl Config {
+    /// Every parameter tensor, in PyTorch `state_dict` order: (name, shape).
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (v, h) = (self.vocab_size, self.hidden);
+        let mut shapes = Vec::with_capacity(4 * self.layers + 2);
+        for k in 0..self.layers {
+            let input = if k == 0 { v } else { h };
+            shapes.push((format!("lstm.weight_ih_l{k}"), vec![4 * h, input]));
+            shapes.push((format!("lstm.weight_hh_l{k}"), vec![4 * h, h]));
+            shapes.push((format!("lstm.bias_ih_l{k}"), vec![4 * h]));
+            shapes.push((format!("lstm.bias_hh_l{k}"), vec![4 * h]));
+        }
+        shapes.push(("dense.weight".to_string(), vec![v, h]));
+        shapes.push(("dense.bias".to_string(), vec![v]));
+        shapes
+    }
+
+    /// Total number of scalars over all tensors.
+    pub fn num_params(&self) -> usize {
+        self.tensor_shapes()
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum()
+    }
+}
+
+/// Where one named tensor lives inside the flat buffer.
+#[derive(Clone, Debug)]
+struct Slot {
+    name: String,
+    shape: Vec<usize>,
+    offset: usize,
+    len: usize,
+}
+
+/// All parameter tensors (or their gradients) in one contiguous buffer with named views.
+#[derive(Clone, Debug)]
+pub struct Params<F> {
+    config: Config,
+    slots: Vec<Slot>,
+    data: Vec<F>,
+}
+
+/// The four tensors of one LSTM layer.
+#[derive(Clone, Copy)]
+pub struct LstmLayer<'a, F> {
+    /// [4H, in]
+    pub weight_ih: &'a [F],
+    /// [4H, H]
+    pub weight_hh: &'a [F],
+    /// [4H]
+    pub bias_ih: &'a [F],
+    /// [4H]
+    pub bias_hh: &'a [F],
+}
+
+/// Mutable views of one LSTM layer's four tensors (used for gradients).
+pub struct LstmLayerMut<'a, F> {
+    pub weight_ih: &'a mut [F],
+    pub weight_hh: &'a mut [F],
+    pub bias_ih: &'a mut [F],
+    pub bias_hh: &'a mut [F],
+}
+
+/// The output layer: weight [V, H], bias [V].
+#[derive(Clone, Copy)]
+pub struct Dense<'a, F> {
+    pub weight: &'a [F],
+    pub bias: &'a [F],
+}
+
+/// Mutable views of the output layer (used for gradients).
+pub struct DenseMut<'a, F> {
+    pub weight: &'a mut [F],
+    pub bias: &'a mut [F],
+}
+
+impl<F: Float> Params<F> {
+    /// All tensors zero (the shape of a gradient buffer).
+    pub fn zeros(config: Config) -> Self {
+        let mut offset = 0;
+        let slots: Vec<Slot> = config
+            .tensor_shapes()
+            .into_iter()
+            .map(|(name, shape)| {
+                let len = shape.iter().product();
+                let slot = Slot {
+                    name,
+                    shape,
+                    offset,
+                    len,
+                };
+                offset += len;
+                slot
+            })
+            .collect();
+        Params {
+            config,
+            slots,
+            data: vec![F::ZERO; offset],
+        }
+    }
+
+    /// PyTorch's default initialisation: every tensor (LSTM and Linear, weights and biases)
+    /// uniform in (−1/√H, 1/√H); for `nn.Linear(H, V)` that bound is 1/√fan_in with fan_in = H too.
+    pub fn init(config: Config, rng: &mut StdRng) -> Self {
+        let mut params = Self::zeros(config);
+        let bound = 1.0 / (config.hidden as f64).sqrt();
+        for x in &mut params.data {
+            *x = F::from_f64(rng.gen_range(-bound..bound));
+        }
+        params
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every scalar, tensors back to back in `state_dict` order.
+    pub fn as_slice(&self) -> &[F] {
+        &self.data
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [F] {
+        &mut self.data
+    }
+
+    /// (name, shape, values) of every tensor, in `state_dict` order.
+    pub fn tensors(&self) -> impl Iterator<Item = (&str, &[usize], &[F])> {
+        self.slots.iter().map(|slot| {
+            (
+                slot.name.as_str(),
+                slot.shape.as_slice(),
+                &self.data[slot.offset..slot.offset + slot.len],
+            )
+        })
+    }
+
+    /// The values of the tensor called `name`, if there is one.
+    pub fn tensor(&self, name: &str) -> Option<&[F]> {
+        let slot = self.slots.iter().find(|slot| slot.name == name)?;
+        Some(&self.data[slot.offset..slot.offset + slot.len])
+    }
+
+    pub fn tensor_mut(&mut self, name: &str) -> Option<&mut [F]> {
+        let slot = self.slots.iter().find(|slot| slot.name == name)?;
+        Some(&mut self.data[slot.offset..slot.offset + slot.len])
+    }
+
+    /// Layer k's tensors; they are slots 4k..4k+4.
+    pub fn lstm_layer(&self, k: usize) -> LstmLayer<'_, F> {
+        assert!(k < self.config.layers, "layer {k} out of range");
+        let [weight_ih, weight_hh, bias_ih, bias_hh] = self.views(4 * k);
+        LstmLayer {
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+        }
+    }
+
+    pub fn lstm_layer_mut(&mut self, k: usize) -> LstmLayerMut<'_, F> {
+        assert!(k < self.config.layers, "layer {k} out of range");
+        let [weight_ih, weight_hh, bias_ih, bias_hh] = self.views_mut(4 * k);
+        LstmLayerMut {
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+        }
+    }
+
+    /// The output layer: the last two slots.
+    pub fn dense(&self) -> Dense<'_, F> {
+        let [weight, bias] = self.views(4 * self.config.layers);
+        Dense { weight, bias }
+    }
+
+    pub fn dense_mut(&mut self) -> DenseMut<'_, F> {
+        let [weight, bias] = self.views_mut(4 * self.config.layers);
+        DenseMut { weight, bias }
+    }
+
+    /// N consecutive slots starting at `first`.
+    fn views<const N: usize>(&self, first: usize) -> [&[F]; N] {
+        std::array::from_fn(|i| {
+            let slot = &self.slots[first + i];
+            &self.data[slot.offset..slot.offset + slot.len]
+        })
+    }
+
+    /// N consecutive slots starting at `first`, mutably: slots are adjacent, so split them off in turn.
+    fn views_mut<const N: usize>(&mut self, first: usize) -> [&mut [F]; N] {
+        let slots = &self.slots[first..first + N];
+        let mut rest = &mut self.data[slots[0].offset..];
+        std::array::from_fn(|i| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(slots[i].len);
+            rest = tail;
+            head
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Adam exactly as Keras implements it, over the flat parameter buffer, with optional global
+//! gradient-norm clipping.
+//!
+//! Keras' update at step t (from 1), per element:
+//!   m ← m + (g − m)(1 − β1);  v ← v + (g² − v)(1 − β2)
+//!   lr_t = lr·√(1 − β2^t) / (1 − β1^t);  θ ← θ − lr_t·m / (√v + ε)
+//! The bias correction is folded into lr_t, so ε is added to the uncorrected √v.
+
+pub use crate::model::checkpoint::AdamState;
+
+/// The optimiser: hyperparameters and its state.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    pub learning_rate: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    /// Rescale the whole gradient to this global L2 norm when it is larger.
+    pub clip: Option<f32>,
+    pub state: AdamState,
+}
+
+impl Adam {
+    /// Keras' defaults (lr 1e-3, β1 0.9, β2 0.999, ε 1e-7), no clipping, zero state for
+    /// `num_params` parameters.
+    pub fn new(num_params: usize) -> Self {
+        Adam {
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-7,
+            clip: None,
+            state: AdamState {
+                m: vec![0.0; num_params],
+                v: vec![0.0; num_params],
+                step: 0,
+            },
+        }
+    }
+
+    /// One update of `params` from `grads` (clipped in place first if `clip` is set). Returns the
+    /// global gradient norm before clipping.
+    pub fn step(&mut self, params: &mut [f32], grads: &mut [f32]) -> f32 {
+        let state = &mut self.state;
+        assert_eq!(
+            params.len(),
+            state.m.len(),
+            "parameter count differs from the state"
+        );
+        assert_eq!(
+            grads.len(),
+            params.len(),
+            "gradient count differs from the parameters"
+        );
+
+        let norm = global_norm(grads);
+        if let Some(clip) = self.clip {
+            if norm > clip {
+                let scale = clip / norm;
+                grads.iter_mut().for_each(|g| *g *= scale);
+            }
+        }
+
+        state.step += 1;
+        let t = state.step as f64;
+        let (beta1, beta2) = (self.beta1 as f64, self.beta2 as f64);
+        let lr_t = (self.learning_rate as f64 * (1.0 - beta2.powf(t)).sqrt()
+            / (1.0 - beta1.powf(t))) as f32;
+        let (one_minus_beta1, one_minus_beta2) = (1.0 - self.beta1, 1.0 - self.beta2);
+        for (((theta, &g), m), v) in params
+            .iter_mut()
+            .zip(grads.iter())
+            .zip(state.m.iter_mut())
+            .zip(state.v.iter_mut())
+        {
+            *m += (g - *m) * one_minus_beta1;
+            *v += (g * g - *v) * one_minus_beta2;
+            *theta -= lr_t * *m / (v.sqrt() + self.epsilon);
+        }
+        norm
+    }
+}
+
+/// ‖g‖₂ over every element, accumulated in f64 so that many small squares are not lost.
+pub fn global_norm(grads: &[f32]) -> f32 {
+    grads
+        .iter()
+        .map(|&g| (g as f64) * (g as f64))
+        .sum::<f64>()
+        .sqrt() as f32
+}
