@@ -1,5 +1,5 @@
 //! One training step (dropout mask, forward, BPTT, Adam: what `engine train` does per batch) and
-//! one evaluation pass at the training shape B=64, T=64, H=256, V=38, one layer, loss at all
+//! one forward pass to the last step's distribution (what `engine evaluate` does per batch) at the training shape B=64, T=64, H=256, V=38, one layer, loss at all
 //! positions; and generation, one melody and a batch of 16. Throughput is in step-samples (B·T
 //! positions) per second, the unit the PyTorch peer (benches/peers/torch_cpu_step.py) prints, and
 //! in symbols per second for generation.
@@ -56,8 +56,9 @@ fn train_step(c: &mut Criterion) {
     group.bench_function("train_step", |bench| {
         bench.iter(|| backend.train_step(&batch, Objective::All, 7))
     });
-    group.bench_function("forward_eval", |bench| {
-        bench.iter(|| backend.evaluate(&batch, Objective::All))
+    let mut probs = vec![0.0; BATCH * VOCAB];
+    group.bench_function("forward_predict_last", |bench| {
+        bench.iter(|| backend.predict_last(&inputs, BATCH, &mut probs))
     });
     group.finish();
 }

@@ -21,9 +21,6 @@ pub trait Backend {
         dropout_seed: u64,
     ) -> BatchStats;
 
-    /// Loss and accuracy without dropout or update.
-    fn evaluate(&mut self, batch: &Batch<'_>, objective: Objective) -> BatchStats;
-
     /// Probabilities of the symbol after each of B windows ([T][B] inputs) → `out` [B][V].
     fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]);
 
@@ -143,16 +140,6 @@ impl Backend for CpuBackend {
                 .step(self.params.as_mut_slice(), self.grads.as_mut_slice());
         }
         stats
-    }
-
-    fn evaluate(&mut self, batch: &Batch<'_>, objective: Objective) -> BatchStats {
-        let ws = workspace(
-            &mut self.workspaces,
-            self.params.config(),
-            (batch.batch, batch.steps),
-            false,
-        );
-        cpu::forward_eval(&self.params, batch.inputs, batch.targets, objective, ws)
     }
 
     fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) {

@@ -53,6 +53,27 @@ impl Dataset {
         Ok(Dataset { vocab, stream })
     }
 
+    /// The same stream in the ids of `vocab`; the symbols `vocab` lacks as the error.
+    pub fn remap(self, vocab: &Vocabulary) -> Result<Dataset, Vec<String>> {
+        let ids: Vec<Option<u32>> = self.vocab.symbols().iter().map(|s| vocab.id(s)).collect();
+        let unknown: Vec<String> = (0..self.vocab.len())
+            .filter(|&i| ids[i].is_none())
+            .map(|i| self.vocab.symbol(i as u32).to_string())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(unknown);
+        }
+        let stream = self
+            .stream
+            .iter()
+            .map(|&s| ids[s as usize].expect("checked"))
+            .collect();
+        Ok(Dataset {
+            vocab: vocab.clone(),
+            stream,
+        })
+    }
+
     /// The id of `/`.
     pub fn delimiter(&self) -> u32 {
         self.vocab

@@ -121,8 +121,20 @@ enum Command {
         /// Windows sampled (fixed) from each split for the per-epoch accuracies.
         #[arg(long, default_value_t = 5000)]
         eval_windows: usize,
-        /// Continue from OUT and its Adam state (same options as the run that wrote them).
+        /// Stop after this many epochs without a new best held-out loss. The best epoch's
+        /// checkpoint is kept as OUT with extension .best.safetensors either way.
         #[arg(long)]
+        patience: Option<usize>,
+        /// Fine-tune: start from this checkpoint's weights, vocabulary and architecture
+        /// (--hidden, --layers and --dropout come from it) on the --data corpus.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// With --init: give symbols the checkpoint does not know new rows and columns instead
+        /// of refusing them.
+        #[arg(long, requires = "init")]
+        extend_vocab: bool,
+        /// Continue from OUT and its Adam state (same options as the run that wrote them).
+        #[arg(long, conflicts_with = "init")]
         resume: bool,
     },
     /// Loss, accuracy and perplexity of a checkpoint with the reference protocol: every window of
@@ -301,6 +313,9 @@ fn main() -> ExitCode {
             clip,
             val_fraction,
             eval_windows,
+            patience,
+            init,
+            extend_vocab,
             resume,
         } => run_train(&TrainOptions {
             data,
@@ -319,6 +334,9 @@ fn main() -> ExitCode {
             clip,
             val_fraction,
             eval_windows,
+            patience,
+            init,
+            extend_vocab,
             resume,
             progress: true,
         }),
@@ -379,6 +397,7 @@ fn run_train(options: &TrainOptions) -> Result<(), String> {
     let how = match report.stop {
         Stop::Finished => "finished",
         Stop::MaxSteps => "stopped at --max-steps",
+        Stop::EarlyStopped => "stopped early: no better held-out loss for --patience epochs",
         Stop::Interrupted => "interrupted; continue with --resume",
     };
     eprintln!(
@@ -388,6 +407,12 @@ fn run_train(options: &TrainOptions) -> Result<(), String> {
         options.out.display(),
         train::metrics_path(options).display()
     );
+    if let Some((epoch, loss)) = report.best {
+        eprintln!(
+            "best held-out loss {loss:.4} at epoch {epoch}: {}",
+            train::best_path(&options.out).display()
+        );
+    }
     Ok(())
 }
 
@@ -400,14 +425,16 @@ fn evaluate(
     json: bool,
 ) -> Result<(), String> {
     let saved = checkpoint::load(model).map_err(|e| e.to_string())?;
-    let data = Dataset::load(data_dir)?;
-    if saved.vocab != data.vocab.symbols() {
-        return Err(format!(
-            "{} was trained on another vocabulary than {}",
+    let vocab = Vocabulary::from_ordered(saved.vocab.clone())
+        .ok_or_else(|| format!("{}: the vocabulary repeats a symbol", model.display()))?;
+    let data = Dataset::load(data_dir)?.remap(&vocab).map_err(|unknown| {
+        format!(
+            "{} does not know the symbols {} of {}",
             model.display(),
+            unknown.join(" "),
             data_dir.display()
-        ));
-    }
+        )
+    })?;
     let window = saved.config.window;
     let stream = data.split(split, val_fraction);
     let starts = match max_windows {
@@ -417,22 +444,35 @@ fn evaluate(
     let num_params = saved.config.model().num_params();
     let mut backend = CpuBackend::new(saved.params, Adam::new(num_params));
     let bar = indicatif::ProgressBar::new(starts.len() as u64);
-    let metrics = evaluate_windows(&mut backend, &stream, &starts, window, |n| {
+    let report = evaluate_windows(&mut backend, &data.vocab, &stream, &starts, window, |n| {
         bar.inc(n as u64)
     });
     bar.finish_and_clear();
     if json {
+        println!("{}", serde_json::to_string(&report).expect("plain numbers"));
+        return Ok(());
+    }
+    println!(
+        "{} windows: loss {:.4}, accuracy {:.2} %, perplexity {:.3}; baseline (`/` after `/`, else `_`) {:.2} %",
+        report.all.windows,
+        report.all.loss,
+        100.0 * report.all.accuracy,
+        report.all.perplexity,
+        100.0 * report.baseline_accuracy
+    );
+    for (name, m) in [
+        ("without `/` runs", report.excluding_delimiter_runs),
+        ("events (pitch, r)", report.events),
+        ("holds (_)", report.holds),
+        ("song ends", report.song_ends),
+        ("`/` runs", report.delimiter_runs),
+    ] {
         println!(
-            "{}",
-            serde_json::to_string(&metrics).expect("plain numbers")
-        );
-    } else {
-        println!(
-            "{} windows: loss {:.4}, accuracy {:.2} %, perplexity {:.3}",
-            metrics.windows,
-            metrics.loss,
-            100.0 * metrics.accuracy,
-            metrics.perplexity
+            "  {name:<18} {:>7} targets  accuracy {:>6.2} %  loss {:.4}  perplexity {:.3}",
+            m.windows,
+            100.0 * m.accuracy,
+            m.loss,
+            m.perplexity
         );
     }
     Ok(())

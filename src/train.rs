@@ -1,5 +1,6 @@
 //! The training loop, written once for every backend: epochs of shuffled windows, a metrics line
-//! and an atomic checkpoint after each epoch, exact resume, Ctrl-C and NaN handling.
+//! and an atomic checkpoint after each epoch, early stopping on held-out loss, exact resume,
+//! fine-tuning from a checkpoint, Ctrl-C and NaN handling.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -12,14 +13,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::backend::{Backend, Batch, CpuBackend};
 use crate::cpu::BatchStats;
 use crate::dataset::{
     all_window_starts, fill_batch, sample_window_starts, tiled_window_starts, Dataset, Split,
 };
-use crate::evaluate::{evaluate_windows, Metrics};
+use crate::encode::Vocabulary;
+use crate::evaluate::{evaluate_windows, Report};
 use crate::model::checkpoint::{self, CheckpointConfig};
 use crate::model::{Config, Objective, Params};
 use crate::optim::Adam;
@@ -28,7 +30,7 @@ use crate::optim::Adam;
 pub struct TrainOptions {
     /// Directory with `dataset.txt` and `vocab.json`.
     pub data: PathBuf,
-    /// The checkpoint; the Adam state goes beside it.
+    /// The checkpoint; the Adam state goes beside it, the best one too.
     pub out: PathBuf,
     /// One JSON object per epoch; default `OUT` with extension `metrics.jsonl`.
     pub metrics: Option<PathBuf>,
@@ -45,31 +47,69 @@ pub struct TrainOptions {
     pub clip: Option<f32>,
     pub val_fraction: f64,
     pub eval_windows: usize,
+    /// Stop after this many epochs without a new best held-out loss.
+    pub patience: Option<usize>,
+    /// Start from this checkpoint's weights and vocabulary (fine-tuning).
+    pub init: Option<PathBuf>,
+    /// With `init`: add the symbols the checkpoint does not know instead of refusing them.
+    pub extend_vocab: bool,
     pub resume: bool,
     pub progress: bool,
 }
 
-/// One line of the metrics log.
-#[derive(Clone, Debug, Serialize)]
+/// One epoch's figures: a line of the metrics log.
+#[derive(Clone, Debug)]
 pub struct EpochMetrics {
     pub epoch: usize,
     pub step: u64,
     /// Mean training-objective loss over the epoch's batches (with dropout).
     pub objective_loss: f64,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
-    pub val_perplexity: f64,
+    /// The evaluate protocol on the fixed sample of training and held-out windows.
+    pub train: Report,
+    pub val: Report,
     /// Batch × window per second of forward + backward + update.
     pub step_samples_per_s: f64,
     pub wall_s: f64,
+}
+
+impl EpochMetrics {
+    /// One flat JSON object: `train_loss`, `val_accuracy`, `val_events_accuracy`, ….
+    pub fn to_json(&self) -> Value {
+        let mut line = Map::new();
+        line.insert("epoch".into(), self.epoch.into());
+        line.insert("step".into(), self.step.into());
+        line.insert("objective_loss".into(), self.objective_loss.into());
+        for (prefix, report) in [("train", &self.train), ("val", &self.val)] {
+            flatten(
+                prefix,
+                &serde_json::to_value(report).expect("numbers"),
+                &mut line,
+            );
+        }
+        line.insert("step_samples_per_s".into(), self.step_samples_per_s.into());
+        line.insert("wall_s".into(), self.wall_s.into());
+        Value::Object(line)
+    }
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Map<String, Value>) {
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields {
+                flatten(&format!("{prefix}_{name}"), field, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_string(), value.clone());
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
     Finished,
     MaxSteps,
+    EarlyStopped,
     Interrupted,
 }
 
@@ -78,7 +118,41 @@ pub struct TrainReport {
     pub stop: Stop,
     pub epochs: usize,
     pub steps: u64,
+    /// The epoch with the lowest held-out loss so far, and that loss.
+    pub best: Option<(usize, f64)>,
     pub last: Option<EpochMetrics>,
+}
+
+/// Early stopping on held-out loss: training stops once `patience` epochs in a row bring no new
+/// best. The best epoch's checkpoint is kept beside the last one.
+#[derive(Clone, Debug, Default)]
+pub struct EarlyStopping {
+    patience: Option<usize>,
+    best: Option<(usize, f64)>,
+}
+
+impl EarlyStopping {
+    pub fn new(patience: Option<usize>) -> EarlyStopping {
+        EarlyStopping {
+            patience,
+            best: None,
+        }
+    }
+
+    /// Records an epoch's held-out loss; returns (is it a new best?, should training stop?).
+    pub fn observe(&mut self, epoch: usize, val_loss: f64) -> (bool, bool) {
+        let improved = self.best.is_none_or(|(_, best)| val_loss < best);
+        if improved {
+            self.best = Some((epoch, val_loss));
+        }
+        let (best_epoch, _) = self.best.expect("set above");
+        let stop = self.patience.is_some_and(|p| epoch - best_epoch >= p);
+        (improved, stop)
+    }
+
+    pub fn best(&self) -> Option<(usize, f64)> {
+        self.best
+    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -87,9 +161,8 @@ static HANDLER: Once = Once::new();
 /// The windows of one epoch in training order, a pure function of (seed, epoch) so that a
 /// resumed run sees the same ones.
 fn epoch_windows(len: usize, options: &TrainOptions, epoch: usize) -> Vec<usize> {
-    let mut rng = StdRng::seed_from_u64(
-        options.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
+    let epoch_seed = (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut rng = StdRng::seed_from_u64(options.seed ^ epoch_seed);
     match options.objective {
         Objective::All => tiled_window_starts(len, options.window, &mut rng),
         Objective::Last => {
@@ -111,82 +184,183 @@ pub fn metrics_path(options: &TrainOptions) -> PathBuf {
         .unwrap_or_else(|| options.out.with_extension("metrics.jsonl"))
 }
 
+/// `model.safetensors` → `model.best.safetensors`.
+pub fn best_path(out: &Path) -> PathBuf {
+    out.with_extension("best.safetensors")
+}
+
 /// Trains on the CPU. See [`train_with`].
 pub fn train(options: &TrainOptions) -> Result<TrainReport, String> {
     let data = Dataset::load(&options.data)?;
-    let (params, adam, start) = initial_state(options, &data)?;
+    let (params, data, adam, start) = initial_state(options, data)?;
     let mut backend = CpuBackend::new(params, adam);
     train_with(&mut backend, &data, options, start)
 }
 
-/// Where training starts: fresh parameters, or the checkpoint and Adam state of a resumed run.
-#[derive(Clone, Copy, Debug)]
+/// Where training starts.
+#[derive(Clone, Debug)]
 pub struct Start {
     pub epoch: usize,
     pub step: u64,
+    pub early_stopping: EarlyStopping,
 }
 
+/// Fresh parameters, a checkpoint to fine-tune (`init`), or the checkpoint and Adam state of a
+/// run to resume; and the dataset in the model's vocabulary.
 pub fn initial_state(
     options: &TrainOptions,
-    data: &Dataset,
-) -> Result<(Params<f32>, Adam, Start), String> {
+    data: Dataset,
+) -> Result<(Params<f32>, Dataset, Adam, Start), String> {
+    let fresh_start = Start {
+        epoch: 0,
+        step: 0,
+        early_stopping: EarlyStopping::new(options.patience),
+    };
+    let adam = |config: &Config| {
+        let mut adam = Adam::new(config.num_params());
+        adam.learning_rate = options.learning_rate;
+        adam.clip = options.clip;
+        adam
+    };
+    if options.resume {
+        return resume(options, data, adam);
+    }
+    if let Some(init) = &options.init {
+        let (params, data) = fine_tuning_start(init, data, options)?;
+        let adam = adam(params.config());
+        return Ok((params, data, adam, fresh_start));
+    }
     let config = Config {
         vocab_size: data.vocab.len(),
         hidden: options.hidden,
         layers: options.layers,
         dropout: options.dropout,
     };
-    let mut adam = Adam::new(config.num_params());
-    adam.learning_rate = options.learning_rate;
-    adam.clip = options.clip;
-    if !options.resume {
-        let params = Params::init(config, &mut StdRng::seed_from_u64(options.seed));
-        return Ok((params, adam, Start { epoch: 0, step: 0 }));
-    }
+    let params = Params::init(config, &mut StdRng::seed_from_u64(options.seed));
+    Ok((params, data, adam(&config), fresh_start))
+}
+
+fn resume(
+    options: &TrainOptions,
+    data: Dataset,
+    adam: impl Fn(&Config) -> Adam,
+) -> Result<(Params<f32>, Dataset, Adam, Start), String> {
+    let out = options.out.display();
     let saved = checkpoint::load(&options.out).map_err(|e| format!("--resume: {e}"))?;
-    if saved.vocab != data.vocab.symbols() {
+    let vocab = Vocabulary::from_ordered(saved.vocab.clone())
+        .ok_or_else(|| format!("--resume: {out} repeats a symbol in its vocabulary"))?;
+    let data = in_vocabulary(data, &vocab, false)
+        .map_err(|unknown| format!("--resume: {out} does not know {unknown}"))?;
+    let model = saved.config.model();
+    let wanted = (
+        options.hidden,
+        options.layers,
+        options.dropout,
+        options.objective,
+    );
+    if options.init.is_none()
+        && (
+            model.hidden,
+            model.layers,
+            model.dropout,
+            saved.config.objective,
+        ) != wanted
+    {
         return Err(format!(
-            "--resume: {} was trained on another vocabulary than {}",
-            options.out.display(),
-            options.data.display()
+            "--resume: {out} has layers {}, hidden {}, dropout {}, objective {:?}; pass the same options to resume",
+            model.layers, model.hidden, model.dropout, saved.config.objective
         ));
     }
-    if saved.config.model() != config || saved.config.objective != options.objective {
-        return Err(format!(
-            "--resume: {} has layers {}, hidden {}, dropout {}, objective {:?}; pass the same options to resume",
-            options.out.display(),
-            saved.config.layers,
-            saved.config.hidden,
-            saved.config.dropout,
-            saved.config.objective
-        ));
-    }
+    let mut adam = adam(&model);
     let adam_path = checkpoint::adam_path(&options.out);
-    adam.state = checkpoint::load_adam(&adam_path, config.num_params())
+    adam.state = checkpoint::load_adam(&adam_path, model.num_params())
         .map_err(|e| format!("--resume: {e}"))?;
     if adam.state.step != saved.config.step {
         return Err(format!(
-            "--resume: {} is at step {} but {} at step {}",
+            "--resume: {} is at step {} but {out} at step {}",
             adam_path.display(),
             adam.state.step,
-            options.out.display(),
             saved.config.step
         ));
     }
-    Ok((
-        saved.params,
-        adam,
-        Start {
-            epoch: saved.config.epoch,
-            step: saved.config.step,
-        },
-    ))
+    // The held-out losses logged so far decide the best epoch, as if training had not stopped.
+    let mut early_stopping = EarlyStopping::new(options.patience);
+    let log = fs::read_to_string(metrics_path(options)).unwrap_or_default();
+    for line in log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
+        if let (Some(epoch), Some(loss)) = (line["epoch"].as_u64(), line["val_loss"].as_f64()) {
+            if (epoch as usize) <= saved.config.epoch {
+                early_stopping.observe(epoch as usize, loss);
+            }
+        }
+    }
+    let start = Start {
+        epoch: saved.config.epoch,
+        step: saved.config.step,
+        early_stopping,
+    };
+    Ok((saved.params, data, adam, start))
 }
 
-/// Trains `backend` from `start` until `options.epochs` epochs or `options.max_steps` steps, or
-/// Ctrl-C. After every epoch: evaluation on a fixed sample of train and held-out windows, a line
-/// in the metrics log, and an atomic checkpoint. A non-finite loss stops training with an error
-/// and leaves the last good checkpoint in place.
+/// The checkpoint to fine-tune, its vocabulary extended by the corpus's new symbols if allowed.
+fn fine_tuning_start(
+    init: &Path,
+    data: Dataset,
+    options: &TrainOptions,
+) -> Result<(Params<f32>, Dataset), String> {
+    let saved = checkpoint::load(init).map_err(|e| format!("--init: {e}"))?;
+    let mut symbols = saved.vocab.clone();
+    let new: Vec<String> = data
+        .vocab
+        .symbols()
+        .iter()
+        .filter(|s| !saved.vocab.contains(s))
+        .cloned()
+        .collect();
+    if !new.is_empty() && !options.extend_vocab {
+        return Err(format!(
+            "--init: {} does not know the symbols {} of {}; pass --extend-vocab to add them",
+            init.display(),
+            new.join(" "),
+            options.data.display()
+        ));
+    }
+    symbols.extend(new.iter().cloned());
+    let vocab = Vocabulary::from_ordered(symbols)
+        .ok_or_else(|| format!("--init: {} repeats a symbol", init.display()))?;
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let params = saved.params.with_extra_symbols(new.len(), &mut rng);
+    let data = in_vocabulary(data, &vocab, true).expect("every symbol was added");
+    Ok((params, data))
+}
+
+/// The dataset with the ids of `vocab`; the symbols `vocab` lacks as an error. Unless `subset`,
+/// the two vocabularies must be the same.
+fn in_vocabulary(data: Dataset, vocab: &Vocabulary, subset: bool) -> Result<Dataset, String> {
+    if !subset && data.vocab != *vocab {
+        let unknown = data
+            .vocab
+            .symbols()
+            .iter()
+            .filter(|s| vocab.id(s).is_none())
+            .cloned()
+            .collect::<Vec<_>>();
+        return Err(if unknown.is_empty() {
+            "the same symbols in another order (the dataset was preprocessed again?)".to_string()
+        } else {
+            format!("the symbols {}", unknown.join(" "))
+        });
+    }
+    data.remap(vocab)
+        .map_err(|unknown| format!("the symbols {}", unknown.join(" ")))
+}
+
+/// Trains `backend` from `start` until `options.epochs` epochs, `options.max_steps` steps,
+/// early stopping or Ctrl-C. After every epoch: evaluation on a fixed sample of train and
+/// held-out windows, a line in the metrics log, and an atomic checkpoint (and the best one). A
+/// non-finite loss stops training with an error and leaves the last good checkpoint in place.
 pub fn train_with(
     backend: &mut dyn Backend,
     data: &Dataset,
@@ -208,36 +382,28 @@ pub fn train_with(
         ));
     }
     let mut sample_rng = StdRng::seed_from_u64(options.seed);
-    let train_sample = sample_window_starts(
-        train.len(),
-        options.window,
-        options.eval_windows,
-        &mut sample_rng,
-    );
-    let val_sample = sample_window_starts(
-        val.len(),
-        options.window,
-        options.eval_windows,
-        &mut sample_rng,
-    );
+    let (t, b) = (options.window, options.batch_size);
+    let train_sample = sample_window_starts(train.len(), t, options.eval_windows, &mut sample_rng);
+    let val_sample = sample_window_starts(val.len(), t, options.eval_windows, &mut sample_rng);
 
     let metrics_path = metrics_path(options);
     if !options.resume {
         fs::write(&metrics_path, "").map_err(|e| format!("{}: {e}", metrics_path.display()))?;
     }
-    let (b, t) = (options.batch_size, options.window);
     let mut inputs = vec![0u32; b * t];
     let mut targets = vec![0u32; b * t];
     let mut step = start.step;
-    let mut skip = step
-        - (0..start.epoch)
-            .map(|e| steps_in_epoch(train.len(), options, e))
-            .sum::<u64>();
+    let steps_before: u64 = (0..start.epoch)
+        .map(|e| steps_in_epoch(train.len(), options, e))
+        .sum();
+    let mut skip = step - steps_before;
+    let mut early_stopping = start.early_stopping;
     let started = Instant::now();
     let mut report = TrainReport {
         stop: Stop::Finished,
         epochs: start.epoch,
         steps: step,
+        best: early_stopping.best(),
         last: None,
     };
 
@@ -276,10 +442,9 @@ pub fn train_with(
                 ));
             }
             step += 1;
-            epoch_stats.loss_sum += stats.loss_sum;
-            epoch_stats.correct += stats.correct;
-            epoch_stats.count += stats.count;
             epoch_steps += 1;
+            epoch_stats.loss_sum += stats.loss_sum;
+            epoch_stats.count += stats.count;
             let mean = epoch_stats.loss_sum / epoch_stats.count as f64;
             let rate = (epoch_steps * b * t) as f64 / epoch_started.elapsed().as_secs_f64();
             bar.set_message(format!("loss {mean:.4}  {rate:.0} step-samples/s"));
@@ -289,40 +454,51 @@ pub fn train_with(
         let epoch_seconds = epoch_started.elapsed().as_secs_f64();
         report.steps = step;
         if report.stop != Stop::Finished {
-            save(backend, data, options, epoch, step)?;
+            save(&options.out, backend, data, options, epoch, step)?;
             return Ok(report);
         }
-        let train_metrics = evaluate_windows(backend, &train, &train_sample, t, |_| {});
-        let val_metrics = evaluate_windows(backend, &val, &val_sample, t, |_| {});
-        let line = EpochMetrics {
+        let vocab = &data.vocab;
+        let metrics = EpochMetrics {
             epoch: epoch + 1,
             step,
-            objective_loss: Metrics::from_stats(epoch_stats).loss,
-            train_loss: train_metrics.loss,
-            train_accuracy: train_metrics.accuracy,
-            val_loss: val_metrics.loss,
-            val_accuracy: val_metrics.accuracy,
-            val_perplexity: val_metrics.perplexity,
+            objective_loss: epoch_stats.loss_sum / epoch_stats.count.max(1) as f64,
+            train: evaluate_windows(backend, vocab, &train, &train_sample, t, |_| {}),
+            val: evaluate_windows(backend, vocab, &val, &val_sample, t, |_| {}),
             step_samples_per_s: (epoch_steps * b * t) as f64 / epoch_seconds,
             wall_s: started.elapsed().as_secs_f64(),
         };
-        append_line(
-            &metrics_path,
-            &serde_json::to_string(&line).expect("plain numbers"),
-        )?;
-        save(backend, data, options, epoch + 1, step)?;
+        append_line(&metrics_path, &metrics.to_json().to_string())?;
+        save(&options.out, backend, data, options, epoch + 1, step)?;
+        let (improved, stop) = early_stopping.observe(epoch + 1, metrics.val.all.loss);
+        if improved {
+            save(
+                &best_path(&options.out),
+                backend,
+                data,
+                options,
+                epoch + 1,
+                step,
+            )?;
+        }
         if options.progress {
             eprintln!(
-                "epoch {:>3}  train acc {:.2} %  val acc {:.2} %  val loss {:.4}  {:.0} step-samples/s",
-                line.epoch,
-                100.0 * line.train_accuracy,
-                100.0 * line.val_accuracy,
-                line.val_loss,
-                line.step_samples_per_s
+                "epoch {:>3}  train acc {:.2} %  val acc {:.2} % (events {:.2} %)  val loss {:.4}{}  {:.0} step-samples/s",
+                metrics.epoch,
+                100.0 * metrics.train.all.accuracy,
+                100.0 * metrics.val.all.accuracy,
+                100.0 * metrics.val.events.accuracy,
+                metrics.val.all.loss,
+                if improved { " (best)" } else { "" },
+                metrics.step_samples_per_s
             );
         }
         report.epochs = epoch + 1;
-        report.last = Some(line);
+        report.best = early_stopping.best();
+        report.last = Some(metrics);
+        if stop {
+            report.stop = Stop::EarlyStopped;
+            break;
+        }
     }
     Ok(report)
 }
@@ -333,17 +509,17 @@ fn progress_bar(visible: bool, len: usize, epoch: usize, epochs: usize) -> Progr
     } else {
         ProgressBar::hidden()
     };
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "epoch {}/{epochs} {{bar:30}} {{pos}}/{{len}} {{msg}}",
-            epoch + 1
-        ))
-        .expect("static template"),
+    let template = format!(
+        "epoch {}/{epochs} {{bar:30}} {{pos}}/{{len}} {{msg}}",
+        epoch + 1
     );
+    bar.set_style(ProgressStyle::with_template(&template).expect("static template"));
     bar
 }
 
+/// Writes a checkpoint to `path` and the Adam state beside it.
 fn save(
+    path: &Path,
     backend: &dyn Backend,
     data: &Dataset,
     options: &TrainOptions,
@@ -362,9 +538,8 @@ fn save(
         epoch,
         step,
     };
-    checkpoint::save(&options.out, &params, data.vocab.symbols(), &config)
-        .map_err(|e| e.to_string())?;
-    checkpoint::save_adam(&checkpoint::adam_path(&options.out), &backend.adam_state())
+    checkpoint::save(path, &params, data.vocab.symbols(), &config).map_err(|e| e.to_string())?;
+    checkpoint::save_adam(&checkpoint::adam_path(path), &backend.adam_state())
         .map_err(|e| e.to_string())
 }
 
@@ -375,4 +550,64 @@ fn append_line(path: &Path, line: &str) -> Result<(), String> {
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     writeln!(file, "{line}").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_on_a_synthetic_curve() {
+        // Held-out loss falls to its minimum at epoch 4, then rises: with patience 3 training
+        // stops at epoch 7, three epochs after the best.
+        let curve = [1.0, 0.8, 0.7, 0.65, 0.66, 0.7, 0.75, 0.8, 0.9];
+        let mut stopping = EarlyStopping::new(Some(3));
+        let decisions: Vec<(bool, bool)> = curve
+            .iter()
+            .enumerate()
+            .map(|(i, &loss)| stopping.observe(i + 1, loss))
+            .take_while(|&(_, stop)| !stop)
+            .collect();
+        assert_eq!(decisions.len(), 6, "epochs 1–6 continue, epoch 7 stops");
+        assert_eq!(
+            decisions.iter().map(|d| d.0).collect::<Vec<_>>(),
+            [true, true, true, true, false, false]
+        );
+        assert_eq!(stopping.best(), Some((4, 0.65)));
+        let mut never = EarlyStopping::new(None);
+        assert!(curve
+            .iter()
+            .enumerate()
+            .all(|(i, &l)| !never.observe(i + 1, l).1));
+    }
+
+    #[test]
+    fn metrics_lines_are_flat_and_named() {
+        let metrics = EpochMetrics {
+            epoch: 3,
+            step: 30,
+            objective_loss: 1.5,
+            train: Report::default(),
+            val: Report::default(),
+            step_samples_per_s: 1000.0,
+            wall_s: 2.0,
+        };
+        let json = metrics.to_json();
+        for name in [
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "val_perplexity",
+            "val_baseline_accuracy",
+            "val_events_accuracy",
+            "val_holds_accuracy",
+            "val_excluding_delimiter_runs_accuracy",
+            "step_samples_per_s",
+            "wall_s",
+        ] {
+            assert!(json.get(name).is_some(), "{name} missing from {json}");
+        }
+    }
 }

@@ -46,6 +46,9 @@ fn options(data: &Path, out: &str) -> TrainOptions {
         clip: None,
         val_fraction: 0.1,
         eval_windows: 200,
+        patience: None,
+        init: None,
+        extend_vocab: false,
         resume: false,
         progress: false,
     }
@@ -134,18 +137,18 @@ fn learns_the_corpus_and_logs_every_epoch() {
     let first = lines[0]["train_loss"].as_f64().unwrap();
     let last = report.last.unwrap();
     assert!(
-        last.train_loss < first / 2.0,
+        last.train.all.loss < first / 2.0,
         "loss {first} → {}",
-        last.train_loss
+        last.train.all.loss
     );
     // Three melodies, each fully determined once its first two symbols are known: all but the
     // first symbols after `/` are predictable.
     assert!(
-        last.train_accuracy > 0.9,
+        last.train.all.accuracy > 0.9,
         "train accuracy {}",
-        last.train_accuracy
+        last.train.all.accuracy
     );
-    assert!((last.val_perplexity - last.val_loss.exp()).abs() < 1e-9);
+    assert!((last.val.all.perplexity - last.val.all.loss.exp()).abs() < 1e-9);
     fs::remove_dir_all(&data).unwrap();
 }
 
@@ -198,4 +201,102 @@ fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
     assert!(after.params.as_slice().iter().all(|p| p.is_finite()));
     assert!(after.config.epoch >= 1);
     fs::remove_dir_all(&data).unwrap();
+}
+
+#[test]
+fn early_stopping_keeps_the_best_checkpoint() {
+    let data = corpus("patience");
+    // A learning rate this high makes held-out loss stop improving within a few epochs.
+    let opts = TrainOptions {
+        epochs: 60,
+        patience: Some(2),
+        learning_rate: 0.1,
+        ..options(&data, "p.safetensors")
+    };
+    let report = train(&opts).unwrap();
+    assert_eq!(report.stop, Stop::EarlyStopped);
+    let (best_epoch, best_loss) = report.best.unwrap();
+    assert_eq!(
+        report.epochs,
+        best_epoch + 2,
+        "stops two epochs after the best"
+    );
+    let best = checkpoint::load(&melody_engine::train::best_path(&opts.out)).unwrap();
+    assert_eq!(best.config.epoch, best_epoch);
+    let log = fs::read_to_string(data.join("p.metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(losses.len(), report.epochs);
+    assert_eq!(
+        losses.iter().cloned().fold(f64::INFINITY, f64::min),
+        best_loss
+    );
+    fs::remove_dir_all(&data).unwrap();
+}
+
+#[test]
+fn fine_tuning_refuses_or_extends_unknown_symbols() {
+    let data = corpus("finetune");
+    let base = TrainOptions {
+        epochs: 2,
+        ..options(&data, "base.safetensors")
+    };
+    train(&base).unwrap();
+    // A new corpus with a pitch the base model never saw.
+    let new_corpus = corpus("finetune-new");
+    let text = fs::read_to_string(new_corpus.join("dataset.txt"))
+        .unwrap()
+        .replace("65", "71");
+    fs::write(new_corpus.join("dataset.txt"), text).unwrap();
+    let vocab = Vocabulary::from_symbols(["60", "62", "64", "67", "71"]);
+    fs::write(new_corpus.join("vocab.json"), vocab.to_json()).unwrap();
+
+    let refuse = TrainOptions {
+        init: Some(base.out.clone()),
+        epochs: 1,
+        ..options(&new_corpus, "tuned.safetensors")
+    };
+    let err = train(&refuse).unwrap_err();
+    assert!(
+        err.contains("does not know the symbols 71") && err.contains("--extend-vocab"),
+        "{err}"
+    );
+
+    let extend = TrainOptions {
+        extend_vocab: true,
+        ..refuse.clone()
+    };
+    train(&extend).unwrap();
+    let tuned = checkpoint::load(&extend.out).unwrap();
+    let base_model = checkpoint::load(&base.out).unwrap();
+    assert_eq!(tuned.vocab[..base_model.vocab.len()], base_model.vocab[..]);
+    assert_eq!(tuned.vocab.last().map(String::as_str), Some("71"));
+    assert_eq!(tuned.config.hidden, 16);
+    // The fine-tuned model generates in its extended vocabulary.
+    let vocab = Vocabulary::from_ordered(tuned.vocab.clone()).unwrap();
+    let mut backend =
+        melody_engine::backend::CpuBackend::new(tuned.params, melody_engine::optim::Adam::new(0));
+    let sampler = melody_engine::sample::Sampler::new(Default::default(), &vocab).unwrap();
+    let options = melody_engine::generate::GenerateOptions {
+        steps: 16,
+        count: 1,
+        rng_seed: 1,
+        window: 8,
+    };
+    let melody = melody_engine::generate::generate(
+        &mut backend,
+        vocab.id("/").unwrap(),
+        &[],
+        &sampler,
+        &options,
+    );
+    assert!(!melody[0].is_empty() && melody[0].iter().all(|&id| (id as usize) < vocab.len()));
+    fs::remove_dir_all(&data).unwrap();
+    fs::remove_dir_all(&new_corpus).unwrap();
 }

@@ -154,6 +154,35 @@ impl<F: Float> Params<F> {
         &self.config
     }
 
+    /// The same model for a vocabulary `extra` symbols larger, the new symbols last: their
+    /// columns of `weight_ih_l0` and rows of the dense layer initialised as [`Params::init`]
+    /// does, every other value kept.
+    pub fn with_extra_symbols(&self, extra: usize, rng: &mut StdRng) -> Self {
+        let old_v = self.config.vocab_size;
+        let config = Config {
+            vocab_size: old_v + extra,
+            ..self.config
+        };
+        let mut grown = Self::init(config, rng);
+        for (name, _, old) in self.tensors() {
+            let new = grown.tensor_mut(name).expect("same tensor names");
+            if name == "lstm.weight_ih_l0" {
+                // [4H][V]: each row grows by `extra` columns.
+                for (new_row, old_row) in new
+                    .chunks_exact_mut(old_v + extra)
+                    .zip(old.chunks_exact(old_v))
+                {
+                    new_row[..old_v].copy_from_slice(old_row);
+                }
+            } else {
+                // dense.weight [V][H] and dense.bias [V] grow by rows at the end; the rest keep
+                // their shape.
+                new[..old.len()].copy_from_slice(old);
+            }
+        }
+        grown
+    }
+
     /// Every scalar, tensors back to back in `state_dict` order.
     pub fn as_slice(&self) -> &[F] {
         &self.data
@@ -236,5 +265,43 @@ impl<F: Float> Params<F> {
             rest = tail;
             head
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn extra_symbols_keep_every_old_value() {
+        let config = Config {
+            vocab_size: 3,
+            hidden: 2,
+            layers: 2,
+            dropout: 0.0,
+        };
+        let old = Params::<f32>::init(config, &mut StdRng::seed_from_u64(1));
+        let grown = old.with_extra_symbols(2, &mut StdRng::seed_from_u64(2));
+        assert_eq!(grown.config().vocab_size, 5);
+        let w_old = old.tensor("lstm.weight_ih_l0").unwrap();
+        let w_new = grown.tensor("lstm.weight_ih_l0").unwrap();
+        for j in 0..8 {
+            assert_eq!(&w_new[j * 5..j * 5 + 3], &w_old[j * 3..j * 3 + 3]);
+            assert!(w_new[j * 5 + 3..j * 5 + 5]
+                .iter()
+                .all(|&w| w != 0.0 && w.abs() <= 1.0 / 2f32.sqrt()));
+        }
+        assert_eq!(
+            &grown.tensor("dense.weight").unwrap()[..6],
+            old.tensor("dense.weight").unwrap()
+        );
+        assert_eq!(
+            &grown.tensor("dense.bias").unwrap()[..3],
+            old.tensor("dense.bias").unwrap()
+        );
+        for name in ["lstm.weight_hh_l0", "lstm.weight_ih_l1", "lstm.bias_hh_l1"] {
+            assert_eq!(grown.tensor(name), old.tensor(name), "{name}");
+        }
     }
 }
