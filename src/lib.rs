@@ -7,6 +7,7 @@
 //! splits) → `model` (parameters, checkpoints) → `cpu` (forward and BPTT, the reference) → `optim`
 //! (Adam) → `train` (the loop) → `sample` (temperature, biasing) → `midi` (writer and reader).
 
+pub mod assess;
 pub mod atomic;
 pub mod backend;
 pub mod corpus;
@@ -21,5 +22,6 @@ pub mod melody;
 pub mod midi;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod sample;
 pub mod train;

@@ -23,6 +23,7 @@ use melody_engine::melody;
 use melody_engine::midi;
 use melody_engine::model::{checkpoint, Objective};
 use melody_engine::optim::Adam;
+use melody_engine::plot;
 use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
 use melody_engine::train::{self, Stop, TrainOptions};
 
@@ -165,6 +166,17 @@ enum Command {
     /// --steps. Prints the whole melody (seed and generated part) as symbols on stdout; the files
     /// hold exactly that melody. Without --seed or --seed-file the melody starts from `/` alone.
     Generate(GenerateArgs),
+    /// Compare generated melodies with a corpus's held-out songs, feature by feature.
+    ///
+    /// The method of Yang & Lerch 2018 (mgeval): per melody, pitch count and range, pitch-class
+    /// histogram and transitions, average interval, note count, average inter-onset interval,
+    /// note-length histogram and transitions, rest ratio, share of notes on the C major scale
+    /// and longest repeat. For each feature, the distances between reference melodies
+    /// (intra-set) and between generated and reference melodies (inter-set) are smoothed by a
+    /// Gaussian kernel density estimate and compared: overlapping area OA (1 =
+    /// indistinguishable) and KL(intra ‖ inter). Beside each result, the ceiling: the corpus's
+    /// held-out songs against its training songs.
+    Assess(melody_engine::assess::AssessArgs),
 }
 
 #[derive(clap::Args)]
@@ -236,6 +248,9 @@ struct GenerateArgs {
     /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
     #[arg(long)]
     transpose_to: Option<String>,
+    /// Draw the (first) melody as a piano roll into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -349,6 +364,7 @@ fn main() -> ExitCode {
             json,
         } => evaluate(&model, &data, split, val_fraction, max_windows, json),
         Command::Generate(args) => generate(&args),
+        Command::Assess(args) => melody_engine::assess::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -553,6 +569,10 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
             None => args.out.clone(),
         };
         write_melody(&out, &symbols, args, shift)?;
+        if let (Some(plot), 0) = (&args.plot, i) {
+            let svg = plot::piano_roll(&out.display().to_string(), &melody::spans(&symbols)?);
+            atomic::write(plot, svg.as_bytes()).map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{Map, Value};
 
+use crate::atomic;
 use crate::backend::{Backend, Batch, CpuBackend};
 use crate::cpu::BatchStats;
 use crate::dataset::{
@@ -25,6 +26,7 @@ use crate::evaluate::{evaluate_windows, Report};
 use crate::model::checkpoint::{self, CheckpointConfig};
 use crate::model::{Config, Objective, Params};
 use crate::optim::Adam;
+use crate::plot::{self, Series};
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -182,6 +184,39 @@ pub fn metrics_path(options: &TrainOptions) -> PathBuf {
         .metrics
         .clone()
         .unwrap_or_else(|| options.out.with_extension("metrics.jsonl"))
+}
+
+/// `model.safetensors` → `model.curve.svg`: the training curve.
+pub fn curve_path(out: &Path) -> PathBuf {
+    out.with_extension("curve.svg")
+}
+
+/// Draws accuracy per epoch (train and held-out) from the metrics log.
+fn write_curve(metrics: &Path, curve: &Path) -> Result<(), String> {
+    let log = fs::read_to_string(metrics).map_err(|e| format!("{}: {e}", metrics.display()))?;
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let series = |name, field: &str| Series {
+        name,
+        points: lines
+            .iter()
+            .filter_map(|l| Some((l["epoch"].as_f64()?, l[field].as_f64()?)))
+            .collect(),
+    };
+    let svg = plot::line_chart(
+        "training curve",
+        "epoch",
+        "accuracy (reference protocol)",
+        &[
+            series("train accuracy", "train_accuracy"),
+            series("held-out accuracy", "val_accuracy"),
+            series("held-out baseline", "val_baseline_accuracy"),
+            series("held-out events", "val_events_accuracy"),
+        ],
+    );
+    atomic::write(curve, svg.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// `model.safetensors` → `model.best.safetensors`.
@@ -468,6 +503,7 @@ pub fn train_with(
             wall_s: started.elapsed().as_secs_f64(),
         };
         append_line(&metrics_path, &metrics.to_json().to_string())?;
+        write_curve(&metrics_path, &curve_path(&options.out))?;
         save(&options.out, backend, data, options, epoch + 1, step)?;
         let (improved, stop) = early_stopping.observe(epoch + 1, metrics.val.all.loss);
         if improved {
