@@ -15,7 +15,7 @@ use crate::dataset::fill_batch;
 use crate::encode::{Vocabulary, DELIMITER, HOLD};
 
 /// Windows evaluated together; large enough to keep the matrix products efficient.
-const EVAL_BATCH: usize = 256;
+const EVAL_BATCH: usize = 128;
 
 /// Loss and accuracy over a set of targets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
