@@ -6,6 +6,9 @@ use std::fmt;
 use crate::encode::{Vocabulary, DELIMITER, HOLD, REST};
 use crate::kern::KeyDesignation;
 
+/// Pitch classes of C major, the same set as A natural minor: C D E F G A B.
+pub const C_MAJOR_PITCH_CLASSES: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
+
 /// One symbol of the encoded stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Symbol {

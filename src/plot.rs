@@ -9,6 +9,8 @@ const WIDTH: f64 = 800.0;
 const HEIGHT: f64 = 400.0;
 const MARGIN: f64 = 50.0;
 const COLOURS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+/// Room right of a line chart for its legend.
+const LEGEND: f64 = 170.0;
 
 /// One named line of (x, y) points.
 pub struct Series<'a> {
@@ -21,10 +23,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
     let all = || series.iter().flat_map(|s| s.points.iter());
     let (x_min, x_max) = range(all().map(|p| p.0));
     let (y_min, y_max) = range(all().map(|p| p.1));
-    let x = |v: f64| MARGIN + (v - x_min) / (x_max - x_min) * (WIDTH - 2.0 * MARGIN);
+    let right = WIDTH - MARGIN - LEGEND;
+    let x = |v: f64| MARGIN + (v - x_min) / (x_max - x_min) * (right - MARGIN);
     let y = |v: f64| HEIGHT - MARGIN - (v - y_min) / (y_max - y_min) * (HEIGHT - 2.0 * MARGIN);
     let mut svg = header(WIDTH, HEIGHT, title);
-    axes(&mut svg, x_label, y_label);
+    axes(&mut svg, right, x_label, y_label);
     for tick in 0..=4 {
         let value = y_min + (y_max - y_min) * tick as f64 / 4.0;
         let _ = write!(
@@ -34,9 +37,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
             y(value) + 4.0
         );
         let value = x_min + (x_max - x_min) * tick as f64 / 4.0;
+        // Whole numbers for epochs and steps; decimals for a narrow range such as distances.
+        let digits = if x_max - x_min >= 8.0 { 0 } else { 3 };
         let _ = write!(
             svg,
-            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{value:.0}</text>"#,
+            r#"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{value:.digits$}</text>"#,
             x(value),
             HEIGHT - MARGIN + 14.0
         );
@@ -57,9 +62,9 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_
         let _ = write!(
             svg,
             r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{2}" y="{3}" font-size="12">{4}</text>"#,
-            WIDTH - 180.0,
-            WIDTH - 160.0,
-            WIDTH - 155.0,
+            right + 15.0,
+            right + 35.0,
+            right + 40.0,
             ly + 4.0,
             escape(s.name)
         );
@@ -77,7 +82,7 @@ pub fn piano_roll(title: &str, spans: &[Span]) -> String {
     let step_width = (WIDTH - 2.0 * MARGIN) / steps.max(1) as f64;
     let row_height = (HEIGHT - 2.0 * MARGIN) / rows;
     let mut svg = header(WIDTH, HEIGHT, title);
-    axes(&mut svg, "time (16th notes)", "MIDI pitch");
+    axes(&mut svg, WIDTH - MARGIN, "time (16th notes)", "MIDI pitch");
     for pitch in [low, high] {
         let _ = write!(
             svg,
@@ -124,13 +129,13 @@ fn header(width: f64, height: f64, title: &str) -> String {
     )
 }
 
-fn axes(svg: &mut String, x_label: &str, y_label: &str) {
+/// The two axes, the x axis ending at `right`, with their labels.
+fn axes(svg: &mut String, right: f64, x_label: &str, y_label: &str) {
     let (left, bottom) = (MARGIN, HEIGHT - MARGIN);
     let _ = write!(
         svg,
-        r#"<line x1="{left}" y1="{MARGIN}" x2="{left}" y2="{bottom}" stroke="black"/><line x1="{left}" y1="{bottom}" x2="{}" y2="{bottom}" stroke="black"/><text x="{}" y="{}" font-size="12" text-anchor="middle">{}</text><text x="14" y="{}" font-size="12" text-anchor="middle" transform="rotate(-90 14 {})">{}</text>"#,
-        WIDTH - MARGIN,
-        WIDTH / 2.0,
+        r#"<line x1="{left}" y1="{MARGIN}" x2="{left}" y2="{bottom}" stroke="black"/><line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="black"/><text x="{}" y="{}" font-size="12" text-anchor="middle">{}</text><text x="14" y="{}" font-size="12" text-anchor="middle" transform="rotate(-90 14 {})">{}</text>"#,
+        (left + right) / 2.0,
         HEIGHT - 12.0,
         escape(x_label),
         HEIGHT / 2.0,
@@ -157,8 +162,8 @@ mod tests {
         }];
         let svg = line_chart("curve", "epoch", "accuracy", &series);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        // x 1 → left margin, 3 → right margin; y 0.5 → bottom, 0.9 → top.
-        assert!(svg.contains(r#"points="50.0,350.0 750.0,50.0""#), "{svg}");
+        // x 1 → left margin, 3 → the legend's edge; y 0.5 → bottom, 0.9 → top.
+        assert!(svg.contains(r#"points="50.0,350.0 580.0,50.0""#), "{svg}");
         assert!(svg.contains("train &lt;acc&gt;"));
     }
 

@@ -9,13 +9,10 @@
 use rand::Rng;
 
 use crate::encode::Vocabulary;
-use crate::melody::Symbol;
+use crate::melody::{Symbol, C_MAJOR_PITCH_CLASSES};
 
 /// Below this a temperature is zero: argmax.
 const ZERO_TEMPERATURE: f32 = 1e-6;
-
-/// Pitch classes of C major, the same set as A natural minor: C D E F G A B.
-const C_MAJOR_CLASSES: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
 
 /// The temperature T of each step.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -145,7 +142,7 @@ pub fn leap_allowed(pitch: u8, last_pitch: Option<u8>, max_leap: Option<u8>) -> 
 /// Scale bias: the factor on a pitch whose pitch class is in C major (C D E F G A B, also
 /// A natural minor) is 1 + s; on other pitches 1. s is taken as at least 0.
 pub fn scale_factor(pitch: u8, scale_bias: f32) -> f32 {
-    if C_MAJOR_CLASSES.contains(&(pitch % 12)) {
+    if C_MAJOR_PITCH_CLASSES.contains(&(pitch % 12)) {
         1.0 + scale_bias.max(0.0)
     } else {
         1.0

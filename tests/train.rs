@@ -121,7 +121,11 @@ fn learns_the_corpus_and_logs_every_epoch() {
         .collect();
     assert_eq!(lines.len(), 40);
     let curve = fs::read_to_string(data.join("model.curve.svg")).unwrap();
-    assert_eq!(curve.matches("<polyline").count(), 4, "train, held-out, baseline, events");
+    assert_eq!(
+        curve.matches("<polyline").count(),
+        4,
+        "train, held-out, baseline, events"
+    );
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["epoch"], i + 1);
         for field in [

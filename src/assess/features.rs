@@ -7,10 +7,7 @@
 //! to 1 (mgeval's `normalize=2`), so that they describe a melody's proportions, not its length.
 //! A feature with nothing to count (no notes, one note for an interval) is 0.
 
-use crate::melody::{Span, Symbol};
-
-/// Pitch classes of C major, the same set as A natural minor: C D E F G A B.
-const C_MAJOR_CLASSES: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
+use crate::melody::{Span, Symbol, C_MAJOR_PITCH_CLASSES};
 
 /// Note lengths in sixteenth steps that have a class of their own: the encoder's accepted
 /// durations (16th, 8th, dotted 8th, quarter, dotted quarter, half, dotted half, whole). Every
@@ -187,7 +184,7 @@ impl MelodyFeatures {
             on_scale_share: share(
                 pitches
                     .iter()
-                    .filter(|&&p| C_MAJOR_CLASSES.contains(&(p % 12)))
+                    .filter(|&&p| C_MAJOR_PITCH_CLASSES.contains(&(p % 12)))
                     .count(),
                 pitches.len(),
             ),
@@ -348,7 +345,7 @@ mod tests {
         assert!(Feature::ALL
             .iter()
             .all(|x| x.values(&empty).iter().all(|&v| v == 0.0)));
-        let silent = features("r _ _ r");
+        let silent = features("r _ r _");
         assert_eq!(silent.rest_ratio, 1.0);
         assert_eq!(silent.note_count, 0.0);
         assert_eq!(silent.longest_repeat, 2.0, "`r _` twice");

@@ -1,0 +1,485 @@
+//! `engine assess`: generated melodies against a corpus, feature by feature, with the method of
+//! Yang & Lerch 2018 ("On the evaluation of generative models in music", the mgeval toolbox).
+//!
+//! For each feature ([`features`]) two samples of distances are drawn: intra-set, between
+//! reference melodies (every melody against every other, mgeval's leave-one-out), and inter-set,
+//! between every generated and every reference melody. A distance is the Euclidean norm of the
+//! difference of two melodies' feature values (|a − b| for a number, the Frobenius norm for a
+//! matrix). Above [`MAX_PAIRS`] pairs a side draws that many at random, with a fixed seed. The
+//! two samples are compared by their kernel density estimates ([`density`]): the overlapping
+//! area OA (1: the generated melodies sit among the reference ones as the reference ones sit
+//! among themselves) and KL(intra ‖ inter).
+//!
+//! The ceiling is the same measurement for real melodies: a corpus's held-out songs as the
+//! "generated" side against its training songs. It is the OA a perfect generator would reach.
+
+pub mod density;
+pub mod features;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+use crate::atomic;
+use crate::dataset::{Dataset, Split};
+use crate::encode::{encode_song, Options};
+use crate::kern;
+use crate::melody::{spans, split_songs, Span};
+use crate::midi::read_midi;
+use crate::plot::{line_chart, Series};
+use density::{compare, Densities};
+use features::{Feature, MelodyFeatures, Shape};
+
+/// Most pairs in one distance sample; larger sets are subsampled.
+pub const MAX_PAIRS: usize = 10_000;
+/// Seed of the pair subsample: the same sets always give the same numbers.
+const PAIR_SEED: u64 = 0;
+/// Extensions of melody files, in the order a directory prefers them when one melody comes in
+/// several (`engine generate` writes `melody-001.mid` and its twin `melody-001.krn`).
+const MELODY_EXTENSIONS: [&str; 3] = ["txt", "mid", "krn"];
+
+/// The options of `engine assess`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AssessArgs {
+    /// Generated melodies: files or directories. A .txt file holds our symbols, one melody per
+    /// line (as `engine generate` prints them); .mid and .krn files hold one melody each. A
+    /// directory gives its .txt, .mid and .krn files; files that differ only in extension are
+    /// one melody, read from the first of .txt, .mid, .krn.
+    #[arg(long, required = true, num_args = 1..)]
+    pub generated: Vec<PathBuf>,
+    /// Preprocessed corpus directory (dataset.txt and vocab.json) to compare with.
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// Which of the corpus's songs are the reference; `val`: the held-out songs, which the model
+    /// never saw.
+    #[arg(long, value_enum, default_value_t = Split::Val)]
+    pub split: Split,
+    /// Share of songs held out, as in training.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the distance densities as SVG, one file per feature, into this directory.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// One feature's verdict.
+#[derive(Clone, Debug)]
+pub struct FeatureResult {
+    pub feature: Feature,
+    /// Overlapping area of the intra-set and inter-set distance densities.
+    pub overlap: f64,
+    /// KL(intra ‖ inter), in nats.
+    pub kl_divergence: f64,
+    /// Per value (one for a number, each entry of a histogram or matrix): mean and standard
+    /// deviation over the melodies of each side.
+    pub generated_mean: Vec<f64>,
+    pub generated_std: Vec<f64>,
+    pub reference_mean: Vec<f64>,
+    pub reference_std: Vec<f64>,
+    /// `first`: intra-set density, `second`: inter-set density.
+    pub densities: Densities,
+}
+
+/// Every feature's verdict for one generated set against one reference set.
+#[derive(Clone, Debug)]
+pub struct Assessment {
+    pub generated_melodies: usize,
+    pub reference_melodies: usize,
+    /// In the order of [`Feature::ALL`].
+    pub features: Vec<FeatureResult>,
+}
+
+impl Assessment {
+    pub fn feature(&self, feature: Feature) -> &FeatureResult {
+        self.features
+            .iter()
+            .find(|result| result.feature == feature)
+            .expect("every feature is assessed")
+    }
+
+    /// The mean OA over all features.
+    pub fn mean_overlap(&self) -> f64 {
+        self.features.iter().map(|r| r.overlap).sum::<f64>() / self.features.len() as f64
+    }
+
+    /// `{"generated_melodies", "reference_melodies", "mean_oa", "features": {NAME: {"oa", "kl",
+    /// "generated_mean", "generated_std", "reference_mean", "reference_std"}}}`; means of a
+    /// histogram are arrays, of a matrix arrays of rows.
+    pub fn to_json(&self) -> Value {
+        let features: serde_json::Map<String, Value> = self
+            .features
+            .iter()
+            .map(|r| {
+                let shaped = |values: &[f64]| shaped_json(r.feature.shape(), values);
+                let entry = json!({
+                    "oa": r.overlap,
+                    "kl": r.kl_divergence,
+                    "generated_mean": shaped(&r.generated_mean),
+                    "generated_std": shaped(&r.generated_std),
+                    "reference_mean": shaped(&r.reference_mean),
+                    "reference_std": shaped(&r.reference_std),
+                });
+                (r.feature.name().to_string(), entry)
+            })
+            .collect();
+        json!({
+            "generated_melodies": self.generated_melodies,
+            "reference_melodies": self.reference_melodies,
+            "mean_oa": self.mean_overlap(),
+            "features": features,
+        })
+    }
+}
+
+/// Assesses `generated` against `reference`: needs one generated and two reference melodies.
+pub fn assess(
+    generated: &[MelodyFeatures],
+    reference: &[MelodyFeatures],
+) -> Result<Assessment, String> {
+    if generated.is_empty() {
+        return Err("no generated melodies to assess".into());
+    }
+    if reference.len() < 2 {
+        return Err(format!(
+            "{} reference melodies: the intra-set distances need at least 2",
+            reference.len()
+        ));
+    }
+    let intra_pairs = intra_set_pairs(reference.len());
+    let inter_pairs = inter_set_pairs(generated.len(), reference.len());
+    let features = Feature::ALL
+        .par_iter()
+        .map(|&feature| {
+            let values = |set: &[MelodyFeatures]| -> Vec<Vec<f64>> {
+                set.iter().map(|f| feature.values(f).to_vec()).collect()
+            };
+            let (generated_values, reference_values) = (values(generated), values(reference));
+            let distances = |a: &[Vec<f64>], pairs: &[(usize, usize)]| -> Vec<f64> {
+                pairs
+                    .iter()
+                    .map(|&(i, j)| euclidean(&a[i], &reference_values[j]))
+                    .collect()
+            };
+            let intra = distances(&reference_values, &intra_pairs);
+            let inter = distances(&generated_values, &inter_pairs);
+            let comparison = compare(&intra, &inter);
+            let (generated_mean, generated_std) = mean_and_std(&generated_values);
+            let (reference_mean, reference_std) = mean_and_std(&reference_values);
+            FeatureResult {
+                feature,
+                overlap: comparison.overlap,
+                kl_divergence: comparison.kl_divergence,
+                generated_mean,
+                generated_std,
+                reference_mean,
+                reference_std,
+                densities: comparison.densities,
+            }
+        })
+        .collect();
+    Ok(Assessment {
+        generated_melodies: generated.len(),
+        reference_melodies: reference.len(),
+        features,
+    })
+}
+
+/// Runs `engine assess`.
+pub fn run(args: &AssessArgs) -> Result<(), String> {
+    let generated = read_generated(&args.generated)?;
+    let data = Dataset::load(&args.reference)?;
+    let songs = |split| corpus_songs(&data, split, args.val_fraction).map(|s| features_of(&s));
+    let assessment = assess(&features_of(&generated), &songs(args.split)?)?;
+    let ceiling = assess(&songs(Split::Val)?, &songs(Split::Train)?)
+        .map_err(|e| format!("ceiling (held-out against training songs): {e}"))?;
+    if let Some(dir) = &args.plot {
+        write_plots(dir, &assessment, &ceiling)?;
+    }
+    if args.json {
+        let mut object = assessment.to_json();
+        object["ceiling"] = ceiling.to_json();
+        println!("{object}");
+    } else {
+        let split = args
+            .split
+            .to_possible_value()
+            .expect("no variant is skipped");
+        println!(
+            "{} generated melodies against {} reference songs ({} songs of {})",
+            assessment.generated_melodies,
+            assessment.reference_melodies,
+            split.get_name(),
+            args.reference.display()
+        );
+        print!("{}", table(&assessment, &ceiling));
+    }
+    Ok(())
+}
+
+/// The terminal table: per feature OA and KL beside the ceiling's, and mean ± std of both sides.
+pub fn table(assessment: &Assessment, ceiling: &Assessment) -> String {
+    let mut lines = vec![
+        format!(
+            "ceiling: {} held-out songs against {} training songs\n",
+            ceiling.generated_melodies, ceiling.reference_melodies
+        ),
+        format!(
+            "{:<30} {:>6} {:>8} {:>7} {:>8} {:>18} {:>18}",
+            "feature", "OA", "ceiling", "KL", "ceiling", "generated", "reference"
+        ),
+    ];
+    for (result, best) in assessment.features.iter().zip(&ceiling.features) {
+        let spread = |mean: &[f64], std: &[f64]| match result.feature.shape() {
+            Shape::Scalar => format!("{:.3} ± {:.3}", mean[0], std[0]),
+            Shape::Vector | Shape::Matrix { .. } => "(see --json)".into(),
+        };
+        lines.push(format!(
+            "{:<30} {:>6.3} {:>8.3} {:>7.3} {:>8.3} {:>18} {:>18}",
+            result.feature.name(),
+            result.overlap,
+            best.overlap,
+            result.kl_divergence,
+            best.kl_divergence,
+            spread(&result.generated_mean, &result.generated_std),
+            spread(&result.reference_mean, &result.reference_std),
+        ));
+    }
+    lines.push(format!(
+        "{:<30} {:>6.3} {:>8.3}",
+        "mean over features",
+        assessment.mean_overlap(),
+        ceiling.mean_overlap()
+    ));
+    lines.push(
+        "\nOA: overlap of the intra-set (reference) and inter-set (generated vs reference) \
+         distance densities, 1 = indistinguishable; KL(intra ‖ inter) in nats."
+            .into(),
+    );
+    lines.join("\n") + "\n"
+}
+
+/// The features of each melody.
+pub fn features_of(melodies: &[Vec<Span>]) -> Vec<MelodyFeatures> {
+    melodies.iter().map(|m| MelodyFeatures::of(m)).collect()
+}
+
+/// The songs of one split of a preprocessed corpus.
+pub fn corpus_songs(
+    data: &Dataset,
+    split: Split,
+    val_fraction: f64,
+) -> Result<Vec<Vec<Span>>, String> {
+    let symbols: Vec<&str> = data
+        .split(split, val_fraction)
+        .iter()
+        .map(|&id| data.vocab.symbol(id))
+        .collect();
+    split_songs(&symbols).into_iter().map(spans).collect()
+}
+
+/// The melodies of every file and directory given, in order (a directory's files by name).
+pub fn read_generated(paths: &[PathBuf]) -> Result<Vec<Vec<Span>>, String> {
+    let mut melodies = Vec::new();
+    for path in paths {
+        let files = if path.is_dir() {
+            melody_files_in(path)?
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            melodies.extend(read_melody_file(&file)?);
+        }
+    }
+    if melodies.is_empty() {
+        return Err("no melodies in the --generated files".into());
+    }
+    Ok(melodies)
+}
+
+/// The melodies of one file, by its extension: .txt (one melody per line; a `/` also separates
+/// melodies), .mid ([`read_midi`]) or .krn (encoded as in preprocessing, transposed to C major /
+/// A minor, every duration accepted; a rest the score writes in pieces, as across a barline,
+/// comes back as that many rests).
+pub fn read_melody_file(path: &Path) -> Result<Vec<Vec<Span>>, String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let in_file = |e: String| format!("{}: {e}", path.display());
+    let symbols = match path.extension().and_then(|e| e.to_str()) {
+        Some("txt") => {
+            let text = String::from_utf8(bytes).map_err(|e| in_file(e.to_string()))?;
+            let mut melodies = Vec::new();
+            for line in text.lines() {
+                let words: Vec<&str> = line.split_ascii_whitespace().collect();
+                for song in split_songs(&words) {
+                    melodies.push(spans(song).map_err(in_file)?);
+                }
+            }
+            return Ok(melodies);
+        }
+        Some("mid") => read_midi(&bytes).map_err(in_file)?,
+        Some("krn") => {
+            let song = kern::parse(&bytes).map_err(|e| format!("{}:{e}", path.display()))?;
+            let options = Options {
+                durations: song.events.iter().map(|e| e.duration).collect(),
+                ..Options::default()
+            };
+            encode_song(&song, &options)
+                .map_err(|e| in_file(e.to_string()))?
+                .symbols
+        }
+        _ => return Err(in_file("not a .txt, .mid or .krn file".into())),
+    };
+    Ok(vec![spans(&symbols).map_err(in_file)?])
+}
+
+/// A directory's melody files sorted by name, one per name without extension (the first of
+/// [`MELODY_EXTENSIONS`] that is there).
+fn melody_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<(PathBuf, usize)> = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let preference = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(|e| MELODY_EXTENSIONS.iter().position(|&known| known == e));
+        if let (Some(preference), true) = (preference, path.is_file()) {
+            files.push((path, preference));
+        }
+    }
+    files.sort_by(|(a, a_rank), (b, b_rank)| {
+        (a.with_extension(""), a_rank).cmp(&(b.with_extension(""), b_rank))
+    });
+    files.dedup_by(|(later, _), (kept, _)| later.with_extension("") == kept.with_extension(""));
+    Ok(files.into_iter().map(|(path, _)| path).collect())
+}
+
+/// Intra-set pairs of a set of n: every ordered pair (i, j), i ≠ j; pair k is i = k div (n − 1)
+/// and the (k mod (n − 1))-th index other than i.
+fn intra_set_pairs(n: usize) -> Vec<(usize, usize)> {
+    sample_pairs(n * (n - 1), |k| {
+        let (i, j) = (k / (n - 1), k % (n - 1));
+        (i, if j >= i { j + 1 } else { j })
+    })
+}
+
+/// Inter-set pairs (generated g, reference r) of sets of `generated` and `reference` melodies.
+fn inter_set_pairs(generated: usize, reference: usize) -> Vec<(usize, usize)> {
+    sample_pairs(generated * reference, |k| (k / reference, k % reference))
+}
+
+/// Pairs `pair_of(k)` for every k below `total`, or for [`MAX_PAIRS`] of them drawn without
+/// replacement with a fixed seed.
+fn sample_pairs(total: usize, pair_of: impl Fn(usize) -> (usize, usize)) -> Vec<(usize, usize)> {
+    if total <= MAX_PAIRS {
+        return (0..total).map(pair_of).collect();
+    }
+    let mut rng = StdRng::seed_from_u64(PAIR_SEED);
+    rand::seq::index::sample(&mut rng, total, MAX_PAIRS)
+        .into_iter()
+        .map(pair_of)
+        .collect()
+}
+
+/// √Σ (aᵢ − bᵢ)².
+fn euclidean(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Per position: the mean and the (population) standard deviation over the rows.
+fn mean_and_std(rows: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+    let n = rows.len() as f64;
+    let width = rows.first().map_or(0, Vec::len);
+    let column = |j: usize| rows.iter().map(move |row| row[j]);
+    let means: Vec<f64> = (0..width).map(|j| column(j).sum::<f64>() / n).collect();
+    let stds = (0..width)
+        .map(|j| (column(j).map(|x| (x - means[j]).powi(2)).sum::<f64>() / n).sqrt())
+        .collect();
+    (means, stds)
+}
+
+/// A number, an array, or an array of rows, as the feature's shape says.
+fn shaped_json(shape: Shape, values: &[f64]) -> Value {
+    match shape {
+        Shape::Scalar => json!(values[0]),
+        Shape::Vector => json!(values),
+        Shape::Matrix { side } => json!(values.chunks(side).collect::<Vec<_>>()),
+    }
+}
+
+/// One SVG per feature, `DIR/NAME.svg`: the reference intra-set density, the inter-set density
+/// and the ceiling's inter-set density (held-out against training songs).
+fn write_plots(dir: &Path, assessment: &Assessment, ceiling: &Assessment) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (result, best) in assessment.features.iter().zip(&ceiling.features) {
+        let name = result.feature.name();
+        let title = format!(
+            "{name}: OA {:.3} (ceiling {:.3}), KL {:.3}",
+            result.overlap, best.overlap, result.kl_divergence
+        );
+        let series = |name, grid: &[f64], density: &[f64]| Series {
+            name,
+            points: grid.iter().copied().zip(density.iter().copied()).collect(),
+        };
+        let (ours, ceiling) = (&result.densities, &best.densities);
+        let svg = line_chart(
+            &title,
+            "Euclidean distance between two melodies' feature values",
+            "density",
+            &[
+                series("intra-set: reference", &ours.grid, &ours.first),
+                series("inter-set: generated", &ours.grid, &ours.second),
+                series("ceiling: held-out", &ceiling.grid, &ceiling.second),
+            ],
+        );
+        let path = dir.join(format!("{name}.svg"));
+        atomic::write(&path, svg.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn euclidean_mean_and_std() {
+        assert_eq!(euclidean(&[0.0, 3.0], &[4.0, 0.0]), 5.0);
+        let (mean, std) = mean_and_std(&[vec![1.0, 0.0], vec![3.0, 0.0]]);
+        assert_eq!((mean, std), (vec![2.0, 0.0], vec![1.0, 0.0]));
+    }
+
+    #[test]
+    fn small_sets_use_every_pair_and_large_ones_a_fixed_sample() {
+        assert_eq!(
+            intra_set_pairs(3),
+            [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+        );
+        assert_eq!(inter_set_pairs(2, 2), [(0, 0), (0, 1), (1, 0), (1, 1)]);
+        let large = intra_set_pairs(200);
+        assert_eq!(large.len(), MAX_PAIRS);
+        assert!(large.iter().all(|&(i, j)| i != j && i < 200 && j < 200));
+        assert_eq!(large, intra_set_pairs(200), "the same sample every time");
+    }
+
+    #[test]
+    fn json_keeps_the_shape_of_each_feature() {
+        assert_eq!(shaped_json(Shape::Scalar, &[2.5]), json!(2.5));
+        assert_eq!(shaped_json(Shape::Vector, &[1.0, 2.0]), json!([1.0, 2.0]));
+        assert_eq!(
+            shaped_json(Shape::Matrix { side: 2 }, &[1.0, 2.0, 3.0, 4.0]),
+            json!([[1.0, 2.0], [3.0, 4.0]])
+        );
+    }
+}
