@@ -71,20 +71,11 @@ pub fn input_contributions<F: Float>(
     input_table: &mut [F],
     gates: &mut [F],
 ) {
-    let (h4, v) = (4 * dims.hidden, dims.vocab);
+    let h4 = 4 * dims.hidden;
     match input {
         LayerInput::Tokens(tokens) => {
-            // W_ih·onehot(s) is column s of W_ih. Transpose W_ih [4H][V] once into rows
-            // table[s] = W_ih[:, s] + b_ih + b_hh [V][4H], then each gate row is a copy.
-            for (s, table_row) in input_table.chunks_exact_mut(h4).enumerate() {
-                for (j, entry) in table_row.iter_mut().enumerate() {
-                    *entry = layer.weight_ih[j * v + s] + layer.bias_ih[j] + layer.bias_hh[j];
-                }
-            }
-            for (gate_row, &token) in gates.chunks_exact_mut(h4).zip(tokens) {
-                let s = token as usize;
-                gate_row.copy_from_slice(&input_table[s * h4..(s + 1) * h4]);
-            }
+            build_input_table(layer, dims.vocab, input_table);
+            gather_input_rows(input_table, tokens, gates);
         }
         LayerInput::Hidden(below) => {
             for gate_row in gates.chunks_exact_mut(h4) {
@@ -100,6 +91,26 @@ pub fn input_contributions<F: Float>(
     }
 }
 
+/// W_ih·onehot(s) is column s of W_ih. Transposes W_ih [4H][V] into rows
+/// table[s] = W_ih[:, s] + b_ih + b_hh, [V][4H], so that each step's input term is a row copy.
+pub fn build_input_table<F: Float>(layer: LstmLayer<'_, F>, v: usize, table: &mut [F]) {
+    let h4 = layer.bias_ih.len();
+    for (s, table_row) in table.chunks_exact_mut(h4).enumerate() {
+        for (j, entry) in table_row.iter_mut().enumerate() {
+            *entry = layer.weight_ih[j * v + s] + layer.bias_ih[j] + layer.bias_hh[j];
+        }
+    }
+}
+
+/// gates[r] = table[tokens[r]]: the input and bias terms of a one-hot input.
+pub fn gather_input_rows<F: Float>(table: &[F], tokens: &[u32], gates: &mut [F]) {
+    let h4 = gates.len() / tokens.len();
+    for (gate_row, &token) in gates.chunks_exact_mut(h4).zip(tokens) {
+        let s = token as usize;
+        gate_row.copy_from_slice(&table[s * h4..(s + 1) * h4]);
+    }
+}
+
 /// Batch rows per thread. The rows of a step are independent, so each thread runs the recurrent
 /// product and the pointwise work for its own block of rows: one join per step instead of one
 /// inside every product plus one for the pointwise pass.
@@ -110,10 +121,7 @@ fn rows_per_block(batch: usize) -> usize {
 /// Runs the recurrence over the T steps. On entry `tape.gates` holds the input contributions;
 /// on exit it holds the gate activations, and `cell`, `tanh_cell`, `hidden` are filled.
 pub fn recurrence<F: Float>(weight_hh: &[F], dims: Dims, tape: &mut LayerTape<F>) {
-    let (b, h) = (dims.batch, dims.hidden);
-    let (bh, bg) = (b * h, b * 4 * h);
-    let rows = rows_per_block(b);
-    let w_hh = Mat::new(weight_hh, 4 * h, h);
+    let bh = dims.batch * dims.hidden;
     for t in 0..dims.steps {
         let (hidden_before, hidden_from_t) = tape.hidden.split_at_mut(t * bh);
         let (cells_before, cells_from_t) = tape.cell.split_at_mut(t * bh);
@@ -121,33 +129,62 @@ pub fn recurrence<F: Float>(weight_hh: &[F], dims: Dims, tape: &mut LayerTape<F>
         let (h_prev, c_prev) = match t {
             0 => (None, &tape.zero_state[..]),
             _ => (
-                Some(&hidden_before[(t - 1) * bh..]),
+                Some(&hidden_before[(t - 1) * bh..t * bh]),
                 &cells_before[(t - 1) * bh..],
             ),
         };
-        tape.gates[t * bg..(t + 1) * bg]
-            .par_chunks_mut(rows * 4 * h)
-            .zip(cells_from_t[..bh].par_chunks_mut(rows * h))
-            .zip(tape.tanh_cell[t * bh..(t + 1) * bh].par_chunks_mut(rows * h))
-            .zip(hidden_from_t[..bh].par_chunks_mut(rows * h))
-            .enumerate()
-            .for_each(|(block, (((gates, cell), tanh_cell), hidden))| {
-                let first = block * rows * h;
-                let n = hidden.len() / h;
-                // [n×4H] += [n×H]·[H×4H]
-                if let Some(h_prev) = h_prev {
-                    let h_prev = Mat::new(&h_prev[first..], n, h);
-                    matmul_on_this_thread(gates, true, h_prev, w_hh.t());
-                }
-                let c_prev = &c_prev[first..first + n * h];
-                cell_forward(gates, c_prev, cell, tanh_cell, hidden, h);
-            });
+        let next = StepOutput {
+            gates: &mut tape.gates[t * 4 * bh..(t + 1) * 4 * bh],
+            cell: &mut cells_from_t[..bh],
+            tanh_cell: &mut tape.tanh_cell[t * bh..(t + 1) * bh],
+            hidden: &mut hidden_from_t[..bh],
+        };
+        step(weight_hh, dims.hidden, h_prev, &c_prev[..bh], next);
     }
+}
+
+/// What one step writes for its B rows: gates [B][4H] (holding the input contributions on
+/// entry, the activations on exit), c, tanh(c) and h [B][H].
+pub struct StepOutput<'a, F> {
+    pub gates: &'a mut [F],
+    pub cell: &'a mut [F],
+    pub tanh_cell: &'a mut [F],
+    pub hidden: &'a mut [F],
+}
+
+/// One step for every row: a += W_hh·h_prev (none when `h_prev` is the zero state), then the
+/// gates and the cell update. Each thread takes its own block of rows.
+pub fn step<F: Float>(
+    weight_hh: &[F],
+    h: usize,
+    h_prev: Option<&[F]>,
+    c_prev: &[F],
+    out: StepOutput<'_, F>,
+) {
+    let rows = rows_per_block(out.hidden.len() / h);
+    let w_hh = Mat::new(weight_hh, 4 * h, h);
+    out.gates
+        .par_chunks_mut(rows * 4 * h)
+        .zip(out.cell.par_chunks_mut(rows * h))
+        .zip(out.tanh_cell.par_chunks_mut(rows * h))
+        .zip(out.hidden.par_chunks_mut(rows * h))
+        .enumerate()
+        .for_each(|(block, (((gates, cell), tanh_cell), hidden))| {
+            let first = block * rows * h;
+            let n = hidden.len() / h;
+            // [n×4H] += [n×H]·[H×4H]
+            if let Some(h_prev) = h_prev {
+                let h_prev = Mat::new(&h_prev[first..], n, h);
+                matmul_on_this_thread(gates, true, h_prev, w_hh.t());
+            }
+            let c_prev = &c_prev[first..first + n * h];
+            cell_forward(gates, c_prev, cell, tanh_cell, hidden, h);
+        });
 }
 
 /// The fused pointwise part of one step for n rows, one pass over [n][4H] → [n][H]:
 /// gates become i, f, g, o; c = f⊙c_prev + i⊙g; h = o⊙tanh(c).
-pub(super) fn cell_forward<F: Float>(
+fn cell_forward<F: Float>(
     gates: &mut [F],
     cell_prev: &[F],
     cell: &mut [F],

@@ -1,8 +1,7 @@
-//! Streaming inference: independent LSTM states (rows) advanced one symbol at a time, for
-//! generation that carries its state instead of re-reading a window from a zero state.
+//! Streaming inference for generation: independent LSTM states (rows) advanced one symbol at a
+//! time with the training path's step, and the next-symbol distribution of any row on demand.
 
 use super::lstm::{self, Dims, LayerInput};
-use super::matmul::{matmul, Mat};
 use super::output;
 use crate::model::{Float, Params};
 
@@ -19,7 +18,7 @@ pub struct StreamState<F> {
     next_cell: Vec<F>,
     tanh_cell: Vec<F>,
     next_hidden: Vec<F>,
-    /// [V][4H]: layer 0's input table (see `lstm::input_contributions`).
+    /// [V][4H]: layer 0's input and bias terms per symbol (see `lstm::build_input_table`).
     input_table: Vec<F>,
     /// [rows][V]: logits of the selected rows.
     logits: Vec<F>,
@@ -31,6 +30,9 @@ impl<F: Float> StreamState<F> {
         let config = params.config();
         let (h, v) = (config.hidden, config.vocab_size);
         let per_layer = || vec![vec![F::ZERO; rows * h]; config.layers];
+        // Layer 0's input term depends on the symbol only: one table for the whole stream.
+        let mut input_table = vec![F::ZERO; v * 4 * h];
+        lstm::build_input_table(params.lstm_layer(0), v, &mut input_table);
         StreamState {
             dims: Dims {
                 steps: 1,
@@ -44,7 +46,7 @@ impl<F: Float> StreamState<F> {
             next_cell: vec![F::ZERO; rows * h],
             tanh_cell: vec![F::ZERO; rows * h],
             next_hidden: vec![F::ZERO; rows * h],
-            input_table: vec![F::ZERO; v * 4 * h],
+            input_table,
             logits: vec![F::ZERO; rows * v],
         }
     }
@@ -70,32 +72,28 @@ impl<F: Float> StreamState<F> {
         );
         for k in 0..self.hidden.len() {
             let layer = params.lstm_layer(k);
-            let input = match k {
-                0 => LayerInput::Tokens(inputs),
-                _ => LayerInput::Hidden(&self.hidden[k - 1]),
+            match k {
+                0 => lstm::gather_input_rows(&self.input_table, inputs, &mut self.gates),
+                _ => lstm::input_contributions(
+                    layer,
+                    LayerInput::Hidden(&self.hidden[k - 1]),
+                    self.dims,
+                    &mut self.input_table,
+                    &mut self.gates,
+                ),
+            }
+            let next = lstm::StepOutput {
+                gates: &mut self.gates,
+                cell: &mut self.next_cell,
+                tanh_cell: &mut self.tanh_cell,
+                hidden: &mut self.next_hidden,
             };
-            lstm::input_contributions(
-                layer,
-                input,
-                self.dims,
-                &mut self.input_table,
-                &mut self.gates,
-            );
-            // [rows×4H] += [rows×H]·[H×4H]
-            let w_hh = Mat::new(layer.weight_hh, 4 * h, h);
-            matmul(
-                &mut self.gates,
-                true,
-                Mat::new(&self.hidden[k], rows, h),
-                w_hh.t(),
-            );
-            lstm::cell_forward(
-                &mut self.gates,
-                &self.cell[k],
-                &mut self.next_cell,
-                &mut self.tanh_cell,
-                &mut self.next_hidden,
+            lstm::step(
+                layer.weight_hh,
                 h,
+                Some(&self.hidden[k]),
+                &self.cell[k],
+                next,
             );
             std::mem::swap(&mut self.cell[k], &mut self.next_cell);
             std::mem::swap(&mut self.hidden[k], &mut self.next_hidden);
