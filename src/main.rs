@@ -21,7 +21,7 @@ use melody_engine::kern::{self, KeyDesignation};
 use melody_engine::key;
 use melody_engine::melody;
 use melody_engine::midi;
-use melody_engine::model::{checkpoint, Objective};
+use melody_engine::model::checkpoint;
 use melody_engine::optim::Adam;
 use melody_engine::plot;
 use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
@@ -76,68 +76,7 @@ enum Command {
     /// Adam state beside it, *.adam.safetensors) is written atomically and one JSON line is
     /// appended to the metrics log. Ctrl-C writes a checkpoint and stops; --resume continues
     /// exactly where it stopped.
-    Train {
-        /// Directory with dataset.txt and vocab.json (from `engine preprocess`).
-        #[arg(long)]
-        data: PathBuf,
-        /// Checkpoint to write (safetensors; PyTorch loads it as nn.LSTM + nn.Linear).
-        #[arg(long)]
-        out: PathBuf,
-        /// Metrics log, one JSON object per epoch [default: OUT with extension .metrics.jsonl].
-        #[arg(long)]
-        metrics: Option<PathBuf>,
-        #[arg(long, default_value_t = 256)]
-        hidden: usize,
-        #[arg(long, default_value_t = 1)]
-        layers: usize,
-        /// Dropout probability on the last LSTM layer's output.
-        #[arg(long, default_value_t = 0.2)]
-        dropout: f32,
-        /// `all`: a loss at every position of each window (windows tiled from a random offset
-        /// each epoch); `last`: the reference work's, every window predicts only the symbol after
-        /// it (64× the compute for the same predictions).
-        #[arg(long, value_enum, default_value_t = ObjectiveArg::All)]
-        objective: ObjectiveArg,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// Symbols per training window.
-        #[arg(long, default_value_t = 64)]
-        window: usize,
-        #[arg(long, default_value_t = 50)]
-        epochs: usize,
-        /// Stop after this many optimiser steps in all.
-        #[arg(long)]
-        max_steps: Option<u64>,
-        /// Same seed, same machine → bit-identical checkpoint.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long, default_value_t = 1e-3)]
-        learning_rate: f32,
-        /// Scale gradients down to this global norm when larger.
-        #[arg(long)]
-        clip: Option<f32>,
-        /// Share of songs held out for validation.
-        #[arg(long, default_value_t = 0.1)]
-        val_fraction: f64,
-        /// Windows sampled (fixed) from each split for the per-epoch accuracies.
-        #[arg(long, default_value_t = 5000)]
-        eval_windows: usize,
-        /// Stop after this many epochs without a new best held-out loss. The best epoch's
-        /// checkpoint is kept as OUT with extension .best.safetensors either way.
-        #[arg(long)]
-        patience: Option<usize>,
-        /// Fine-tune: start from this checkpoint's weights, vocabulary and architecture
-        /// (--hidden, --layers and --dropout come from it) on the --data corpus.
-        #[arg(long)]
-        init: Option<PathBuf>,
-        /// With --init: give symbols the checkpoint does not know new rows and columns instead
-        /// of refusing them.
-        #[arg(long, requires = "init")]
-        extend_vocab: bool,
-        /// Continue from OUT and its Adam state (same options as the run that wrote them).
-        #[arg(long, conflicts_with = "init")]
-        resume: bool,
-    },
+    Train(TrainOptions),
     /// Loss, accuracy and perplexity of a checkpoint with the reference protocol: every window of
     /// 64 consecutive symbols, from a zero state, predicts the symbol after it.
     Evaluate {
@@ -267,21 +206,6 @@ fn parse_meter(text: &str) -> Result<(u32, u32), String> {
         .ok_or_else(|| format!("{text:?} is not a meter such as 4/4 or 6/8"))
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ObjectiveArg {
-    All,
-    Last,
-}
-
-impl From<ObjectiveArg> for Objective {
-    fn from(arg: ObjectiveArg) -> Objective {
-        match arg {
-            ObjectiveArg::All => Objective::All,
-            ObjectiveArg::Last => Objective::Last,
-        }
-    }
-}
-
 fn parse_quarter_length(text: &str) -> Result<QuarterLength, String> {
     match QuarterLength::parse(text) {
         Some(q) if !q.is_zero() => Ok(q),
@@ -311,50 +235,7 @@ fn main() -> ExitCode {
             },
             strict,
         ),
-        Command::Train {
-            data,
-            out,
-            metrics,
-            hidden,
-            layers,
-            dropout,
-            objective,
-            batch_size,
-            window,
-            epochs,
-            max_steps,
-            seed,
-            learning_rate,
-            clip,
-            val_fraction,
-            eval_windows,
-            patience,
-            init,
-            extend_vocab,
-            resume,
-        } => run_train(&TrainOptions {
-            data,
-            out,
-            metrics,
-            hidden,
-            layers,
-            dropout,
-            objective: objective.into(),
-            batch_size,
-            window,
-            epochs,
-            max_steps,
-            seed,
-            learning_rate,
-            clip,
-            val_fraction,
-            eval_windows,
-            patience,
-            init,
-            extend_vocab,
-            resume,
-            progress: true,
-        }),
+        Command::Train(options) => run_train(&options),
         Command::Evaluate {
             model,
             data,

@@ -28,34 +28,76 @@ use crate::model::{Config, Objective, Params};
 use crate::optim::Adam;
 use crate::plot::{self, Series};
 
-#[derive(Clone, Debug)]
+/// `engine train`'s options (its `--help` is these doc comments).
+#[derive(Clone, Debug, clap::Args)]
 pub struct TrainOptions {
-    /// Directory with `dataset.txt` and `vocab.json`.
+    /// Directory with dataset.txt and vocab.json (from `engine preprocess`).
+    #[arg(long)]
     pub data: PathBuf,
-    /// The checkpoint; the Adam state goes beside it, the best one too.
+    /// Checkpoint to write (safetensors; PyTorch loads it as nn.LSTM + nn.Linear).
+    #[arg(long)]
     pub out: PathBuf,
-    /// One JSON object per epoch; default `OUT` with extension `metrics.jsonl`.
+    /// Metrics log, one JSON object per epoch [default: OUT with extension .metrics.jsonl].
+    #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// LSTM units per layer.
+    #[arg(long, default_value_t = 256)]
     pub hidden: usize,
+    /// Stacked LSTM layers.
+    #[arg(long, default_value_t = 1)]
     pub layers: usize,
+    /// Dropout probability on the last LSTM layer's output.
+    #[arg(long, default_value_t = 0.2)]
     pub dropout: f32,
+    /// `all`: a loss at every position of each window (windows tiled from a random offset
+    /// each epoch); `last`: the reference work's, every window predicts only the symbol after
+    /// it (64× the compute for the same predictions).
+    #[arg(long, value_enum, default_value_t = Objective::All)]
     pub objective: Objective,
+    /// Windows per optimiser step.
+    #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Symbols per training window.
+    #[arg(long, default_value_t = 64)]
     pub window: usize,
+    /// Passes over the training windows (counted from the start when resuming).
+    #[arg(long, default_value_t = 50)]
     pub epochs: usize,
+    /// Stop after this many optimiser steps in all.
+    #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Same seed, same machine → bit-identical checkpoint.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f32,
+    /// Scale gradients down to this global norm when larger.
+    #[arg(long)]
     pub clip: Option<f32>,
+    /// Share of songs held out for validation.
+    #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
+    /// Windows sampled (fixed) from each split for the per-epoch accuracies.
+    #[arg(long, default_value_t = 5000)]
     pub eval_windows: usize,
-    /// Stop after this many epochs without a new best held-out loss.
+    /// Stop after this many epochs without a new best held-out loss. The best epoch's
+    /// checkpoint is kept as OUT with extension .best.safetensors either way.
+    #[arg(long)]
     pub patience: Option<usize>,
-    /// Start from this checkpoint's weights and vocabulary (fine-tuning).
+    /// Fine-tune: start from this checkpoint's weights, vocabulary and architecture
+    /// (--hidden, --layers and --dropout come from it) on the --data corpus.
+    #[arg(long)]
     pub init: Option<PathBuf>,
-    /// With `init`: add the symbols the checkpoint does not know instead of refusing them.
+    /// With --init: give symbols the checkpoint does not know new rows and columns instead
+    /// of refusing them.
+    #[arg(long, requires = "init")]
     pub extend_vocab: bool,
+    /// Continue from OUT and its Adam state (same options as the run that wrote them).
+    #[arg(long, conflicts_with = "init")]
     pub resume: bool,
+    /// Progress bars and a line per epoch on stderr.
+    #[arg(skip = true)]
     pub progress: bool,
 }
 
