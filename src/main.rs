@@ -437,7 +437,7 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         };
     for (i, ids) in melodies.iter().enumerate() {
         let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
-        let symbols = melody::transpose(&symbols, shift)?;
+        let symbols = melody::merge_rests(&melody::transpose(&symbols, shift)?);
         println!("{}", symbols.join(" "));
         let out = match &args.out_dir {
             Some(dir) => {

@@ -56,6 +56,28 @@ pub struct Span {
     pub steps: u32,
 }
 
+/// The same melody with every rest onset that follows a rest turned into a hold: `r _ r _` →
+/// `r _ _ _`. Both sound the same, and MIDI (silence has no onsets) and **kern (a long rest is
+/// written as several) cannot tell them apart, so this is the form a melody leaves the engine in.
+pub fn merge_rests<S: AsRef<str>>(symbols: &[S]) -> Vec<String> {
+    let mut resting = false;
+    symbols
+        .iter()
+        .map(|symbol| {
+            let symbol = symbol.as_ref();
+            let merged = if symbol == REST && resting {
+                HOLD
+            } else {
+                symbol
+            };
+            if symbol != HOLD {
+                resting = symbol == REST;
+            }
+            merged.to_string()
+        })
+        .collect()
+}
+
 /// Groups the first melody (everything before the first `/`) into notes and rests.
 ///
 /// A `_` with nothing before it to hold is silence, so it starts a rest. Adjacent spans are
@@ -184,6 +206,12 @@ fn quoted_list(items: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rests_after_rests_become_holds() {
+        let merged = merge_rests(&["r", "_", "r", "60", "r", "r", "_", "/", "r", "_"]);
+        assert_eq!(merged, ["r", "_", "_", "60", "r", "_", "_", "/", "r", "_"]);
+    }
 
     fn words(text: &str) -> Vec<&str> {
         text.split_whitespace().collect()

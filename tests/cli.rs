@@ -1,0 +1,151 @@
+//! The `engine` binary as a user runs it: the README's first command, and the errors a user sees.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use melody_engine::encode::{encode_song, Options};
+use melody_engine::{kern, melody, midi};
+
+fn engine(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the engine binary runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cli-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn generate_with_the_bundled_model_writes_exactly_the_printed_melody() {
+    let dir = temp_dir("generate");
+    // Run outside the repository: the bundled model is found beside the sources.
+    let out = engine(
+        &[
+            "generate",
+            "--out",
+            "melody.mid",
+            "--steps",
+            "120",
+            "--rng-seed",
+            "5",
+        ],
+        &dir,
+    );
+    let printed: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    assert!(printed.len() > 16, "{printed:?}");
+
+    let from_midi = midi::read_midi(&fs::read(dir.join("melody.mid")).unwrap()).unwrap();
+    assert_eq!(from_midi, printed, "the MIDI file holds the printed melody");
+    let song = kern::parse(&fs::read(dir.join("melody.krn")).unwrap()).unwrap();
+    let reencoded = encode_song(&song, &Options::default()).unwrap();
+    // Kern has no tied rests: a rest longer than one written value restarts, so compare notes.
+    let notes = |symbols: &[String]| {
+        symbols
+            .iter()
+            .filter(|s| s.parse::<u8>().is_ok())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        notes(&reencoded.symbols),
+        notes(&printed),
+        "the kern file holds the same notes"
+    );
+
+    let again = engine(
+        &[
+            "generate",
+            "--out",
+            "again.mid",
+            "--steps",
+            "120",
+            "--rng-seed",
+            "5",
+        ],
+        &dir,
+    );
+    assert_eq!(
+        stdout(&again).split_whitespace().collect::<Vec<_>>(),
+        printed,
+        "same seed, same melody"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn generate_rejects_symbols_outside_the_vocabulary() {
+    let dir = temp_dir("bad-seed");
+    let out = engine(
+        &["generate", "--seed", "60 _ 130 x 62", "--out", "m.mid"],
+        &dir,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("130") && err.contains("\"x\""), "{err}");
+    assert!(!dir.join("m.mid").exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_seed_file_starts_the_melody() {
+    let dir = temp_dir("seed-file");
+    fs::write(
+        dir.join("seed.krn"),
+        "**kern\n*G:\n4g\n4a\n8b\n8cc\n4dd\n*-\n",
+    )
+    .unwrap();
+    let out = engine(
+        &[
+            "generate",
+            "--seed-file",
+            "seed.krn",
+            "--seed-steps",
+            "8",
+            "--steps",
+            "8",
+            "--out",
+            "m.txt",
+        ],
+        &dir,
+    );
+    let printed = stdout(&out);
+    // G major moves to C major: g a → 60 62.
+    assert!(printed.starts_with("60 _ _ _ 62 _ _ _"), "{printed}");
+    assert_eq!(fs::read_to_string(dir.join("m.txt")).unwrap(), printed);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn preprocess_strict_names_the_file_and_line() {
+    let dir = temp_dir("strict");
+    fs::create_dir_all(dir.join("in")).unwrap();
+    fs::write(dir.join("in/good.krn"), "**kern\n*C:\n4c\n*-\n").unwrap();
+    fs::write(dir.join("in/chord.krn"), "**kern\n*C:\n4c\n4c 4e\n*-\n").unwrap();
+    let lenient = engine(&["preprocess", "--input", "in", "--out", "out"], &dir);
+    assert!(stdout(&lenient).starts_with("2 files: 1 kept, 1 dropped"));
+    let strict = engine(
+        &["preprocess", "--input", "in", "--out", "strict", "--strict"],
+        &dir,
+    );
+    assert!(!strict.status.success());
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(err.contains("chord.krn:4: not monophonic"), "{err}");
+    assert!(!dir.join("strict/dataset.txt").exists(), "nothing written");
+    fs::remove_dir_all(&dir).unwrap();
+}
