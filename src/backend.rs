@@ -9,9 +9,6 @@ use crate::optim::{Adam, AdamState};
 
 /// An engine holding the model's parameters and optimiser state.
 pub trait Backend {
-    /// Which engine, for messages: `cpu` or `cuda`.
-    fn name(&self) -> &'static str;
-
     /// One optimiser step on a time-major batch ([T][B] inputs and targets): forward, backward,
     /// Adam. Dropout masks come from [`cpu::dropout_keeps`] with `(seed, step)`.
     fn train_step(
@@ -102,10 +99,6 @@ fn workspace<'a>(
 }
 
 impl Backend for CpuBackend {
-    fn name(&self) -> &'static str {
-        "cpu"
-    }
-
     fn train_step(
         &mut self,
         batch: &Batch<'_>,

@@ -183,9 +183,6 @@ mod tests {
     }
 
     impl Backend for Constant {
-        fn name(&self) -> &'static str {
-            "constant"
-        }
         fn train_step(&mut self, _: &Batch<'_>, _: Objective, _: u64) -> BatchStats {
             unreachable!()
         }

@@ -94,14 +94,6 @@ impl<F: Float> Workspace<F> {
         }
     }
 
-    pub fn batch(&self) -> usize {
-        self.dims.batch
-    }
-
-    pub fn steps(&self) -> usize {
-        self.dims.steps
-    }
-
     /// Length of the dropout mask [`forward_backward`] takes: [T][B][H] for `All`, [B][H] for
     /// `Last` (one value per input of the dense layer).
     pub fn dropout_mask_len(&self, objective: Objective) -> usize {
