@@ -2,6 +2,7 @@
 //! the CPU engine here, the CUDA engine behind the same trait.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use crate::cpu::{self, BatchStats, StreamState, Workspace};
 use crate::model::{Config, Objective, Params};
@@ -34,8 +35,11 @@ pub trait Backend {
     /// Zeroes the states of the given rows.
     fn stream_zero_rows(&mut self, rows: &[usize]);
 
-    /// Advances every row one step, reading `inputs[row]`.
-    fn stream_step(&mut self, inputs: &[u32]);
+    /// Copies the state of row `from` into each of the rows `to`.
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]);
+
+    /// Advances the rows in `rows` one step, row `rows.start + k` reading `inputs[k]`.
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]);
 
     /// Softmax probabilities after the last step of the given rows → `out` [rows.len()][V].
     fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]);
@@ -164,11 +168,18 @@ impl Backend for CpuBackend {
             .zero_rows(rows);
     }
 
-    fn stream_step(&mut self, inputs: &[u32]) {
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) {
         self.stream
             .as_mut()
             .expect("stream_reset first")
-            .step(&self.params, inputs);
+            .copy_row(from, to);
+    }
+
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) {
+        self.stream
+            .as_mut()
+            .expect("stream_reset first")
+            .step(&self.params, rows, inputs);
     }
 
     fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) {

@@ -203,7 +203,8 @@ mod tests {
         }
         fn stream_reset(&mut self, _: usize) {}
         fn stream_zero_rows(&mut self, _: &[usize]) {}
-        fn stream_step(&mut self, _: &[u32]) {}
+        fn stream_copy_row(&mut self, _: usize, _: &[usize]) {}
+        fn stream_step(&mut self, _: std::ops::Range<usize>, _: &[u32]) {}
         fn stream_probs(&mut self, _: &[usize], _: &mut [f32]) {}
     }
 

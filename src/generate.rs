@@ -54,17 +54,30 @@ pub fn generate(
     let last = context + options.steps;
 
     backend.stream_reset(n * w);
+    // Ticks 1…w read only `/`, into windows that each start from zero, so every window in flight
+    // holds one of the states S_1 … S_w of a single `/` run: row r holds S_{w−r} after tick w.
+    // One row computes the run and the others copy it, instead of w batched steps.
+    for k in 1..=w {
+        backend.stream_step(0..1, &[delimiter]);
+        let to: Vec<usize> = (0..n)
+            .map(|i| i * w + (w - k))
+            .filter(|&r| r != 0)
+            .collect();
+        backend.stream_copy_row(0, &to);
+    }
     let mut inputs = vec![0u32; n * w];
     let mut probs = vec![0f32; n * vocab_size];
     // Tick j reads symbol j−1 into every window in flight and completes W_j.
-    for j in 1..last {
-        let fresh = (j + w - 1) % w;
-        backend.stream_zero_rows(&(0..n).map(|i| i * w + fresh).collect::<Vec<_>>());
-        for (i, history) in histories.iter().enumerate() {
-            // A finished melody's rows run on, reading `/`, until the batch is done.
-            inputs[i * w..(i + 1) * w].fill(history.get(j - 1).copied().unwrap_or(delimiter));
+    for j in w..last {
+        if j > w {
+            let fresh = (j + w - 1) % w;
+            backend.stream_zero_rows(&(0..n).map(|i| i * w + fresh).collect::<Vec<_>>());
+            for (i, history) in histories.iter().enumerate() {
+                // A finished melody's rows run on, reading `/`, until the batch is done.
+                inputs[i * w..(i + 1) * w].fill(history.get(j - 1).copied().unwrap_or(delimiter));
+            }
+            backend.stream_step(0..n * w, &inputs);
         }
-        backend.stream_step(&inputs);
         if j < context {
             continue; // symbol j is part of the context
         }

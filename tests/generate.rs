@@ -72,7 +72,7 @@ fn every_symbol_is_the_argmax_of_its_own_window() {
             assert_eq!(history[m], expected, "layers {layers}, symbol {m}");
             backend.stream_reset(1);
             for &symbol in &history[m - WINDOW..m] {
-                backend.stream_step(&[symbol]);
+                backend.stream_step(0..1, &[symbol]);
             }
             let mut streamed = vec![0.0; vocab.len()];
             backend.stream_probs(&[0], &mut streamed);

@@ -519,7 +519,8 @@ fn missing_foreign_and_mistyped_tensors_are_rejected() {
 }
 
 /// Streaming one symbol at a time from a zero state gives the same next-symbol probabilities as
-/// reading the whole window at once; zeroing a stream restarts it.
+/// reading the whole window at once; zeroing a stream restarts it, a step can take a sub-range of
+/// the streams, and a copied stream carries on like its source.
 #[test]
 fn streaming_matches_predict_last() {
     let config = Config {
@@ -535,11 +536,20 @@ fn streaming_matches_predict_last() {
     let mut expected = vec![0.0; BATCH * VOCAB];
     cpu::predict_last(&params, &inputs, &mut ws, &mut expected);
 
-    let mut stream = cpu::StreamState::new(&params, BATCH);
-    stream.step(&params, &inputs[..BATCH]);
-    stream.zero_rows(&(0..BATCH).collect::<Vec<_>>());
+    // Twice the rows: the windows run in the upper half, after a zeroed step in every row, and
+    // are then copied down, so a sub-range step and a row copy are checked as well.
+    let mut stream = cpu::StreamState::new(&params, 2 * BATCH);
+    stream.step(
+        &params,
+        0..2 * BATCH,
+        &[&inputs[..BATCH], &inputs[..BATCH]].concat(),
+    );
+    stream.zero_rows(&(BATCH..2 * BATCH).collect::<Vec<_>>());
     for step in inputs.chunks_exact(BATCH) {
-        stream.step(&params, step);
+        stream.step(&params, BATCH..2 * BATCH, step);
+    }
+    for row in 0..BATCH {
+        stream.copy_row(BATCH + row, &[row]);
     }
     let rows: Vec<usize> = (0..BATCH).rev().collect();
     let mut streamed = vec![0.0; BATCH * VOCAB];

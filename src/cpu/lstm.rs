@@ -184,7 +184,40 @@ pub fn step<F: Float>(
 
 /// The fused pointwise part of one step for n rows, one pass over [n][4H] → [n][H]:
 /// gates become i, f, g, o; c = f⊙c_prev + i⊙g; h = o⊙tanh(c).
+///
+/// Where the CPU has AVX2 the same code is compiled for it, so the nonlinearities run 8 lanes wide
+/// instead of SSE2's 4. The results are bit-identical: the same operations in the same order.
 fn cell_forward<F: Float>(
+    gates: &mut [F],
+    cell_prev: &[F],
+    cell: &mut [F],
+    tanh_cell: &mut [F],
+    hidden: &mut [F],
+    h: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just checked to support AVX2.
+        return unsafe { cell_forward_avx2(gates, cell_prev, cell, tanh_cell, hidden, h) };
+    }
+    cell_forward_portable(gates, cell_prev, cell, tanh_cell, hidden, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn cell_forward_avx2<F: Float>(
+    gates: &mut [F],
+    cell_prev: &[F],
+    cell: &mut [F],
+    tanh_cell: &mut [F],
+    hidden: &mut [F],
+    h: usize,
+) {
+    cell_forward_portable(gates, cell_prev, cell, tanh_cell, hidden, h)
+}
+
+#[inline(always)]
+fn cell_forward_portable<F: Float>(
     gates: &mut [F],
     cell_prev: &[F],
     cell: &mut [F],

@@ -1,6 +1,8 @@
 //! Streaming inference for generation: independent LSTM states (rows) advanced one symbol at a
 //! time with the training path's step, and the next-symbol distribution of any row on demand.
 
+use std::ops::Range;
+
 use super::lstm::{self, Dims, LayerInput};
 use super::output;
 use crate::model::{Float, Params};
@@ -61,42 +63,61 @@ impl<F: Float> StreamState<F> {
         }
     }
 
-    /// Advances every stream one step, reading symbol `inputs[row]`.
-    pub fn step(&mut self, params: &Params<F>, inputs: &[u32]) {
-        let (rows, h) = (self.dims.batch, self.dims.hidden);
-        assert_eq!(inputs.len(), rows, "one input symbol per stream");
+    /// Copies the state of stream `from` into each of the streams `to`.
+    pub fn copy_row(&mut self, from: usize, to: &[usize]) {
+        let h = self.dims.hidden;
+        for state in self.hidden.iter_mut().chain(self.cell.iter_mut()) {
+            for &row in to {
+                state.copy_within(from * h..(from + 1) * h, row * h);
+            }
+        }
+    }
+
+    /// Advances the streams in `rows` one step, stream `rows.start + k` reading `inputs[k]`.
+    pub fn step(&mut self, params: &Params<F>, rows: Range<usize>, inputs: &[u32]) {
+        let h = self.dims.hidden;
+        assert!(rows.end <= self.dims.batch, "stream rows out of range");
+        assert_eq!(inputs.len(), rows.len(), "one input symbol per stream");
         let v = self.dims.vocab as u32;
         assert!(
             inputs.iter().all(|&s| s < v),
             "symbol id out of the vocabulary"
         );
+        let dims = Dims {
+            batch: rows.len(),
+            ..self.dims
+        };
+        let span = rows.start * h..rows.end * h;
+        let gates = &mut self.gates[..rows.len() * 4 * h];
+        let next_cell = &mut self.next_cell[span.clone()];
+        let next_hidden = &mut self.next_hidden[span.clone()];
         for k in 0..self.hidden.len() {
             let layer = params.lstm_layer(k);
             match k {
-                0 => lstm::gather_input_rows(&self.input_table, inputs, &mut self.gates),
+                0 => lstm::gather_input_rows(&self.input_table, inputs, &mut *gates),
                 _ => lstm::input_contributions(
                     layer,
-                    LayerInput::Hidden(&self.hidden[k - 1]),
-                    self.dims,
+                    LayerInput::Hidden(&self.hidden[k - 1][span.clone()]),
+                    dims,
                     &mut self.input_table,
-                    &mut self.gates,
+                    &mut *gates,
                 ),
             }
             let next = lstm::StepOutput {
-                gates: &mut self.gates,
-                cell: &mut self.next_cell,
-                tanh_cell: &mut self.tanh_cell,
-                hidden: &mut self.next_hidden,
+                gates: &mut *gates,
+                cell: &mut *next_cell,
+                tanh_cell: &mut self.tanh_cell[span.clone()],
+                hidden: &mut *next_hidden,
             };
             lstm::step(
                 layer.weight_hh,
                 h,
-                Some(&self.hidden[k]),
-                &self.cell[k],
+                Some(&self.hidden[k][span.clone()]),
+                &self.cell[k][span.clone()],
                 next,
             );
-            std::mem::swap(&mut self.cell[k], &mut self.next_cell);
-            std::mem::swap(&mut self.hidden[k], &mut self.next_hidden);
+            self.cell[k][span.clone()].swap_with_slice(next_cell);
+            self.hidden[k][span.clone()].swap_with_slice(next_hidden);
         }
     }
 
