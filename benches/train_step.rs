@@ -10,6 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use melody_engine::backend::{Backend, Batch, CpuBackend};
 use melody_engine::encode::Vocabulary;
 use melody_engine::generate::{generate, GenerateOptions};
+use melody_engine::gpu::{self, CudaBackend};
 use melody_engine::model::{Config, Objective, Params};
 use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
@@ -98,5 +99,48 @@ fn generation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step, generation);
+/// CPU against GPU, the training step at B=64 and B=512 (T=64, H=256, V=38) side by side; the
+/// PyTorch (cuDNN) peer of the same shapes is benches/peers/torch_cuda_step.py. Without a CUDA
+/// device only the CPU runs.
+fn gpu_vs_cpu(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gpu_vs_cpu_t64_h256_v38");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10));
+    for batch_size in [64, 512] {
+        let mut rng = StdRng::seed_from_u64(batch_size as u64);
+        let mut symbols = || -> Vec<u32> {
+            (0..batch_size * STEPS)
+                .map(|_| rng.gen_range(0..VOCAB as u32))
+                .collect()
+        };
+        let (inputs, targets) = (symbols(), symbols());
+        let batch = Batch {
+            inputs: &inputs,
+            targets: &targets,
+            batch: batch_size,
+            steps: STEPS,
+        };
+        group.throughput(Throughput::Elements((batch_size * STEPS) as u64));
+        let mut engines: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(backend()))];
+        match gpu::open() {
+            Ok(gpu) => {
+                let params = backend().params();
+                let adam = Adam::new(params.config().num_params());
+                let on_gpu = CudaBackend::new(gpu, params, adam);
+                engines.push(("cuda", Box::new(on_gpu.expect("uploading the model"))));
+            }
+            Err(e) => eprintln!("gpu_vs_cpu: CPU only, no CUDA device ({e})"),
+        }
+        for (name, engine) in &mut engines {
+            group.bench_function(format!("{name}_b{batch_size}"), |bench| {
+                bench.iter(|| engine.train_step(&batch, Objective::All, 7))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step, generation, gpu_vs_cpu);
 criterion_main!(benches);

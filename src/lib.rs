@@ -29,6 +29,7 @@ pub mod dataset;
 pub mod encode;
 pub mod evaluate;
 pub mod generate;
+pub mod gpu;
 pub mod kern;
 pub mod key;
 pub mod melody;

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use melody_engine::atomic;
-use melody_engine::backend::CpuBackend;
+use melody_engine::backend::{self, Device};
 use melody_engine::corpus;
 use melody_engine::dataset::{all_window_starts, sample_window_starts, Dataset, Split};
 use melody_engine::encode::{encode_song, Vocabulary, DELIMITER};
@@ -97,6 +97,9 @@ enum Command {
         /// Print {"windows", "loss", "accuracy", "perplexity"} as JSON.
         #[arg(long)]
         json: bool,
+        /// The engine: cuda, cpu, or auto (CUDA when a device opens, else the CPU).
+        #[arg(long, value_enum, default_value_t = Device::Auto)]
+        device: Device,
     },
     /// Generate melodies from a seed and write them as MIDI and **kern.
     ///
@@ -190,6 +193,9 @@ struct GenerateArgs {
     /// Draw the (first) melody as a piano roll into this SVG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// The engine: cuda, cpu, or auto (CUDA when a device opens, else the CPU).
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -243,7 +249,16 @@ fn main() -> ExitCode {
             val_fraction,
             max_windows,
             json,
-        } => evaluate(&model, &data, split, val_fraction, max_windows, json),
+            device,
+        } => evaluate(
+            &model,
+            &data,
+            split,
+            val_fraction,
+            max_windows,
+            json,
+            device,
+        ),
         Command::Generate(args) => generate(&args),
         Command::Assess(args) => melody_engine::assess::run(&args),
     };
@@ -320,6 +335,7 @@ fn evaluate(
     val_fraction: f64,
     max_windows: Option<usize>,
     json: bool,
+    device: Device,
 ) -> Result<(), String> {
     let saved = checkpoint::load(model).map_err(|e| e.to_string())?;
     let vocab = Vocabulary::from_ordered(saved.vocab.clone())
@@ -339,9 +355,9 @@ fn evaluate(
         None => all_window_starts(stream.len(), window),
     };
     let num_params = saved.config.model().num_params();
-    let mut backend = CpuBackend::new(saved.params, Adam::new(num_params));
+    let mut backend = backend::open(device, saved.params, Adam::new(num_params))?;
     let bar = indicatif::ProgressBar::new(starts.len() as u64);
-    let report = evaluate_windows(&mut backend, &data.vocab, &stream, &starts, window, |n| {
+    let report = evaluate_windows(&mut *backend, &data.vocab, &stream, &starts, window, |n| {
         bar.inc(n as u64)
     });
     bar.finish_and_clear();
@@ -417,7 +433,7 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
     };
     let sampler = Sampler::new(config, &vocab)?;
     let num_params = saved.config.model().num_params();
-    let mut backend = CpuBackend::new(saved.params, Adam::new(num_params));
+    let mut backend = backend::open(args.device, saved.params, Adam::new(num_params))?;
     let options = GenerateOptions {
         steps: args.steps,
         count: args.count,
@@ -427,7 +443,7 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
     let delimiter = vocab
         .id(DELIMITER)
         .ok_or("the model's vocabulary has no `/`")?;
-    let melodies = generate::generate(&mut backend, delimiter, &seed, &sampler, &options);
+    let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options);
     let shift =
         match &args.transpose_to {
             Some(key) => melody::semitones_to(KeyDesignation::parse(key).ok_or_else(|| {

@@ -41,10 +41,9 @@ impl Adam {
     /// One update of `params` from `grads` (clipped in place first if `clip` is set). Returns the
     /// global gradient norm before clipping.
     pub fn step(&mut self, params: &mut [f32], grads: &mut [f32]) -> f32 {
-        let state = &mut self.state;
         assert_eq!(
             params.len(),
-            state.m.len(),
+            self.state.m.len(),
             "parameter count differs from the state"
         );
         assert_eq!(
@@ -54,19 +53,15 @@ impl Adam {
         );
 
         let norm = global_norm(grads);
-        if let Some(clip) = self.clip {
-            if norm > clip {
-                let scale = clip / norm;
-                grads.iter_mut().for_each(|g| *g *= scale);
-            }
+        let scale = self.clip_scale(norm);
+        if scale != 1.0 {
+            grads.iter_mut().for_each(|g| *g *= scale);
         }
 
-        state.step += 1;
-        let t = state.step as f64;
-        let (beta1, beta2) = (self.beta1 as f64, self.beta2 as f64);
-        let lr_t = (self.learning_rate as f64 * (1.0 - beta2.powf(t)).sqrt()
-            / (1.0 - beta1.powf(t))) as f32;
+        self.state.step += 1;
+        let lr_t = self.step_size(self.state.step);
         let (one_minus_beta1, one_minus_beta2) = (1.0 - self.beta1, 1.0 - self.beta2);
+        let state = &mut self.state;
         for (((theta, &g), m), v) in params
             .iter_mut()
             .zip(grads.iter())
@@ -78,6 +73,22 @@ impl Adam {
             *theta -= lr_t * *m / (v.sqrt() + self.epsilon);
         }
         norm
+    }
+
+    /// The factor the gradient is multiplied by before the update: clip / norm when clipping
+    /// is on and the global norm exceeds it, else exactly 1.
+    pub fn clip_scale(&self, norm: f32) -> f32 {
+        match self.clip {
+            Some(clip) if norm > clip => clip / norm,
+            _ => 1.0,
+        }
+    }
+
+    /// lr_t = lr·√(1 − β2^t) / (1 − β1^t), the bias-corrected step size of update `t` (from 1).
+    pub fn step_size(&self, t: u64) -> f32 {
+        let t = t as f64;
+        let (beta1, beta2) = (self.beta1 as f64, self.beta2 as f64);
+        (self.learning_rate as f64 * (1.0 - beta2.powf(t)).sqrt() / (1.0 - beta1.powf(t))) as f32
     }
 }
 

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use serde_json::{Map, Value};
 
 use crate::atomic;
-use crate::backend::{Backend, Batch, CpuBackend};
+use crate::backend::{self, Backend, Batch, Device};
 use crate::cpu::BatchStats;
 use crate::dataset::{
     all_window_starts, fill_batch, sample_window_starts, tiled_window_starts, Dataset, Split,
@@ -43,6 +43,10 @@ pub struct TrainOptions {
     /// LSTM units per layer.
     #[arg(long, default_value_t = 256)]
     pub hidden: usize,
+    /// The engine: `cuda` (an NVIDIA GPU), `cpu`, or `auto` (CUDA when a device opens, else
+    /// the CPU). Both give the same model and checkpoints.
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
     /// Stacked LSTM layers.
     #[arg(long, default_value_t = 1)]
     pub layers: usize,
@@ -266,12 +270,12 @@ pub fn best_path(out: &Path) -> PathBuf {
     out.with_extension("best.safetensors")
 }
 
-/// Trains on the CPU. See [`train_with`].
+/// Trains on the engine `options.device` picks. See [`train_with`].
 pub fn train(options: &TrainOptions) -> Result<TrainReport, String> {
     let data = Dataset::load(&options.data)?;
     let (params, data, adam, start) = initial_state(options, data)?;
-    let mut backend = CpuBackend::new(params, adam);
-    train_with(&mut backend, &data, options, start)
+    let mut backend = backend::open(options.device, params, adam)?;
+    train_with(&mut *backend, &data, options, start)
 }
 
 /// Where training starts.

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use melody_engine::backend::Device;
 use melody_engine::encode::Vocabulary;
 use melody_engine::model::checkpoint;
 use melody_engine::model::Objective;
@@ -34,6 +35,7 @@ fn options(data: &Path, out: &str) -> TrainOptions {
         out: data.join(out),
         metrics: None,
         hidden: 16,
+        device: Device::Cpu,
         layers: 1,
         dropout: 0.2,
         objective: Objective::All,

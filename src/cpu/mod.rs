@@ -94,6 +94,18 @@ impl<F: Float> Workspace<F> {
         }
     }
 
+    /// Layer k's h_t and c_t, [T][B][H], from the last pass (an evaluation workspace keeps only
+    /// the last two layers).
+    pub fn layer_states(&self, layer: usize) -> (&[F], &[F]) {
+        let tape = &self.tapes[layer % self.tapes.len()];
+        (&tape.hidden, &tape.cell)
+    }
+
+    /// After [`forward_backward`]: ∂L/∂logits, [loss positions][V].
+    pub fn logit_grads(&self, objective: Objective) -> &[F] {
+        &self.logits[..output_rows(objective, self.dims).len() * self.dims.vocab]
+    }
+
     /// Length of the dropout mask [`forward_backward`] takes: [T][B][H] for `All`, [B][H] for
     /// `Last` (one value per input of the dense layer).
     pub fn dropout_mask_len(&self, objective: Objective) -> usize {

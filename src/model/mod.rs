@@ -12,6 +12,8 @@ mod float;
 
 pub use float::Float;
 
+use std::ops::Range;
+
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -203,15 +205,20 @@ impl<F: Float> Params<F> {
         })
     }
 
+    /// Where the tensor called `name` lies in [`Params::as_slice`], if there is one.
+    pub fn tensor_range(&self, name: &str) -> Option<Range<usize>> {
+        let slot = self.slots.iter().find(|slot| slot.name == name)?;
+        Some(slot.offset..slot.offset + slot.len)
+    }
+
     /// The values of the tensor called `name`, if there is one.
     pub fn tensor(&self, name: &str) -> Option<&[F]> {
-        let slot = self.slots.iter().find(|slot| slot.name == name)?;
-        Some(&self.data[slot.offset..slot.offset + slot.len])
+        Some(&self.data[self.tensor_range(name)?])
     }
 
     pub fn tensor_mut(&mut self, name: &str) -> Option<&mut [F]> {
-        let slot = self.slots.iter().find(|slot| slot.name == name)?;
-        Some(&mut self.data[slot.offset..slot.offset + slot.len])
+        let range = self.tensor_range(name)?;
+        Some(&mut self.data[range])
     }
 
     /// Layer k's tensors; they are slots 4k..4k+4.

@@ -1,0 +1,76 @@
+"""PyTorch (cuDNN) peer of the `gpu_vs_cpu` group of benches/train_step.rs: the same model and
+training step on a CUDA device.
+
+The model of torch_cpu_step.py (one-hot 38 -> nn.LSTM 256, cuDNN -> dropout 0.2 -> Linear 38,
+cross-entropy at every position, Adam lr 1e-3 eps 1e-7), windows of T=64, for each batch size.
+Every step reads its loss back (`loss.item()`), as our engine does. Times N optimiser steps after a
+warm-up and prints one JSON line per batch size with step_samples_per_s = B*T*N / seconds.
+
+    python3 benches/peers/torch_cuda_step.py [--batches 64 512] [--steps 100]
+"""
+
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+from torch_cpu_step import Melody
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--steps", type=int, default=100, help="timed optimiser steps")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--vocab", type=int, default=38)
+    args = parser.parse_args()
+
+    device = torch.device("cuda")
+    # Full fp32, as our kernels compute: no TF32 in cuDNN or in the Linear layer.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    for batch in args.batches:
+        torch.manual_seed(0)
+        model = Melody(args.vocab, args.hidden, 1, 0.2).to(device)
+        model.train()
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+        loss_fn = nn.CrossEntropyLoss()
+        inputs = torch.randint(args.vocab, (args.window, batch), device=device)
+        targets = torch.randint(args.vocab, (args.window, batch), device=device)
+
+        def step() -> float:
+            optimiser.zero_grad(set_to_none=True)
+            logits = model(inputs)
+            loss = loss_fn(logits.reshape(-1, args.vocab), targets.reshape(-1))
+            loss.backward()
+            optimiser.step()
+            return loss.item()
+
+        for _ in range(args.warmup):
+            step()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        print(
+            json.dumps(
+                {
+                    "torch": torch.__version__,
+                    "cudnn": torch.backends.cudnn.version(),
+                    "device": torch.cuda.get_device_name(),
+                    "batch": batch,
+                    "ms_per_step": 1e3 * seconds / args.steps,
+                    "step_samples_per_s": batch * args.window * args.steps / seconds,
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

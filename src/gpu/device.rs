@@ -1,0 +1,533 @@
+//! The GPU as the engine uses it: one context and one stream (so every operation runs in issue
+//! order), the loaded kernels, device buffers addressed by raw pointers, and one typed launch
+//! function per kernel, each matching its signature in `kernels/*.cu`.
+
+use std::sync::Arc;
+
+use cudarc::driver::{
+    result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+
+use super::kernels::{self, Kernel};
+
+/// Threads per block of the elementwise kernels.
+const BLOCK: u32 = 256;
+
+/// An error from the driver or from loading the kernels.
+pub type GpuResult<T> = Result<T, String>;
+
+fn driver(what: &str) -> impl Fn(DriverError) -> String + '_ {
+    move |e| format!("CUDA: {what}: {e}")
+}
+
+/// Opens CUDA device 0, or says why it cannot. Never panics: the driver library is probed before
+/// cudarc touches it.
+pub fn open() -> GpuResult<Gpu> {
+    // SAFETY: only tries to dlopen libcuda by its usual names.
+    if !unsafe { sys::is_culib_present() } {
+        return Err("no CUDA driver library (libcuda) was found".to_string());
+    }
+    let count = CudaContext::device_count().map_err(driver("counting devices"))?;
+    if count < 1 {
+        return Err("the CUDA driver found no device".to_string());
+    }
+    let ctx = CudaContext::new(0).map_err(driver("opening device 0"))?;
+    // One stream orders every operation, so cudarc's cross-stream event tracking is not needed.
+    // SAFETY: the engine uses this context's default stream only.
+    unsafe { ctx.disable_event_tracking() };
+    let (major, minor) = ctx
+        .compute_capability()
+        .map_err(driver("reading the compute capability"))?;
+    let capability = (10 * major + minor) as u32;
+    let name = ctx.name().map_err(driver("reading the device name"))?;
+    let mut functions = Vec::with_capacity(Kernel::ALL.len());
+    let mut modules = Vec::new();
+    for kernel in Kernel::ALL {
+        let (file, function) = kernel.location();
+        let module = match modules.iter().find(|(name, _)| *name == file) {
+            Some((_, module)) => Arc::clone(module),
+            None => {
+                let ptx = kernels::ptx_for(kernels::file(file), capability)?;
+                let module = ctx
+                    .load_module(ptx)
+                    .map_err(|e| format!("CUDA: loading kernels/{file}.cu: {e}"))?;
+                modules.push((file, Arc::clone(&module)));
+                module
+            }
+        };
+        let loaded = module
+            .load_function(function)
+            .map_err(|e| format!("CUDA: kernel {function} in kernels/{file}.cu: {e}"))?;
+        functions.push(loaded);
+    }
+    Ok(Gpu {
+        stream: ctx.default_stream(),
+        _ctx: ctx,
+        functions,
+        description: format!("{name} (compute capability {major}.{minor})"),
+    })
+}
+
+/// A device allocation of `len` elements and its address.
+pub struct Buffer<T> {
+    _slice: CudaSlice<T>,
+    ptr: u64,
+    len: usize,
+}
+
+impl<T> Buffer<T> {
+    /// The address of element `i` (`i == len` is the end).
+    pub fn at(&self, i: usize) -> u64 {
+        assert!(i <= self.len, "index {i} past a buffer of {}", self.len);
+        self.ptr + (i * std::mem::size_of::<T>()) as u64
+    }
+
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A matrix view into device memory, as [`crate::cpu`]'s `Mat`: element (r, c) at
+/// `ptr + (r·row_stride + c·col_stride)` floats.
+#[derive(Clone, Copy, Debug)]
+pub struct DMat {
+    pub ptr: u64,
+    pub rows: usize,
+    pub cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl DMat {
+    /// The contiguous row-major [rows × cols] matrix at `ptr`.
+    pub fn new(ptr: u64, rows: usize, cols: usize) -> DMat {
+        DMat {
+            ptr,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    pub fn t(self) -> DMat {
+        DMat {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+}
+
+pub struct Gpu {
+    _ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    /// Indexed like [`Kernel::ALL`].
+    functions: Vec<CudaFunction>,
+    description: String,
+}
+
+/// Pushes each argument (by value, kept alive until the launch) and launches.
+macro_rules! launch {
+    ($gpu:expr, $kernel:expr, $config:expr, $($arg:expr),+ $(,)?) => {{
+        let gpu: &Gpu = $gpu;
+        let mut builder = gpu.stream.launch_builder(gpu.function($kernel));
+        $(
+            let arg = $arg;
+            builder.arg(&arg);
+        )+
+        // SAFETY: each caller below passes exactly the kernel's parameters, in order and with
+        // the C types' sizes (pointers as u64), and sizes its grid to the buffers it passes.
+        unsafe { builder.launch($config) }
+            .map(|_| ())
+            .map_err(|e| format!("CUDA: launching {:?}: {e}", $kernel))
+    }};
+}
+
+fn elementwise(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((n as u32).div_ceil(BLOCK).max(1), 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl Gpu {
+    /// The device's name and compute capability.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn function(&self, kernel: Kernel) -> &CudaFunction {
+        let index = Kernel::ALL.iter().position(|&k| k == kernel).unwrap();
+        &self.functions[index]
+    }
+
+    fn raw_stream(&self) -> sys::CUstream {
+        self.stream.cu_stream()
+    }
+
+    pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> GpuResult<Buffer<T>> {
+        // A zero-length allocation has no address; keep one element so every buffer has one.
+        let slice = self
+            .stream
+            .alloc_zeros::<T>(len.max(1))
+            .map_err(driver("allocating device memory"))?;
+        let ptr = slice.device_ptr(&self.stream).0;
+        Ok(Buffer {
+            _slice: slice,
+            ptr,
+            len,
+        })
+    }
+
+    /// Copies `host` to the device at `dst`.
+    pub fn upload<T: DeviceRepr>(&self, dst: u64, host: &[T]) -> GpuResult<()> {
+        // SAFETY: callers pass an address with room for host.len() elements; the driver copies
+        // pageable memory before it returns, so `host` may be dropped afterwards.
+        unsafe { result::memcpy_htod_async(dst, host, self.raw_stream()) }
+            .map_err(driver("copying to the device"))
+    }
+
+    /// Copies from the device at `src` into `host`, after everything issued before.
+    pub fn download<T: DeviceRepr>(&self, src: u64, host: &mut [T]) -> GpuResult<()> {
+        // SAFETY: callers pass an address holding host.len() elements; the synchronisation
+        // below completes the copy before `host` is used.
+        unsafe { result::memcpy_dtoh_async(host, src, self.raw_stream()) }
+            .map_err(driver("copying from the device"))?;
+        self.synchronize()
+    }
+
+    pub fn synchronize(&self) -> GpuResult<()> {
+        self.stream.synchronize().map_err(driver("synchronising"))
+    }
+
+    /// Zeroes `len` floats at `dst`.
+    pub fn zero(&self, dst: u64, len: usize) -> GpuResult<()> {
+        // SAFETY: callers pass an address with room for `len` floats.
+        unsafe { result::memset_d8_async(dst, 0, len * 4, self.raw_stream()) }
+            .map_err(driver("zeroing device memory"))
+    }
+
+    /// Copies `len` floats from `src` to `dst` on the device.
+    pub fn copy(&self, dst: u64, src: u64, len: usize) -> GpuResult<()> {
+        // SAFETY: callers pass two addresses each with room for `len` floats.
+        unsafe { result::memcpy_dtod_async(dst, src, len * 4, self.raw_stream()) }
+            .map_err(driver("copying on the device"))
+    }
+
+    /// out [m × n, row-major, contiguous] = a · b, or out += a · b when `accumulate`.
+    pub fn gemm(&self, out: u64, accumulate: bool, a: DMat, b: DMat) -> GpuResult<()> {
+        assert_eq!(a.cols, b.rows, "inner dimensions differ");
+        let (m, n, k) = (a.rows, b.cols, a.cols);
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let config = LaunchConfig {
+            grid_dim: ((n as u32).div_ceil(64), (m as u32).div_ceil(64), 1),
+            block_dim: (16, 16, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            self,
+            Kernel::Gemm,
+            config,
+            a.ptr,
+            a.row_stride as i64,
+            a.col_stride as i64,
+            b.ptr,
+            b.row_stride as i64,
+            b.col_stride as i64,
+            out,
+            n as i64,
+            m as i32,
+            n as i32,
+            k as i32,
+            i32::from(accumulate),
+        )
+    }
+
+    /// gates[r] = W_ih[:, tokens[r]] + b_ih + b_hh for `rows` rows of 4H.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed_input(
+        &self,
+        weight_ih: u64,
+        bias_ih: u64,
+        bias_hh: u64,
+        tokens: u64,
+        gates: u64,
+        rows: usize,
+        gates_per_row: usize,
+        vocab: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::EmbedInput,
+            elementwise(rows * gates_per_row),
+            weight_ih,
+            bias_ih,
+            bias_hh,
+            tokens,
+            gates,
+            rows as i32,
+            gates_per_row as i32,
+            vocab as i32,
+        )
+    }
+
+    /// out[r] = a (+ b, when b is not 0) for `rows` rows of `cols`.
+    pub fn broadcast_rows(
+        &self,
+        out: u64,
+        a: u64,
+        b: u64,
+        rows: usize,
+        cols: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::BroadcastRows,
+            elementwise(rows * cols),
+            out,
+            a,
+            b,
+            rows as i32,
+            cols as i32,
+        )
+    }
+
+    /// The LSTM step's pointwise part (`cell_prev` 0 is the zero state).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_cell_forward(
+        &self,
+        gates: u64,
+        cell_prev: u64,
+        cell: u64,
+        tanh_cell: u64,
+        hidden: u64,
+        rows: usize,
+        units: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmCellForward,
+            elementwise(rows * units),
+            gates,
+            cell_prev,
+            cell,
+            tanh_cell,
+            hidden,
+            rows as i32,
+            units as i32,
+        )
+    }
+
+    /// The LSTM step's pointwise part backwards (`cell_prev` 0 is the zero state).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_cell_backward(
+        &self,
+        gates: u64,
+        cell_prev: u64,
+        tanh_cell: u64,
+        d_hidden: u64,
+        d_cell: u64,
+        d_gates: u64,
+        rows: usize,
+        units: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmCellBackward,
+            elementwise(rows * units),
+            gates,
+            cell_prev,
+            tanh_cell,
+            d_hidden,
+            d_cell,
+            d_gates,
+            rows as i32,
+            units as i32,
+        )
+    }
+
+    /// out [rows][V] = onehot(tokens).
+    pub fn one_hot(&self, tokens: u64, out: u64, rows: usize, vocab: usize) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::OneHot,
+            elementwise(rows * vocab),
+            tokens,
+            out,
+            rows as i32,
+            vocab as i32,
+        )
+    }
+
+    /// out[c] = Σ_r x[r][c], through `partial`, scratch of [`column_sums_scratch`] floats.
+    pub fn column_sums(
+        &self,
+        x: u64,
+        rows: usize,
+        cols: usize,
+        partial: &Buffer<f32>,
+        out: u64,
+    ) -> GpuResult<()> {
+        let chunks = column_sum_chunks(rows);
+        assert!(
+            partial.len() >= chunks * cols,
+            "column-sum scratch too small"
+        );
+        let rows_per_chunk = rows.div_ceil(chunks);
+        let config = LaunchConfig {
+            grid_dim: ((cols as u32).div_ceil(BLOCK), chunks as u32, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            self,
+            Kernel::ColumnSumsPartial,
+            config,
+            x,
+            partial.ptr(),
+            rows as i32,
+            cols as i32,
+            rows_per_chunk as i32,
+        )?;
+        launch!(
+            self,
+            Kernel::ColumnSumsFinish,
+            elementwise(cols),
+            partial.ptr(),
+            out,
+            chunks as i32,
+            cols as i32,
+        )
+    }
+
+    /// out = in ⊙ mask of optimiser step `step` (in == out is allowed).
+    pub fn dropout(
+        &self,
+        input: u64,
+        out: u64,
+        n: usize,
+        seed: u64,
+        step: u64,
+        p: f32,
+    ) -> GpuResult<()> {
+        // Kept when the hash's top 32 bits reach p·2³², as in cpu::dropout_keeps; p·2³² is exact
+        // in f64, so its ceiling is the integer threshold.
+        let threshold = (p as f64 * 4_294_967_296.0).ceil() as u64;
+        let scale = (1.0 / (1.0 - p as f64)) as f32;
+        launch!(
+            self,
+            Kernel::Dropout,
+            elementwise(n),
+            input,
+            out,
+            n as i32,
+            seed,
+            step,
+            threshold,
+            scale,
+        )
+    }
+
+    /// Softmax over each row of `logits` [rows][V] in place; with targets (not 0), also each
+    /// row's loss and correctness, and ∂(mean loss)/∂logits over the probabilities.
+    #[allow(clippy::too_many_arguments)]
+    pub fn softmax_cross_entropy(
+        &self,
+        logits: u64,
+        targets: u64,
+        rows: usize,
+        vocab: usize,
+        inv_count: f32,
+        losses: u64,
+        correct: u64,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::SoftmaxCrossEntropy,
+            elementwise(rows),
+            logits,
+            targets,
+            rows as i32,
+            vocab as i32,
+            inv_count,
+            losses,
+            correct,
+        )
+    }
+
+    /// Σ g² over `n` floats, block sums added on the host in order.
+    pub fn sum_squares(&self, g: u64, n: usize, block_sums: &Buffer<f64>) -> GpuResult<f64> {
+        let blocks = block_sums.len();
+        let config = LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            self,
+            Kernel::SumSquares,
+            config,
+            g,
+            n as i32,
+            block_sums.ptr()
+        )?;
+        let mut sums = vec![0.0f64; blocks];
+        self.download(block_sums.ptr(), &mut sums)?;
+        Ok(sums.iter().sum())
+    }
+
+    /// One Adam update over `n` parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adam_update(
+        &self,
+        theta: u64,
+        grads: u64,
+        m: u64,
+        v: u64,
+        n: usize,
+        grad_scale: f32,
+        lr_t: f32,
+        (one_minus_beta1, one_minus_beta2, epsilon): (f32, f32, f32),
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::AdamUpdate,
+            elementwise(n),
+            theta,
+            grads,
+            m,
+            v,
+            n as i32,
+            grad_scale,
+            lr_t,
+            one_minus_beta1,
+            one_minus_beta2,
+            epsilon,
+        )
+    }
+}
+
+/// Row chunks of the column sums: 64 rows each, at most 128 chunks.
+fn column_sum_chunks(rows: usize) -> usize {
+    rows.div_ceil(64).clamp(1, 128)
+}
+
+/// Floats of scratch [`Gpu::column_sums`] needs for `rows` × `cols`.
+pub fn column_sums_scratch(rows: usize, cols: usize) -> usize {
+    column_sum_chunks(rows) * cols
+}

@@ -1,0 +1,299 @@
+//! The CUDA engine against the CPU reference, and the kernels' compilation.
+//!
+//! The comparisons run where a CUDA device opens and otherwise print that they skipped. The
+//! compile test needs only NVRTC (no GPU): `.ci/run` installs the `nvidia-cuda-nvrtc` wheel for
+//! it, and under `CI=true` a missing NVRTC is a failure.
+
+use std::collections::BTreeSet;
+
+use melody_engine::backend::{Backend, Batch, CpuBackend};
+use melody_engine::cpu::{self, Objective, Workspace};
+use melody_engine::gpu::kernels::{self, Kernel, KERNEL_FILES};
+use melody_engine::gpu::{self, CudaBackend};
+use melody_engine::model::{Config, Params};
+use melody_engine::optim::Adam;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Every element within atol + rtol·|cpu| (rtol 1e-4 in f32, as the issue asks; atol covers
+/// values near zero, where the summation order of the products decides the last bits).
+const RTOL: f32 = 1e-4;
+const ATOL: f32 = 1e-5;
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn entry_points(ptx: &str) -> BTreeSet<String> {
+    ptx.lines()
+        .filter_map(|line| line.split(".entry ").nth(1))
+        .map(|rest| rest.split('(').next().unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
+    if !kernels::nvrtc_available() {
+        assert!(
+            !in_ci(),
+            "CI=true but NVRTC was not found: .ci/run installs the nvidia-cuda-nvrtc wheel and \
+             puts its lib/ on LD_LIBRARY_PATH"
+        );
+        eprintln!("skipped: no NVRTC library (install the nvidia-cuda-nvrtc wheel)");
+        return;
+    }
+    for arch in ["compute_80", "compute_90"] {
+        for file in KERNEL_FILES {
+            let ptx = kernels::compile(file, arch).unwrap_or_else(|e| panic!("{e}"));
+            // The file defines exactly the kernels the engine launches from it.
+            let defined = entry_points(&ptx.to_src());
+            let launched: BTreeSet<String> = Kernel::ALL
+                .iter()
+                .map(|k| k.location())
+                .filter(|(f, _)| *f == file.name)
+                .map(|(_, name)| name.to_string())
+                .collect();
+            assert_eq!(defined, launched, "kernels/{}.cu for {arch}", file.name);
+            eprintln!("kernels/{}.cu {arch}: {defined:?}", file.name);
+        }
+    }
+}
+
+/// The device, or None after saying why there is none.
+fn device() -> Option<gpu::Gpu> {
+    match gpu::open() {
+        Ok(gpu) => {
+            eprintln!("device: {}", gpu.description());
+            Some(gpu)
+        }
+        Err(e) => {
+            eprintln!("skipped: no usable CUDA device ({e})");
+            None
+        }
+    }
+}
+
+/// Asserts every element of `gpu` is within ATOL + RTOL·|cpu| of `cpu`, and prints the worst
+/// element, as llm.c's tests do.
+fn assert_close(what: &str, gpu: &[f32], cpu: &[f32]) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    let mut worst = (0.0f32, 0usize);
+    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
+        let excess = (g - c).abs() / (ATOL + RTOL * c.abs());
+        assert!(!excess.is_nan(), "{what}[{i}]: gpu {g}, cpu {c}");
+        if excess > worst.0 {
+            worst = (excess, i);
+        }
+    }
+    let i = worst.1;
+    eprintln!(
+        "  {what}: worst |Δ| = {:.3e} at {i} (gpu {}, cpu {}), {:.2} of the bound",
+        (gpu[i] - cpu[i]).abs(),
+        gpu[i],
+        cpu[i],
+        worst.0
+    );
+    assert!(worst.0 <= 1.0, "{what}: element {i} outside the bound");
+}
+
+fn random_symbols(rng: &mut StdRng, n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|_| rng.gen_range(0..vocab as u32)).collect()
+}
+
+struct Case {
+    layers: usize,
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+    vocab: usize,
+    objective: Objective,
+    dropout: f32,
+}
+
+/// One training step on both engines from the same parameters and batch: the loss, every layer's
+/// h and c, ∂L/∂logits, every gradient, then the Adam update and its state.
+fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>) {
+    let config = Config {
+        vocab_size: case.vocab,
+        hidden: case.hidden,
+        layers: case.layers,
+        dropout: case.dropout,
+    };
+    let (b, t) = (case.batch, case.steps);
+    eprintln!(
+        "L={} B={b} T={t} H={} V={} {:?} dropout {} clip {clip:?}",
+        case.layers, case.hidden, case.vocab, case.objective, case.dropout
+    );
+    let mut rng = StdRng::seed_from_u64(b as u64 * 1000 + t as u64);
+    let params = Params::<f32>::init(config, &mut rng);
+    let inputs = random_symbols(&mut rng, b * t, case.vocab);
+    let targets = random_symbols(&mut rng, b * t, case.vocab);
+    let seed = 11;
+
+    // CPU: the reference step, with the mask of optimiser step 0.
+    let mut ws = Workspace::new(&config, b, t);
+    let mut cpu_grads = Params::zeros(config);
+    let mask = (case.dropout > 0.0).then(|| {
+        let mut mask = vec![0.0; ws.dropout_mask_len(case.objective)];
+        cpu::fill_dropout_mask(&mut mask, case.dropout, seed, 0);
+        mask
+    });
+    let cpu_stats = cpu::forward_backward(
+        &params,
+        &inputs,
+        &targets,
+        case.objective,
+        mask.as_deref(),
+        &mut ws,
+        &mut cpu_grads,
+    );
+
+    let mut adam = Adam::new(config.num_params());
+    adam.clip = clip;
+    let mut backend = CudaBackend::new(gpu, params.clone(), adam.clone()).unwrap();
+    let batch = Batch {
+        inputs: &inputs,
+        targets: &targets,
+        batch: b,
+        steps: t,
+    };
+    let gpu_stats = backend.train_step(&batch, case.objective, seed);
+
+    assert_eq!(gpu_stats.count, cpu_stats.count);
+    let loss_error = (gpu_stats.loss_sum - cpu_stats.loss_sum).abs() / cpu_stats.loss_sum;
+    eprintln!(
+        "  loss: gpu {} cpu {} (relative {loss_error:.2e}); correct gpu {} cpu {}",
+        gpu_stats.loss_sum, cpu_stats.loss_sum, gpu_stats.correct, cpu_stats.correct
+    );
+    assert!(loss_error < 1e-5, "loss differs");
+    // An argmax can flip between two nearly equal logits.
+    assert!(gpu_stats.correct.abs_diff(cpu_stats.correct) <= 1 + cpu_stats.count / 1000);
+    for k in 0..case.layers {
+        let (gpu_h, gpu_c) = backend.layer_states((b, t), k);
+        let (cpu_h, cpu_c) = ws.layer_states(k);
+        assert_close(&format!("h layer {k}"), &gpu_h, cpu_h);
+        assert_close(&format!("c layer {k}"), &gpu_c, cpu_c);
+    }
+    assert_close(
+        "dL/dlogits",
+        &backend.logit_grads((b, t), case.objective),
+        ws.logit_grads(case.objective),
+    );
+    let gpu_grads = backend.gradients();
+    for ((name, _, g), (_, _, c)) in gpu_grads.tensors().zip(cpu_grads.tensors()) {
+        assert_close(&format!("grad {name}"), g, c);
+    }
+
+    // Adam on the CPU from the GPU's own gradient, so this compares the update kernel alone.
+    let mut expected = params.clone();
+    let mut grads = gpu_grads.clone();
+    adam.step(expected.as_mut_slice(), grads.as_mut_slice());
+    assert_close(
+        "params after Adam",
+        backend.params().as_slice(),
+        expected.as_slice(),
+    );
+    let state = backend.adam_state();
+    assert_eq!(state.step, 1);
+    assert_close("Adam m", &state.m, &adam.state.m);
+    assert_close("Adam v", &state.v, &adam.state.v);
+}
+
+#[test]
+fn training_step_matches_the_cpu() {
+    let cases = [
+        // The reference shape.
+        Case {
+            layers: 1,
+            batch: 64,
+            steps: 64,
+            hidden: 256,
+            vocab: 38,
+            objective: Objective::All,
+            dropout: 0.2,
+        },
+        // Nothing a multiple of the 64×64 tiles, two layers.
+        Case {
+            layers: 2,
+            batch: 7,
+            steps: 5,
+            hidden: 33,
+            vocab: 11,
+            objective: Objective::All,
+            dropout: 0.2,
+        },
+        Case {
+            layers: 2,
+            batch: 65,
+            steps: 3,
+            hidden: 65,
+            vocab: 70,
+            objective: Objective::Last,
+            dropout: 0.5,
+        },
+        Case {
+            layers: 1,
+            batch: 13,
+            steps: 1,
+            hidden: 70,
+            vocab: 5,
+            objective: Objective::All,
+            dropout: 0.0,
+        },
+    ];
+    for case in &cases {
+        let Some(gpu) = device() else { return };
+        compare_training_step(gpu, case, None);
+    }
+    // Clipping: a tiny bound, so the global norm on the device decides the scale.
+    let Some(gpu) = device() else { return };
+    compare_training_step(gpu, &cases[1], Some(1e-3));
+}
+
+/// `predict_last` and the streaming calls generation makes (sub-range steps, zeroed and copied
+/// rows) give the CPU's probabilities.
+#[test]
+fn inference_matches_the_cpu() {
+    let Some(gpu) = device() else { return };
+    let config = Config {
+        vocab_size: 38,
+        hidden: 96,
+        layers: 2,
+        dropout: 0.2,
+    };
+    let (b, t) = (9, 17);
+    let mut rng = StdRng::seed_from_u64(5);
+    let params = Params::<f32>::init(config, &mut rng);
+    let inputs = random_symbols(&mut rng, b * t, config.vocab_size);
+    let adam = Adam::new(config.num_params());
+    let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
+    let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
+
+    let mut expected = vec![0.0; b * config.vocab_size];
+    let mut got = expected.clone();
+    on_cpu.predict_last(&inputs, b, &mut expected);
+    on_gpu.predict_last(&inputs, b, &mut got);
+    assert_close("predict_last", &got, &expected);
+
+    let backends: [&mut dyn Backend; 2] = [&mut on_cpu, &mut on_gpu];
+    let mut probs = Vec::new();
+    for backend in backends {
+        backend.stream_reset(2 * b);
+        backend.stream_step(
+            0..2 * b,
+            &random_symbols(&mut StdRng::seed_from_u64(1), 2 * b, 38),
+        );
+        backend.stream_zero_rows(&(b..2 * b).collect::<Vec<_>>());
+        for step in inputs.chunks_exact(b) {
+            backend.stream_step(b..2 * b, step);
+        }
+        for row in 0..b {
+            backend.stream_copy_row(b + row, &[row]);
+        }
+        let rows: Vec<usize> = (0..b).rev().collect();
+        let mut out = vec![0.0; b * config.vocab_size];
+        backend.stream_probs(&rows, &mut out);
+        probs.push(out);
+    }
+    assert_close("streamed probabilities", &probs[1], &probs[0]);
+}
