@@ -1,8 +1,10 @@
 //! One training step (dropout mask, forward, BPTT, Adam: what `engine train` does per batch) and
-//! one forward pass to the last step's distribution (what `engine evaluate` does per batch) at the training shape B=64, T=64, H=256, V=38, one layer, loss at all
-//! positions; and generation, one melody and a batch of 16. Throughput is in step-samples (B·T
-//! positions) per second, the unit the PyTorch peer (benches/peers/torch_cpu_step.py) prints, and
-//! in symbols per second for generation.
+//! one forward pass to the last step's distribution (what `engine evaluate` does per batch) at the
+//! training shape B=64, T=64, H=256, V=38, one layer, loss at all positions; generation, one
+//! melody and a batch of 16; and the training step on the CPU and the GPU at B=64 and B=512.
+//! Throughput is in step-samples (B·T positions) per second, the unit the PyTorch peers
+//! (benches/peers/torch_cpu_step.py, torch_cuda_step.py) print, and in symbols per second for
+//! generation.
 
 use std::time::Duration;
 

@@ -27,7 +27,7 @@ sum_squares(const float* g, int n, double* block_sums) {
         sum += (double)g[i] * (double)g[i];
     partial[threadIdx.x] = sum;
     __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
         __syncthreads();
     }

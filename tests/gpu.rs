@@ -1,17 +1,25 @@
 //! The CUDA engine against the CPU reference, and the kernels' compilation.
 //!
-//! The comparisons run where a CUDA device opens and otherwise print that they skipped. The
-//! compile test needs only NVRTC (no GPU): `.ci/run` installs the `nvidia-cuda-nvrtc` wheel for
-//! it, and under `CI=true` a missing NVRTC is a failure.
+//! The comparisons run on two engines: a CUDA device where one opens (else they print that they
+//! skipped), and everywhere the same engine code with kernels/*.cu compiled as C++ for the host
+//! (tests/host_cuda), which needs only a C++20 compiler. The compile test needs only NVRTC:
+//! `.ci/run` installs the `nvidia-cuda-nvrtc` wheel for it. Under `CI=true` a missing NVRTC or
+//! C++ compiler is a failure.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
 
 use melody_engine::backend::{Backend, Batch, CpuBackend};
 use melody_engine::cpu::{self, Objective, Workspace};
+use melody_engine::encode::Vocabulary;
+use melody_engine::generate::{generate, GenerateOptions};
 use melody_engine::gpu::kernels::{self, Kernel, KERNEL_FILES};
 use melody_engine::gpu::{self, CudaBackend};
 use melody_engine::model::{Config, Params};
 use melody_engine::optim::Adam;
+use melody_engine::sample::{Sampler, SamplingConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -59,7 +67,7 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
     }
 }
 
-/// The device, or None after saying why there is none.
+/// The CUDA device, or None after saying why there is none.
 fn device() -> Option<gpu::Gpu> {
     match gpu::open() {
         Ok(gpu) => {
@@ -67,10 +75,55 @@ fn device() -> Option<gpu::Gpu> {
             Some(gpu)
         }
         Err(e) => {
-            eprintln!("skipped: no usable CUDA device ({e})");
+            eprintln!("skipped on CUDA: no usable device ({e})");
             None
         }
     }
+}
+
+/// kernels/*.cu compiled for the host into a shared library, once per test run.
+fn host_library() -> Option<&'static PathBuf> {
+    static LIBRARY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    LIBRARY
+        .get_or_init(|| {
+            let source = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/host_cuda/kernels_on_host.cpp"
+            );
+            let library = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kernels_on_host.so");
+            let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+            let built = Command::new(&compiler)
+                .args([
+                    "-std=c++20",
+                    "-O2",
+                    "-shared",
+                    "-fPIC",
+                    "-Wno-unknown-pragmas",
+                ])
+                .arg("-o")
+                .arg(&library)
+                .arg(source)
+                .arg("-lpthread")
+                .output();
+            match built {
+                Ok(out) if out.status.success() => Some(library),
+                Ok(out) => panic!(
+                    "{compiler} could not compile the kernels for the host:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => {
+                    assert!(!in_ci(), "CI=true but no C++ compiler ({compiler}: {e})");
+                    eprintln!("skipped on the host: no C++ compiler ({compiler}: {e})");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn on_host() -> Option<gpu::Gpu> {
+    let library = host_library()?;
+    Some(gpu::open_on_host(library).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// Asserts every element of `gpu` is within ATOL + RTOL·|cpu| of `cpu`, and prints the worst
@@ -113,6 +166,7 @@ struct Case {
 /// One training step on both engines from the same parameters and batch: the loss, every layer's
 /// h and c, ∂L/∂logits, every gradient, then the Adam update and its state.
 fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>) {
+    eprintln!("on {}", gpu.description());
     let config = Config {
         vocab_size: case.vocab,
         hidden: case.hidden,
@@ -241,6 +295,14 @@ fn training_step_matches_the_cpu() {
             dropout: 0.0,
         },
     ];
+    // The host runs a block at a time: the small shapes only.
+    for case in &cases[1..] {
+        let Some(gpu) = on_host() else { break };
+        compare_training_step(gpu, case, None);
+    }
+    if let Some(gpu) = on_host() {
+        compare_training_step(gpu, &cases[1], Some(1e-3));
+    }
     for case in &cases {
         let Some(gpu) = device() else { return };
         compare_training_step(gpu, case, None);
@@ -254,7 +316,12 @@ fn training_step_matches_the_cpu() {
 /// rows) give the CPU's probabilities.
 #[test]
 fn inference_matches_the_cpu() {
-    let Some(gpu) = device() else { return };
+    for gpu in on_host().into_iter().chain(device()) {
+        compare_inference(gpu);
+    }
+}
+
+fn compare_inference(gpu: gpu::Gpu) {
     let config = Config {
         vocab_size: 38,
         hidden: 96,
@@ -296,4 +363,38 @@ fn inference_matches_the_cpu() {
         probs.push(out);
     }
     assert_close("streamed probabilities", &probs[1], &probs[0]);
+}
+
+/// `engine generate`'s loop (the shared `/` prefix, zeroed and copied rows, batched steps) draws
+/// the same melodies on both engines from the same random streams.
+#[test]
+fn generation_matches_the_cpu() {
+    for gpu in on_host().into_iter().chain(device()) {
+        let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67", "r"]);
+        let config = Config {
+            vocab_size: vocab.len(),
+            hidden: 24,
+            layers: 2,
+            dropout: 0.2,
+        };
+        // Large weights: distributions far from uniform, so a wrong state changes the draws.
+        let mut params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(8));
+        params.as_mut_slice().iter_mut().for_each(|w| *w *= 6.0);
+        let adam = Adam::new(config.num_params());
+        let sampler = Sampler::new(SamplingConfig::default(), &vocab).unwrap();
+        let options = GenerateOptions {
+            steps: 40,
+            count: 3,
+            rng_seed: 4,
+            window: 16,
+        };
+        let seed = [vocab.id("60").unwrap(), vocab.id("_").unwrap()];
+        let delimiter = vocab.id("/").unwrap();
+        let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
+        let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
+        let expected = generate(&mut on_cpu, delimiter, &seed, &sampler, &options);
+        let got = generate(&mut on_gpu, delimiter, &seed, &sampler, &options);
+        assert_eq!(got, expected);
+        assert!(expected.iter().any(|melody| melody.len() > 10));
+    }
 }

@@ -1,12 +1,18 @@
 //! The GPU as the engine uses it: one context and one stream (so every operation runs in issue
 //! order), the loaded kernels, device buffers addressed by raw pointers, and one typed launch
 //! function per kernel, each matching its signature in `kernels/*.cu`.
+//!
+//! The same operations can also run on the host ([`open_on_host`]): the kernels compiled as C++
+//! (tests/host_cuda), buffers in host memory. Tests use it to run the engine's GPU code against
+//! the CPU reference on machines without a GPU.
 
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::path::Path;
 use std::sync::Arc;
 
 use cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
+    DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
 };
 
 use super::kernels::{self, Kernel};
@@ -48,10 +54,7 @@ pub fn open() -> GpuResult<Gpu> {
         let module = match modules.iter().find(|(name, _)| *name == file) {
             Some((_, module)) => Arc::clone(module),
             None => {
-                let ptx = kernels::ptx_for(kernels::file(file), capability)?;
-                let module = ctx
-                    .load_module(ptx)
-                    .map_err(|e| format!("CUDA: loading kernels/{file}.cu: {e}"))?;
+                let module = load_module(&ctx, file, capability)?;
                 modules.push((file, Arc::clone(&module)));
                 module
             }
@@ -62,18 +65,86 @@ pub fn open() -> GpuResult<Gpu> {
         functions.push(loaded);
     }
     Ok(Gpu {
-        stream: ctx.default_stream(),
-        _ctx: ctx,
-        functions,
+        runtime: Runtime::Cuda {
+            stream: ctx.default_stream(),
+            ctx,
+            functions,
+        },
         description: format!("{name} (compute capability {major}.{minor})"),
     })
 }
 
+/// `host_launch` of tests/host_cuda/kernels_on_host.cpp: cuLaunchKernel's arguments.
+type HostLaunch = unsafe extern "C" fn(
+    *const c_char,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    *mut *mut c_void,
+) -> c_int;
+
+/// The engine's GPU operations on the host: `library` is kernels/*.cu compiled as C++ by
+/// tests/host_cuda (see tests/gpu.rs), and buffers live in host memory. Slow (a block at a time),
+/// but the same kernels and the same launches as on a GPU.
+pub fn open_on_host(library: &Path) -> GpuResult<Gpu> {
+    let fail = |e: libloading::Error| format!("loading {}: {e}", library.display());
+    // SAFETY: the library is ours, built from kernels/*.cu, with no initialisers beyond C++'s.
+    let loaded = unsafe { libloading::Library::new(library) }.map_err(fail)?;
+    // SAFETY: host_launch has the HostLaunch signature (kernels_on_host.cpp).
+    let launch = *unsafe { loaded.get::<HostLaunch>(b"host_launch") }.map_err(fail)?;
+    Ok(Gpu {
+        runtime: Runtime::Host {
+            _library: loaded,
+            launch,
+        },
+        description: format!("kernels on the host ({})", library.display()),
+    })
+}
+
+/// The module of kernel file `file`: its embedded PTX, or where the driver refuses that PTX
+/// (built by an nvcc newer than the driver), the source compiled by NVRTC.
+fn load_module(ctx: &Arc<CudaContext>, file: &str, capability: u32) -> GpuResult<Arc<CudaModule>> {
+    let kernel_file = kernels::file(file);
+    let ptx = kernels::ptx_for(kernel_file, capability)?;
+    match ctx.load_module(ptx) {
+        Ok(module) => Ok(module),
+        Err(e) if kernels::nvrtc_available() && !kernel_file.ptx.is_empty() => {
+            let ptx = kernels::compile(kernel_file, kernels::nvrtc_arch(capability))?;
+            ctx.load_module(ptx).map_err(|e2| {
+                format!("CUDA: loading kernels/{file}.cu: embedded PTX: {e}; NVRTC's: {e2}")
+            })
+        }
+        Err(e) => Err(format!("CUDA: loading kernels/{file}.cu: {e}")),
+    }
+}
+
+/// Which way [`Gpu::copy_bytes`] copies.
+#[derive(Clone, Copy)]
+enum Direction {
+    ToDevice,
+    ToHost,
+    OnDevice,
+}
+
 /// A device allocation of `len` elements and its address.
 pub struct Buffer<T> {
-    _slice: CudaSlice<T>,
+    _memory: Memory<T>,
     ptr: u64,
     len: usize,
+}
+
+/// What owns a buffer's memory (it is freed when the buffer drops).
+enum Memory<T> {
+    Cuda {
+        _slice: CudaSlice<T>,
+    },
+    /// 8-byte words, aligned for every element type the engine uses.
+    Host {
+        _words: Vec<u64>,
+    },
 }
 
 impl<T> Buffer<T> {
@@ -85,6 +156,18 @@ impl<T> Buffer<T> {
 
     pub fn ptr(&self) -> u64 {
         self.ptr
+    }
+
+    /// The address of elements `start .. start + len`, checked to lie inside the buffer (raw
+    /// copies and kernels cannot check it).
+    pub fn span(&self, start: usize, len: usize) -> u64 {
+        assert!(
+            start + len <= self.len,
+            "elements {start}..{} past a buffer of {}",
+            start + len,
+            self.len
+        );
+        self.at(start)
     }
 
     pub fn len(&self) -> usize {
@@ -131,31 +214,76 @@ impl DMat {
 }
 
 pub struct Gpu {
-    _ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
-    /// Indexed like [`Kernel::ALL`].
-    functions: Vec<CudaFunction>,
+    runtime: Runtime,
     description: String,
 }
 
-/// Pushes each argument (by value, kept alive until the launch) and launches.
+enum Runtime {
+    Cuda {
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaStream>,
+        /// Indexed like [`Kernel::ALL`].
+        functions: Vec<CudaFunction>,
+    },
+    Host {
+        _library: libloading::Library,
+        launch: HostLaunch,
+    },
+}
+
+/// A kernel argument of C type int, long long, unsigned long long (and pointers, as u64) or float,
+/// held in an 8-byte slot whose first bytes are the value: the driver reads sizeof(parameter)
+/// bytes from each argument's address.
+trait KernelArg: Copy {
+    fn slot(self) -> u64;
+}
+
+impl KernelArg for u64 {
+    fn slot(self) -> u64 {
+        self
+    }
+}
+
+impl KernelArg for i64 {
+    fn slot(self) -> u64 {
+        self as u64
+    }
+}
+
+impl KernelArg for i32 {
+    fn slot(self) -> u64 {
+        u64::from(self as u32)
+    }
+}
+
+impl KernelArg for f32 {
+    fn slot(self) -> u64 {
+        u64::from(self.to_bits())
+    }
+}
+
+// The low-order bytes of a slot come first only on a little-endian machine.
+const _: () = assert!(cfg!(target_endian = "little"));
+
+/// Launches a kernel: each argument goes into a slot that lives until the launch, and the kernel
+/// gets the slots' addresses, as cuLaunchKernel takes them.
 macro_rules! launch {
     ($gpu:expr, $kernel:expr, $config:expr, $($arg:expr),+ $(,)?) => {{
-        let gpu: &Gpu = $gpu;
-        let mut builder = gpu.stream.launch_builder(gpu.function($kernel));
-        $(
-            let arg = $arg;
-            builder.arg(&arg);
-        )+
+        let mut slots = [$(KernelArg::slot($arg)),+];
+        let mut pointers: Vec<*mut c_void> =
+            slots.iter_mut().map(|slot| slot as *mut u64 as *mut c_void).collect();
         // SAFETY: each caller below passes exactly the kernel's parameters, in order and with
-        // the C types' sizes (pointers as u64), and sizes its grid to the buffers it passes.
-        unsafe { builder.launch($config) }
-            .map(|_| ())
-            .map_err(|e| format!("CUDA: launching {:?}: {e}", $kernel))
+        // the C types (pointers as u64), and sizes its grid to the buffers it passes.
+        unsafe { $gpu.launch($kernel, $config, &mut pointers) }
     }};
 }
 
 fn elementwise(n: usize) -> LaunchConfig {
+    // The kernels index elements with a 32-bit int.
+    assert!(
+        n <= i32::MAX as usize,
+        "{n} elements are too many for one launch"
+    );
     LaunchConfig {
         grid_dim: ((n as u32).div_ceil(BLOCK).max(1), 1, 1),
         block_dim: (BLOCK, 1, 1),
@@ -169,62 +297,164 @@ impl Gpu {
         &self.description
     }
 
-    fn function(&self, kernel: Kernel) -> &CudaFunction {
-        let index = Kernel::ALL.iter().position(|&k| k == kernel).unwrap();
-        &self.functions[index]
+    /// Runs `kernel` on `config`'s grid with `args` (pointers to each argument).
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameters, and the grid the buffers they point to.
+    unsafe fn launch(
+        &self,
+        kernel: Kernel,
+        config: LaunchConfig,
+        args: &mut [*mut c_void],
+    ) -> GpuResult<()> {
+        let failed = |e: String| format!("CUDA: launching {:?}: {e}", kernel);
+        let (grid, block) = (config.grid_dim, config.block_dim);
+        match &self.runtime {
+            Runtime::Cuda {
+                stream, functions, ..
+            } => {
+                self.bind()?;
+                let index = Kernel::ALL.iter().position(|&k| k == kernel).unwrap();
+                let function = functions[index].cu_function();
+                let shared = config.shared_mem_bytes;
+                result::launch_kernel(function, grid, block, shared, stream.cu_stream(), args)
+                    .map_err(|e| failed(e.to_string()))
+            }
+            Runtime::Host { launch, .. } => {
+                let name = CString::new(kernel.location().1).expect("no NUL in a kernel name");
+                let status = launch(
+                    name.as_ptr(),
+                    grid.0,
+                    grid.1,
+                    grid.2,
+                    block.0,
+                    block.1,
+                    block.2,
+                    args.as_mut_ptr(),
+                );
+                match status {
+                    0 => Ok(()),
+                    _ => Err(failed("the host library does not have it".to_string())),
+                }
+            }
+        }
     }
 
-    fn raw_stream(&self) -> sys::CUstream {
-        self.stream.cu_stream()
+    /// Makes the context current on this thread, as cudarc's own calls do, before a raw driver
+    /// call.
+    fn bind(&self) -> GpuResult<()> {
+        match &self.runtime {
+            Runtime::Cuda { ctx, .. } => {
+                ctx.bind_to_thread().map_err(driver("binding the context"))
+            }
+            Runtime::Host { .. } => Ok(()),
+        }
     }
 
     pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> GpuResult<Buffer<T>> {
         // A zero-length allocation has no address; keep one element so every buffer has one.
-        let slice = self
-            .stream
-            .alloc_zeros::<T>(len.max(1))
-            .map_err(driver("allocating device memory"))?;
-        let ptr = slice.device_ptr(&self.stream).0;
+        let elements = len.max(1);
+        let (memory, ptr) = match &self.runtime {
+            Runtime::Cuda { stream, .. } => {
+                let slice = stream
+                    .alloc_zeros::<T>(elements)
+                    .map_err(driver("allocating device memory"))?;
+                let ptr = slice.device_ptr(stream).0;
+                (Memory::Cuda { _slice: slice }, ptr)
+            }
+            Runtime::Host { .. } => {
+                let words = vec![0u64; (elements * std::mem::size_of::<T>()).div_ceil(8)];
+                let ptr = words.as_ptr() as u64;
+                (Memory::Host { _words: words }, ptr)
+            }
+        };
         Ok(Buffer {
-            _slice: slice,
+            _memory: memory,
             ptr,
             len,
         })
+    }
+
+    /// Copies `bytes` bytes from `src` to `dst` through the runtime's copy, on the one stream.
+    ///
+    /// # Safety
+    /// Both addresses must hold `bytes` bytes; host and device addresses as `kind` says.
+    unsafe fn copy_bytes(
+        &self,
+        dst: u64,
+        src: u64,
+        bytes: usize,
+        kind: Direction,
+    ) -> GpuResult<()> {
+        self.bind()?;
+        let stream = match &self.runtime {
+            Runtime::Cuda { stream, .. } => stream.cu_stream(),
+            Runtime::Host { .. } => {
+                std::ptr::copy(src as *const u8, dst as *mut u8, bytes);
+                return Ok(());
+            }
+        };
+        match kind {
+            Direction::ToDevice => {
+                let host = std::slice::from_raw_parts(src as *const u8, bytes);
+                result::memcpy_htod_async(dst, host, stream)
+                    .map_err(driver("copying to the device"))
+            }
+            Direction::ToHost => {
+                let host = std::slice::from_raw_parts_mut(dst as *mut u8, bytes);
+                result::memcpy_dtoh_async(host, src, stream)
+                    .map_err(driver("copying from the device"))?;
+                self.synchronize()
+            }
+            Direction::OnDevice => result::memcpy_dtod_async(dst, src, bytes, stream)
+                .map_err(driver("copying on the device")),
+        }
     }
 
     /// Copies `host` to the device at `dst`.
     pub fn upload<T: DeviceRepr>(&self, dst: u64, host: &[T]) -> GpuResult<()> {
         // SAFETY: callers pass an address with room for host.len() elements; the driver copies
         // pageable memory before it returns, so `host` may be dropped afterwards.
-        unsafe { result::memcpy_htod_async(dst, host, self.raw_stream()) }
-            .map_err(driver("copying to the device"))
+        let bytes = std::mem::size_of_val(host);
+        unsafe { self.copy_bytes(dst, host.as_ptr() as u64, bytes, Direction::ToDevice) }
     }
 
     /// Copies from the device at `src` into `host`, after everything issued before.
     pub fn download<T: DeviceRepr>(&self, src: u64, host: &mut [T]) -> GpuResult<()> {
-        // SAFETY: callers pass an address holding host.len() elements; the synchronisation
-        // below completes the copy before `host` is used.
-        unsafe { result::memcpy_dtoh_async(host, src, self.raw_stream()) }
-            .map_err(driver("copying from the device"))?;
-        self.synchronize()
-    }
-
-    pub fn synchronize(&self) -> GpuResult<()> {
-        self.stream.synchronize().map_err(driver("synchronising"))
-    }
-
-    /// Zeroes `len` floats at `dst`.
-    pub fn zero(&self, dst: u64, len: usize) -> GpuResult<()> {
-        // SAFETY: callers pass an address with room for `len` floats.
-        unsafe { result::memset_d8_async(dst, 0, len * 4, self.raw_stream()) }
-            .map_err(driver("zeroing device memory"))
+        // SAFETY: callers pass an address holding host.len() elements; the copy is complete
+        // when this returns.
+        let bytes = std::mem::size_of_val(host);
+        unsafe { self.copy_bytes(host.as_mut_ptr() as u64, src, bytes, Direction::ToHost) }
     }
 
     /// Copies `len` floats from `src` to `dst` on the device.
     pub fn copy(&self, dst: u64, src: u64, len: usize) -> GpuResult<()> {
         // SAFETY: callers pass two addresses each with room for `len` floats.
-        unsafe { result::memcpy_dtod_async(dst, src, len * 4, self.raw_stream()) }
-            .map_err(driver("copying on the device"))
+        unsafe { self.copy_bytes(dst, src, len * 4, Direction::OnDevice) }
+    }
+
+    pub fn synchronize(&self) -> GpuResult<()> {
+        match &self.runtime {
+            Runtime::Cuda { stream, .. } => stream.synchronize().map_err(driver("synchronising")),
+            Runtime::Host { .. } => Ok(()),
+        }
+    }
+
+    /// Zeroes `len` floats at `dst`.
+    pub fn zero(&self, dst: u64, len: usize) -> GpuResult<()> {
+        self.bind()?;
+        match &self.runtime {
+            // SAFETY: callers pass an address with room for `len` floats.
+            Runtime::Cuda { stream, .. } => {
+                unsafe { result::memset_d8_async(dst, 0, len * 4, stream.cu_stream()) }
+                    .map_err(driver("zeroing device memory"))
+            }
+            Runtime::Host { .. } => {
+                // SAFETY: as above, in host memory.
+                unsafe { std::ptr::write_bytes(dst as *mut u8, 0, len * 4) };
+                Ok(())
+            }
+        }
     }
 
     /// out [m × n, row-major, contiguous] = a · b, or out += a · b when `accumulate`.

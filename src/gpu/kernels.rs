@@ -88,6 +88,8 @@ pub fn nvrtc_arch(capability: u32) -> &'static str {
     match capability {
         90.. => "compute_90",
         80.. => "compute_80",
+        // CUDA 13's NVRTC starts at Turing (7.5).
+        75.. => "compute_75",
         _ => "compute_70",
     }
 }

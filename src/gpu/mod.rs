@@ -20,7 +20,7 @@ use crate::cpu::BatchStats;
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
 use device::{column_sums_scratch, Buffer, DMat, GpuResult};
-pub use device::{open, Gpu};
+pub use device::{open, open_on_host, Gpu};
 
 /// Where one LSTM layer's tensors start in the flat parameter buffer (and in the gradient and
 /// Adam buffers, which share its layout).
@@ -158,7 +158,10 @@ impl Model {
     /// Uploads [T][B] symbol ids into `dst` after checking them.
     fn upload_symbols(&self, dst: &Buffer<u32>, symbols: &[u32]) -> GpuResult<()> {
         let v = self.config.vocab_size as u32;
-        assert!(symbols.len() <= dst.len(), "symbols are [T][B]");
+        assert!(
+            symbols.len() <= dst.len(),
+            "more symbols than the buffer holds"
+        );
         assert!(
             symbols.iter().all(|&s| s < v),
             "symbol id out of the vocabulary"
@@ -425,7 +428,10 @@ impl CudaBackend {
     pub fn new(gpu: Gpu, params: Params<f32>, mut adam: Adam) -> GpuResult<CudaBackend> {
         let config = *params.config();
         let n = config.num_params();
-        assert_eq!(adam.state.m.len(), n, "Adam state for another model");
+        assert!(
+            adam.state.m.len() == n && adam.state.v.len() == n,
+            "Adam state for another model"
+        );
         let upload = |values: &[f32]| -> GpuResult<Buffer<f32>> {
             let buffer = gpu.alloc(n)?;
             gpu.upload(buffer.ptr(), values)?;
@@ -515,6 +521,11 @@ impl CudaBackend {
         dropout_seed: u64,
     ) -> GpuResult<BatchStats> {
         let step = self.adam.state.step;
+        let positions = batch.batch * batch.steps;
+        assert!(
+            batch.inputs.len() == positions && batch.targets.len() == positions,
+            "inputs and targets are [T][B]"
+        );
         self.workspace(batch.batch, batch.steps)?;
         let (model, ws) = (&self.model, &self.workspaces[&(batch.batch, batch.steps)]);
         model.upload_symbols(&ws.tokens, batch.inputs)?;
@@ -597,12 +608,17 @@ impl CudaBackend {
         self.stream.as_ref().expect("stream_reset first")
     }
 
-    /// Applies `op(buffer, offset)` to row `row` of every layer's h and c.
-    fn for_state_rows(&self, row: usize, op: impl Fn(&Buffer<f32>, usize) -> GpuResult<()>) {
-        let stream = self.stream();
+    /// The address of row `row` of a [rows][H] stream buffer, checked.
+    fn state_row(&self, buffer: &Buffer<f32>, row: usize) -> u64 {
         let h = self.model.config.hidden;
+        buffer.span(row * h, h)
+    }
+
+    /// Applies `op(buffer)` to every layer's h and c.
+    fn for_state(&self, op: impl Fn(&Buffer<f32>) -> GpuResult<()>) {
+        let stream = self.stream();
         for buffer in stream.hidden.iter().chain(&stream.cell) {
-            or_fail(op(buffer, row * h));
+            or_fail(op(buffer));
         }
     }
 
@@ -656,7 +672,11 @@ impl CudaBackend {
         assert_eq!(out.len(), rows.len() * v, "out is [rows][V]");
         let top = &stream.hidden[model.config.layers - 1];
         for (i, &row) in rows.iter().enumerate() {
-            gpu.copy(stream.selected.at(i * h), top.at(row * h), h)?;
+            gpu.copy(
+                self.state_row(&stream.selected, i),
+                self.state_row(top, row),
+                h,
+            )?;
         }
         model.dense_forward(stream.selected.ptr(), rows.len(), stream.logits.ptr())?;
         gpu.softmax_cross_entropy(stream.logits.ptr(), 0, rows.len(), v, 0.0, 0, 0)?;
@@ -693,15 +713,15 @@ impl Backend for CudaBackend {
     fn stream_zero_rows(&mut self, rows: &[usize]) {
         let (gpu, h) = (&self.model.gpu, self.model.config.hidden);
         for &row in rows {
-            self.for_state_rows(row, |buffer, offset| gpu.zero(buffer.at(offset), h));
+            self.for_state(|buffer| gpu.zero(self.state_row(buffer, row), h));
         }
     }
 
     fn stream_copy_row(&mut self, from: usize, to: &[usize]) {
         let (gpu, h) = (&self.model.gpu, self.model.config.hidden);
-        for &row in to {
-            self.for_state_rows(row, |buffer, offset| {
-                gpu.copy(buffer.at(offset), buffer.at(from * h), h)
+        for &row in to.iter().filter(|&&row| row != from) {
+            self.for_state(|buffer| {
+                gpu.copy(self.state_row(buffer, row), self.state_row(buffer, from), h)
             });
         }
     }
