@@ -126,14 +126,26 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         };
         group.throughput(Throughput::Elements((batch_size * STEPS) as u64));
         let mut engines: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(backend()))];
-        match gpu::open() {
-            Ok(gpu) => {
-                let params = backend().params();
-                let adam = Adam::new(params.config().num_params());
-                let on_gpu = CudaBackend::new(gpu, params, adam);
-                engines.push(("cuda", Box::new(on_gpu.expect("uploading the model"))));
+        // The GPU twice: the persistent recurrence (the default) and a step per launch.
+        for persistent in [true, false] {
+            match gpu::open() {
+                Ok(gpu) => {
+                    let params = backend().params();
+                    let adam = Adam::new(params.config().num_params());
+                    let mut on_gpu =
+                        CudaBackend::new(gpu, params, adam).expect("uploading the model");
+                    on_gpu.use_persistent_recurrence(persistent);
+                    if on_gpu.persistent_recurrence() != persistent {
+                        continue; // no persistent layout for this device and H
+                    }
+                    let name = match persistent {
+                        true => "cuda_persistent",
+                        false => "cuda_stepwise",
+                    };
+                    engines.push((name, Box::new(on_gpu)));
+                }
+                Err(e) => eprintln!("gpu_vs_cpu: CPU only, no CUDA device ({e})"),
             }
-            Err(e) => eprintln!("gpu_vs_cpu: CPU only, no CUDA device ({e})"),
         }
         for (name, engine) in &mut engines {
             group.bench_function(format!("{name}_b{batch_size}"), |bench| {

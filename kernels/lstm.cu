@@ -1,6 +1,6 @@
 // The pointwise parts of an LSTM layer (PyTorch's equations, gate order i, f, g, o), fused so
-// that each step's gates are read and written once. The matrix products around them are
-// gemm.cu's. Buffers are row-major: row r of a [rows][4H] gate buffer holds a_i, a_f, a_g, a_o.
+// that each step's gates are read and written once, either one step per launch (the matrix
+// products around them are gemm.cu's) or all steps in one persistent launch (below). Buffers are row-major: row r of a [rows][4H] gate buffer holds a_i, a_f, a_g, a_o.
 // src/cpu/lstm.rs is the reference each kernel here follows.
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -17,36 +17,58 @@ extern "C" __global__ void embed_input(const float* weight_ih, const float* bias
     gates[idx] = weight_ih[(long long)j * vocab + tokens[r]] + bias_ih[j] + bias_hh[j];
 }
 
-// One step for n rows, given the pre-activations a = W_ih·x + b + W_hh·h_prev in `gates`:
+// The cell update of one (row, unit) from its pre-activations a[g·H + u]:
 //   i, f, o = σ(a_i, a_f, a_o);  g = tanh(a_g);  c = f⊙c_prev + i⊙g;  h = o⊙tanh(c)
-// `gates` is overwritten with i, f, g, o for the backward pass. c_prev null is the zero state.
-// One thread per (row, unit).
+// a is overwritten with i, f, g, o for the backward pass.
+__device__ __forceinline__ void cell_forward_at(float* a, int u, int units, float cell_prev,
+                                                float* cell, float* tanh_cell, float* hidden) {
+    float i = sigmoid(a[u]);
+    float f = sigmoid(a[units + u]);
+    float g = tanhf(a[2 * units + u]);
+    float o = sigmoid(a[3 * units + u]);
+    float c = f * cell_prev + i * g;
+    float tc = tanhf(c);
+    a[u] = i;
+    a[units + u] = f;
+    a[2 * units + u] = g;
+    a[3 * units + u] = o;
+    *cell = c;
+    *tanh_cell = tc;
+    *hidden = o * tc;
+}
+
+// The cell update backwards for one (row, unit), with dh = ∂L/∂h_t and *d_cell = ∂L/∂c_t through
+// c_{t+1}:
+//   dc = d_cell + dh⊙o⊙(1 − tanh²c)
+//   da_i = dc⊙g⊙i(1−i);  da_f = dc⊙c_prev⊙f(1−f);  da_g = dc⊙i⊙(1−g²);  da_o = dh⊙tanh(c)⊙o(1−o)
+// leaving dc⊙f in *d_cell for step t−1.
+__device__ __forceinline__ void cell_backward_at(const float* a, float* da, int u, int units,
+                                                 float cell_prev, float tanh_cell, float dh,
+                                                 float* d_cell) {
+    float i = a[u], f = a[units + u], g = a[2 * units + u], o = a[3 * units + u];
+    float dc = *d_cell + dh * o * (1.0f - tanh_cell * tanh_cell);
+    da[u] = dc * g * i * (1.0f - i);
+    da[units + u] = dc * cell_prev * f * (1.0f - f);
+    da[2 * units + u] = dc * i * (1.0f - g * g);
+    da[3 * units + u] = dh * tanh_cell * o * (1.0f - o);
+    *d_cell = dc * f;
+}
+
+// One step for n rows, given the pre-activations a = W_ih·x + b + W_hh·h_prev in `gates`.
+// c_prev null is the zero state. One thread per (row, unit).
 extern "C" __global__ void lstm_cell_forward(float* gates, const float* cell_prev, float* cell,
                                              float* tanh_cell, float* hidden, int rows,
                                              int units) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= rows * units) return;
     int r = idx / units, u = idx % units;
-    float* a = gates + (long long)r * 4 * units;
-    float i = sigmoid(a[u]);
-    float f = sigmoid(a[units + u]);
-    float g = tanhf(a[2 * units + u]);
-    float o = sigmoid(a[3 * units + u]);
-    float c = f * (cell_prev ? cell_prev[idx] : 0.0f) + i * g;
-    float tc = tanhf(c);
-    a[u] = i;
-    a[units + u] = f;
-    a[2 * units + u] = g;
-    a[3 * units + u] = o;
-    cell[idx] = c;
-    tanh_cell[idx] = tc;
-    hidden[idx] = o * tc;
+    cell_forward_at(gates + (long long)r * 4 * units, u, units,
+                    cell_prev ? cell_prev[idx] : 0.0f, cell + idx, tanh_cell + idx,
+                    hidden + idx);
 }
 
-// One step backwards for n rows, with dh = ∂L/∂h_t and d_cell = ∂L/∂c_t through c_{t+1}:
-//   dc = d_cell + dh⊙o⊙(1 − tanh²c)
-//   da_i = dc⊙g⊙i(1−i);  da_f = dc⊙c_prev⊙f(1−f);  da_g = dc⊙i⊙(1−g²);  da_o = dh⊙tanh(c)⊙o(1−o)
-// and leaves dc⊙f in d_cell for step t−1. c_prev null is the zero state.
+// One step backwards for n rows: d_cell carries ∂L/∂c between steps. c_prev null is the zero
+// state. One thread per (row, unit).
 extern "C" __global__ void lstm_cell_backward(const float* gates, const float* cell_prev,
                                               const float* tanh_cell, const float* d_hidden,
                                               float* d_cell, float* d_gates, int rows,
@@ -54,17 +76,9 @@ extern "C" __global__ void lstm_cell_backward(const float* gates, const float* c
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= rows * units) return;
     int r = idx / units, u = idx % units;
-    const float* a = gates + (long long)r * 4 * units;
-    float* da = d_gates + (long long)r * 4 * units;
-    float i = a[u], f = a[units + u], g = a[2 * units + u], o = a[3 * units + u];
-    float tc = tanh_cell[idx], dh = d_hidden[idx];
-    float dc = d_cell[idx] + dh * o * (1.0f - tc * tc);
-    float cp = cell_prev ? cell_prev[idx] : 0.0f;
-    da[u] = dc * g * i * (1.0f - i);
-    da[units + u] = dc * cp * f * (1.0f - f);
-    da[2 * units + u] = dc * i * (1.0f - g * g);
-    da[3 * units + u] = dh * tc * o * (1.0f - o);
-    d_cell[idx] = dc * f;
+    long long row = (long long)r * 4 * units;
+    cell_backward_at(gates + row, d_gates + row, u, units, cell_prev ? cell_prev[idx] : 0.0f,
+                     tanh_cell[idx], d_hidden[idx], d_cell + idx);
 }
 
 // out[r][s] = 1 if tokens[r] = s else 0, [rows][V]: with it, layer 0's ∂L/∂W_ih = ∂L/∂aᵀ·onehot
@@ -74,4 +88,164 @@ extern "C" __global__ void one_hot(const unsigned int* tokens, float* out, int r
     if (idx >= (long long)rows * vocab) return;
     int r = (int)(idx / vocab), s = (int)(idx % vocab);
     out[idx] = tokens[r] == (unsigned int)s ? 1.0f : 0.0f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistent recurrence (Diamos et al. 2016, "Persistent RNNs"): one launch runs all T steps of a
+// layer. Each block owns `units_per_block` hidden units and keeps their slice of W_hh in shared
+// memory for the whole window, so W_hh is read from global memory once per launch instead of
+// once per step; a grid-wide barrier separates the steps. The launch must be cooperative (all
+// blocks resident at once), or the barrier would wait forever.
+//
+// Thread (r, j) of a block, r = tid / units_per_block, j = tid % units_per_block, handles hidden
+// unit u = first_unit + j for batch rows r, r + rows_per_chunk, …; the recurrent product for a
+// chunk of rows is staged through shared memory in slices of SLICE_K columns.
+
+#define SLICE_K 32
+
+#ifndef MELODY_ON_HOST
+__device__ __forceinline__ float* dynamic_shared_memory() {
+    extern __shared__ float shared[];
+    return shared;
+}
+__device__ __forceinline__ void spin_pause() { __nanosleep(32); }
+#endif
+
+// All blocks wait here until every block has arrived. barrier[0] counts arrivals, barrier[1]
+// is the generation; the last block to arrive resets the count and advances the generation.
+__device__ void grid_barrier(unsigned int* barrier) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile unsigned int* generation = barrier + 1;
+        unsigned int seen = *generation;
+        __threadfence();
+        if (atomicAdd(barrier, 1u) == gridDim.x - 1) {
+            atomicExch(barrier, 0u);
+            __threadfence();
+            atomicAdd(barrier + 1, 1u);
+        } else {
+            while (*generation == seen) spin_pause();
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// Σ_k x[row][k] · w[j][k] for the thread's row and unit j, k < width: x rows come from global
+// memory (written by other blocks in the previous step, so loaded past L1 with __ldcg) in
+// SLICE_K-wide tiles; w is the block's resident slice, rows of `w_stride` floats, COUNT rows per
+// unit (slice row c·units_per_block + j feeds acc[c]).
+template <int COUNT>
+__device__ void chunk_product(const float* x, int x_stride, int rows, int first_row, int width,
+                              const float* w, int w_stride, int units_per_block, float* tile,
+                              float* acc) {
+    int tid = threadIdx.x, threads = blockDim.x;
+    int rows_per_chunk = threads / units_per_block;
+    int r = tid / units_per_block, j = tid % units_per_block;
+    for (int c = 0; c < COUNT; ++c) acc[c] = 0.0f;
+    for (int k0 = 0; k0 < width; k0 += SLICE_K) {
+        for (int e = tid; e < rows_per_chunk * SLICE_K; e += threads) {
+            int rr = e / SLICE_K, kk = e % SLICE_K;
+            int row = first_row + rr, k = k0 + kk;
+            tile[rr * (SLICE_K + 1) + kk] =
+                (row < rows && k < width) ? __ldcg(x + (long long)row * x_stride + k) : 0.0f;
+        }
+        __syncthreads();
+        int slice = min(SLICE_K, width - k0);
+        for (int kk = 0; kk < slice; ++kk) {
+            float xv = tile[r * (SLICE_K + 1) + kk];
+            for (int c = 0; c < COUNT; ++c)
+                acc[c] += xv * w[(c * units_per_block + j) * w_stride + k0 + kk];
+        }
+        __syncthreads();
+    }
+}
+
+// Forward over all steps. On entry gates [T][B][4H] holds the input terms W_ih·x_t + b; on exit
+// the activations i, f, g, o; cell, tanh_cell, hidden [T][B][H] are written.
+// Shared memory: the W_hh rows of the block's units, 4·units_per_block rows of H (+1 padding),
+// then the staging tile, rows_per_chunk × (SLICE_K + 1).
+extern "C" __global__ void lstm_forward_persistent(float* gates, const float* weight_hh,
+                                                   float* cell, float* tanh_cell, float* hidden,
+                                                   int steps, int batch, int units,
+                                                   int units_per_block, unsigned int* barrier) {
+    float* w = dynamic_shared_memory();
+    int w_stride = units + 1;
+    float* tile = w + 4 * units_per_block * w_stride;
+    int tid = threadIdx.x, threads = blockDim.x;
+    int first_unit = blockIdx.x * units_per_block;
+    // Row (g, j) of the slice is W_hh row g·H + first_unit + j.
+    for (int e = tid; e < 4 * units_per_block * units; e += threads) {
+        int row = e / units, k = e % units;
+        int g = row / units_per_block, j = row % units_per_block;
+        int u = first_unit + j;
+        w[row * w_stride + k] = u < units ? weight_hh[(long long)(g * units + u) * units + k] : 0.0f;
+    }
+    __syncthreads();
+    int rows_per_chunk = threads / units_per_block;
+    int r = tid / units_per_block, u = first_unit + tid % units_per_block;
+    long long bh = (long long)batch * units;
+    for (int t = 0; t < steps; ++t) {
+        for (int first_row = 0; first_row < batch; first_row += rows_per_chunk) {
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            // h_{−1} = 0: step 0 has no recurrent term.
+            if (t > 0)
+                chunk_product<4>(hidden + (t - 1) * bh, units, batch, first_row, units, w,
+                                 w_stride, units_per_block, tile, acc);
+            int b = first_row + r;
+            if (b >= batch || u >= units || r >= rows_per_chunk) continue;
+            float* a = gates + (t * (long long)batch + b) * 4 * units;
+            for (int g = 0; g < 4; ++g) a[g * units + u] += acc[g];
+            long long here = t * bh + (long long)b * units + u;
+            cell_forward_at(a, u, units, t > 0 ? cell[here - bh] : 0.0f, cell + here,
+                            tanh_cell + here, hidden + here);
+        }
+        grid_barrier(barrier);
+    }
+}
+
+// Backward over all steps, t = T−1 … 0. On entry d_hidden [T][B][H] holds ∂L/∂h_t from above
+// and d_cell [B][H] zeros; on exit d_hidden holds the total ∂L/∂h_t (the recurrent term
+// ∂L/∂a_{t+1}·W_hh added) and d_gates [T][B][4H] holds ∂L/∂a_t.
+// Shared memory: the W_hh columns of the block's units, units_per_block rows of 4H (+1), then
+// the staging tile.
+extern "C" __global__ void lstm_backward_persistent(const float* gates, const float* cell,
+                                                    const float* tanh_cell,
+                                                    const float* weight_hh, float* d_hidden,
+                                                    float* d_cell, float* d_gates, int steps,
+                                                    int batch, int units, int units_per_block,
+                                                    unsigned int* barrier) {
+    float* w = dynamic_shared_memory();
+    int h4 = 4 * units, w_stride = h4 + 1;
+    float* tile = w + units_per_block * w_stride;
+    int tid = threadIdx.x, threads = blockDim.x;
+    int first_unit = blockIdx.x * units_per_block;
+    // Row j of the slice is column first_unit + j of W_hh [4H][H].
+    for (int e = tid; e < units_per_block * h4; e += threads) {
+        int j = e / h4, k = e % h4;
+        int u = first_unit + j;
+        w[j * w_stride + k] = u < units ? weight_hh[(long long)k * units + u] : 0.0f;
+    }
+    __syncthreads();
+    int rows_per_chunk = threads / units_per_block;
+    int r = tid / units_per_block, u = first_unit + tid % units_per_block;
+    long long bh = (long long)batch * units;
+    for (int t = steps - 1; t >= 0; --t) {
+        for (int first_row = 0; first_row < batch; first_row += rows_per_chunk) {
+            float recurrent = 0.0f;
+            // Nothing after the window depends on h_{T−1} but the loss above it.
+            if (t < steps - 1)
+                chunk_product<1>(d_gates + (t + 1) * bh * 4, h4, batch, first_row, h4, w,
+                                 w_stride, units_per_block, tile, &recurrent);
+            int b = first_row + r;
+            if (b >= batch || u >= units || r >= rows_per_chunk) continue;
+            long long here = t * bh + (long long)b * units + u;
+            long long row = (t * (long long)batch + b) * 4 * units;
+            float dh = d_hidden[here] + recurrent;
+            d_hidden[here] = dh;
+            cell_backward_at(gates + row, d_gates + row, u, units, t > 0 ? cell[here - bh] : 0.0f,
+                             tanh_cell[here], dh, d_cell + (long long)b * units + u);
+        }
+        grid_barrier(barrier);
+    }
 }

@@ -165,7 +165,7 @@ struct Case {
 
 /// One training step on both engines from the same parameters and batch: the loss, every layer's
 /// h and c, ∂L/∂logits, every gradient, then the Adam update and its state.
-fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>) {
+fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persistent: bool) {
     eprintln!("on {}", gpu.description());
     let config = Config {
         vocab_size: case.vocab,
@@ -205,6 +205,14 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>) {
     let mut adam = Adam::new(config.num_params());
     adam.clip = clip;
     let mut backend = CudaBackend::new(gpu, params.clone(), adam.clone()).unwrap();
+    backend.use_persistent_recurrence(persistent);
+    eprintln!(
+        "  recurrence: {}",
+        match backend.persistent_recurrence() {
+            true => "persistent",
+            false => "a step per launch",
+        }
+    );
     let batch = Batch {
         inputs: &inputs,
         targets: &targets,
@@ -295,33 +303,38 @@ fn training_step_matches_the_cpu() {
             dropout: 0.0,
         },
     ];
-    // The host runs a block at a time: the small shapes only.
-    for case in &cases[1..] {
-        let Some(gpu) = on_host() else { break };
-        compare_training_step(gpu, case, None);
+    // Both recurrences; on the host (a block at a time) the small shapes only.
+    for persistent in [true, false] {
+        for case in &cases[1..] {
+            let Some(gpu) = on_host() else { break };
+            compare_training_step(gpu, case, None, persistent);
+        }
+        if let Some(gpu) = on_host() {
+            compare_training_step(gpu, &cases[1], Some(1e-3), persistent);
+        }
+        for case in &cases {
+            let Some(gpu) = device() else { break };
+            compare_training_step(gpu, case, None, persistent);
+        }
+        // Clipping: a tiny bound, so the global norm on the device decides the scale.
+        if let Some(gpu) = device() {
+            compare_training_step(gpu, &cases[1], Some(1e-3), persistent);
+        }
     }
-    if let Some(gpu) = on_host() {
-        compare_training_step(gpu, &cases[1], Some(1e-3));
-    }
-    for case in &cases {
-        let Some(gpu) = device() else { return };
-        compare_training_step(gpu, case, None);
-    }
-    // Clipping: a tiny bound, so the global norm on the device decides the scale.
-    let Some(gpu) = device() else { return };
-    compare_training_step(gpu, &cases[1], Some(1e-3));
 }
 
 /// `predict_last` and the streaming calls generation makes (sub-range steps, zeroed and copied
 /// rows) give the CPU's probabilities.
 #[test]
 fn inference_matches_the_cpu() {
-    for gpu in on_host().into_iter().chain(device()) {
-        compare_inference(gpu);
+    for persistent in [true, false] {
+        for gpu in on_host().into_iter().chain(device()) {
+            compare_inference(gpu, persistent);
+        }
     }
 }
 
-fn compare_inference(gpu: gpu::Gpu) {
+fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
     let config = Config {
         vocab_size: 38,
         hidden: 96,
@@ -335,6 +348,7 @@ fn compare_inference(gpu: gpu::Gpu) {
     let adam = Adam::new(config.num_params());
     let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
     let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
+    on_gpu.use_persistent_recurrence(persistent);
 
     let mut expected = vec![0.0; b * config.vocab_size];
     let mut got = expected.clone();

@@ -47,6 +47,14 @@ pub fn open() -> GpuResult<Gpu> {
         .map_err(driver("reading the compute capability"))?;
     let capability = (10 * major + minor) as u32;
     let name = ctx.name().map_err(driver("reading the device name"))?;
+    let attribute = |a| {
+        ctx.attribute(a)
+            .map_err(driver("reading a device attribute"))
+    };
+    let multiprocessors =
+        attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+    let cooperative =
+        attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)? != 0;
     let mut functions = Vec::with_capacity(Kernel::ALL.len());
     let mut modules = Vec::new();
     for kernel in Kernel::ALL {
@@ -70,13 +78,20 @@ pub fn open() -> GpuResult<Gpu> {
             ctx,
             functions,
         },
-        description: format!("{name} (compute capability {major}.{minor})"),
+        // Without cooperative launches the persistent kernels cannot run.
+        multiprocessors: if cooperative {
+            multiprocessors as u32
+        } else {
+            0
+        },
+        description: format!("{name} (compute capability {major}.{minor}, {multiprocessors} SMs)"),
     })
 }
 
 /// `host_launch` of tests/host_cuda/kernels_on_host.cpp: cuLaunchKernel's arguments.
 type HostLaunch = unsafe extern "C" fn(
     *const c_char,
+    c_uint,
     c_uint,
     c_uint,
     c_uint,
@@ -100,6 +115,8 @@ pub fn open_on_host(library: &Path) -> GpuResult<Gpu> {
             _library: loaded,
             launch,
         },
+        // As many "multiprocessors" as make a persistent launch of a small model a few blocks.
+        multiprocessors: 8,
         description: format!("kernels on the host ({})", library.display()),
     })
 }
@@ -215,8 +232,28 @@ impl DMat {
 
 pub struct Gpu {
     runtime: Runtime,
+    /// Blocks a persistent kernel may use, one per multiprocessor; 0 where cooperative
+    /// launches are not supported.
+    multiprocessors: u32,
     description: String,
 }
+
+/// How a persistent recurrence is laid out for H units: blocks of `units_per_block` units and
+/// `threads` threads (`threads / units_per_block` batch rows at a time), and the dynamic shared
+/// memory of each kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct PersistentPlan {
+    pub units_per_block: usize,
+    pub blocks: usize,
+    pub threads: usize,
+    pub forward_shared_bytes: usize,
+    pub backward_shared_bytes: usize,
+}
+
+/// Columns of a staging tile in kernels/lstm.cu (SLICE_K).
+const SLICE_K: usize = 32;
+/// Shared memory a block may use without opting in to more.
+const SHARED_LIMIT: usize = 48 * 1024;
 
 enum Runtime {
     Cuda {
@@ -316,9 +353,13 @@ impl Gpu {
                 self.bind()?;
                 let index = Kernel::ALL.iter().position(|&k| k == kernel).unwrap();
                 let function = functions[index].cu_function();
-                let shared = config.shared_mem_bytes;
-                result::launch_kernel(function, grid, block, shared, stream.cu_stream(), args)
-                    .map_err(|e| failed(e.to_string()))
+                let (shared, stream) = (config.shared_mem_bytes, stream.cu_stream());
+                if kernel.is_persistent() {
+                    result::launch_cooperative_kernel(function, grid, block, shared, stream, args)
+                } else {
+                    result::launch_kernel(function, grid, block, shared, stream, args)
+                }
+                .map_err(|e| failed(e.to_string()))
             }
             Runtime::Host { launch, .. } => {
                 let name = CString::new(kernel.location().1).expect("no NUL in a kernel name");
@@ -330,6 +371,7 @@ impl Gpu {
                     block.0,
                     block.1,
                     block.2,
+                    config.shared_mem_bytes,
                     args.as_mut_ptr(),
                 );
                 match status {
@@ -455,6 +497,95 @@ impl Gpu {
                 Ok(())
             }
         }
+    }
+
+    /// The persistent layout for H = `units`: one block per multiprocessor (or fewer), ~128
+    /// threads each; None where the W_hh slices do not fit in shared memory or cooperative
+    /// launches are unavailable, and the recurrence runs a step per launch.
+    pub fn persistent_plan(&self, units: usize) -> Option<PersistentPlan> {
+        let multiprocessors = self.multiprocessors as usize;
+        if multiprocessors == 0 || units == 0 {
+            return None;
+        }
+        let units_per_block = units.div_ceil(multiprocessors);
+        if units_per_block > 128 {
+            return None;
+        }
+        let rows_per_chunk = 128 / units_per_block;
+        let tile = rows_per_chunk * (SLICE_K + 1);
+        let plan = PersistentPlan {
+            units_per_block,
+            blocks: units.div_ceil(units_per_block),
+            threads: rows_per_chunk * units_per_block,
+            forward_shared_bytes: 4 * (4 * units_per_block * (units + 1) + tile),
+            backward_shared_bytes: 4 * (units_per_block * (4 * units + 1) + tile),
+        };
+        let fits = plan.forward_shared_bytes.max(plan.backward_shared_bytes) <= SHARED_LIMIT;
+        fits.then_some(plan)
+    }
+
+    fn persistent_config(plan: &PersistentPlan, shared_bytes: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (plan.blocks as u32, 1, 1),
+            block_dim: (plan.threads as u32, 1, 1),
+            shared_mem_bytes: shared_bytes as u32,
+        }
+    }
+
+    /// All T steps of a layer's forward recurrence in one launch (gates: the input terms in,
+    /// the activations out). `barrier` is two zeroed u32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_forward_persistent(
+        &self,
+        plan: &PersistentPlan,
+        (gates, weight_hh, cell, tanh_cell, hidden): (u64, u64, u64, u64, u64),
+        (steps, batch, units): (usize, usize, usize),
+        barrier: &Buffer<u32>,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmForwardPersistent,
+            Self::persistent_config(plan, plan.forward_shared_bytes),
+            gates,
+            weight_hh,
+            cell,
+            tanh_cell,
+            hidden,
+            steps as i32,
+            batch as i32,
+            units as i32,
+            plan.units_per_block as i32,
+            barrier.span(0, 2),
+        )
+    }
+
+    /// All T steps of a layer's BPTT in one launch (d_hidden: ∂L/∂h from above in, the total
+    /// out; d_cell zeroed on entry; d_gates out).
+    pub fn lstm_backward_persistent(
+        &self,
+        plan: &PersistentPlan,
+        (gates, cell, tanh_cell, weight_hh): (u64, u64, u64, u64),
+        (d_hidden, d_cell, d_gates): (u64, u64, u64),
+        (steps, batch, units): (usize, usize, usize),
+        barrier: &Buffer<u32>,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmBackwardPersistent,
+            Self::persistent_config(plan, plan.backward_shared_bytes),
+            gates,
+            cell,
+            tanh_cell,
+            weight_hh,
+            d_hidden,
+            d_cell,
+            d_gates,
+            steps as i32,
+            batch as i32,
+            units as i32,
+            plan.units_per_block as i32,
+            barrier.span(0, 2),
+        )
     }
 
     /// out [m × n, row-major, contiguous] = a · b, or out += a · b when `accumulate`.

@@ -30,10 +30,12 @@ pub enum Kernel {
     LstmCellForward,
     LstmCellBackward,
     OneHot,
+    LstmForwardPersistent,
+    LstmBackwardPersistent,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::AdamUpdate,
         Kernel::SumSquares,
         Kernel::BroadcastRows,
@@ -46,7 +48,18 @@ impl Kernel {
         Kernel::LstmCellForward,
         Kernel::LstmCellBackward,
         Kernel::OneHot,
+        Kernel::LstmForwardPersistent,
+        Kernel::LstmBackwardPersistent,
     ];
+
+    /// Kernels with a grid-wide barrier: their blocks must all be resident at once, so they are
+    /// launched cooperatively.
+    pub fn is_persistent(self) -> bool {
+        matches!(
+            self,
+            Kernel::LstmForwardPersistent | Kernel::LstmBackwardPersistent
+        )
+    }
 
     /// (file, function name).
     pub fn location(self) -> (&'static str, &'static str) {
@@ -63,6 +76,8 @@ impl Kernel {
             Kernel::LstmCellForward => ("lstm", "lstm_cell_forward"),
             Kernel::LstmCellBackward => ("lstm", "lstm_cell_backward"),
             Kernel::OneHot => ("lstm", "one_hot"),
+            Kernel::LstmForwardPersistent => ("lstm", "lstm_forward_persistent"),
+            Kernel::LstmBackwardPersistent => ("lstm", "lstm_backward_persistent"),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::backend::{Backend, Batch};
 use crate::cpu::BatchStats;
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
-use device::{column_sums_scratch, Buffer, DMat, GpuResult};
+use device::{column_sums_scratch, Buffer, DMat, GpuResult, PersistentPlan};
 pub use device::{open, open_on_host, Gpu};
 
 /// Where one LSTM layer's tensors start in the flat parameter buffer (and in the gradient and
@@ -144,6 +144,10 @@ struct Model {
     layout: Layout,
     params: Buffer<f32>,
     grads: Buffer<f32>,
+    /// The persistent recurrence's layout; None runs the recurrence a step per launch.
+    persistent: Option<PersistentPlan>,
+    /// Two zeroed u32: the persistent kernels' grid barrier.
+    barrier: Buffer<u32>,
 }
 
 impl Model {
@@ -195,7 +199,19 @@ impl Model {
                 let w_ih = DMat::new(self.param(layer.weight_ih), h4, h);
                 gpu.gemm(tape.gates.ptr(), true, below, w_ih.t())?;
             }
-            let w_hh = DMat::new(self.param(layer.weight_hh), h4, h);
+            let w_hh = self.param(layer.weight_hh);
+            if let Some(plan) = &self.persistent {
+                let buffers = (
+                    tape.gates.ptr(),
+                    w_hh,
+                    tape.cell.ptr(),
+                    tape.tanh_cell.ptr(),
+                    tape.hidden.ptr(),
+                );
+                gpu.lstm_forward_persistent(plan, buffers, (t, b, h), &self.barrier)?;
+                continue;
+            }
+            let w_hh = DMat::new(w_hh, h4, h);
             for step in 0..t {
                 let gates = tape.gates.at(step * b * h4);
                 // h_{−1} = c_{−1} = 0: step 0 has no recurrent term (and 0 is the null pointer).
@@ -328,28 +344,40 @@ impl Model {
 
         // Nothing after the window depends on c_{T−1}.
         gpu.zero(ws.d_cell.ptr(), b * h)?;
-        for step in (0..t).rev() {
-            let here = step * b * h;
-            let cell_prev = if step == 0 {
-                0
-            } else {
-                tape.cell.at(here - b * h)
-            };
-            let d_gates = ws.d_gates.at(step * b * h4);
-            gpu.lstm_cell_backward(
-                tape.gates.at(step * b * h4),
-                cell_prev,
-                tape.tanh_cell.at(here),
-                d_hidden.at(here),
-                ws.d_cell.ptr(),
-                d_gates,
-                b,
-                h,
-            )?;
-            if step > 0 {
-                // ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh: [B×4H]·[4H×H]
-                let d_prev = d_hidden.at(here - b * h);
-                gpu.gemm(d_prev, true, DMat::new(d_gates, b, h4), w_hh)?;
+        if let Some(plan) = &self.persistent {
+            let tape_buffers = (
+                tape.gates.ptr(),
+                tape.cell.ptr(),
+                tape.tanh_cell.ptr(),
+                w_hh.ptr,
+            );
+            let grads = (d_hidden.ptr(), ws.d_cell.ptr(), ws.d_gates.ptr());
+            let shape = (t, b, h);
+            gpu.lstm_backward_persistent(plan, tape_buffers, grads, shape, &self.barrier)?;
+        } else {
+            for step in (0..t).rev() {
+                let here = step * b * h;
+                let cell_prev = if step == 0 {
+                    0
+                } else {
+                    tape.cell.at(here - b * h)
+                };
+                let d_gates = ws.d_gates.at(step * b * h4);
+                gpu.lstm_cell_backward(
+                    tape.gates.at(step * b * h4),
+                    cell_prev,
+                    tape.tanh_cell.at(here),
+                    d_hidden.at(here),
+                    ws.d_cell.ptr(),
+                    d_gates,
+                    b,
+                    h,
+                )?;
+                if step > 0 {
+                    // ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh: [B×4H]·[4H×H]
+                    let d_prev = d_hidden.at(here - b * h);
+                    gpu.gemm(d_prev, true, DMat::new(d_gates, b, h4), w_hh)?;
+                }
             }
         }
 
@@ -450,6 +478,8 @@ impl CudaBackend {
                 grads: gpu.alloc(n)?,
                 params: params_buffer,
                 layout: Layout::of(&params),
+                persistent: gpu.persistent_plan(config.hidden),
+                barrier: gpu.alloc(2)?,
                 config,
                 gpu,
             },
@@ -464,6 +494,21 @@ impl CudaBackend {
     /// The device's name and compute capability.
     pub fn description(&self) -> &str {
         self.model.gpu.description()
+    }
+
+    /// Whether the recurrence runs persistent (all steps of a layer in one launch, when the
+    /// device and H allow it; the default) or a step per launch. Both compute the same thing;
+    /// tests and benches compare them.
+    pub fn use_persistent_recurrence(&mut self, on: bool) {
+        self.model.persistent = match on {
+            true => self.model.gpu.persistent_plan(self.model.config.hidden),
+            false => None,
+        };
+    }
+
+    /// Whether the recurrence runs persistent.
+    pub fn persistent_recurrence(&self) -> bool {
+        self.model.persistent.is_some()
     }
 
     /// The gradient of the last training step, for the GPU-against-CPU tests.

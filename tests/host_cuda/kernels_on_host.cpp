@@ -4,6 +4,7 @@
 #include <barrier>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -19,9 +20,12 @@
 
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
-static std::barrier<>* block_barrier = nullptr;
+// The barrier and dynamic shared memory of the block the calling thread runs in.
+static thread_local std::barrier<>* block_barrier = nullptr;
+static thread_local float* block_shared = nullptr;
 
 void __syncthreads() { block_barrier->arrive_and_wait(); }
+float* dynamic_shared_memory() { return block_shared; }
 
 // Calls f with each argument read from args[i] as the parameter's own type, as the driver copies
 // sizeof(parameter) bytes from each pointer.
@@ -35,81 +39,99 @@ static std::function<void(void**)> unpacked(void (*f)(A...)) {
     return [f](void** args) { call_with(f, args, std::index_sequence_for<A...>{}); };
 }
 
+// How a kernel's threads must run: one at a time (no __syncthreads), a block's threads at once
+// (__syncthreads), or all threads at once (a grid barrier: the persistent kernels).
+enum class Threads { OneByOne, BlockAtOnce, GridAtOnce };
+
 struct Kernel {
     const char* name;
     std::function<void(void**)> run;
-    bool synchronises;
+    Threads threads;
 };
 
 static const std::vector<Kernel>& kernels() {
     static const std::vector<Kernel> all = {
-        {"adam_update", unpacked(adam_update), false},
-        {"sum_squares", unpacked(sum_squares), true},
-        {"broadcast_rows", unpacked(broadcast_rows), false},
-        {"column_sums_partial", unpacked(column_sums_partial), false},
-        {"column_sums_finish", unpacked(column_sums_finish), false},
-        {"gemm", unpacked(gemm), true},
-        {"dropout", unpacked(dropout), false},
-        {"softmax_cross_entropy", unpacked(softmax_cross_entropy), false},
-        {"embed_input", unpacked(embed_input), false},
-        {"lstm_cell_forward", unpacked(lstm_cell_forward), false},
-        {"lstm_cell_backward", unpacked(lstm_cell_backward), false},
-        {"one_hot", unpacked(one_hot), false},
+        {"adam_update", unpacked(adam_update), Threads::OneByOne},
+        {"sum_squares", unpacked(sum_squares), Threads::BlockAtOnce},
+        {"broadcast_rows", unpacked(broadcast_rows), Threads::OneByOne},
+        {"column_sums_partial", unpacked(column_sums_partial), Threads::OneByOne},
+        {"column_sums_finish", unpacked(column_sums_finish), Threads::OneByOne},
+        {"gemm", unpacked(gemm), Threads::BlockAtOnce},
+        {"dropout", unpacked(dropout), Threads::OneByOne},
+        {"softmax_cross_entropy", unpacked(softmax_cross_entropy), Threads::OneByOne},
+        {"embed_input", unpacked(embed_input), Threads::OneByOne},
+        {"lstm_cell_forward", unpacked(lstm_cell_forward), Threads::OneByOne},
+        {"lstm_cell_backward", unpacked(lstm_cell_backward), Threads::OneByOne},
+        {"one_hot", unpacked(one_hot), Threads::OneByOne},
+        {"lstm_forward_persistent", unpacked(lstm_forward_persistent), Threads::GridAtOnce},
+        {"lstm_backward_persistent", unpacked(lstm_backward_persistent), Threads::GridAtOnce},
     };
     return all;
 }
 
-static void for_each_block(const std::function<void()>& body) {
-    for (unsigned z = 0; z < gridDim.z; ++z)
-        for (unsigned y = 0; y < gridDim.y; ++y)
-            for (unsigned x = 0; x < gridDim.x; ++x) {
-                blockIdx = {x, y, z};
-                body();
-            }
-}
-
 // Returns 0, or -1 for an unknown kernel.
 extern "C" int host_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                           unsigned by, unsigned bz, void** args) {
+                           unsigned by, unsigned bz, unsigned shared_bytes, void** args) {
     const Kernel* kernel = nullptr;
     for (const Kernel& k : kernels())
         if (std::strcmp(k.name, name) == 0) kernel = &k;
     if (!kernel) return -1;
-    // gridDim, blockDim and the barrier are global: one launch at a time (tests run in threads).
+    // gridDim, blockDim and static __shared__ arrays are global: one launch at a time (tests
+    // run in threads).
     static std::mutex one_launch;
     std::lock_guard<std::mutex> lock(one_launch);
     gridDim = {gx, gy, gz};
     blockDim = {bx, by, bz};
-    auto thread = [&](unsigned t) {
-        threadIdx = {t % bx, t / bx % by, t / (bx * by)};
+    unsigned threads = bx * by * bz, blocks = gx * gy * gz;
+    auto enter = [&](unsigned block, unsigned thread) {
+        blockIdx = {block % gx, block / gx % gy, block / (gx * gy)};
+        threadIdx = {thread % bx, thread / bx % by, thread / (bx * by)};
     };
-    unsigned threads = bx * by * bz;
-    if (!kernel->synchronises) {
-        for_each_block([&] {
+    switch (kernel->threads) {
+    case Threads::OneByOne:
+        for (unsigned block = 0; block < blocks; ++block)
             for (unsigned t = 0; t < threads; ++t) {
-                thread(t);
+                enter(block, t);
                 kernel->run(args);
             }
-        });
+        return 0;
+    case Threads::BlockAtOnce: {
+        std::barrier<> barrier(threads);
+        std::vector<float> shared(shared_bytes / sizeof(float));
+        std::vector<std::thread> pool;
+        for (unsigned t = 0; t < threads; ++t)
+            pool.emplace_back([&, t] {
+                block_barrier = &barrier;
+                block_shared = shared.data();
+                for (unsigned block = 0; block < blocks; ++block) {
+                    enter(block, t);
+                    kernel->run(args);
+                    // Every thread leaves the block before any starts the next: the static
+                    // __shared__ arrays belong to one block at a time.
+                    barrier.arrive_and_wait();
+                }
+            });
+        for (std::thread& t : pool) t.join();
         return 0;
     }
-    std::barrier<> barrier(threads);
-    block_barrier = &barrier;
-    std::vector<std::thread> pool;
-    for (unsigned t = 0; t < threads; ++t)
-        pool.emplace_back([&, t] {
-            thread(t);
-            for (unsigned z = 0; z < gz; ++z)
-                for (unsigned y = 0; y < gy; ++y)
-                    for (unsigned x = 0; x < gx; ++x) {
-                        blockIdx = {x, y, z};
-                        kernel->run(args);
-                        // Every thread leaves the block before any starts the next: the
-                        // static __shared__ arrays belong to one block at a time.
-                        barrier.arrive_and_wait();
-                    }
-        });
-    for (std::thread& t : pool) t.join();
-    block_barrier = nullptr;
-    return 0;
+    case Threads::GridAtOnce: {
+        std::vector<std::unique_ptr<std::barrier<>>> barriers;
+        for (unsigned block = 0; block < blocks; ++block)
+            barriers.push_back(std::make_unique<std::barrier<>>(threads));
+        std::vector<std::vector<float>> shared(blocks,
+                                               std::vector<float>(shared_bytes / sizeof(float)));
+        std::vector<std::thread> pool;
+        for (unsigned block = 0; block < blocks; ++block)
+            for (unsigned t = 0; t < threads; ++t)
+                pool.emplace_back([&, block, t] {
+                    block_barrier = barriers[block].get();
+                    block_shared = shared[block].data();
+                    enter(block, t);
+                    kernel->run(args);
+                });
+        for (std::thread& t : pool) t.join();
+        return 0;
+    }
+    }
+    return -1;
 }
