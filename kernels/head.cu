@@ -26,11 +26,12 @@ extern "C" __global__ void dropout(const float* in, float* out, int n, unsigned 
 
 // Per row of logits [rows][V], one thread each: softmax in place, shifted by the row's maximum.
 // With targets, also the loss −log p[target] = max + log Σ exp(l − max) − l[target] (in double,
-// as the CPU sums it), whether the first maximum is the target, and the gradient of the mean loss
-// (p − onehot(target))·inv_count written over the probabilities.
+// as the CPU sums it) into results[r], 1 or 0 for whether the first maximum is the target into
+// results[rows + r] (one buffer, so one copy brings both back), and the gradient of the mean
+// loss (p − onehot(target))·inv_count written over the probabilities.
 extern "C" __global__ void softmax_cross_entropy(float* logits, const unsigned int* targets,
                                                  int rows, int vocab, float inv_count,
-                                                 double* losses, unsigned int* correct) {
+                                                 double* results) {
     int r = blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     float* row = logits + (long long)r * vocab;
@@ -48,8 +49,8 @@ extern "C" __global__ void softmax_cross_entropy(float* logits, const unsigned i
     for (int j = 0; j < vocab; ++j) row[j] *= inv_sum;
     if (!targets) return;
     unsigned int target = targets[r];
-    losses[r] = (double)max + log((double)sum) - (double)target_logit;
-    correct[r] = argmax == (int)target;
+    results[r] = (double)max + log((double)sum) - (double)target_logit;
+    results[rows + r] = argmax == (int)target ? 1.0 : 0.0;
     row[target] -= 1.0f;
     for (int j = 0; j < vocab; ++j) row[j] *= inv_count;
 }

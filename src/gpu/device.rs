@@ -805,8 +805,8 @@ impl Gpu {
     }
 
     /// Softmax over each row of `logits` [rows][V] in place; with targets (not 0), also each
-    /// row's loss and correctness, and ∂(mean loss)/∂logits over the probabilities.
-    #[allow(clippy::too_many_arguments)]
+    /// row's loss and correctness (`results`, [2·rows] doubles: losses, then 1 or 0 per row),
+    /// and ∂(mean loss)/∂logits over the probabilities.
     pub fn softmax_cross_entropy(
         &self,
         logits: u64,
@@ -814,8 +814,7 @@ impl Gpu {
         rows: usize,
         vocab: usize,
         inv_count: f32,
-        losses: u64,
-        correct: u64,
+        results: u64,
     ) -> GpuResult<()> {
         launch!(
             self,
@@ -826,8 +825,7 @@ impl Gpu {
             rows as i32,
             vocab as i32,
             inv_count,
-            losses,
-            correct,
+            results,
         )
     }
 

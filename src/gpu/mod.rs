@@ -3,11 +3,13 @@
 //! loaded at run time, so the same binary runs on machines without them.
 //!
 //! A training step is the CPU's sequence of operations, each a kernel: the input term of all
-//! steps at once (a gather for layer 0, one product above it), then per step one product
-//! h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once; backwards, per step
-//! the fused cell gradient and one product ∂L/∂a_t·W_hh, then each weight gradient as one product
-//! over all steps; and one Adam kernel over the flat parameter buffer. Every buffer lives on the
-//! device; one copy to the host per step brings back the loss.
+//! steps at once (a gather for layer 0, one product above it); the recurrence, all T steps of a
+//! layer in one persistent launch (kernels/lstm.cu), or where that cannot run, per step one
+//! product h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once; backwards,
+//! the recurrence again (persistent, or per step the fused cell gradient and one product
+//! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps; and one Adam kernel
+//! over the flat parameter buffer. Every buffer lives on the device; one copy to the host per
+//! step brings back the loss.
 
 mod device;
 pub mod kernels;
@@ -90,9 +92,9 @@ struct Workspace {
     one_hot: Buffer<f32>,
     /// Scratch of the column sums (bias gradients).
     sums: Buffer<f32>,
-    /// Per loss position: −log p(target), and whether the argmax is the target.
-    losses: Buffer<f64>,
-    correct: Buffer<u32>,
+    /// Per loss position −log p(target), then per position 1 or 0 for whether the argmax is the
+    /// target: [2·T·B].
+    results: Buffer<f64>,
 }
 
 impl Workspace {
@@ -123,8 +125,7 @@ impl Workspace {
             d_cell: gpu.alloc(batch * h)?,
             one_hot: gpu.alloc(rows * v)?,
             sums: gpu.alloc(column_sums_scratch(rows, 4 * h).max(column_sums_scratch(rows, v)))?,
-            losses: gpu.alloc(rows)?,
-            correct: gpu.alloc(rows)?,
+            results: gpu.alloc(2 * rows)?,
         })
     }
 }
@@ -281,16 +282,14 @@ impl Model {
             n,
             v,
             inv_count,
-            ws.losses.ptr(),
-            ws.correct.ptr(),
+            ws.results.ptr(),
         )?;
-        let mut losses = vec![0.0f64; n];
-        let mut correct = vec![0u32; n];
-        gpu.download(ws.losses.ptr(), &mut losses)?;
-        gpu.download(ws.correct.ptr(), &mut correct)?;
+        let mut results = vec![0.0f64; 2 * n];
+        gpu.download(ws.results.ptr(), &mut results)?;
+        let (losses, correct) = results.split_at(n);
         let stats = BatchStats {
             loss_sum: losses.iter().sum(),
-            correct: correct.iter().filter(|&&c| c != 0).count(),
+            correct: correct.iter().filter(|&&c| c != 0.0).count(),
             count: n,
         };
 
@@ -621,7 +620,7 @@ impl CudaBackend {
         model.dense_forward(last, batch, ws.logits.ptr())?;
         model
             .gpu
-            .softmax_cross_entropy(ws.logits.ptr(), 0, batch, v, 0.0, 0, 0)?;
+            .softmax_cross_entropy(ws.logits.ptr(), 0, batch, v, 0.0, 0)?;
         model.gpu.download(ws.logits.ptr(), out)
     }
 
@@ -724,7 +723,7 @@ impl CudaBackend {
             )?;
         }
         model.dense_forward(stream.selected.ptr(), rows.len(), stream.logits.ptr())?;
-        gpu.softmax_cross_entropy(stream.logits.ptr(), 0, rows.len(), v, 0.0, 0, 0)?;
+        gpu.softmax_cross_entropy(stream.logits.ptr(), 0, rows.len(), v, 0.0, 0)?;
         gpu.download(stream.logits.ptr(), out)
     }
 }
