@@ -534,7 +534,6 @@ impl Gpu {
 
     /// All T steps of a layer's forward recurrence in one launch (gates: the input terms in,
     /// the activations out). `barrier` is two zeroed u32.
-    #[allow(clippy::too_many_arguments)]
     pub fn lstm_forward_persistent(
         &self,
         plan: &PersistentPlan,
