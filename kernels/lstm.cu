@@ -131,34 +131,62 @@ __device__ void grid_barrier(unsigned int* barrier) {
     __syncthreads();
 }
 
-// Σ_k x[row][k] · w[j][k] for the thread's row and unit j, k < width: x rows come from global
-// memory (written by other blocks in the previous step, so loaded past L1 with __ldcg) in
-// SLICE_K-wide tiles; w is the block's resident slice, rows of `w_stride` floats, COUNT rows per
-// unit (slice row c·units_per_block + j feeds acc[c]).
+// The rows of x [rows][x_stride] staged in a tile: slice k0 of the chunk of rows from first_row,
+// rows_per_chunk × SLICE_K values, at most SLICE_K per thread (threads = rows_per_chunk · units
+// per block), loaded into registers so that the next slice's loads are in flight while this
+// one is multiplied. Rows written by other blocks in the previous step: loaded past L1 (__ldcg).
+struct Staged {
+    float values[SLICE_K];
+};
+
+__device__ __forceinline__ void load_slice(Staged& staged, const float* x, int x_stride, int rows,
+                                           int first_row, int width, int k0, int tile_elements) {
+    int tid = threadIdx.x, threads = blockDim.x;
+#pragma unroll
+    for (int l = 0; l < SLICE_K; ++l) {
+        // Consecutive threads take consecutive k of a row: coalesced loads.
+        int e = tid + l * threads;
+        int row = first_row + e / SLICE_K, k = k0 + e % SLICE_K;
+        bool inside = e < tile_elements && row < rows && k < width;
+        staged.values[l] = inside ? __ldcg(x + (long long)row * x_stride + k) : 0.0f;
+    }
+}
+
+// acc[c] = Σ_k x[row][k] · w[c·units_per_block + j][k] over k < width, for the thread's row and
+// unit j: x rows from global memory in SLICE_K-wide tiles, w the block's resident slice with rows
+// of `w_stride` floats. Four partial sums per output keep four FMA chains in flight.
 template <int COUNT>
 __device__ void chunk_product(const float* x, int x_stride, int rows, int first_row, int width,
                               const float* w, int w_stride, int units_per_block, float* tile,
                               float* acc) {
     int tid = threadIdx.x, threads = blockDim.x;
     int rows_per_chunk = threads / units_per_block;
+    int tile_elements = rows_per_chunk * SLICE_K;
     int r = tid / units_per_block, j = tid % units_per_block;
-    for (int c = 0; c < COUNT; ++c) acc[c] = 0.0f;
+    float partial[COUNT][4];
+    for (int c = 0; c < COUNT; ++c)
+        for (int q = 0; q < 4; ++q) partial[c][q] = 0.0f;
+    Staged staged;
+    load_slice(staged, x, x_stride, rows, first_row, width, 0, tile_elements);
     for (int k0 = 0; k0 < width; k0 += SLICE_K) {
-        for (int e = tid; e < rows_per_chunk * SLICE_K; e += threads) {
-            int rr = e / SLICE_K, kk = e % SLICE_K;
-            int row = first_row + rr, k = k0 + kk;
-            tile[rr * (SLICE_K + 1) + kk] =
-                (row < rows && k < width) ? __ldcg(x + (long long)row * x_stride + k) : 0.0f;
+#pragma unroll
+        for (int l = 0; l < SLICE_K; ++l) {
+            int e = tid + l * threads;
+            if (e < tile_elements) tile[(e / SLICE_K) * (SLICE_K + 1) + e % SLICE_K] = staged.values[l];
         }
         __syncthreads();
+        if (k0 + SLICE_K < width)
+            load_slice(staged, x, x_stride, rows, first_row, width, k0 + SLICE_K, tile_elements);
         int slice = min(SLICE_K, width - k0);
         for (int kk = 0; kk < slice; ++kk) {
             float xv = tile[r * (SLICE_K + 1) + kk];
             for (int c = 0; c < COUNT; ++c)
-                acc[c] += xv * w[(c * units_per_block + j) * w_stride + k0 + kk];
+                partial[c][kk & 3] += xv * w[(c * units_per_block + j) * w_stride + k0 + kk];
         }
         __syncthreads();
     }
+    for (int c = 0; c < COUNT; ++c)
+        acc[c] = (partial[c][0] + partial[c][1]) + (partial[c][2] + partial[c][3]);
 }
 
 // Forward over all steps. On entry gates [T][B][4H] holds the input terms W_ih·x_t + b; on exit
@@ -193,14 +221,15 @@ extern "C" __global__ void lstm_forward_persistent(float* gates, const float* we
                 chunk_product<4>(hidden + (t - 1) * bh, units, batch, first_row, units, w,
                                  w_stride, units_per_block, tile, acc);
             int b = first_row + r;
-            if (b >= batch || u >= units || r >= rows_per_chunk) continue;
+            if (b >= batch || u >= units) continue;
             float* a = gates + (t * (long long)batch + b) * 4 * units;
             for (int g = 0; g < 4; ++g) a[g * units + u] += acc[g];
             long long here = t * bh + (long long)b * units + u;
             cell_forward_at(a, u, units, t > 0 ? cell[here - bh] : 0.0f, cell + here,
                             tanh_cell + here, hidden + here);
         }
-        grid_barrier(barrier);
+        // Step t+1 reads every block's h_t; after the last step, the kernel's end suffices.
+        if (t + 1 < steps) grid_barrier(barrier);
     }
 }
 
@@ -220,9 +249,10 @@ extern "C" __global__ void lstm_backward_persistent(const float* gates, const fl
     float* tile = w + units_per_block * w_stride;
     int tid = threadIdx.x, threads = blockDim.x;
     int first_unit = blockIdx.x * units_per_block;
-    // Row j of the slice is column first_unit + j of W_hh [4H][H].
+    // Row j of the slice is column first_unit + j of W_hh [4H][H]; consecutive threads read
+    // consecutive units of a W_hh row.
     for (int e = tid; e < units_per_block * h4; e += threads) {
-        int j = e / h4, k = e % h4;
+        int k = e / units_per_block, j = e % units_per_block;
         int u = first_unit + j;
         w[j * w_stride + k] = u < units ? weight_hh[(long long)k * units + u] : 0.0f;
     }
@@ -238,7 +268,7 @@ extern "C" __global__ void lstm_backward_persistent(const float* gates, const fl
                 chunk_product<1>(d_gates + (t + 1) * bh * 4, h4, batch, first_row, h4, w,
                                  w_stride, units_per_block, tile, &recurrent);
             int b = first_row + r;
-            if (b >= batch || u >= units || r >= rows_per_chunk) continue;
+            if (b >= batch || u >= units) continue;
             long long here = t * bh + (long long)b * units + u;
             long long row = (t * (long long)batch + b) * 4 * units;
             float dh = d_hidden[here] + recurrent;
@@ -246,6 +276,7 @@ extern "C" __global__ void lstm_backward_persistent(const float* gates, const fl
             cell_backward_at(gates + row, d_gates + row, u, units, t > 0 ? cell[here - bh] : 0.0f,
                              tanh_cell[here], dh, d_cell + (long long)b * units + u);
         }
-        grid_barrier(barrier);
+        // Step t−1 reads every block's ∂L/∂a_t; after step 0, the kernel's end suffices.
+        if (t > 0) grid_barrier(barrier);
     }
 }

@@ -351,8 +351,7 @@ impl Gpu {
                 stream, functions, ..
             } => {
                 self.bind()?;
-                let index = Kernel::ALL.iter().position(|&k| k == kernel).unwrap();
-                let function = functions[index].cu_function();
+                let function = functions[kernel.index()].cu_function();
                 let (shared, stream) = (config.shared_mem_bytes, stream.cu_stream());
                 if kernel.is_persistent() {
                     result::launch_cooperative_kernel(function, grid, block, shared, stream, args)
@@ -521,7 +520,25 @@ impl Gpu {
             backward_shared_bytes: 4 * (units_per_block * (4 * units + 1) + tile),
         };
         let fits = plan.forward_shared_bytes.max(plan.backward_shared_bytes) <= SHARED_LIMIT;
-        fits.then_some(plan)
+        (fits && self.all_resident(&plan)).then_some(plan)
+    }
+
+    /// Whether every block of both persistent kernels can be resident at once, as a cooperative
+    /// launch requires (another context or an MPS limit can take multiprocessors away).
+    fn all_resident(&self, plan: &PersistentPlan) -> bool {
+        let Runtime::Cuda { functions, .. } = &self.runtime else {
+            return true; // the host runs every block at once
+        };
+        let kernels = [
+            (Kernel::LstmForwardPersistent, plan.forward_shared_bytes),
+            (Kernel::LstmBackwardPersistent, plan.backward_shared_bytes),
+        ];
+        kernels.into_iter().all(|(kernel, shared)| {
+            let per_multiprocessor = functions[kernel.index()]
+                .occupancy_max_active_blocks_per_multiprocessor(plan.threads as u32, shared, None)
+                .unwrap_or(0) as usize;
+            per_multiprocessor * self.multiprocessors as usize >= plan.blocks
+        })
     }
 
     fn persistent_config(plan: &PersistentPlan, shared_bytes: usize) -> LaunchConfig {

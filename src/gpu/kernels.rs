@@ -52,6 +52,11 @@ impl Kernel {
         Kernel::LstmBackwardPersistent,
     ];
 
+    /// The kernel's place in [`Kernel::ALL`].
+    pub fn index(self) -> usize {
+        Kernel::ALL.iter().position(|&k| k == self).unwrap()
+    }
+
     /// Kernels with a grid-wide barrier: their blocks must all be resident at once, so they are
     /// launched cooperatively.
     pub fn is_persistent(self) -> bool {
