@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use melody_engine::backend::{Backend, Batch, CpuBackend};
 use melody_engine::cpu::{self, Objective, Workspace};
+use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
 use melody_engine::generate::{generate, GenerateOptions};
 use melody_engine::gpu::kernels::{self, Kernel, KERNEL_FILES};
@@ -20,8 +21,11 @@ use melody_engine::gpu::{self, CudaBackend};
 use melody_engine::model::{Config, Params};
 use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
+use melody_engine::train::{self, TrainOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+mod common;
 
 /// Every element within atol + rtol·|cpu| (rtol 1e-4 in f32, as the issue asks; atol covers
 /// values near zero, where the summation order of the products decides the last bits).
@@ -410,5 +414,55 @@ fn generation_matches_the_cpu() {
         let got = generate(&mut on_gpu, delimiter, &seed, &sampler, &options);
         assert_eq!(got, expected);
         assert!(expected.iter().any(|melody| melody.len() > 10));
+    }
+}
+
+/// Metrics lines of a training run, one JSON object per epoch.
+fn metrics(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// `engine train`'s loop on both engines from the same start: the per-epoch losses and
+/// accuracies follow each other (the GPU's sums run in another order, so its rounding drifts a
+/// little from step to step), and so do the final parameters.
+#[test]
+fn training_follows_the_cpu() {
+    for (run, gpu) in on_host().into_iter().chain(device()).enumerate() {
+        let data = common::corpus(&format!("gpu-curve-{run}"));
+        let on = |name: &str| TrainOptions {
+            epochs: 3,
+            ..common::options(&data, name)
+        };
+        let (cpu_options, gpu_options) = (on("cpu.safetensors"), on("gpu.safetensors"));
+        let dataset = Dataset::load(&data).unwrap();
+        let (params, dataset, adam, start) = train::initial_state(&cpu_options, dataset).unwrap();
+        let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
+        train::train_with(&mut on_cpu, &dataset, &cpu_options, start.clone()).unwrap();
+        let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
+        train::train_with(&mut on_gpu, &dataset, &gpu_options, start).unwrap();
+
+        let cpu_metrics = metrics(&data.join("cpu.metrics.jsonl"));
+        let gpu_metrics = metrics(&data.join("gpu.metrics.jsonl"));
+        assert_eq!(cpu_metrics.len(), 3);
+        assert_eq!(gpu_metrics.len(), 3);
+        for (c, g) in cpu_metrics.iter().zip(&gpu_metrics) {
+            for key in ["objective_loss", "train_loss", "val_loss", "train_accuracy"] {
+                let (c, g) = (c[key].as_f64().unwrap(), g[key].as_f64().unwrap());
+                eprintln!("  {key}: cpu {c:.6} gpu {g:.6}");
+                assert!(
+                    (c - g).abs() <= 1e-4 * c.abs().max(1.0),
+                    "{key}: cpu {c}, gpu {g}"
+                );
+            }
+        }
+        assert_close(
+            "parameters after 3 epochs",
+            on_gpu.params().as_slice(),
+            on_cpu.params().as_slice(),
+        );
     }
 }

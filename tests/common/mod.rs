@@ -1,6 +1,16 @@
-//! Where the shared corpus lives, and what a test does when it is absent.
+//! Where the shared corpus lives, and what a test does when it is absent; a tiny synthetic
+//! corpus and training options for the training tests.
 
-use std::path::PathBuf;
+// Each test crate uses some of these helpers.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use melody_engine::backend::Device;
+use melody_engine::encode::Vocabulary;
+use melody_engine::model::Objective;
+use melody_engine::train::TrainOptions;
 
 /// `../shared` beside the repository, if it is there. Without it a test says so and skips,
 /// except under `CI=true`, where a missing corpus is a failure.
@@ -17,4 +27,50 @@ pub fn shared_dir() -> Option<PathBuf> {
     }
     eprintln!("skipped: no shared corpus at {}", dir.display());
     None
+}
+
+/// A corpus of 40 short songs drawn from three melodies, each followed by 8 `/`.
+pub fn corpus(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("train-test-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let melodies = [
+        "60 _ 62 _ 64 _ 60 _",
+        "67 _ _ _ 65 64 62 _",
+        "64 _ 62 _ 60 _ _ _ r _",
+    ];
+    let songs: Vec<String> = (0..40)
+        .map(|i| format!("{} {}", melodies[i % 3], ["/"; 8].join(" ")))
+        .collect();
+    fs::write(dir.join("dataset.txt"), songs.join(" ")).unwrap();
+    let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67"]);
+    fs::write(dir.join("vocab.json"), vocab.to_json()).unwrap();
+    dir
+}
+
+pub fn options(data: &Path, out: &str) -> TrainOptions {
+    TrainOptions {
+        data: data.to_path_buf(),
+        out: data.join(out),
+        metrics: None,
+        hidden: 16,
+        device: Device::Cpu,
+        layers: 1,
+        dropout: 0.2,
+        objective: Objective::All,
+        batch_size: 4,
+        window: 8,
+        epochs: 3,
+        max_steps: None,
+        seed: 7,
+        learning_rate: 1e-2,
+        clip: None,
+        val_fraction: 0.1,
+        eval_windows: 200,
+        patience: None,
+        init: None,
+        extend_vocab: false,
+        resume: false,
+        progress: false,
+    }
 }
