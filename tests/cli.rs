@@ -142,3 +142,34 @@ fn preprocess_strict_names_the_file_and_line() {
     assert!(!dir.join("strict/dataset.txt").exists(), "nothing written");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--device cuda` without a usable GPU is an error that says why, not a panic; `auto` falls back
+/// to the CPU and says so. (Where a GPU opens, both run on it.)
+#[test]
+fn device_choice_is_reported_and_a_missing_gpu_is_a_clear_error() {
+    let dir = temp_dir("device");
+    let gpu = melody_engine::gpu::open();
+    let cuda = engine(&["generate", "--device", "cuda", "--out", "a.mid"], &dir);
+    let auto = engine(&["generate", "--steps", "8", "--out", "b.mid"], &dir);
+    let auto_stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{auto_stderr}");
+    match gpu {
+        Ok(_) => {
+            assert!(cuda.status.success());
+            assert!(auto_stderr.contains("device: CUDA"), "{auto_stderr}");
+        }
+        Err(reason) => {
+            let stderr = String::from_utf8_lossy(&cuda.stderr);
+            assert_eq!(cuda.status.code(), Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!("error: --device cuda: {reason}")),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert!(
+                auto_stderr.contains("device: CPU, ") && auto_stderr.contains(&reason),
+                "{auto_stderr}"
+            );
+        }
+    }
+}
