@@ -110,6 +110,25 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(10));
+    let mut engines: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(backend()))];
+    match gpu::open() {
+        Ok(_) => {
+            // The GPU twice: the persistent recurrence (the default) and a step per launch.
+            for (name, persistent) in [("cuda_persistent", true), ("cuda_stepwise", false)] {
+                let params = backend().params();
+                let adam = Adam::new(params.config().num_params());
+                let device = gpu::open().expect("opened a moment ago");
+                let mut on_gpu =
+                    CudaBackend::new(device, params, adam).expect("uploading the model");
+                on_gpu.use_persistent_recurrence(persistent);
+                match on_gpu.persistent_recurrence() == persistent {
+                    true => engines.push((name, Box::new(on_gpu))),
+                    false => eprintln!("gpu_vs_cpu: {name} skipped, no persistent layout here"),
+                }
+            }
+        }
+        Err(e) => eprintln!("gpu_vs_cpu: CPU only, no CUDA device ({e})"),
+    }
     for batch_size in [64, 512] {
         let mut rng = StdRng::seed_from_u64(batch_size as u64);
         let mut symbols = || -> Vec<u32> {
@@ -125,28 +144,6 @@ fn gpu_vs_cpu(c: &mut Criterion) {
             steps: STEPS,
         };
         group.throughput(Throughput::Elements((batch_size * STEPS) as u64));
-        let mut engines: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(backend()))];
-        // The GPU twice: the persistent recurrence (the default) and a step per launch.
-        for persistent in [true, false] {
-            match gpu::open() {
-                Ok(gpu) => {
-                    let params = backend().params();
-                    let adam = Adam::new(params.config().num_params());
-                    let mut on_gpu =
-                        CudaBackend::new(gpu, params, adam).expect("uploading the model");
-                    on_gpu.use_persistent_recurrence(persistent);
-                    if on_gpu.persistent_recurrence() != persistent {
-                        continue; // no persistent layout for this device and H
-                    }
-                    let name = match persistent {
-                        true => "cuda_persistent",
-                        false => "cuda_stepwise",
-                    };
-                    engines.push((name, Box::new(on_gpu)));
-                }
-                Err(e) => eprintln!("gpu_vs_cpu: CPU only, no CUDA device ({e})"),
-            }
-        }
         for (name, engine) in &mut engines {
             group.bench_function(format!("{name}_b{batch_size}"), |bench| {
                 bench.iter(|| engine.train_step(&batch, Objective::All, 7))

@@ -4,7 +4,9 @@
 //
 // Classic shared-memory tiling: a block of 16×16 threads computes a 64×64 tile of C, each thread
 // a 4×4 strided sub-tile (rows ty + 16·m, columns tx + 16·n, so a warp reads shared memory
-// without bank conflicts), walking K in slices of 16. Edges are zero-padded, so any M, N, K works.
+// without bank conflicts), walking K in slices of 16. Both tiles are padded by one column so that
+// the stores of either load layout spread over the banks too. Edges are zero-padded, so any M, N,
+// K works.
 
 #define TILE 64
 #define SLICE 16
@@ -13,7 +15,7 @@ extern "C" __global__ void __launch_bounds__(256)
 gemm(const float* a, long long a_row, long long a_col, const float* b, long long b_row,
      long long b_col, float* c, long long ldc, int m, int n, int k, int accumulate) {
     __shared__ float a_tile[SLICE][TILE + 1];
-    __shared__ float b_tile[SLICE][TILE];
+    __shared__ float b_tile[SLICE][TILE + 1];
     int tx = threadIdx.x, ty = threadIdx.y;
     int tid = ty * 16 + tx;
     int row0 = blockIdx.y * TILE, col0 = blockIdx.x * TILE;

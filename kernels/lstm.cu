@@ -109,6 +109,10 @@ __device__ __forceinline__ float* dynamic_shared_memory() {
     return shared;
 }
 __device__ __forceinline__ void spin_pause() { __nanosleep(32); }
+// A load that always goes to memory (never a register or L1 copy): for a value other blocks write.
+__device__ __forceinline__ unsigned int load_volatile(unsigned int* p) {
+    return *(volatile unsigned int*)p;
+}
 #endif
 
 // All blocks wait here until every block has arrived. barrier[0] counts arrivals, barrier[1]
@@ -116,15 +120,14 @@ __device__ __forceinline__ void spin_pause() { __nanosleep(32); }
 __device__ void grid_barrier(unsigned int* barrier) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        volatile unsigned int* generation = barrier + 1;
-        unsigned int seen = *generation;
+        unsigned int seen = load_volatile(barrier + 1);
         __threadfence();
         if (atomicAdd(barrier, 1u) == gridDim.x - 1) {
             atomicExch(barrier, 0u);
             __threadfence();
             atomicAdd(barrier + 1, 1u);
         } else {
-            while (*generation == seen) spin_pause();
+            while (load_volatile(barrier + 1) == seen) spin_pause();
         }
         __threadfence();
     }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::cpu::{self, BatchStats, StreamState, Workspace};
-use crate::gpu::{self, CudaBackend};
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
 
@@ -47,46 +46,6 @@ pub trait Backend {
 
     /// The optimiser state, for an exact resume.
     fn adam_state(&self) -> AdamState;
-}
-
-/// Which engine runs the model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Device {
-    /// CUDA when a device opens, else the CPU.
-    Auto,
-    /// The CPU, on all cores.
-    Cpu,
-    /// An NVIDIA GPU (device 0); an error when none can be used.
-    Cuda,
-}
-
-/// The engine `device` asks for, with the parameters and optimiser state loaded; says on stderr
-/// which engine runs (and, for `auto` without CUDA, why not CUDA).
-pub fn open(device: Device, params: Params<f32>, adam: Adam) -> Result<Box<dyn Backend>, String> {
-    let opened = match device {
-        Device::Cpu => Err(String::new()),
-        // cudarc panics on a driver without a symbol it needs: that too is "no usable CUDA".
-        Device::Auto | Device::Cuda => std::panic::catch_unwind(gpu::open).unwrap_or_else(|_| {
-            Err("the CUDA driver library could not be used (see the message above)".to_string())
-        }),
-    };
-    match opened {
-        Ok(gpu) => {
-            let backend = CudaBackend::new(gpu, params, adam)?;
-            eprintln!("device: CUDA, {}", backend.description());
-            Ok(Box::new(backend))
-        }
-        Err(e) if device == Device::Cuda => Err(format!("--device cuda: {e}")),
-        Err(e) => {
-            let threads = rayon::current_num_threads();
-            let why = match device {
-                Device::Auto => format!(" (no CUDA: {e})"),
-                _ => String::new(),
-            };
-            eprintln!("device: CPU, {threads} threads{why}");
-            Ok(Box::new(CpuBackend::new(params, adam)))
-        }
-    }
 }
 
 /// A time-major batch: `inputs[t * batch + b]` is step t of window b.

@@ -5,8 +5,9 @@
 //! `kern` (read scores) → `key` (declared or estimated key) → `encode` (filter, transpose, time
 //! series, vocabulary) → `corpus` (a whole directory, in parallel) → `dataset` (windows, batches,
 //! splits) → `model` (parameters, checkpoints) → `cpu` (forward and BPTT, the reference) → `optim`
-//! (Adam) → `backend` → `train` (the loop) and `evaluate` → `generate`, `sample` (temperature,
-//! biasing) → `midi`, `kern::write` (writers and readers) → `assess` (melody quality).
+//! (Adam) → `backend` (the interface) → `gpu` (the CUDA engine) → `engine` (`--device`) → `train`
+//! (the loop) and `evaluate` → `generate`, `sample` (temperature, biasing) → `midi`, `kern::write`
+//! (writers and readers) → `assess` (melody quality).
 //!
 //! A song from `**kern` to the symbols the model learns, transposed from G major to C major on a
 //! sixteenth-note grid:
@@ -27,6 +28,7 @@ pub mod corpus;
 pub mod cpu;
 pub mod dataset;
 pub mod encode;
+pub mod engine;
 pub mod evaluate;
 pub mod generate;
 pub mod gpu;

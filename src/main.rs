@@ -9,11 +9,11 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use melody_engine::atomic;
-use melody_engine::backend::{self, Device};
 use melody_engine::corpus;
 use melody_engine::dataset::{all_window_starts, sample_window_starts, Dataset, Split};
 use melody_engine::encode::{encode_song, Vocabulary, DELIMITER};
 use melody_engine::encode::{Options, DEFAULT_DURATIONS};
+use melody_engine::engine::{self, Device};
 use melody_engine::evaluate::evaluate_windows;
 use melody_engine::generate::{self, GenerateOptions};
 use melody_engine::kern::QuarterLength;
@@ -355,7 +355,8 @@ fn evaluate(
         None => all_window_starts(stream.len(), window),
     };
     let num_params = saved.config.model().num_params();
-    let mut backend = backend::open(device, saved.params, Adam::new(num_params))?;
+    let (mut backend, device) = engine::open(device, saved.params, Adam::new(num_params))?;
+    eprintln!("{device}");
     let bar = indicatif::ProgressBar::new(starts.len() as u64);
     let report = evaluate_windows(&mut *backend, &data.vocab, &stream, &starts, window, |n| {
         bar.inc(n as u64)
@@ -433,7 +434,8 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
     };
     let sampler = Sampler::new(config, &vocab)?;
     let num_params = saved.config.model().num_params();
-    let mut backend = backend::open(args.device, saved.params, Adam::new(num_params))?;
+    let (mut backend, device) = engine::open(args.device, saved.params, Adam::new(num_params))?;
+    eprintln!("{device}");
     let options = GenerateOptions {
         steps: args.steps,
         count: args.count,

@@ -16,12 +16,13 @@ use rand::SeedableRng;
 use serde_json::{Map, Value};
 
 use crate::atomic;
-use crate::backend::{self, Backend, Batch, Device};
+use crate::backend::{Backend, Batch};
 use crate::cpu::BatchStats;
 use crate::dataset::{
     all_window_starts, fill_batch, sample_window_starts, tiled_window_starts, Dataset, Split,
 };
 use crate::encode::Vocabulary;
+use crate::engine::{self, Device};
 use crate::evaluate::{evaluate_windows, Report};
 use crate::model::checkpoint::{self, CheckpointConfig};
 use crate::model::{Config, Objective, Params};
@@ -44,7 +45,8 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 256)]
     pub hidden: usize,
     /// The engine: `cuda` (an NVIDIA GPU), `cpu`, or `auto` (CUDA when a device opens, else
-    /// the CPU). Both give the same model and checkpoints.
+    /// the CPU). Both write the same checkpoints and agree to rounding; an exact --resume needs
+    /// the engine the run started on.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     pub device: Device,
     /// Stacked LSTM layers.
@@ -274,7 +276,8 @@ pub fn best_path(out: &Path) -> PathBuf {
 pub fn train(options: &TrainOptions) -> Result<TrainReport, String> {
     let data = Dataset::load(&options.data)?;
     let (params, data, adam, start) = initial_state(options, data)?;
-    let mut backend = backend::open(options.device, params, adam)?;
+    let (mut backend, device) = engine::open(options.device, params, adam)?;
+    eprintln!("{device}");
     train_with(&mut *backend, &data, options, start)
 }
 

@@ -27,14 +27,10 @@ use rand::{Rng, SeedableRng};
 
 mod common;
 
-/// Every element within atol + rtol·|cpu| (rtol 1e-4 in f32, as the issue asks; atol covers
-/// values near zero, where the summation order of the products decides the last bits).
+/// Every element within atol + rtol·|cpu| (rtol 1e-4 in f32; atol covers values near zero,
+/// where the summation order of the products decides the last bits).
 const RTOL: f32 = 1e-4;
 const ATOL: f32 = 1e-5;
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 fn entry_points(ptx: &str) -> BTreeSet<String> {
     ptx.lines()
@@ -44,10 +40,10 @@ fn entry_points(ptx: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
+fn every_kernel_compiles_with_nvrtc_for_compute_80_and_90() {
     if !kernels::nvrtc_available() {
         assert!(
-            !in_ci(),
+            !common::in_ci(),
             "CI=true but NVRTC was not found: .ci/run installs the nvidia-cuda-nvrtc wheel and \
              puts its lib/ on LD_LIBRARY_PATH"
         );
@@ -96,7 +92,7 @@ fn host_library() -> Option<&'static PathBuf> {
             );
             // A test binary copied to another machine (.ci/device-bundle) has no sources.
             if !std::path::Path::new(source).exists() {
-                assert!(!in_ci(), "CI=true but {source} is missing");
+                assert!(!common::in_ci(), "CI=true but {source} is missing");
                 eprintln!("skipped on the host: {source} is not on this machine");
                 return None;
             }
@@ -124,7 +120,10 @@ fn host_library() -> Option<&'static PathBuf> {
                     String::from_utf8_lossy(&out.stderr)
                 ),
                 Err(e) => {
-                    assert!(!in_ci(), "CI=true but no C++ compiler ({compiler}: {e})");
+                    assert!(
+                        !common::in_ci(),
+                        "CI=true but no C++ compiler ({compiler}: {e})"
+                    );
                     eprintln!("skipped on the host: no C++ compiler ({compiler}: {e})");
                     None
                 }
@@ -179,6 +178,7 @@ struct Case {
 /// h and c, ∂L/∂logits, every gradient, then the Adam update and its state.
 fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persistent: bool) {
     eprintln!("on {}", gpu.description());
+    let on_the_host = gpu.is_host();
     let config = Config {
         vocab_size: case.vocab,
         hidden: case.hidden,
@@ -218,6 +218,10 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persiste
     adam.clip = clip;
     let mut backend = CudaBackend::new(gpu, params.clone(), adam.clone()).unwrap();
     backend.use_persistent_recurrence(persistent);
+    if on_the_host {
+        // Every shape tested fits the persistent layout there: the path asked for is the one run.
+        assert_eq!(backend.persistent_recurrence(), persistent);
+    }
     eprintln!(
         "  recurrence: {}",
         match backend.persistent_recurrence() {
@@ -347,6 +351,7 @@ fn inference_matches_the_cpu() {
 }
 
 fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
+    let on_the_host = gpu.is_host();
     let config = Config {
         vocab_size: 38,
         hidden: 96,
@@ -361,6 +366,9 @@ fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
     let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
     let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
     on_gpu.use_persistent_recurrence(persistent);
+    if on_the_host {
+        assert_eq!(on_gpu.persistent_recurrence(), persistent);
+    }
 
     let mut expected = vec![0.0; b * config.vocab_size];
     let mut got = expected.clone();
@@ -425,15 +433,6 @@ fn generation_matches_the_cpu() {
     }
 }
 
-/// Metrics lines of a training run, one JSON object per epoch.
-fn metrics(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 /// `engine train`'s loop on both engines from the same start: the per-epoch losses and
 /// accuracies follow each other (the GPU's sums run in another order, so its rounding drifts a
 /// little from step to step), and so do the final parameters.
@@ -453,8 +452,8 @@ fn training_follows_the_cpu() {
         let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
         train::train_with(&mut on_gpu, &dataset, &gpu_options, start).unwrap();
 
-        let cpu_metrics = metrics(&data.join("cpu.metrics.jsonl"));
-        let gpu_metrics = metrics(&data.join("gpu.metrics.jsonl"));
+        let cpu_metrics = common::metrics(&data.join("cpu.metrics.jsonl"));
+        let gpu_metrics = common::metrics(&data.join("gpu.metrics.jsonl"));
         assert_eq!(cpu_metrics.len(), 3);
         assert_eq!(gpu_metrics.len(), 3);
         for (c, g) in cpu_metrics.iter().zip(&gpu_metrics) {

@@ -8,7 +8,7 @@ use melody_engine::model::checkpoint;
 use melody_engine::train::{train, Stop, TrainOptions};
 
 mod common;
-use common::{corpus, options};
+use common::{corpus, metrics, options};
 
 #[test]
 fn same_seed_same_checkpoint_and_resume_is_exact() {
@@ -70,11 +70,7 @@ fn learns_the_corpus_and_logs_every_epoch() {
         ..options(&data, "model.safetensors")
     };
     let report = train(&opts).unwrap();
-    let metrics = fs::read_to_string(data.join("model.metrics.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = metrics
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = metrics(&data.join("model.metrics.jsonl"));
     assert_eq!(lines.len(), 40);
     let curve = fs::read_to_string(data.join("model.curve.svg")).unwrap();
     assert_eq!(
@@ -185,14 +181,9 @@ fn early_stopping_keeps_the_best_checkpoint() {
     );
     let best = checkpoint::load(&melody_engine::train::best_path(&opts.out)).unwrap();
     assert_eq!(best.config.epoch, best_epoch);
-    let log = fs::read_to_string(data.join("p.metrics.jsonl")).unwrap();
-    let losses: Vec<f64> = log
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"]
-                .as_f64()
-                .unwrap()
-        })
+    let losses: Vec<f64> = metrics(&data.join("p.metrics.jsonl"))
+        .iter()
+        .map(|line| line["val_loss"].as_f64().unwrap())
         .collect();
     assert_eq!(losses.len(), report.epochs);
     assert_eq!(

@@ -409,3 +409,39 @@ fn cell_backward<F: Float>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The AVX2 build of the fused cell gives the same bits as the portable one, which is what
+    /// machines without AVX2 run.
+    #[test]
+    fn avx2_cell_is_bit_identical_to_the_portable_one() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let (rows, h) = (5, 37);
+            let mut rng = StdRng::seed_from_u64(4);
+            let mut random =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-12.0..12.0)).collect() };
+            let (gates, cell_prev) = (random(rows * 4 * h), random(rows * h));
+            let run = |avx2: bool| {
+                let mut out = (gates.clone(), vec![0.0; rows * h], vec![0.0; rows * h]);
+                let mut hidden = vec![0.0; rows * h];
+                let (g, c, t) = (&mut out.0, &mut out.1, &mut out.2);
+                match avx2 {
+                    // SAFETY: AVX2 was detected above.
+                    true => unsafe { cell_forward_avx2(g, &cell_prev, c, t, &mut hidden, h) },
+                    false => cell_forward_portable(g, &cell_prev, c, t, &mut hidden, h),
+                }
+                let all = [out.0, out.1, out.2, hidden].concat();
+                all.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+            };
+            assert_eq!(run(true), run(false));
+            return;
+        }
+        eprintln!("skipped: this CPU has no AVX2");
+    }
+}

@@ -94,10 +94,15 @@ impl<F: Float> Workspace<F> {
         }
     }
 
-    /// Layer k's h_t and c_t, [T][B][H], from the last pass (an evaluation workspace keeps only
-    /// the last two layers).
+    /// Layer k's h_t and c_t, [T][B][H], from the last pass of a training workspace (an
+    /// evaluation workspace reuses two tapes for all layers).
     pub fn layer_states(&self, layer: usize) -> (&[F], &[F]) {
-        let tape = &self.tapes[layer % self.tapes.len()];
+        assert_eq!(
+            self.tapes.len(),
+            self.layers,
+            "a training workspace keeps every layer"
+        );
+        let tape = &self.tapes[layer];
         (&tape.hidden, &tape.cell)
     }
 

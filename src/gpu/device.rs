@@ -28,8 +28,15 @@ fn driver(what: &str) -> impl Fn(DriverError) -> String + '_ {
 }
 
 /// Opens CUDA device 0, or says why it cannot. Never panics: the driver library is probed before
-/// cudarc touches it.
+/// cudarc touches it, and a driver that lacks a function cudarc expects (where cudarc panics)
+/// is reported as unusable.
 pub fn open() -> GpuResult<Gpu> {
+    std::panic::catch_unwind(open_device).unwrap_or_else(|_| {
+        Err("the CUDA driver library could not be used (see the message above)".to_string())
+    })
+}
+
+fn open_device() -> GpuResult<Gpu> {
     // SAFETY: only tries to dlopen libcuda by its usual names.
     if !unsafe { sys::is_culib_present() } {
         return Err("no CUDA driver library (libcuda) was found".to_string());
@@ -79,11 +86,7 @@ pub fn open() -> GpuResult<Gpu> {
             functions,
         },
         // Without cooperative launches the persistent kernels cannot run.
-        multiprocessors: if cooperative {
-            multiprocessors as u32
-        } else {
-            0
-        },
+        persistent_blocks: cooperative.then_some(multiprocessors as usize),
         description: format!("{name} (compute capability {major}.{minor}, {multiprocessors} SMs)"),
     })
 }
@@ -115,8 +118,8 @@ pub fn open_on_host(library: &Path) -> GpuResult<Gpu> {
             _library: loaded,
             launch,
         },
-        // As many "multiprocessors" as make a persistent launch of a small model a few blocks.
-        multiprocessors: 8,
+        // The host runs every block at once; 8 makes a small model's launch a few blocks.
+        persistent_blocks: Some(8),
         description: format!("kernels on the host ({})", library.display()),
     })
 }
@@ -147,7 +150,7 @@ enum Direction {
 }
 
 /// A device allocation of `len` elements and its address.
-pub struct Buffer<T> {
+pub(super) struct Buffer<T> {
     _memory: Memory<T>,
     ptr: u64,
     len: usize,
@@ -166,18 +169,18 @@ enum Memory<T> {
 
 impl<T> Buffer<T> {
     /// The address of element `i` (`i == len` is the end).
-    pub fn at(&self, i: usize) -> u64 {
+    pub(super) fn at(&self, i: usize) -> u64 {
         assert!(i <= self.len, "index {i} past a buffer of {}", self.len);
         self.ptr + (i * std::mem::size_of::<T>()) as u64
     }
 
-    pub fn ptr(&self) -> u64 {
+    pub(super) fn ptr(&self) -> u64 {
         self.ptr
     }
 
     /// The address of elements `start .. start + len`, checked to lie inside the buffer (raw
     /// copies and kernels cannot check it).
-    pub fn span(&self, start: usize, len: usize) -> u64 {
+    pub(super) fn span(&self, start: usize, len: usize) -> u64 {
         assert!(
             start + len <= self.len,
             "elements {start}..{} past a buffer of {}",
@@ -187,29 +190,25 @@ impl<T> Buffer<T> {
         self.at(start)
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
 /// A matrix view into device memory, as [`crate::cpu`]'s `Mat`: element (r, c) at
 /// `ptr + (r·row_stride + c·col_stride)` floats.
 #[derive(Clone, Copy, Debug)]
-pub struct DMat {
-    pub ptr: u64,
-    pub rows: usize,
-    pub cols: usize,
+pub(super) struct DMat {
+    pub(super) ptr: u64,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
     row_stride: usize,
     col_stride: usize,
 }
 
 impl DMat {
     /// The contiguous row-major [rows × cols] matrix at `ptr`.
-    pub fn new(ptr: u64, rows: usize, cols: usize) -> DMat {
+    pub(super) fn new(ptr: u64, rows: usize, cols: usize) -> DMat {
         DMat {
             ptr,
             rows,
@@ -219,7 +218,7 @@ impl DMat {
         }
     }
 
-    pub fn t(self) -> DMat {
+    pub(super) fn t(self) -> DMat {
         DMat {
             rows: self.cols,
             cols: self.rows,
@@ -232,9 +231,9 @@ impl DMat {
 
 pub struct Gpu {
     runtime: Runtime,
-    /// Blocks a persistent kernel may use, one per multiprocessor; 0 where cooperative
-    /// launches are not supported.
-    multiprocessors: u32,
+    /// The most blocks a persistent kernel may use, one per multiprocessor; None where
+    /// cooperative launches are not supported.
+    persistent_blocks: Option<usize>,
     description: String,
 }
 
@@ -242,12 +241,12 @@ pub struct Gpu {
 /// `threads` threads (`threads / units_per_block` batch rows at a time), and the dynamic shared
 /// memory of each kernel.
 #[derive(Clone, Copy, Debug)]
-pub struct PersistentPlan {
-    pub units_per_block: usize,
-    pub blocks: usize,
-    pub threads: usize,
-    pub forward_shared_bytes: usize,
-    pub backward_shared_bytes: usize,
+pub(super) struct PersistentPlan {
+    pub(super) units_per_block: usize,
+    pub(super) blocks: usize,
+    pub(super) threads: usize,
+    pub(super) forward_shared_bytes: usize,
+    pub(super) backward_shared_bytes: usize,
 }
 
 /// Columns of a staging tile in kernels/lstm.cu (SLICE_K).
@@ -334,6 +333,11 @@ impl Gpu {
         &self.description
     }
 
+    /// Whether the kernels run on the host ([`open_on_host`]) rather than a GPU.
+    pub fn is_host(&self) -> bool {
+        matches!(self.runtime, Runtime::Host { .. })
+    }
+
     /// Runs `kernel` on `config`'s grid with `args` (pointers to each argument).
     ///
     /// # Safety
@@ -392,7 +396,10 @@ impl Gpu {
         }
     }
 
-    pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> GpuResult<Buffer<T>> {
+    pub(super) fn alloc<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        len: usize,
+    ) -> GpuResult<Buffer<T>> {
         // A zero-length allocation has no address; keep one element so every buffer has one.
         let elements = len.max(1);
         let (memory, ptr) = match &self.runtime {
@@ -453,7 +460,7 @@ impl Gpu {
     }
 
     /// Copies `host` to the device at `dst`.
-    pub fn upload<T: DeviceRepr>(&self, dst: u64, host: &[T]) -> GpuResult<()> {
+    pub(super) fn upload<T: DeviceRepr>(&self, dst: u64, host: &[T]) -> GpuResult<()> {
         // SAFETY: callers pass an address with room for host.len() elements; the driver copies
         // pageable memory before it returns, so `host` may be dropped afterwards.
         let bytes = std::mem::size_of_val(host);
@@ -461,7 +468,7 @@ impl Gpu {
     }
 
     /// Copies from the device at `src` into `host`, after everything issued before.
-    pub fn download<T: DeviceRepr>(&self, src: u64, host: &mut [T]) -> GpuResult<()> {
+    pub(super) fn download<T: DeviceRepr>(&self, src: u64, host: &mut [T]) -> GpuResult<()> {
         // SAFETY: callers pass an address holding host.len() elements; the copy is complete
         // when this returns.
         let bytes = std::mem::size_of_val(host);
@@ -469,12 +476,12 @@ impl Gpu {
     }
 
     /// Copies `len` floats from `src` to `dst` on the device.
-    pub fn copy(&self, dst: u64, src: u64, len: usize) -> GpuResult<()> {
+    pub(super) fn copy(&self, dst: u64, src: u64, len: usize) -> GpuResult<()> {
         // SAFETY: callers pass two addresses each with room for `len` floats.
         unsafe { self.copy_bytes(dst, src, len * 4, Direction::OnDevice) }
     }
 
-    pub fn synchronize(&self) -> GpuResult<()> {
+    pub(super) fn synchronize(&self) -> GpuResult<()> {
         match &self.runtime {
             Runtime::Cuda { stream, .. } => stream.synchronize().map_err(driver("synchronising")),
             Runtime::Host { .. } => Ok(()),
@@ -482,7 +489,7 @@ impl Gpu {
     }
 
     /// Zeroes `len` floats at `dst`.
-    pub fn zero(&self, dst: u64, len: usize) -> GpuResult<()> {
+    pub(super) fn zero(&self, dst: u64, len: usize) -> GpuResult<()> {
         self.bind()?;
         match &self.runtime {
             // SAFETY: callers pass an address with room for `len` floats.
@@ -499,14 +506,15 @@ impl Gpu {
     }
 
     /// The persistent layout for H = `units`: one block per multiprocessor (or fewer), ~128
-    /// threads each; None where the W_hh slices do not fit in shared memory or cooperative
-    /// launches are unavailable, and the recurrence runs a step per launch.
-    pub fn persistent_plan(&self, units: usize) -> Option<PersistentPlan> {
-        let multiprocessors = self.multiprocessors as usize;
-        if multiprocessors == 0 || units == 0 {
+    /// threads each. None, and the recurrence runs a step per launch, where cooperative launches
+    /// are unavailable, a block would hold more than 128 units, the W_hh slices do not fit in
+    /// shared memory, or not every block can be resident.
+    pub(super) fn persistent_plan(&self, units: usize) -> Option<PersistentPlan> {
+        let max_blocks = self.persistent_blocks?;
+        if units == 0 {
             return None;
         }
-        let units_per_block = units.div_ceil(multiprocessors);
+        let units_per_block = units.div_ceil(max_blocks);
         if units_per_block > 128 {
             return None;
         }
@@ -537,7 +545,7 @@ impl Gpu {
             let per_multiprocessor = functions[kernel.index()]
                 .occupancy_max_active_blocks_per_multiprocessor(plan.threads as u32, shared, None)
                 .unwrap_or(0) as usize;
-            per_multiprocessor * self.multiprocessors as usize >= plan.blocks
+            per_multiprocessor * self.persistent_blocks.unwrap_or(0) >= plan.blocks
         })
     }
 
@@ -551,7 +559,7 @@ impl Gpu {
 
     /// All T steps of a layer's forward recurrence in one launch (gates: the input terms in,
     /// the activations out). `barrier` is two zeroed u32.
-    pub fn lstm_forward_persistent(
+    pub(super) fn lstm_forward_persistent(
         &self,
         plan: &PersistentPlan,
         (gates, weight_hh, cell, tanh_cell, hidden): (u64, u64, u64, u64, u64),
@@ -577,7 +585,7 @@ impl Gpu {
 
     /// All T steps of a layer's BPTT in one launch (d_hidden: ∂L/∂h from above in, the total
     /// out; d_cell zeroed on entry; d_gates out).
-    pub fn lstm_backward_persistent(
+    pub(super) fn lstm_backward_persistent(
         &self,
         plan: &PersistentPlan,
         (gates, cell, tanh_cell, weight_hh): (u64, u64, u64, u64),
@@ -605,7 +613,7 @@ impl Gpu {
     }
 
     /// out [m × n, row-major, contiguous] = a · b, or out += a · b when `accumulate`.
-    pub fn gemm(&self, out: u64, accumulate: bool, a: DMat, b: DMat) -> GpuResult<()> {
+    pub(super) fn gemm(&self, out: u64, accumulate: bool, a: DMat, b: DMat) -> GpuResult<()> {
         assert_eq!(a.cols, b.rows, "inner dimensions differ");
         let (m, n, k) = (a.rows, b.cols, a.cols);
         if m == 0 || n == 0 {
@@ -637,7 +645,7 @@ impl Gpu {
 
     /// gates[r] = W_ih[:, tokens[r]] + b_ih + b_hh for `rows` rows of 4H.
     #[allow(clippy::too_many_arguments)]
-    pub fn embed_input(
+    pub(super) fn embed_input(
         &self,
         weight_ih: u64,
         bias_ih: u64,
@@ -664,7 +672,7 @@ impl Gpu {
     }
 
     /// out[r] = a (+ b, when b is not 0) for `rows` rows of `cols`.
-    pub fn broadcast_rows(
+    pub(super) fn broadcast_rows(
         &self,
         out: u64,
         a: u64,
@@ -686,7 +694,7 @@ impl Gpu {
 
     /// The LSTM step's pointwise part (`cell_prev` 0 is the zero state).
     #[allow(clippy::too_many_arguments)]
-    pub fn lstm_cell_forward(
+    pub(super) fn lstm_cell_forward(
         &self,
         gates: u64,
         cell_prev: u64,
@@ -712,7 +720,7 @@ impl Gpu {
 
     /// The LSTM step's pointwise part backwards (`cell_prev` 0 is the zero state).
     #[allow(clippy::too_many_arguments)]
-    pub fn lstm_cell_backward(
+    pub(super) fn lstm_cell_backward(
         &self,
         gates: u64,
         cell_prev: u64,
@@ -739,7 +747,13 @@ impl Gpu {
     }
 
     /// out [rows][V] = onehot(tokens).
-    pub fn one_hot(&self, tokens: u64, out: u64, rows: usize, vocab: usize) -> GpuResult<()> {
+    pub(super) fn one_hot(
+        &self,
+        tokens: u64,
+        out: u64,
+        rows: usize,
+        vocab: usize,
+    ) -> GpuResult<()> {
         launch!(
             self,
             Kernel::OneHot,
@@ -752,7 +766,7 @@ impl Gpu {
     }
 
     /// out[c] = Σ_r x[r][c], through `partial`, scratch of [`column_sums_scratch`] floats.
-    pub fn column_sums(
+    pub(super) fn column_sums(
         &self,
         x: u64,
         rows: usize,
@@ -793,7 +807,7 @@ impl Gpu {
     }
 
     /// out = in ⊙ mask of optimiser step `step` (in == out is allowed).
-    pub fn dropout(
+    pub(super) fn dropout(
         &self,
         input: u64,
         out: u64,
@@ -823,7 +837,7 @@ impl Gpu {
     /// Softmax over each row of `logits` [rows][V] in place; with targets (not 0), also each
     /// row's loss and correctness (`results`, [2·rows] doubles: losses, then 1 or 0 per row),
     /// and ∂(mean loss)/∂logits over the probabilities.
-    pub fn softmax_cross_entropy(
+    pub(super) fn softmax_cross_entropy(
         &self,
         logits: u64,
         targets: u64,
@@ -846,7 +860,7 @@ impl Gpu {
     }
 
     /// Σ g² over `n` floats, block sums added on the host in order.
-    pub fn sum_squares(&self, g: u64, n: usize, block_sums: &Buffer<f64>) -> GpuResult<f64> {
+    pub(super) fn sum_squares(&self, g: u64, n: usize, block_sums: &Buffer<f64>) -> GpuResult<f64> {
         let blocks = block_sums.len();
         let config = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
@@ -868,7 +882,7 @@ impl Gpu {
 
     /// One Adam update over `n` parameters.
     #[allow(clippy::too_many_arguments)]
-    pub fn adam_update(
+    pub(super) fn adam_update(
         &self,
         theta: u64,
         grads: u64,
@@ -903,6 +917,6 @@ fn column_sum_chunks(rows: usize) -> usize {
 }
 
 /// Floats of scratch [`Gpu::column_sums`] needs for `rows` × `cols`.
-pub fn column_sums_scratch(rows: usize, cols: usize) -> usize {
+pub(super) fn column_sums_scratch(rows: usize, cols: usize) -> usize {
     column_sum_chunks(rows) * cols
 }

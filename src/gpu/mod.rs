@@ -9,7 +9,7 @@
 //! the recurrence again (persistent, or per step the fused cell gradient and one product
 //! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps; and one Adam kernel
 //! over the flat parameter buffer. Every buffer lives on the device; one copy to the host per
-//! step brings back the loss.
+//! step brings back the loss (and one more the gradient norm, with --clip).
 
 mod device;
 pub mod kernels;
@@ -174,32 +174,46 @@ impl Model {
         self.gpu.upload(dst.ptr(), symbols)
     }
 
+    /// gates [rows][4H] = W_ih·x + b_ih + b_hh for layer k: for layer 0 a gather of W_ih's columns
+    /// by the symbols at `tokens`, above it a product with the layer below's h at `below`.
+    fn input_term(
+        &self,
+        k: usize,
+        tokens: u64,
+        below: Option<u64>,
+        gates: u64,
+        rows: usize,
+    ) -> GpuResult<()> {
+        let (gpu, layer) = (&self.gpu, self.layout.layers[k]);
+        let (h, v, h4) = (
+            self.config.hidden,
+            self.config.vocab_size,
+            4 * self.config.hidden,
+        );
+        let bias = (self.param(layer.bias_ih), self.param(layer.bias_hh));
+        match below {
+            None => {
+                let w_ih = self.param(layer.weight_ih);
+                gpu.embed_input(w_ih, bias.0, bias.1, tokens, gates, rows, h4, v)
+            }
+            Some(below) => {
+                gpu.broadcast_rows(gates, bias.0, bias.1, rows, h4)?;
+                let w_ih = DMat::new(self.param(layer.weight_ih), h4, h);
+                gpu.gemm(gates, true, DMat::new(below, rows, h), w_ih.t())
+            }
+        }
+    }
+
     /// Every LSTM layer over the window: the tapes' h, c, tanh(c) and gate activations.
     fn forward_layers(&self, ws: &Workspace) -> GpuResult<()> {
         let (gpu, b, t) = (&self.gpu, ws.batch, ws.steps);
-        let (h, v, rows) = (self.config.hidden, self.config.vocab_size, b * t);
+        let (h, rows) = (self.config.hidden, b * t);
         let h4 = 4 * h;
         for (k, layer) in self.layout.layers.iter().enumerate() {
             let tape = &ws.tapes[k];
             // a_t = W_ih·x_t + b_ih + b_hh for every t at once.
-            if k == 0 {
-                gpu.embed_input(
-                    self.param(layer.weight_ih),
-                    self.param(layer.bias_ih),
-                    self.param(layer.bias_hh),
-                    ws.tokens.ptr(),
-                    tape.gates.ptr(),
-                    rows,
-                    h4,
-                    v,
-                )?;
-            } else {
-                let bias = (self.param(layer.bias_ih), self.param(layer.bias_hh));
-                gpu.broadcast_rows(tape.gates.ptr(), bias.0, bias.1, rows, h4)?;
-                let below = DMat::new(ws.tapes[k - 1].hidden.ptr(), rows, h);
-                let w_ih = DMat::new(self.param(layer.weight_ih), h4, h);
-                gpu.gemm(tape.gates.ptr(), true, below, w_ih.t())?;
-            }
+            let below = (k > 0).then(|| ws.tapes[k - 1].hidden.ptr());
+            self.input_term(k, ws.tokens.ptr(), below, tape.gates.ptr(), rows)?;
             let w_hh = self.param(layer.weight_hh);
             if let Some(plan) = &self.persistent {
                 let buffers = (
@@ -284,15 +298,6 @@ impl Model {
             inv_count,
             ws.results.ptr(),
         )?;
-        let mut results = vec![0.0f64; 2 * n];
-        gpu.download(ws.results.ptr(), &mut results)?;
-        let (losses, correct) = results.split_at(n);
-        let stats = BatchStats {
-            loss_sum: losses.iter().sum(),
-            correct: correct.iter().filter(|&&c| c != 0.0).count(),
-            count: n,
-        };
-
         // The head backwards: ws.logits now holds ∂L/∂logits.
         let d_logits = DMat::new(ws.logits.ptr(), n, v);
         let dense_weight = DMat::new(self.param(self.layout.dense_weight), v, h);
@@ -323,7 +328,15 @@ impl Model {
             // The layer below's ∂L/∂h is this layer's ∂L/∂x.
             std::mem::swap(&mut d_hidden, &mut d_below);
         }
-        Ok(stats)
+        // Read back after the backward pass is queued, so the device never waits for the host.
+        let mut results = vec![0.0f64; 2 * n];
+        gpu.download(ws.results.ptr(), &mut results)?;
+        let (losses, correct) = results.split_at(n);
+        Ok(BatchStats {
+            loss_sum: losses.iter().sum(),
+            correct: correct.iter().filter(|&&c| c != 0.0).count(),
+            count: n,
+        })
     }
 
     /// BPTT through layer k, as `cpu::lstm::backward`: `d_hidden` holds ∂L/∂h from above and
@@ -418,6 +431,7 @@ impl Model {
 
 /// Streaming inference for generation: `rows` independent LSTM states on the device.
 struct Stream {
+    rows: usize,
     /// Per layer, [rows][H]: h and c after the last step.
     hidden: Vec<Buffer<f32>>,
     cell: Vec<Buffer<f32>>,
@@ -430,6 +444,9 @@ struct Stream {
     /// [rows][V].
     logits: Buffer<f32>,
 }
+
+/// Blocks of the global-norm reduction (each sums a grid-strided share of the gradient).
+const NORM_BLOCKS: usize = 256;
 
 /// The CUDA engine behind [`Backend`].
 pub struct CudaBackend {
@@ -472,7 +489,7 @@ impl CudaBackend {
         adam.state.m = Vec::new();
         adam.state.v = Vec::new();
         Ok(CudaBackend {
-            norm_sums: gpu.alloc(256)?,
+            norm_sums: gpu.alloc(NORM_BLOCKS)?,
             model: Model {
                 grads: gpu.alloc(n)?,
                 params: params_buffer,
@@ -546,16 +563,15 @@ impl CudaBackend {
         params
     }
 
-    /// The workspace for a batch shape, allocated on first use.
-    fn workspace(&mut self, batch: usize, steps: usize) -> GpuResult<&Workspace> {
+    /// Allocates the workspace for a batch shape on first use.
+    fn ensure_workspace(&mut self, batch: usize, steps: usize) -> GpuResult<()> {
         assert!(batch > 0 && steps > 0, "empty batch shape");
-        let model = &self.model;
-        match self.workspaces.entry((batch, steps)) {
-            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                Ok(entry.insert(Workspace::new(&model.gpu, &model.config, batch, steps)?))
-            }
+        if !self.workspaces.contains_key(&(batch, steps)) {
+            let model = &self.model;
+            let ws = Workspace::new(&model.gpu, &model.config, batch, steps)?;
+            self.workspaces.insert((batch, steps), ws);
         }
+        Ok(())
     }
 
     fn try_train_step(
@@ -570,7 +586,7 @@ impl CudaBackend {
             batch.inputs.len() == positions && batch.targets.len() == positions,
             "inputs and targets are [T][B]"
         );
-        self.workspace(batch.batch, batch.steps)?;
+        self.ensure_workspace(batch.batch, batch.steps)?;
         let (model, ws) = (&self.model, &self.workspaces[&(batch.batch, batch.steps)]);
         model.upload_symbols(&ws.tokens, batch.inputs)?;
         model.upload_symbols(&ws.targets, batch.targets)?;
@@ -609,7 +625,7 @@ impl CudaBackend {
     fn try_predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) -> GpuResult<()> {
         let steps = inputs.len() / batch;
         assert_eq!(steps * batch, inputs.len(), "inputs are [T][B]");
-        self.workspace(batch, steps)?;
+        self.ensure_workspace(batch, steps)?;
         let (model, ws) = (&self.model, &self.workspaces[&(batch, steps)]);
         let (h, v) = (model.config.hidden, model.config.vocab_size);
         assert_eq!(out.len(), batch * v, "out is [B][V]");
@@ -637,6 +653,7 @@ impl CudaBackend {
                 .collect::<GpuResult<Vec<_>>>()
         };
         self.stream = Some(Stream {
+            rows,
             hidden: per_layer()?,
             cell: per_layer()?,
             gates: gpu.alloc(rows * 4 * h)?,
@@ -668,34 +685,15 @@ impl CudaBackend {
 
     fn try_stream_step(&self, rows: Range<usize>, inputs: &[u32]) -> GpuResult<()> {
         let (model, stream) = (&self.model, self.stream());
-        let (gpu, h, v) = (&model.gpu, model.config.hidden, model.config.vocab_size);
+        let (gpu, h) = (&model.gpu, model.config.hidden);
         let (h4, n) = (4 * h, rows.len());
-        assert!(
-            rows.end * h <= stream.tanh_cell.len(),
-            "stream rows out of range"
-        );
+        assert!(rows.end <= stream.rows, "stream rows out of range");
         assert_eq!(inputs.len(), n, "one input symbol per stream");
         model.upload_symbols(&stream.tokens, inputs)?;
         let gates = stream.gates.ptr();
         for (k, layer) in model.layout.layers.iter().enumerate() {
-            if k == 0 {
-                gpu.embed_input(
-                    model.param(layer.weight_ih),
-                    model.param(layer.bias_ih),
-                    model.param(layer.bias_hh),
-                    stream.tokens.ptr(),
-                    gates,
-                    n,
-                    h4,
-                    v,
-                )?;
-            } else {
-                let bias = (model.param(layer.bias_ih), model.param(layer.bias_hh));
-                gpu.broadcast_rows(gates, bias.0, bias.1, n, h4)?;
-                let below = DMat::new(stream.hidden[k - 1].at(rows.start * h), n, h);
-                let w_ih = DMat::new(model.param(layer.weight_ih), h4, h);
-                gpu.gemm(gates, true, below, w_ih.t())?;
-            }
+            let below = (k > 0).then(|| stream.hidden[k - 1].at(rows.start * h));
+            model.input_term(k, stream.tokens.ptr(), below, gates, n)?;
             let (hidden, cell) = (
                 stream.hidden[k].at(rows.start * h),
                 stream.cell[k].at(rows.start * h),

@@ -7,10 +7,24 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use melody_engine::backend::Device;
 use melody_engine::encode::Vocabulary;
+use melody_engine::engine::Device;
 use melody_engine::model::Objective;
 use melody_engine::train::TrainOptions;
+
+/// Whether this is CI (`CI=true`), where what a test needs must be there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Metrics lines of a training run, one JSON object per epoch.
+pub fn metrics(path: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
 
 /// `../shared` beside the repository, if it is there. Without it a test says so and skips,
 /// except under `CI=true`, where a missing corpus is a failure.
@@ -19,7 +33,7 @@ pub fn shared_dir() -> Option<PathBuf> {
     if dir.join("data/essen/deutschl").is_dir() {
         return Some(dir);
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if in_ci() {
         panic!(
             "CI=true but the shared corpus is missing at {}",
             dir.display()

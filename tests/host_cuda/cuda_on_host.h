@@ -24,6 +24,7 @@ float* dynamic_shared_memory();
 inline void spin_pause() { std::this_thread::yield(); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline float __ldcg(const float* p) { return *p; }
+inline unsigned load_volatile(unsigned* p) { return std::atomic_ref<unsigned>(*p).load(); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_add(v); }
 inline unsigned atomicExch(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).exchange(v); }
 

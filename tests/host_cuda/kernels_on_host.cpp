@@ -2,6 +2,8 @@
 // host_launch, which takes what cuLaunchKernel takes: the kernel, the grid, the block, and an
 // array of pointers to the arguments. Built and loaded by tests/gpu.rs.
 #include <barrier>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -24,7 +26,13 @@ dim3 blockDim, gridDim;
 static thread_local std::barrier<>* block_barrier = nullptr;
 static thread_local float* block_shared = nullptr;
 
-void __syncthreads() { block_barrier->arrive_and_wait(); }
+void __syncthreads() {
+    if (!block_barrier) {
+        std::fprintf(stderr, "__syncthreads in a kernel registered as Threads::OneByOne\n");
+        std::abort();
+    }
+    block_barrier->arrive_and_wait();
+}
 float* dynamic_shared_memory() { return block_shared; }
 
 // Calls f with each argument read from args[i] as the parameter's own type, as the driver copies

@@ -1,0 +1,45 @@
+//! Which engine runs the model (`--device`): the CPU reference or the CUDA engine, behind the
+//! one [`Backend`] interface.
+
+use crate::backend::{Backend, CpuBackend};
+use crate::gpu::{self, CudaBackend};
+use crate::model::Params;
+use crate::optim::Adam;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Device {
+    /// CUDA when a device opens, else the CPU.
+    Auto,
+    /// The CPU, on all cores.
+    Cpu,
+    /// An NVIDIA GPU (device 0); an error when none can be used.
+    Cuda,
+}
+
+/// The engine `device` asks for, with the parameters and optimiser state loaded, and a line that
+/// says which engine runs (for `auto` without CUDA, also why not CUDA). `cuda` without a usable
+/// GPU is an error that says why.
+pub fn open(
+    device: Device,
+    params: Params<f32>,
+    adam: Adam,
+) -> Result<(Box<dyn Backend>, String), String> {
+    if device == Device::Cpu {
+        return Ok(on_cpu(params, adam, ""));
+    }
+    match gpu::open() {
+        Ok(gpu) => {
+            let engine = CudaBackend::new(gpu, params, adam)?;
+            let line = format!("device: CUDA, {}", engine.description());
+            Ok((Box::new(engine), line))
+        }
+        Err(e) if device == Device::Cuda => Err(format!("--device cuda: {e}")),
+        Err(e) => Ok(on_cpu(params, adam, &format!(" (no CUDA: {e})"))),
+    }
+}
+
+fn on_cpu(params: Params<f32>, adam: Adam, why: &str) -> (Box<dyn Backend>, String) {
+    let threads = rayon::current_num_threads();
+    let line = format!("device: CPU, {threads} threads{why}");
+    (Box::new(CpuBackend::new(params, adam)), line)
+}
