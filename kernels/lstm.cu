@@ -167,7 +167,9 @@ __device__ void chunk_product(const float* x, int x_stride, int rows, int first_
     int tile_elements = rows_per_chunk * SLICE_K;
     int r = tid / units_per_block, j = tid % units_per_block;
     float partial[COUNT][4];
+#pragma unroll
     for (int c = 0; c < COUNT; ++c)
+#pragma unroll
         for (int q = 0; q < 4; ++q) partial[c][q] = 0.0f;
     Staged staged;
     load_slice(staged, x, x_stride, rows, first_row, width, 0, tile_elements);
@@ -181,13 +183,20 @@ __device__ void chunk_product(const float* x, int x_stride, int rows, int first_
         if (k0 + SLICE_K < width)
             load_slice(staged, x, x_stride, rows, first_row, width, k0 + SLICE_K, tile_elements);
         int slice = min(SLICE_K, width - k0);
-        for (int kk = 0; kk < slice; ++kk) {
-            float xv = tile[r * (SLICE_K + 1) + kk];
-            for (int c = 0; c < COUNT; ++c)
-                partial[c][kk & 3] += xv * w[(c * units_per_block + j) * w_stride + k0 + kk];
+        // Unrolled by the four partial sums, so that registers are indexed by constants only.
+        for (int kk = 0; kk < slice; kk += 4) {
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                if (kk + q >= slice) break;
+                float xv = tile[r * (SLICE_K + 1) + kk + q];
+#pragma unroll
+                for (int c = 0; c < COUNT; ++c)
+                    partial[c][q] += xv * w[(c * units_per_block + j) * w_stride + k0 + kk + q];
+            }
         }
         __syncthreads();
     }
+#pragma unroll
     for (int c = 0; c < COUNT; ++c)
         acc[c] = (partial[c][0] + partial[c][1]) + (partial[c][2] + partial[c][3]);
 }
@@ -226,6 +235,7 @@ extern "C" __global__ void lstm_forward_persistent(float* gates, const float* we
             int b = first_row + r;
             if (b >= batch || u >= units) continue;
             float* a = gates + (t * (long long)batch + b) * 4 * units;
+#pragma unroll
             for (int g = 0; g < 4; ++g) a[g * units + u] += acc[g];
             long long here = t * bh + (long long)b * units + u;
             cell_forward_at(a, u, units, t > 0 ? cell[here - bh] : 0.0f, cell + here,
