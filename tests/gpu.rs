@@ -62,6 +62,12 @@ fn every_kernel_compiles_with_nvrtc_for_compute_80_and_90() {
                 .map(|(_, name)| name.to_string())
                 .collect();
             assert_eq!(defined, launched, "kernels/{}.cu for {arch}", file.name);
+            // Local memory is where a register array indexed at run time ends up: slow.
+            assert!(
+                !ptx.to_src().contains(".local"),
+                "kernels/{}.cu for {arch} uses local memory",
+                file.name
+            );
             eprintln!("kernels/{}.cu {arch}: {defined:?}", file.name);
         }
     }
