@@ -328,7 +328,7 @@ impl Model {
             // The layer below's ∂L/∂h is this layer's ∂L/∂x.
             std::mem::swap(&mut d_hidden, &mut d_below);
         }
-        // Read back after the backward pass is queued, so the device never waits for the host.
+        // Read back after the backward pass is queued, so the device works while the host waits.
         let mut results = vec![0.0f64; 2 * n];
         gpu.download(ws.results.ptr(), &mut results)?;
         let (losses, correct) = results.split_at(n);
