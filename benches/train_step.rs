@@ -34,15 +34,20 @@ fn backend() -> CpuBackend {
     CpuBackend::new(params, Adam::new(config.num_params()))
 }
 
-fn train_step(c: &mut Criterion) {
-    let mut backend = backend();
-    let mut rng = StdRng::seed_from_u64(1);
+/// Random inputs and targets for `batch_size` windows of STEPS symbols.
+fn random_symbols(batch_size: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut symbols = || -> Vec<u32> {
-        (0..BATCH * STEPS)
+        (0..batch_size * STEPS)
             .map(|_| rng.gen_range(0..VOCAB as u32))
             .collect()
     };
-    let (inputs, targets) = (symbols(), symbols());
+    (symbols(), symbols())
+}
+
+fn train_step(c: &mut Criterion) {
+    let mut backend = backend();
+    let (inputs, targets) = random_symbols(BATCH, 1);
     let batch = Batch {
         inputs: &inputs,
         targets: &targets,
@@ -111,32 +116,26 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(10));
     let mut engines: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(backend()))];
-    match gpu::open() {
-        Ok(_) => {
-            // The GPU twice: the persistent recurrence (the default) and a step per launch.
-            for (name, persistent) in [("cuda_persistent", true), ("cuda_stepwise", false)] {
-                let params = backend().params();
-                let adam = Adam::new(params.config().num_params());
-                let device = gpu::open().expect("opened a moment ago");
-                let mut on_gpu =
-                    CudaBackend::new(device, params, adam).expect("uploading the model");
-                on_gpu.use_persistent_recurrence(persistent);
-                match on_gpu.persistent_recurrence() == persistent {
-                    true => engines.push((name, Box::new(on_gpu))),
-                    false => eprintln!("gpu_vs_cpu: {name} skipped, no persistent layout here"),
-                }
+    // The GPU twice: the persistent recurrence (the default) and a step per launch.
+    for (name, persistent) in [("cuda_persistent", true), ("cuda_stepwise", false)] {
+        let device = match gpu::open() {
+            Ok(device) => device,
+            Err(e) => {
+                eprintln!("gpu_vs_cpu: CPU only, no CUDA device ({e})");
+                break;
             }
+        };
+        let params = backend().params();
+        let adam = Adam::new(params.config().num_params());
+        let mut on_gpu = CudaBackend::new(device, params, adam).expect("uploading the model");
+        on_gpu.use_persistent_recurrence(persistent);
+        match on_gpu.persistent_recurrence() == persistent {
+            true => engines.push((name, Box::new(on_gpu))),
+            false => eprintln!("gpu_vs_cpu: {name} skipped, no persistent layout here"),
         }
-        Err(e) => eprintln!("gpu_vs_cpu: CPU only, no CUDA device ({e})"),
     }
     for batch_size in [64, 512] {
-        let mut rng = StdRng::seed_from_u64(batch_size as u64);
-        let mut symbols = || -> Vec<u32> {
-            (0..batch_size * STEPS)
-                .map(|_| rng.gen_range(0..VOCAB as u32))
-                .collect()
-        };
-        let (inputs, targets) = (symbols(), symbols());
+        let (inputs, targets) = random_symbols(batch_size, batch_size as u64);
         let batch = Batch {
             inputs: &inputs,
             targets: &targets,

@@ -14,9 +14,8 @@ import json
 import time
 
 import torch
-from torch import nn
 
-from torch_cpu_step import Melody
+from torch_cpu_step import Melody, training_step
 
 
 def main() -> None:
@@ -38,24 +37,15 @@ def main() -> None:
         model = Melody(args.vocab, args.hidden, 1, 0.2).to(device)
         model.train()
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-        loss_fn = nn.CrossEntropyLoss()
         inputs = torch.randint(args.vocab, (args.window, batch), device=device)
         targets = torch.randint(args.vocab, (args.window, batch), device=device)
 
-        def step() -> float:
-            optimiser.zero_grad(set_to_none=True)
-            logits = model(inputs)
-            loss = loss_fn(logits.reshape(-1, args.vocab), targets.reshape(-1))
-            loss.backward()
-            optimiser.step()
-            return loss.item()
-
         for _ in range(args.warmup):
-            step()
+            training_step(model, optimiser, inputs, targets)
         torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(args.steps):
-            step()
+            training_step(model, optimiser, inputs, targets)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         print(
