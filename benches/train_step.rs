@@ -62,11 +62,11 @@ fn train_step(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Elements((BATCH * STEPS) as u64));
     group.bench_function("train_step", |bench| {
-        bench.iter(|| backend.train_step(&batch, Objective::All, 7))
+        bench.iter(|| backend.train_step(&batch, Objective::All, 7).unwrap())
     });
     let mut probs = vec![0.0; BATCH * VOCAB];
     group.bench_function("forward_predict_last", |bench| {
-        bench.iter(|| backend.predict_last(&inputs, BATCH, &mut probs))
+        bench.iter(|| backend.predict_last(&inputs, BATCH, &mut probs).unwrap())
     });
     group.finish();
 }
@@ -100,7 +100,7 @@ fn generation(c: &mut Criterion) {
         };
         group.throughput(Throughput::Elements((256 * count) as u64));
         group.bench_function(format!("melodies_{count}"), |bench| {
-            bench.iter(|| generate(&mut backend, delimiter, &[], &sampler, &options))
+            bench.iter(|| generate(&mut backend, delimiter, &[], &sampler, &options).unwrap())
         });
     }
     group.finish();
@@ -125,10 +125,12 @@ fn gpu_vs_cpu(c: &mut Criterion) {
                 break;
             }
         };
-        let params = backend().params();
+        let params = backend().params().unwrap();
         let adam = Adam::new(params.config().num_params());
         let mut on_gpu = CudaBackend::new(device, params, adam).expect("uploading the model");
-        on_gpu.use_persistent_recurrence(persistent);
+        on_gpu
+            .use_persistent_recurrence(persistent)
+            .expect("the occupancy query");
         match on_gpu.persistent_recurrence() == persistent {
             true => engines.push((name, Box::new(on_gpu))),
             false => eprintln!("gpu_vs_cpu: {name} skipped, no persistent layout here"),
@@ -145,7 +147,7 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         group.throughput(Throughput::Elements((batch_size * STEPS) as u64));
         for (name, engine) in &mut engines {
             group.bench_function(format!("{name}_b{batch_size}"), |bench| {
-                bench.iter(|| engine.train_step(&batch, Objective::All, 7))
+                bench.iter(|| engine.train_step(&batch, Objective::All, 7).unwrap())
             });
         }
     }

@@ -3,10 +3,9 @@
 // with lr_t = lr·√(1 − β2^t)/(1 − β1^t) computed on the host, and g the gradient times
 // `grad_scale` (< 1 when the global norm is clipped, else exactly 1).
 
-extern "C" __global__ void adam_update(float* theta, const float* grads, float* m, float* v,
-                                       int n, float grad_scale, float lr_t,
-                                       float one_minus_beta1, float one_minus_beta2,
-                                       float epsilon) {
+extern "C" __global__ void __launch_bounds__(256)
+adam_update(float* theta, const float* grads, float* m, float* v, int n, float grad_scale,
+            float lr_t, float one_minus_beta1, float one_minus_beta2, float epsilon) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float g = grads[i] * grad_scale;

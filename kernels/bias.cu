@@ -2,8 +2,8 @@
 // output's gradient.
 
 // out[r][j] = a[j] (+ b[j] when b is not null): the bias terms before a product is added.
-extern "C" __global__ void broadcast_rows(float* out, const float* a, const float* b, int rows,
-                                          int cols) {
+extern "C" __global__ void __launch_bounds__(256)
+broadcast_rows(float* out, const float* a, const float* b, int rows, int cols) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (long long)rows * cols) return;
     int j = (int)(idx % cols);
@@ -12,8 +12,8 @@ extern "C" __global__ void broadcast_rows(float* out, const float* a, const floa
 
 // Column sums of x [rows][cols] in two deterministic passes (no atomics, so a run repeats bit
 // for bit): partial[chunk][col] sums the chunk's rows, then column_sums_finish adds the chunks.
-extern "C" __global__ void column_sums_partial(const float* x, float* partial, int rows, int cols,
-                                               int rows_per_chunk) {
+extern "C" __global__ void __launch_bounds__(256)
+column_sums_partial(const float* x, float* partial, int rows, int cols, int rows_per_chunk) {
     int col = blockIdx.x * blockDim.x + threadIdx.x;
     int chunk = blockIdx.y;
     if (col >= cols) return;
@@ -24,8 +24,8 @@ extern "C" __global__ void column_sums_partial(const float* x, float* partial, i
     partial[(long long)chunk * cols + col] = sum;
 }
 
-extern "C" __global__ void column_sums_finish(const float* partial, float* out, int chunks,
-                                              int cols) {
+extern "C" __global__ void __launch_bounds__(256)
+column_sums_finish(const float* partial, float* out, int chunks, int cols) {
     int col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= cols) return;
     float sum = 0.0f;

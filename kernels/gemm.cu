@@ -18,7 +18,7 @@ gemm(const float* a, long long a_row, long long a_col, const float* b, long long
     __shared__ float b_tile[SLICE][TILE + 1];
     int tx = threadIdx.x, ty = threadIdx.y;
     int tid = ty * 16 + tx;
-    int row0 = blockIdx.y * TILE, col0 = blockIdx.x * TILE;
+    int row0 = blockIdx.x * TILE, col0 = blockIdx.y * TILE;  // rows along x: its limit is 2³¹ − 1
     float acc[4][4] = {};
     for (int k0 = 0; k0 < k; k0 += SLICE) {
         // Each thread loads 4 elements of each tile, consecutive threads along whichever

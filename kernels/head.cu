@@ -16,9 +16,9 @@ __device__ __forceinline__ bool dropout_keeps(unsigned long long seed, unsigned 
 
 // Inverted dropout, out[i] = in[i]·m_i with m_i = 1/(1−p) if kept, else 0. Forward it maps h to
 // the dense layer's input; backward, in place, it maps ∂L/∂(h⊙m) to ∂L/∂h (the mask is the slope).
-extern "C" __global__ void dropout(const float* in, float* out, int n, unsigned long long seed,
-                                   unsigned long long step, unsigned long long threshold,
-                                   float scale) {
+extern "C" __global__ void __launch_bounds__(256)
+dropout(const float* in, float* out, int n, unsigned long long seed, unsigned long long step,
+        unsigned long long threshold, float scale) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     out[i] = in[i] * (dropout_keeps(seed, step, i, threshold) ? scale : 0.0f);
@@ -29,9 +29,9 @@ extern "C" __global__ void dropout(const float* in, float* out, int n, unsigned 
 // as the CPU sums it) into results[r], 1 or 0 for whether the first maximum is the target into
 // results[rows + r] (one buffer, so one copy brings both back), and the gradient of the mean
 // loss (p − onehot(target))·inv_count written over the probabilities.
-extern "C" __global__ void softmax_cross_entropy(float* logits, const unsigned int* targets,
-                                                 int rows, int vocab, float inv_count,
-                                                 double* results) {
+extern "C" __global__ void __launch_bounds__(256)
+softmax_cross_entropy(float* logits, const unsigned int* targets, int rows, int vocab,
+                      float inv_count, double* results) {
     int r = blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     float* row = logits + (long long)r * vocab;

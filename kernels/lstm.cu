@@ -8,9 +8,9 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-
 // Layer 0's input term for a one-hot input: W_ih·onehot(s) is column s of W_ih [4H][V], so
 //   gates[r][j] = W_ih[j][tokens[r]] + b_ih[j] + b_hh[j].
 // One thread per gate value.
-extern "C" __global__ void embed_input(const float* weight_ih, const float* bias_ih,
-                                       const float* bias_hh, const unsigned int* tokens,
-                                       float* gates, int rows, int gates_per_row, int vocab) {
+extern "C" __global__ void __launch_bounds__(256)
+embed_input(const float* weight_ih, const float* bias_ih, const float* bias_hh,
+            const unsigned int* tokens, float* gates, int rows, int gates_per_row, int vocab) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (long long)rows * gates_per_row) return;
     int r = (int)(idx / gates_per_row), j = (int)(idx % gates_per_row);
@@ -56,9 +56,9 @@ __device__ __forceinline__ void cell_backward_at(const float* a, float* da, int 
 
 // One step for n rows, given the pre-activations a = W_ih·x + b + W_hh·h_prev in `gates`.
 // c_prev null is the zero state. One thread per (row, unit).
-extern "C" __global__ void lstm_cell_forward(float* gates, const float* cell_prev, float* cell,
-                                             float* tanh_cell, float* hidden, int rows,
-                                             int units) {
+extern "C" __global__ void __launch_bounds__(256)
+lstm_cell_forward(float* gates, const float* cell_prev, float* cell, float* tanh_cell,
+                  float* hidden, int rows, int units) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= rows * units) return;
     int r = idx / units, u = idx % units;
@@ -69,10 +69,9 @@ extern "C" __global__ void lstm_cell_forward(float* gates, const float* cell_pre
 
 // One step backwards for n rows: d_cell carries ∂L/∂c between steps. c_prev null is the zero
 // state. One thread per (row, unit).
-extern "C" __global__ void lstm_cell_backward(const float* gates, const float* cell_prev,
-                                              const float* tanh_cell, const float* d_hidden,
-                                              float* d_cell, float* d_gates, int rows,
-                                              int units) {
+extern "C" __global__ void __launch_bounds__(256)
+lstm_cell_backward(const float* gates, const float* cell_prev, const float* tanh_cell,
+                   const float* d_hidden, float* d_cell, float* d_gates, int rows, int units) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= rows * units) return;
     int r = idx / units, u = idx % units;
@@ -83,7 +82,8 @@ extern "C" __global__ void lstm_cell_backward(const float* gates, const float* c
 
 // out[r][s] = 1 if tokens[r] = s else 0, [rows][V]: with it, layer 0's ∂L/∂W_ih = ∂L/∂aᵀ·onehot
 // is one product.
-extern "C" __global__ void one_hot(const unsigned int* tokens, float* out, int rows, int vocab) {
+extern "C" __global__ void __launch_bounds__(256)
+one_hot(const unsigned int* tokens, float* out, int rows, int vocab) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (long long)rows * vocab) return;
     int r = (int)(idx / vocab), s = (int)(idx % vocab);
@@ -205,10 +205,10 @@ __device__ void chunk_product(const float* x, int x_stride, int rows, int first_
 // the activations i, f, g, o; cell, tanh_cell, hidden [T][B][H] are written.
 // Shared memory: the W_hh rows of the block's units, 4·units_per_block rows of H (+1 padding),
 // then the staging tile, rows_per_chunk × (SLICE_K + 1).
-extern "C" __global__ void lstm_forward_persistent(float* gates, const float* weight_hh,
-                                                   float* cell, float* tanh_cell, float* hidden,
-                                                   int steps, int batch, int units,
-                                                   int units_per_block, unsigned int* barrier) {
+extern "C" __global__ void __launch_bounds__(128)
+lstm_forward_persistent(float* gates, const float* weight_hh, float* cell, float* tanh_cell,
+                        float* hidden, int steps, int batch, int units, int units_per_block,
+                        unsigned int* barrier) {
     float* w = dynamic_shared_memory();
     int w_stride = units + 1;
     float* tile = w + 4 * units_per_block * w_stride;
@@ -251,12 +251,11 @@ extern "C" __global__ void lstm_forward_persistent(float* gates, const float* we
 // ∂L/∂a_{t+1}·W_hh added) and d_gates [T][B][4H] holds ∂L/∂a_t.
 // Shared memory: the W_hh columns of the block's units, units_per_block rows of 4H (+1), then
 // the staging tile.
-extern "C" __global__ void lstm_backward_persistent(const float* gates, const float* cell,
-                                                    const float* tanh_cell,
-                                                    const float* weight_hh, float* d_hidden,
-                                                    float* d_cell, float* d_gates, int steps,
-                                                    int batch, int units, int units_per_block,
-                                                    unsigned int* barrier) {
+extern "C" __global__ void __launch_bounds__(128)
+lstm_backward_persistent(const float* gates, const float* cell, const float* tanh_cell,
+                         const float* weight_hh, float* d_hidden, float* d_cell, float* d_gates,
+                         int steps, int batch, int units, int units_per_block,
+                         unsigned int* barrier) {
     float* w = dynamic_shared_memory();
     int h4 = 4 * units, w_stride = h4 + 1;
     float* tile = w + units_per_block * w_stride;

@@ -8,7 +8,8 @@ use crate::cpu::{self, BatchStats, StreamState, Workspace};
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
 
-/// An engine holding the model's parameters and optimiser state.
+/// An engine holding the model's parameters and optimiser state. Its operations fail only where
+/// a device does (out of memory, a failed launch), with a message that says what failed.
 pub trait Backend {
     /// One optimiser step on a time-major batch ([T][B] inputs and targets): forward, backward,
     /// Adam. Dropout masks come from [`cpu::dropout_keeps`] with `(seed, step)`.
@@ -17,35 +18,36 @@ pub trait Backend {
         batch: &Batch<'_>,
         objective: Objective,
         dropout_seed: u64,
-    ) -> BatchStats;
+    ) -> Result<BatchStats, String>;
 
     /// Probabilities of the symbol after each of B windows ([T][B] inputs) → `out` [B][V].
-    fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]);
+    fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32])
+        -> Result<(), String>;
 
     /// The model's shape.
     fn config(&self) -> Config;
 
     /// The parameters, for a checkpoint.
-    fn params(&self) -> Params<f32>;
+    fn params(&self) -> Result<Params<f32>, String>;
 
     /// Streaming inference for generation (see [`crate::generate`]): `rows` independent LSTM
     /// states, all zero.
-    fn stream_reset(&mut self, rows: usize);
+    fn stream_reset(&mut self, rows: usize) -> Result<(), String>;
 
     /// Zeroes the states of the given rows.
-    fn stream_zero_rows(&mut self, rows: &[usize]);
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), String>;
 
     /// Copies the state of row `from` into each of the rows `to`.
-    fn stream_copy_row(&mut self, from: usize, to: &[usize]);
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), String>;
 
     /// Advances the rows in `rows` one step, row `rows.start + k` reading `inputs[k]`.
-    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]);
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), String>;
 
     /// Softmax probabilities after the last step of the given rows → `out` [rows.len()][V].
-    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]);
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), String>;
 
     /// The optimiser state, for an exact resume.
-    fn adam_state(&self) -> AdamState;
+    fn adam_state(&self) -> Result<AdamState, String>;
 }
 
 /// A time-major batch: `inputs[t * batch + b]` is step t of window b.
@@ -84,6 +86,11 @@ impl CpuBackend {
     }
 }
 
+/// The streaming state, which `stream_reset` creates.
+fn started(stream: &mut Option<StreamState<f32>>) -> &mut StreamState<f32> {
+    stream.as_mut().expect("stream_reset first")
+}
+
 /// The workspace for a batch shape, allocated on first use.
 fn workspace<'a>(
     workspaces: &'a mut HashMap<(usize, usize, bool), Workspace<f32>>,
@@ -108,7 +115,7 @@ impl Backend for CpuBackend {
         batch: &Batch<'_>,
         objective: Objective,
         dropout_seed: u64,
-    ) -> BatchStats {
+    ) -> Result<BatchStats, String> {
         let (p, step) = (self.dropout, self.adam.state.step);
         let ws = workspace(
             &mut self.workspaces,
@@ -136,10 +143,15 @@ impl Backend for CpuBackend {
             self.adam
                 .step(self.params.as_mut_slice(), self.grads.as_mut_slice());
         }
-        stats
+        Ok(stats)
     }
 
-    fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) {
+    fn predict_last(
+        &mut self,
+        inputs: &[u32],
+        batch: usize,
+        out: &mut [f32],
+    ) -> Result<(), String> {
         let ws = workspace(
             &mut self.workspaces,
             self.params.config(),
@@ -147,49 +159,43 @@ impl Backend for CpuBackend {
             false,
         );
         cpu::predict_last(&self.params, inputs, ws, out);
+        Ok(())
     }
 
     fn config(&self) -> Config {
         *self.params.config()
     }
 
-    fn params(&self) -> Params<f32> {
-        self.params.clone()
+    fn params(&self) -> Result<Params<f32>, String> {
+        Ok(self.params.clone())
     }
 
-    fn stream_reset(&mut self, rows: usize) {
+    fn stream_reset(&mut self, rows: usize) -> Result<(), String> {
         self.stream = Some(StreamState::new(&self.params, rows));
+        Ok(())
     }
 
-    fn stream_zero_rows(&mut self, rows: &[usize]) {
-        self.stream
-            .as_mut()
-            .expect("stream_reset first")
-            .zero_rows(rows);
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), String> {
+        started(&mut self.stream).zero_rows(rows);
+        Ok(())
     }
 
-    fn stream_copy_row(&mut self, from: usize, to: &[usize]) {
-        self.stream
-            .as_mut()
-            .expect("stream_reset first")
-            .copy_row(from, to);
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), String> {
+        started(&mut self.stream).copy_row(from, to);
+        Ok(())
     }
 
-    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) {
-        self.stream
-            .as_mut()
-            .expect("stream_reset first")
-            .step(&self.params, rows, inputs);
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), String> {
+        started(&mut self.stream).step(&self.params, rows, inputs);
+        Ok(())
     }
 
-    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) {
-        self.stream
-            .as_mut()
-            .expect("stream_reset first")
-            .probs(&self.params, rows, out);
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), String> {
+        started(&mut self.stream).probs(&self.params, rows, out);
+        Ok(())
     }
 
-    fn adam_state(&self) -> AdamState {
-        self.adam.state.clone()
+    fn adam_state(&self) -> Result<AdamState, String> {
+        Ok(self.adam.state.clone())
     }
 }

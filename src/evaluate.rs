@@ -111,7 +111,7 @@ pub fn evaluate_windows(
     starts: &[usize],
     window: usize,
     mut on_batch: impl FnMut(usize),
-) -> Report {
+) -> Result<Report, String> {
     let hold = vocab.id(HOLD).expect("every vocabulary holds `_`");
     let delimiter = vocab.id(DELIMITER).expect("every vocabulary holds `/`");
     let v = vocab.len();
@@ -124,7 +124,7 @@ pub fn evaluate_windows(
     for chunk in starts.chunks(EVAL_BATCH) {
         let (b, n) = (chunk.len(), chunk.len() * window);
         fill_batch(stream, chunk, window, &mut inputs[..n], &mut targets[..n]);
-        backend.predict_last(&inputs[..n], b, &mut probs[..b * v]);
+        backend.predict_last(&inputs[..n], b, &mut probs[..b * v])?;
         // The last step's row of the time-major batch: the last input and the target after it.
         let last_inputs = &inputs[n - b..n];
         let last_targets = &targets[n - b..n];
@@ -146,7 +146,7 @@ pub fn evaluate_windows(
     }
     let [event, hold_tally, song_end, run] = tallies;
     let all = Tally::merge(&tallies);
-    Report {
+    Ok(Report {
         all: all.metrics(),
         baseline_accuracy: baseline_correct as f64 / all.count.max(1) as f64,
         excluding_delimiter_runs: Tally::merge(&[event, hold_tally, song_end]).metrics(),
@@ -154,7 +154,7 @@ pub fn evaluate_windows(
         holds: hold_tally.metrics(),
         song_ends: song_end.metrics(),
         delimiter_runs: run.metrics(),
-    }
+    })
 }
 
 /// The most probable symbol; ties go to the lowest id.
@@ -183,29 +183,45 @@ mod tests {
     }
 
     impl Backend for Constant {
-        fn train_step(&mut self, _: &Batch<'_>, _: Objective, _: u64) -> BatchStats {
+        fn train_step(
+            &mut self,
+            _: &Batch<'_>,
+            _: Objective,
+            _: u64,
+        ) -> Result<BatchStats, String> {
             unreachable!()
         }
-        fn predict_last(&mut self, _: &[u32], batch: usize, out: &mut [f32]) {
+        fn predict_last(&mut self, _: &[u32], batch: usize, out: &mut [f32]) -> Result<(), String> {
             for row in out.chunks_exact_mut(self.vocab).take(batch) {
                 row.fill(0.5 / (self.vocab - 1) as f32);
                 row[self.hold] = 0.5;
             }
+            Ok(())
         }
         fn config(&self) -> Config {
             unreachable!()
         }
-        fn params(&self) -> Params<f32> {
+        fn params(&self) -> Result<Params<f32>, String> {
             unreachable!()
         }
-        fn adam_state(&self) -> AdamState {
+        fn adam_state(&self) -> Result<AdamState, String> {
             unreachable!()
         }
-        fn stream_reset(&mut self, _: usize) {}
-        fn stream_zero_rows(&mut self, _: &[usize]) {}
-        fn stream_copy_row(&mut self, _: usize, _: &[usize]) {}
-        fn stream_step(&mut self, _: std::ops::Range<usize>, _: &[u32]) {}
-        fn stream_probs(&mut self, _: &[usize], _: &mut [f32]) {}
+        fn stream_reset(&mut self, _: usize) -> Result<(), String> {
+            unreachable!()
+        }
+        fn stream_zero_rows(&mut self, _: &[usize]) -> Result<(), String> {
+            unreachable!()
+        }
+        fn stream_copy_row(&mut self, _: usize, _: &[usize]) -> Result<(), String> {
+            unreachable!()
+        }
+        fn stream_step(&mut self, _: std::ops::Range<usize>, _: &[u32]) -> Result<(), String> {
+            unreachable!()
+        }
+        fn stream_probs(&mut self, _: &[usize], _: &mut [f32]) -> Result<(), String> {
+            unreachable!()
+        }
     }
 
     #[test]
@@ -220,7 +236,7 @@ mod tests {
         };
         // Windows of 2: targets are the symbols at 2 … 11.
         let starts: Vec<usize> = (0..stream.len() - 2).collect();
-        let report = evaluate_windows(&mut backend, &vocab, &stream, &starts, 2, |_| {});
+        let report = evaluate_windows(&mut backend, &vocab, &stream, &starts, 2, |_| {}).unwrap();
         // Targets (previous → target): _→62 62→_ _→/ /→/ /→/ /→62 62→_ _→_ _→/ /→/
         // Baseline: _ after non-/, / after /:  ✗ ✓ ✗ ✓ ✓ ✗ ✓ ✓ ✗ ✓ = 6 of 10.
         assert_eq!(report.all.windows, 10);

@@ -35,7 +35,7 @@ pub fn generate(
     seed: &[u32],
     sampler: &Sampler,
     options: &GenerateOptions,
-) -> Vec<Vec<u32>> {
+) -> Result<Vec<Vec<u32>>, String> {
     let (w, n) = (options.window, options.count);
     let vocab_size = backend.config().vocab_size;
     // Every melody's history: the `/` context, the seed, then what was drawn.
@@ -53,17 +53,17 @@ pub fn generate(
     let context = w + seed.len();
     let last = context + options.steps;
 
-    backend.stream_reset(n * w);
+    backend.stream_reset(n * w)?;
     // Ticks 1…w read only `/`, into windows that each start from zero, so every window in flight
     // holds one of the states S_1 … S_w of a single `/` run: row r holds S_{w−r} after tick w.
     // One row computes the run and the others copy it, instead of w batched steps.
     for k in 1..=w {
-        backend.stream_step(0..1, &[delimiter]);
+        backend.stream_step(0..1, &[delimiter])?;
         let to: Vec<usize> = (0..n)
             .map(|i| i * w + (w - k))
             .filter(|&r| r != 0)
             .collect();
-        backend.stream_copy_row(0, &to);
+        backend.stream_copy_row(0, &to)?;
     }
     let mut inputs = vec![0u32; n * w];
     let mut probs = vec![0f32; n * vocab_size];
@@ -71,18 +71,18 @@ pub fn generate(
     for j in w..last {
         if j > w {
             let fresh = (j + w - 1) % w;
-            backend.stream_zero_rows(&(0..n).map(|i| i * w + fresh).collect::<Vec<_>>());
+            backend.stream_zero_rows(&(0..n).map(|i| i * w + fresh).collect::<Vec<_>>())?;
             for (i, history) in histories.iter().enumerate() {
                 // A finished melody's rows run on, reading `/`, until the batch is done.
                 inputs[i * w..(i + 1) * w].fill(history.get(j - 1).copied().unwrap_or(delimiter));
             }
-            backend.stream_step(0..n * w, &inputs);
+            backend.stream_step(0..n * w, &inputs)?;
         }
         if j < context {
             continue; // symbol j is part of the context
         }
         let complete: Vec<usize> = (0..n).map(|i| i * w + j % w).collect();
-        backend.stream_probs(&complete, &mut probs);
+        backend.stream_probs(&complete, &mut probs)?;
         for i in 0..n {
             if finished[i] {
                 continue;
@@ -102,5 +102,5 @@ pub fn generate(
             break;
         }
     }
-    histories.into_iter().map(|h| h[w..].to_vec()).collect()
+    Ok(histories.into_iter().map(|h| h[w..].to_vec()).collect())
 }

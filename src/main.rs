@@ -362,6 +362,7 @@ fn evaluate(
         bar.inc(n as u64)
     });
     bar.finish_and_clear();
+    let report = report?;
     if json {
         println!("{}", serde_json::to_string(&report).expect("plain numbers"));
         return Ok(());
@@ -445,7 +446,7 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
     let delimiter = vocab
         .id(DELIMITER)
         .ok_or("the model's vocabulary has no `/`")?;
-    let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options);
+    let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
     let shift =
         match &args.transpose_to {
             Some(key) => melody::semitones_to(KeyDesignation::parse(key).ok_or_else(|| {

@@ -515,7 +515,16 @@ pub fn train_with(
                 batch: b,
                 steps: t,
             };
-            let stats = backend.train_step(&batch, options.objective, options.seed);
+            let stats = backend
+                .train_step(&batch, options.objective, options.seed)
+                .map_err(|e| {
+                    bar.abandon();
+                    format!(
+                        "{e}; stopped at step {}, {} keeps the last checkpoint",
+                        step + 1,
+                        options.out.display()
+                    )
+                })?;
             if !stats.loss_sum.is_finite() {
                 bar.abandon();
                 return Err(format!(
@@ -546,8 +555,8 @@ pub fn train_with(
             epoch: epoch + 1,
             step,
             objective_loss: epoch_stats.loss_sum / epoch_stats.count.max(1) as f64,
-            train: evaluate_windows(backend, vocab, &train, &train_sample, t, |_| {}),
-            val: evaluate_windows(backend, vocab, &val, &val_sample, t, |_| {}),
+            train: evaluate_windows(backend, vocab, &train, &train_sample, t, |_| {})?,
+            val: evaluate_windows(backend, vocab, &val, &val_sample, t, |_| {})?,
             step_samples_per_s: (epoch_steps * b * t) as f64 / epoch_seconds,
             wall_s: started.elapsed().as_secs_f64(),
         };
@@ -611,7 +620,7 @@ fn save(
     epoch: usize,
     step: u64,
 ) -> Result<(), String> {
-    let params = backend.params();
+    let params = backend.params()?;
     let model = *params.config();
     let config = CheckpointConfig {
         layers: model.layers,
@@ -624,7 +633,7 @@ fn save(
         step,
     };
     checkpoint::save(path, &params, data.vocab.symbols(), &config).map_err(|e| e.to_string())?;
-    checkpoint::save_adam(&checkpoint::adam_path(path), &backend.adam_state())
+    checkpoint::save_adam(&checkpoint::adam_path(path), &backend.adam_state()?)
         .map_err(|e| e.to_string())
 }
 

@@ -56,7 +56,9 @@ fn every_symbol_is_the_argmax_of_its_own_window() {
             .iter()
             .map(|s| vocab.id(s).unwrap())
             .collect();
-        let melody = generate(&mut backend, delimiter, &seed, &greedy, &options(1)).remove(0);
+        let melody = generate(&mut backend, delimiter, &seed, &greedy, &options(1))
+            .unwrap()
+            .remove(0);
         assert_eq!(&melody[..4], &seed[..]);
         assert!(melody.len() > 8, "generated {} symbols", melody.len() - 4);
 
@@ -67,15 +69,17 @@ fn every_symbol_is_the_argmax_of_its_own_window() {
         let mut worst = 0.0f32;
         for m in WINDOW + seed.len()..history.len() {
             // The window before symbol m, time-major with one window: [T][1].
-            backend.predict_last(&history[m - WINDOW..m], 1, &mut probs);
+            backend
+                .predict_last(&history[m - WINDOW..m], 1, &mut probs)
+                .unwrap();
             let expected = greedy.sample(&probs, &history[..m], &mut StdRng::seed_from_u64(0));
             assert_eq!(history[m], expected, "layers {layers}, symbol {m}");
-            backend.stream_reset(1);
+            backend.stream_reset(1).unwrap();
             for &symbol in &history[m - WINDOW..m] {
-                backend.stream_step(0..1, &[symbol]);
+                backend.stream_step(0..1, &[symbol]).unwrap();
             }
             let mut streamed = vec![0.0; vocab.len()];
-            backend.stream_probs(&[0], &mut streamed);
+            backend.stream_probs(&[0], &mut streamed).unwrap();
             worst = probs
                 .iter()
                 .zip(&streamed)
@@ -94,12 +98,12 @@ fn batched_melodies_match_single_ones_and_repeat_with_the_seed() {
     let (mut backend, vocab) = backend(1);
     let warm = sampler(&vocab, 1.0);
     let delimiter = vocab.id("/").unwrap();
-    let batch = generate(&mut backend, delimiter, &[], &warm, &options(3));
-    let single = generate(&mut backend, delimiter, &[], &warm, &options(1));
+    let batch = generate(&mut backend, delimiter, &[], &warm, &options(3)).unwrap();
+    let single = generate(&mut backend, delimiter, &[], &warm, &options(1)).unwrap();
     assert_eq!(batch.len(), 3);
     assert_eq!(batch[0], single[0], "melody 0 does not depend on the batch");
     assert_ne!(batch[0], batch[1], "each melody has its own random stream");
-    let again = generate(&mut backend, delimiter, &[], &warm, &options(3));
+    let again = generate(&mut backend, delimiter, &[], &warm, &options(3)).unwrap();
     assert_eq!(batch, again);
     for melody in &batch {
         assert!(melody.len() <= 40 && !melody.contains(&delimiter));

@@ -2,12 +2,13 @@
 //!
 //! The comparisons run on two engines: a CUDA device where one opens (else they print that they
 //! skipped), and everywhere the same engine code with kernels/*.cu compiled as C++ for the host
-//! (tests/host_cuda), which needs only a C++20 compiler. The compile test needs only NVRTC:
-//! `.ci/run` installs the `nvidia-cuda-nvrtc` wheel for it. Under `CI=true` a missing NVRTC or
-//! C++ compiler is a failure.
+//! (tests/host_cuda), which needs only a C++20 compiler. The compile tests need no GPU either:
+//! NVRTC, and nvcc (for build.rs's embedded PTX) and ptxas, from the `nvidia-cuda-nvrtc` and
+//! `nvidia-cuda-nvcc` wheels that `.ci/run` installs. Under `CI=true` a missing tool is a
+//! failure.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -32,43 +33,187 @@ mod common;
 const RTOL: f32 = 1e-4;
 const ATOL: f32 = 1e-5;
 
-fn entry_points(ptx: &str) -> BTreeSet<String> {
-    ptx.lines()
-        .filter_map(|line| line.split(".entry ").nth(1))
-        .map(|rest| rest.split('(').next().unwrap().trim().to_string())
+/// Each entry point of a PTX module, with the threads per block it is compiled for
+/// (`.maxntid`, from `__launch_bounds__`) where it declares them.
+fn entry_points(ptx: &str) -> BTreeMap<String, Option<u32>> {
+    let mut entries = BTreeMap::new();
+    let mut last = None;
+    for line in ptx.lines() {
+        if let Some(rest) = line.split(".entry ").nth(1) {
+            let name = rest.split('(').next().unwrap().trim().to_string();
+            entries.insert(name.clone(), None);
+            last = Some(name);
+        } else if let Some(dims) = line.trim().strip_prefix(".maxntid ") {
+            let threads = dims.split(',').map(|d| d.trim().parse::<u32>().unwrap());
+            let entry = last.clone().expect(".maxntid follows its .entry");
+            entries.insert(entry, Some(threads.product()));
+        }
+    }
+    entries
+}
+
+/// The kernels the engine launches from kernels/`file`.cu, with the block size each declares.
+fn launched_from(file: &str) -> BTreeMap<String, Option<u32>> {
+    Kernel::ALL
+        .iter()
+        .filter(|kernel| kernel.location().0 == file)
+        .map(|kernel| (kernel.location().1.to_string(), Some(kernel.max_threads())))
         .collect()
 }
 
+/// Every PTX module there is to check: NVRTC's for compute_80 and compute_90 where NVRTC loads,
+/// and the ones build.rs embedded where it found nvcc. (label, compute capability, PTX)
+fn ptx_modules() -> Vec<(String, u32, String)> {
+    let mut modules = Vec::new();
+    for file in KERNEL_FILES {
+        for &(arch, ptx) in file.ptx {
+            modules.push((
+                format!("kernels/{}.cu, nvcc compute_{arch}", file.name),
+                arch,
+                ptx.into(),
+            ));
+        }
+        if kernels::nvrtc_available() {
+            for capability in [80, 90] {
+                let arch = kernels::nvrtc_arch(capability);
+                let ptx = kernels::compile(file, arch).unwrap_or_else(|e| panic!("{e}"));
+                modules.push((
+                    format!("kernels/{}.cu, NVRTC {arch}", file.name),
+                    capability,
+                    ptx.to_src(),
+                ));
+            }
+        }
+    }
+    modules
+}
+
 #[test]
-fn every_kernel_compiles_with_nvrtc_for_compute_80_and_90() {
+fn every_kernel_compiles_for_compute_80_and_90() {
     if !kernels::nvrtc_available() {
         assert!(
             !common::in_ci(),
             "CI=true but NVRTC was not found: .ci/run installs the nvidia-cuda-nvrtc wheel and \
              puts its lib/ on LD_LIBRARY_PATH"
         );
-        eprintln!("skipped: no NVRTC library (install the nvidia-cuda-nvrtc wheel)");
-        return;
+        eprintln!("skipped NVRTC: no NVRTC library (install the nvidia-cuda-nvrtc wheel)");
     }
-    for arch in ["compute_80", "compute_90"] {
-        for file in KERNEL_FILES {
-            let ptx = kernels::compile(file, arch).unwrap_or_else(|e| panic!("{e}"));
-            // The file defines exactly the kernels the engine launches from it.
-            let defined = entry_points(&ptx.to_src());
-            let launched: BTreeSet<String> = Kernel::ALL
-                .iter()
-                .map(|k| k.location())
-                .filter(|(f, _)| *f == file.name)
-                .map(|(_, name)| name.to_string())
-                .collect();
-            assert_eq!(defined, launched, "kernels/{}.cu for {arch}", file.name);
-            // Local memory is where a register array indexed at run time ends up: slow.
+    let embedded = KERNEL_FILES.iter().all(|file| file.ptx.len() == 2);
+    assert!(
+        embedded || !common::in_ci(),
+        "CI=true but build.rs embedded no PTX: .ci/run puts the nvidia-cuda-nvcc wheel's nvcc on PATH"
+    );
+    if !embedded {
+        eprintln!("skipped nvcc's PTX: build.rs found no nvcc");
+    }
+    for (what, _, ptx) in ptx_modules() {
+        // The file defines exactly the kernels the engine launches from it, each compiled for
+        // the block size it is launched with.
+        let file = what.split(['/', '.']).nth(1).unwrap();
+        let defined = entry_points(&ptx);
+        assert_eq!(defined, launched_from(file), "{what}");
+        // Local memory is where a register array indexed at run time ends up: slow.
+        assert!(!ptx.contains(".local"), "{what} uses local memory");
+        eprintln!("{what}: {:?}", defined.keys());
+    }
+}
+
+/// ptxas, from $PTXAS or PATH; None after saying why there is none.
+fn ptxas() -> Option<PathBuf> {
+    let ptxas = PathBuf::from(std::env::var_os("PTXAS").unwrap_or("ptxas".into()));
+    match Command::new(&ptxas).arg("--version").output() {
+        Ok(out) if out.status.success() => Some(ptxas),
+        result => {
             assert!(
-                !ptx.to_src().contains(".local"),
-                "kernels/{}.cu for {arch} uses local memory",
-                file.name
+                !common::in_ci(),
+                "CI=true but {} does not run ({result:?}): .ci/run puts the nvidia-cuda-nvcc \
+                 wheel's bin/ on PATH",
+                ptxas.display()
             );
-            eprintln!("kernels/{}.cu {arch}: {defined:?}", file.name);
+            eprintln!("skipped: no ptxas (install the nvidia-cuda-nvcc wheel)");
+            None
+        }
+    }
+}
+
+/// What ptxas -v reports of each kernel of a module.
+#[derive(Debug, Default)]
+struct Resources {
+    registers: u32,
+    stack_bytes: u32,
+    spill_bytes: u32,
+}
+
+/// Assembles `ptx` for sm_`capability` (the machine code the driver would make of it) and
+/// returns each kernel's resources.
+fn assemble(ptxas: &Path, what: &str, capability: u32, ptx: &str) -> BTreeMap<String, Resources> {
+    let input = std::env::temp_dir().join(format!(
+        "melody-engine-{}-{}.ptx",
+        std::process::id(),
+        what.replace(['/', ' ', ','], "_")
+    ));
+    std::fs::write(&input, ptx).unwrap();
+    let out = Command::new(ptxas)
+        .args([
+            "-v",
+            &format!("-arch=sm_{capability}"),
+            "--output-file",
+            "/dev/null",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&input).unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ptxas failed on {what}:\n{log}");
+    let number_before = |line: &str, unit: &str| -> u32 {
+        let head = &line[..line.find(unit).unwrap()];
+        let word = head.trim_end().rsplit([' ', ',']).next().unwrap();
+        word.parse().unwrap()
+    };
+    let mut kernels = BTreeMap::new();
+    let mut current = String::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            current = rest.split('\'').next().unwrap().to_string();
+        }
+        let entry: &mut Resources = kernels.entry(current.clone()).or_default();
+        if line.contains("bytes stack frame") {
+            entry.stack_bytes = number_before(line, " bytes stack frame");
+            entry.spill_bytes = number_before(line, " bytes spill stores")
+                + number_before(line, " bytes spill loads");
+        } else if line.contains(" registers") {
+            entry.registers = number_before(line, " registers");
+        }
+    }
+    kernels.remove("");
+    kernels
+}
+
+#[test]
+fn every_kernel_assembles_without_spilling_within_its_launch_bounds() {
+    let Some(ptxas) = ptxas() else { return };
+    let modules = ptx_modules();
+    if modules.is_empty() {
+        eprintln!("skipped: neither NVRTC nor embedded PTX to assemble");
+    }
+    for (what, capability, ptx) in modules {
+        let file = what.split(['/', '.']).nth(1).unwrap();
+        let kernels = assemble(&ptxas, &what, capability, &ptx);
+        assert_eq!(
+            kernels.keys().collect::<Vec<_>>(),
+            launched_from(file).keys().collect::<Vec<_>>(),
+            "{what}"
+        );
+        for (name, resources) in &kernels {
+            eprintln!("{what} on sm_{capability}: {name} {resources:?}");
+            // With `__launch_bounds__`, ptxas keeps within the registers the declared block
+            // size allows by spilling to local memory; none may spill, nor use a stack frame.
+            assert_eq!(
+                (resources.stack_bytes, resources.spill_bytes),
+                (0, 0),
+                "{what}: {name} uses local memory on sm_{capability}"
+            );
         }
     }
 }
@@ -223,7 +368,7 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persiste
     let mut adam = Adam::new(config.num_params());
     adam.clip = clip;
     let mut backend = CudaBackend::new(gpu, params.clone(), adam.clone()).unwrap();
-    backend.use_persistent_recurrence(persistent);
+    backend.use_persistent_recurrence(persistent).unwrap();
     if on_the_host {
         // Every shape tested fits the persistent layout there: the path asked for is the one run.
         assert_eq!(backend.persistent_recurrence(), persistent);
@@ -241,7 +386,7 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persiste
         batch: b,
         steps: t,
     };
-    let gpu_stats = backend.train_step(&batch, case.objective, seed);
+    let gpu_stats = backend.train_step(&batch, case.objective, seed).unwrap();
 
     assert_eq!(gpu_stats.count, cpu_stats.count);
     let loss_error = (gpu_stats.loss_sum - cpu_stats.loss_sum).abs() / cpu_stats.loss_sum;
@@ -253,17 +398,17 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persiste
     // An argmax can flip between two nearly equal logits.
     assert!(gpu_stats.correct.abs_diff(cpu_stats.correct) <= 1 + cpu_stats.count / 1000);
     for k in 0..case.layers {
-        let (gpu_h, gpu_c) = backend.layer_states((b, t), k);
+        let (gpu_h, gpu_c) = backend.layer_states((b, t), k).unwrap();
         let (cpu_h, cpu_c) = ws.layer_states(k);
         assert_close(&format!("h layer {k}"), &gpu_h, cpu_h);
         assert_close(&format!("c layer {k}"), &gpu_c, cpu_c);
     }
     assert_close(
         "dL/dlogits",
-        &backend.logit_grads((b, t), case.objective),
+        &backend.logit_grads((b, t), case.objective).unwrap(),
         ws.logit_grads(case.objective),
     );
-    let gpu_grads = backend.gradients();
+    let gpu_grads = backend.gradients().unwrap();
     for ((name, _, g), (_, _, c)) in gpu_grads.tensors().zip(cpu_grads.tensors()) {
         assert_close(&format!("grad {name}"), g, c);
     }
@@ -274,10 +419,10 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persiste
     adam.step(expected.as_mut_slice(), grads.as_mut_slice());
     assert_close(
         "params after Adam",
-        backend.params().as_slice(),
+        backend.params().unwrap().as_slice(),
         expected.as_slice(),
     );
-    let state = backend.adam_state();
+    let state = backend.adam_state().unwrap();
     assert_eq!(state.step, 1);
     assert_close("Adam m", &state.m, &adam.state.m);
     assert_close("Adam v", &state.v, &adam.state.v);
@@ -371,35 +516,39 @@ fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
     let adam = Adam::new(config.num_params());
     let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
     let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
-    on_gpu.use_persistent_recurrence(persistent);
+    on_gpu.use_persistent_recurrence(persistent).unwrap();
     if on_the_host {
         assert_eq!(on_gpu.persistent_recurrence(), persistent);
     }
 
     let mut expected = vec![0.0; b * config.vocab_size];
     let mut got = expected.clone();
-    on_cpu.predict_last(&inputs, b, &mut expected);
-    on_gpu.predict_last(&inputs, b, &mut got);
+    on_cpu.predict_last(&inputs, b, &mut expected).unwrap();
+    on_gpu.predict_last(&inputs, b, &mut got).unwrap();
     assert_close("predict_last", &got, &expected);
 
     let backends: [&mut dyn Backend; 2] = [&mut on_cpu, &mut on_gpu];
     let mut probs = Vec::new();
     for backend in backends {
-        backend.stream_reset(2 * b);
-        backend.stream_step(
-            0..2 * b,
-            &random_symbols(&mut StdRng::seed_from_u64(1), 2 * b, 38),
-        );
-        backend.stream_zero_rows(&(b..2 * b).collect::<Vec<_>>());
+        backend.stream_reset(2 * b).unwrap();
+        backend
+            .stream_step(
+                0..2 * b,
+                &random_symbols(&mut StdRng::seed_from_u64(1), 2 * b, 38),
+            )
+            .unwrap();
+        backend
+            .stream_zero_rows(&(b..2 * b).collect::<Vec<_>>())
+            .unwrap();
         for step in inputs.chunks_exact(b) {
-            backend.stream_step(b..2 * b, step);
+            backend.stream_step(b..2 * b, step).unwrap();
         }
         for row in 0..b {
-            backend.stream_copy_row(b + row, &[row]);
+            backend.stream_copy_row(b + row, &[row]).unwrap();
         }
         let rows: Vec<usize> = (0..b).rev().collect();
         let mut out = vec![0.0; b * config.vocab_size];
-        backend.stream_probs(&rows, &mut out);
+        backend.stream_probs(&rows, &mut out).unwrap();
         probs.push(out);
     }
     assert_close("streamed probabilities", &probs[1], &probs[0]);
@@ -432,8 +581,8 @@ fn generation_matches_the_cpu() {
         let delimiter = vocab.id("/").unwrap();
         let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
         let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
-        let expected = generate(&mut on_cpu, delimiter, &seed, &sampler, &options);
-        let got = generate(&mut on_gpu, delimiter, &seed, &sampler, &options);
+        let expected = generate(&mut on_cpu, delimiter, &seed, &sampler, &options).unwrap();
+        let got = generate(&mut on_gpu, delimiter, &seed, &sampler, &options).unwrap();
         assert_eq!(got, expected);
         assert!(expected.iter().any(|melody| melody.len() > 10));
     }
@@ -474,8 +623,8 @@ fn training_follows_the_cpu() {
         }
         assert_close(
             "parameters after 3 epochs",
-            on_gpu.params().as_slice(),
-            on_cpu.params().as_slice(),
+            on_gpu.params().unwrap().as_slice(),
+            on_cpu.params().unwrap().as_slice(),
         );
     }
 }

@@ -2,10 +2,15 @@
 //! metrics, and clear errors.
 
 use std::fs;
+use std::ops::Range;
 
+use melody_engine::backend::{Backend, Batch, CpuBackend};
+use melody_engine::cpu::BatchStats;
+use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
-use melody_engine::model::checkpoint;
-use melody_engine::train::{train, Stop, TrainOptions};
+use melody_engine::model::{checkpoint, Config, Objective, Params};
+use melody_engine::optim::AdamState;
+use melody_engine::train::{self, train, Stop, TrainOptions};
 
 mod common;
 use common::{corpus, metrics, options};
@@ -161,6 +166,92 @@ fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
     fs::remove_dir_all(&data).unwrap();
 }
 
+/// The CPU engine, except that its training steps fail from the `fail_at`-th on, as a GPU's do
+/// once it runs out of memory.
+struct FailingDevice {
+    engine: CpuBackend,
+    steps: u64,
+    fail_at: u64,
+}
+
+const OUT_OF_MEMORY: &str = "CUDA: allocating device memory: CUDA_ERROR_OUT_OF_MEMORY";
+
+impl Backend for FailingDevice {
+    fn train_step(
+        &mut self,
+        batch: &Batch<'_>,
+        objective: Objective,
+        seed: u64,
+    ) -> Result<BatchStats, String> {
+        self.steps += 1;
+        if self.steps >= self.fail_at {
+            return Err(OUT_OF_MEMORY.to_string());
+        }
+        self.engine.train_step(batch, objective, seed)
+    }
+    fn predict_last(
+        &mut self,
+        inputs: &[u32],
+        batch: usize,
+        out: &mut [f32],
+    ) -> Result<(), String> {
+        self.engine.predict_last(inputs, batch, out)
+    }
+    fn config(&self) -> Config {
+        self.engine.config()
+    }
+    fn params(&self) -> Result<Params<f32>, String> {
+        self.engine.params()
+    }
+    fn stream_reset(&mut self, rows: usize) -> Result<(), String> {
+        self.engine.stream_reset(rows)
+    }
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), String> {
+        self.engine.stream_zero_rows(rows)
+    }
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), String> {
+        self.engine.stream_copy_row(from, to)
+    }
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), String> {
+        self.engine.stream_step(rows, inputs)
+    }
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), String> {
+        self.engine.stream_probs(rows, out)
+    }
+    fn adam_state(&self) -> Result<AdamState, String> {
+        self.engine.adam_state()
+    }
+}
+
+#[test]
+fn a_device_failure_stops_with_its_message_and_keeps_the_last_checkpoint() {
+    let data = corpus("device-failure");
+    let one_epoch = TrainOptions {
+        epochs: 1,
+        ..options(&data, "one.safetensors")
+    };
+    let steps_per_epoch = train(&one_epoch).unwrap().steps;
+    let opts = options(&data, "d.safetensors");
+    let (params, dataset, adam, start) =
+        train::initial_state(&opts, Dataset::load(&data).unwrap()).unwrap();
+    let fail_at = steps_per_epoch + 2; // in the second epoch
+    let mut device = FailingDevice {
+        engine: CpuBackend::new(params, adam),
+        steps: 0,
+        fail_at,
+    };
+    let err = train::train_with(&mut device, &dataset, &opts, start).unwrap_err();
+    let expected = format!(
+        "{OUT_OF_MEMORY}; stopped at step {fail_at}, {} keeps the last checkpoint",
+        opts.out.display()
+    );
+    assert_eq!(err, expected);
+    // The first epoch's checkpoint and metrics line are there, and nothing after them.
+    assert_eq!(checkpoint::load(&opts.out).unwrap().config.epoch, 1);
+    assert_eq!(metrics(&data.join("d.metrics.jsonl")).len(), 1);
+    fs::remove_dir_all(&data).unwrap();
+}
+
 #[test]
 fn early_stopping_keeps_the_best_checkpoint() {
     let data = corpus("patience");
@@ -248,7 +339,8 @@ fn fine_tuning_refuses_or_extends_unknown_symbols() {
         &[],
         &sampler,
         &options,
-    );
+    )
+    .unwrap();
     assert!(!melody[0].is_empty() && melody[0].iter().all(|&id| (id as usize) < vocab.len()));
     fs::remove_dir_all(&data).unwrap();
     fs::remove_dir_all(&new_corpus).unwrap();

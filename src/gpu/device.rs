@@ -15,10 +15,7 @@ use cudarc::driver::{
     DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
 };
 
-use super::kernels::{self, Kernel};
-
-/// Threads per block of the elementwise kernels.
-const BLOCK: u32 = 256;
+use super::kernels::{self, Kernel, BLOCK_THREADS, PERSISTENT_THREADS};
 
 /// An error from the driver or from loading the kernels.
 pub type GpuResult<T> = Result<T, String>;
@@ -321,8 +318,8 @@ fn elementwise(n: usize) -> LaunchConfig {
         "{n} elements are too many for one launch"
     );
     LaunchConfig {
-        grid_dim: ((n as u32).div_ceil(BLOCK).max(1), 1, 1),
-        block_dim: (BLOCK, 1, 1),
+        grid_dim: ((n as u32).div_ceil(BLOCK_THREADS).max(1), 1, 1),
+        block_dim: (BLOCK_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -350,6 +347,11 @@ impl Gpu {
     ) -> GpuResult<()> {
         let failed = |e: String| format!("CUDA: launching {:?}: {e}", kernel);
         let (grid, block) = (config.grid_dim, config.block_dim);
+        assert!(
+            block.0 * block.1 * block.2 <= kernel.max_threads(),
+            "{kernel:?} is compiled for at most {} threads per block, not {block:?}",
+            kernel.max_threads()
+        );
         match &self.runtime {
             Runtime::Cuda {
                 stream, functions, ..
@@ -505,20 +507,20 @@ impl Gpu {
         }
     }
 
-    /// The persistent layout for H = `units`: one block per multiprocessor (or fewer), ~128
-    /// threads each. None, and the recurrence runs a step per launch, where cooperative launches
-    /// are unavailable, a block would hold more than 128 units, the W_hh slices do not fit in
-    /// shared memory, or not every block can be resident.
-    pub(super) fn persistent_plan(&self, units: usize) -> Option<PersistentPlan> {
-        let max_blocks = self.persistent_blocks?;
-        if units == 0 {
-            return None;
-        }
+    /// The persistent layout for H = `units`: one block per multiprocessor (or fewer), up to
+    /// [`PERSISTENT_THREADS`] threads each. None, and the recurrence runs a step per launch, where
+    /// cooperative launches are unavailable, a block would hold more units than threads, the W_hh
+    /// slices do not fit in shared memory, or not every block can be resident.
+    pub(super) fn persistent_plan(&self, units: usize) -> GpuResult<Option<PersistentPlan>> {
+        let Some(max_blocks) = self.persistent_blocks.filter(|_| units > 0) else {
+            return Ok(None);
+        };
         let units_per_block = units.div_ceil(max_blocks);
-        if units_per_block > 128 {
-            return None;
+        let threads = PERSISTENT_THREADS as usize;
+        if units_per_block > threads {
+            return Ok(None);
         }
-        let rows_per_chunk = 128 / units_per_block;
+        let rows_per_chunk = threads / units_per_block;
         let tile = rows_per_chunk * (SLICE_K + 1);
         let plan = PersistentPlan {
             units_per_block,
@@ -528,25 +530,29 @@ impl Gpu {
             backward_shared_bytes: 4 * (units_per_block * (4 * units + 1) + tile),
         };
         let fits = plan.forward_shared_bytes.max(plan.backward_shared_bytes) <= SHARED_LIMIT;
-        (fits && self.all_resident(&plan)).then_some(plan)
+        Ok((fits && self.all_resident(&plan)?).then_some(plan))
     }
 
     /// Whether every block of both persistent kernels can be resident at once, as a cooperative
     /// launch requires (another context or an MPS limit can take multiprocessors away).
-    fn all_resident(&self, plan: &PersistentPlan) -> bool {
+    fn all_resident(&self, plan: &PersistentPlan) -> GpuResult<bool> {
         let Runtime::Cuda { functions, .. } = &self.runtime else {
-            return true; // the host runs every block at once
+            return Ok(true); // the host runs every block at once
         };
+        self.bind()?; // cudarc's occupancy call does not
         let kernels = [
             (Kernel::LstmForwardPersistent, plan.forward_shared_bytes),
             (Kernel::LstmBackwardPersistent, plan.backward_shared_bytes),
         ];
-        kernels.into_iter().all(|(kernel, shared)| {
+        for (kernel, shared) in kernels {
             let per_multiprocessor = functions[kernel.index()]
                 .occupancy_max_active_blocks_per_multiprocessor(plan.threads as u32, shared, None)
-                .unwrap_or(0) as usize;
-            per_multiprocessor * self.persistent_blocks.unwrap_or(0) >= plan.blocks
-        })
+                .map_err(driver("the occupancy of the persistent kernels"))?;
+            if per_multiprocessor as usize * self.persistent_blocks.unwrap_or(0) < plan.blocks {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn persistent_config(plan: &PersistentPlan, shared_bytes: usize) -> LaunchConfig {
@@ -619,8 +625,14 @@ impl Gpu {
         if m == 0 || n == 0 {
             return Ok(());
         }
+        assert!(
+            m.max(k) <= i32::MAX as usize && n <= 65535 * 64,
+            "a {m}×{k} by {k}×{n} product is too large for one launch"
+        );
+        // Row tiles along x, whose grid limit is 2³¹ − 1: m (batch × steps) is the dimension
+        // that grows; n is a layer's width, well within y's 65,535 tiles.
         let config = LaunchConfig {
-            grid_dim: ((n as u32).div_ceil(64), (m as u32).div_ceil(64), 1),
+            grid_dim: ((m as u32).div_ceil(64), (n as u32).div_ceil(64), 1),
             block_dim: (16, 16, 1),
             shared_mem_bytes: 0,
         };
@@ -781,8 +793,8 @@ impl Gpu {
         );
         let rows_per_chunk = rows.div_ceil(chunks);
         let config = LaunchConfig {
-            grid_dim: ((cols as u32).div_ceil(BLOCK), chunks as u32, 1),
-            block_dim: (BLOCK, 1, 1),
+            grid_dim: ((cols as u32).div_ceil(BLOCK_THREADS), chunks as u32, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         launch!(
@@ -864,7 +876,7 @@ impl Gpu {
         let blocks = block_sums.len();
         let config = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
-            block_dim: (BLOCK, 1, 1),
+            block_dim: (BLOCK_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         launch!(

@@ -15,6 +15,11 @@ pub struct KernelFile {
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
+/// Threads per block of every kernel but the persistent ones: their `__launch_bounds__`.
+pub const BLOCK_THREADS: u32 = 256;
+/// The most threads per block of the persistent kernels: their `__launch_bounds__`.
+pub const PERSISTENT_THREADS: u32 = 128;
+
 /// Every entry point the engine launches, with the file that defines it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
@@ -64,6 +69,16 @@ impl Kernel {
             self,
             Kernel::LstmForwardPersistent | Kernel::LstmBackwardPersistent
         )
+    }
+
+    /// The block size the kernel is compiled for (`__launch_bounds__`): ptxas fits its registers
+    /// to it, so no launch of at most this many threads runs out of registers.
+    pub fn max_threads(self) -> u32 {
+        if self.is_persistent() {
+            PERSISTENT_THREADS
+        } else {
+            BLOCK_THREADS
+        }
     }
 
     /// (file, function name).

@@ -461,12 +461,6 @@ pub struct CudaBackend {
     stream: Option<Stream>,
 }
 
-/// A CUDA failure after the device opened (out of memory, a failed launch) ends the run: the
-/// training loop keeps its last checkpoint.
-fn or_fail<T>(result: GpuResult<T>) -> T {
-    result.unwrap_or_else(|e| panic!("{e}"))
-}
-
 impl CudaBackend {
     /// Uploads the parameters and the optimiser state to the opened device.
     pub fn new(gpu: Gpu, params: Params<f32>, mut adam: Adam) -> GpuResult<CudaBackend> {
@@ -494,7 +488,7 @@ impl CudaBackend {
                 grads: gpu.alloc(n)?,
                 params: params_buffer,
                 layout: Layout::of(&params),
-                persistent: gpu.persistent_plan(config.hidden),
+                persistent: gpu.persistent_plan(config.hidden)?,
                 barrier: gpu.alloc(2)?,
                 config,
                 gpu,
@@ -507,19 +501,24 @@ impl CudaBackend {
         })
     }
 
-    /// The device's name and compute capability.
-    pub fn description(&self) -> &str {
-        self.model.gpu.description()
+    /// The device's name and compute capability, and how the recurrence runs.
+    pub fn description(&self) -> String {
+        let recurrence = match self.persistent_recurrence() {
+            true => "the recurrence persistent",
+            false => "the recurrence a step per launch",
+        };
+        format!("{}, {recurrence}", self.model.gpu.description())
     }
 
     /// Whether the recurrence runs persistent (all steps of a layer in one launch, when the
     /// device and H allow it; the default) or a step per launch. Both compute the same thing;
     /// tests and benches compare them.
-    pub fn use_persistent_recurrence(&mut self, on: bool) {
+    pub fn use_persistent_recurrence(&mut self, on: bool) -> GpuResult<()> {
         self.model.persistent = match on {
-            true => self.model.gpu.persistent_plan(self.model.config.hidden),
+            true => self.model.gpu.persistent_plan(self.model.config.hidden)?,
             false => None,
         };
+        Ok(())
     }
 
     /// Whether the recurrence runs persistent.
@@ -528,39 +527,42 @@ impl CudaBackend {
     }
 
     /// The gradient of the last training step, for the GPU-against-CPU tests.
-    pub fn gradients(&self) -> Params<f32> {
+    pub fn gradients(&self) -> GpuResult<Params<f32>> {
         self.download_params(&self.model.grads)
     }
 
     /// Layer `layer`'s h and c ([T][B][H]) from the last pass over a (batch, steps) shape, for
     /// the GPU-against-CPU tests.
-    pub fn layer_states(&self, shape: (usize, usize), layer: usize) -> (Vec<f32>, Vec<f32>) {
+    pub fn layer_states(
+        &self,
+        shape: (usize, usize),
+        layer: usize,
+    ) -> GpuResult<(Vec<f32>, Vec<f32>)> {
         let tape = &self.workspaces[&shape].tapes[layer];
-        (self.download(&tape.hidden), self.download(&tape.cell))
+        Ok((self.download(&tape.hidden)?, self.download(&tape.cell)?))
     }
 
     /// ∂L/∂logits ([loss positions][V]) of the last training step on a (batch, steps) shape.
-    pub fn logit_grads(&self, shape: (usize, usize), objective: Objective) -> Vec<f32> {
+    pub fn logit_grads(&self, shape: (usize, usize), objective: Objective) -> GpuResult<Vec<f32>> {
         let n = loss_rows(objective, shape.0, shape.1).len();
         let mut out = vec![0.0; n * self.model.config.vocab_size];
-        or_fail(
-            self.model
-                .gpu
-                .download(self.workspaces[&shape].logits.ptr(), &mut out),
-        );
-        out
+        let logits = self.workspaces[&shape].logits.ptr();
+        self.model.gpu.download(logits, &mut out)?;
+        Ok(out)
     }
 
-    fn download(&self, buffer: &Buffer<f32>) -> Vec<f32> {
+    fn download(&self, buffer: &Buffer<f32>) -> GpuResult<Vec<f32>> {
         let mut out = vec![0.0; buffer.len()];
-        or_fail(self.model.gpu.download(buffer.ptr(), &mut out));
-        out
+        self.model.gpu.download(buffer.ptr(), &mut out)?;
+        Ok(out)
     }
 
-    fn download_params(&self, buffer: &Buffer<f32>) -> Params<f32> {
+    fn download_params(&self, buffer: &Buffer<f32>) -> GpuResult<Params<f32>> {
         let mut params = Params::zeros(self.model.config);
-        or_fail(self.model.gpu.download(buffer.ptr(), params.as_mut_slice()));
-        params
+        self.model
+            .gpu
+            .download(buffer.ptr(), params.as_mut_slice())?;
+        Ok(params)
     }
 
     /// Allocates the workspace for a batch shape on first use.
@@ -572,29 +574,6 @@ impl CudaBackend {
             self.workspaces.insert((batch, steps), ws);
         }
         Ok(())
-    }
-
-    fn try_train_step(
-        &mut self,
-        batch: &Batch<'_>,
-        objective: Objective,
-        dropout_seed: u64,
-    ) -> GpuResult<BatchStats> {
-        let step = self.adam.state.step;
-        let positions = batch.batch * batch.steps;
-        assert!(
-            batch.inputs.len() == positions && batch.targets.len() == positions,
-            "inputs and targets are [T][B]"
-        );
-        self.ensure_workspace(batch.batch, batch.steps)?;
-        let (model, ws) = (&self.model, &self.workspaces[&(batch.batch, batch.steps)]);
-        model.upload_symbols(&ws.tokens, batch.inputs)?;
-        model.upload_symbols(&ws.targets, batch.targets)?;
-        let stats = model.forward_backward(ws, objective, (dropout_seed, step))?;
-        if stats.loss_sum.is_finite() {
-            self.adam_step()?;
-        }
-        Ok(stats)
     }
 
     fn adam_step(&mut self) -> GpuResult<()> {
@@ -622,7 +601,48 @@ impl CudaBackend {
         )
     }
 
-    fn try_predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) -> GpuResult<()> {
+    fn stream(&self) -> &Stream {
+        self.stream.as_ref().expect("stream_reset first")
+    }
+
+    /// The address of row `row` of a [rows][H] stream buffer, checked.
+    fn state_row(&self, buffer: &Buffer<f32>, row: usize) -> u64 {
+        let h = self.model.config.hidden;
+        buffer.span(row * h, h)
+    }
+
+    /// Applies `op(buffer)` to every layer's h and c.
+    fn for_state(&self, op: impl Fn(&Buffer<f32>) -> GpuResult<()>) -> GpuResult<()> {
+        let stream = self.stream();
+        stream.hidden.iter().chain(&stream.cell).try_for_each(op)
+    }
+}
+
+impl Backend for CudaBackend {
+    fn train_step(
+        &mut self,
+        batch: &Batch<'_>,
+        objective: Objective,
+        dropout_seed: u64,
+    ) -> GpuResult<BatchStats> {
+        let step = self.adam.state.step;
+        let positions = batch.batch * batch.steps;
+        assert!(
+            batch.inputs.len() == positions && batch.targets.len() == positions,
+            "inputs and targets are [T][B]"
+        );
+        self.ensure_workspace(batch.batch, batch.steps)?;
+        let (model, ws) = (&self.model, &self.workspaces[&(batch.batch, batch.steps)]);
+        model.upload_symbols(&ws.tokens, batch.inputs)?;
+        model.upload_symbols(&ws.targets, batch.targets)?;
+        let stats = model.forward_backward(ws, objective, (dropout_seed, step))?;
+        if stats.loss_sum.is_finite() {
+            self.adam_step()?;
+        }
+        Ok(stats)
+    }
+
+    fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) -> GpuResult<()> {
         let steps = inputs.len() / batch;
         assert_eq!(steps * batch, inputs.len(), "inputs are [T][B]");
         self.ensure_workspace(batch, steps)?;
@@ -640,7 +660,15 @@ impl CudaBackend {
         model.gpu.download(ws.logits.ptr(), out)
     }
 
-    fn try_stream_reset(&mut self, rows: usize) -> GpuResult<()> {
+    fn config(&self) -> Config {
+        self.model.config
+    }
+
+    fn params(&self) -> GpuResult<Params<f32>> {
+        self.download_params(&self.model.params)
+    }
+
+    fn stream_reset(&mut self, rows: usize) -> GpuResult<()> {
         let gpu = &self.model.gpu;
         let (h, v, layers) = (
             self.model.config.hidden,
@@ -665,25 +693,25 @@ impl CudaBackend {
         Ok(())
     }
 
-    fn stream(&self) -> &Stream {
-        self.stream.as_ref().expect("stream_reset first")
-    }
-
-    /// The address of row `row` of a [rows][H] stream buffer, checked.
-    fn state_row(&self, buffer: &Buffer<f32>, row: usize) -> u64 {
-        let h = self.model.config.hidden;
-        buffer.span(row * h, h)
-    }
-
-    /// Applies `op(buffer)` to every layer's h and c.
-    fn for_state(&self, op: impl Fn(&Buffer<f32>) -> GpuResult<()>) {
-        let stream = self.stream();
-        for buffer in stream.hidden.iter().chain(&stream.cell) {
-            or_fail(op(buffer));
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> GpuResult<()> {
+        let (gpu, h) = (&self.model.gpu, self.model.config.hidden);
+        for &row in rows {
+            self.for_state(|buffer| gpu.zero(self.state_row(buffer, row), h))?;
         }
+        Ok(())
     }
 
-    fn try_stream_step(&self, rows: Range<usize>, inputs: &[u32]) -> GpuResult<()> {
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> GpuResult<()> {
+        let (gpu, h) = (&self.model.gpu, self.model.config.hidden);
+        for &row in to.iter().filter(|&&row| row != from) {
+            self.for_state(|buffer| {
+                gpu.copy(self.state_row(buffer, row), self.state_row(buffer, from), h)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> GpuResult<()> {
         let (model, stream) = (&self.model, self.stream());
         let (gpu, h) = (&model.gpu, model.config.hidden);
         let (h4, n) = (4 * h, rows.len());
@@ -708,7 +736,7 @@ impl CudaBackend {
         Ok(())
     }
 
-    fn try_stream_probs(&self, rows: &[usize], out: &mut [f32]) -> GpuResult<()> {
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> GpuResult<()> {
         let (model, stream) = (&self.model, self.stream());
         let (gpu, h, v) = (&model.gpu, model.config.hidden, model.config.vocab_size);
         assert_eq!(out.len(), rows.len() * v, "out is [rows][V]");
@@ -724,63 +752,12 @@ impl CudaBackend {
         gpu.softmax_cross_entropy(stream.logits.ptr(), 0, rows.len(), v, 0.0, 0)?;
         gpu.download(stream.logits.ptr(), out)
     }
-}
 
-impl Backend for CudaBackend {
-    fn train_step(
-        &mut self,
-        batch: &Batch<'_>,
-        objective: Objective,
-        dropout_seed: u64,
-    ) -> BatchStats {
-        or_fail(self.try_train_step(batch, objective, dropout_seed))
-    }
-
-    fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) {
-        or_fail(self.try_predict_last(inputs, batch, out))
-    }
-
-    fn config(&self) -> Config {
-        self.model.config
-    }
-
-    fn params(&self) -> Params<f32> {
-        self.download_params(&self.model.params)
-    }
-
-    fn stream_reset(&mut self, rows: usize) {
-        or_fail(self.try_stream_reset(rows))
-    }
-
-    fn stream_zero_rows(&mut self, rows: &[usize]) {
-        let (gpu, h) = (&self.model.gpu, self.model.config.hidden);
-        for &row in rows {
-            self.for_state(|buffer| gpu.zero(self.state_row(buffer, row), h));
-        }
-    }
-
-    fn stream_copy_row(&mut self, from: usize, to: &[usize]) {
-        let (gpu, h) = (&self.model.gpu, self.model.config.hidden);
-        for &row in to.iter().filter(|&&row| row != from) {
-            self.for_state(|buffer| {
-                gpu.copy(self.state_row(buffer, row), self.state_row(buffer, from), h)
-            });
-        }
-    }
-
-    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) {
-        or_fail(self.try_stream_step(rows, inputs))
-    }
-
-    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) {
-        or_fail(self.try_stream_probs(rows, out))
-    }
-
-    fn adam_state(&self) -> AdamState {
-        AdamState {
-            m: self.download(&self.adam_m),
-            v: self.download(&self.adam_v),
+    fn adam_state(&self) -> GpuResult<AdamState> {
+        Ok(AdamState {
+            m: self.download(&self.adam_m)?,
+            v: self.download(&self.adam_v)?,
             step: self.adam.state.step,
-        }
+        })
     }
 }
