@@ -60,7 +60,7 @@ pub struct AssessArgs {
     #[arg(long, value_enum, default_value_t = Split::Val)]
     pub split: Split,
     /// Share of songs held out, as in training.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = crate::args::share)]
     pub val_fraction: f64,
     /// Print one JSON object instead of the table.
     #[arg(long)]

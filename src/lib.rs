@@ -21,6 +21,7 @@
 //! assert_eq!(encoded.symbols.join(" "), "60 _ _ _ 62 _ 64 _ 67 _ _ _ _ _ r _");
 //! ```
 
+pub mod args;
 pub mod assess;
 pub mod atomic;
 pub mod backend;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use melody_engine::args;
 use melody_engine::atomic;
 use melody_engine::corpus;
 use melody_engine::dataset::{all_window_starts, sample_window_starts, Dataset, Split};
@@ -89,10 +90,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Split::All)]
         split: Split,
         /// Must match the training run's to evaluate its held-out songs.
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.1, value_parser = args::share)]
         val_fraction: f64,
         /// Evaluate a fixed-seed sample of this many windows instead of all.
-        #[arg(long)]
+        #[arg(long, value_parser = args::at_least_one)]
         max_windows: Option<usize>,
         /// Print {"windows", "loss", "accuracy", "perplexity"} as JSON.
         #[arg(long)]
@@ -133,10 +134,10 @@ struct GenerateArgs {
     /// (transposed to C major / A minor).
     #[arg(long)]
     seed_file: Option<PathBuf>,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = args::at_least_one)]
     seed_steps: usize,
     /// Most symbols to generate after the seed.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = args::at_least_one)]
     steps: usize,
     /// Output file; the format follows the extension (.mid, .krn, .txt) unless --format says.
     /// A .mid file gets a .krn beside it.
@@ -145,31 +146,31 @@ struct GenerateArgs {
     #[arg(long, value_enum)]
     format: Option<Format>,
     /// Generate N melodies at once (batched), written to --out-dir as melody-001.mid, ….
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = args::at_least_one)]
     count: usize,
     #[arg(long)]
     out_dir: Option<PathBuf>,
     /// Sampling temperature T: p′ᵢ ∝ exp(log pᵢ / T). Near 0: always the most likely symbol;
     /// 1: the model's distribution; above 1: more surprising.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = args::non_negative, allow_negative_numbers = true)]
     temperature: f32,
     /// Follow the distribution's entropy at every step instead of a fixed T: with h = H(p)/ln V,
     /// T = t_max − h·(t_max − t_min). A confident model (low entropy, risk of loops) is sampled
     /// hotter; an undecided one (high entropy) cooler, for coherence.
     #[arg(long)]
     dynamic_temperature: bool,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = args::non_negative, allow_negative_numbers = true)]
     t_min: f32,
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.5, value_parser = args::non_negative, allow_negative_numbers = true)]
     t_max: f32,
     /// Down-weights rests: p(r) × (1 − penalty)^(1 + k), k = rest steps just before (0 … 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::zero_to_one, allow_negative_numbers = true)]
     rest_penalty: f32,
     /// Forbid leaps larger than this many semitones from the last sounding pitch.
     #[arg(long)]
     max_leap: Option<u8>,
     /// Favour the seven tones of C major / A minor: their probability × (1 + bias).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = args::non_negative, allow_negative_numbers = true)]
     scale_bias: f32,
     /// `/` (end of melody) is impossible before this many symbols, seed included. The default,
     /// two bars of 4/4, scored best against the corpus (`engine assess`, README).
@@ -404,6 +405,15 @@ fn default_model() -> PathBuf {
 }
 
 fn generate(args: &GenerateArgs) -> Result<(), String> {
+    if args.count > 1 && args.out_dir.is_none() {
+        return Err("--count above 1 needs --out-dir".into());
+    }
+    if args.dynamic_temperature && args.t_min > args.t_max {
+        return Err(format!(
+            "--t-min {} is above --t-max {}",
+            args.t_min, args.t_max
+        ));
+    }
     let model = args.model.clone().unwrap_or_else(default_model);
     let saved = checkpoint::load(&model).map_err(|e| e.to_string())?;
     let vocab = Vocabulary::from_ordered(saved.vocab.clone())
@@ -457,6 +467,13 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
     for (i, ids) in melodies.iter().enumerate() {
         let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
         let symbols = melody::merge_rests(&melody::transpose(&symbols, shift)?);
+        if symbols.is_empty() {
+            return Err(format!(
+                "melody {}: the model ended it before its first note (raise --min-steps or \
+                 --temperature, or give a --seed)",
+                i + 1
+            ));
+        }
         println!("{}", symbols.join(" "));
         let out = match &args.out_dir {
             Some(dir) => {
@@ -465,7 +482,6 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
                 dir.join(format!("melody-{:03}", i + 1))
                     .with_extension(extension)
             }
-            None if args.count > 1 => return Err("--count above 1 needs --out-dir".into()),
             None => args.out.clone(),
         };
         write_melody(&out, &symbols, args, shift)?;

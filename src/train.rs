@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{Map, Value};
 
+use crate::args;
 use crate::atomic;
 use crate::backend::{Backend, Batch};
 use crate::cpu::BatchStats;
@@ -42,7 +43,7 @@ pub struct TrainOptions {
     #[arg(long)]
     pub metrics: Option<PathBuf>,
     /// LSTM units per layer.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = args::at_least_one)]
     pub hidden: usize,
     /// The engine: `cuda` (an NVIDIA GPU), `cpu`, or `auto` (CUDA when a device opens, else
     /// the CPU). Both write the same checkpoints and agree to rounding; an exact --resume needs
@@ -50,10 +51,10 @@ pub struct TrainOptions {
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     pub device: Device,
     /// Stacked LSTM layers.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = args::at_least_one)]
     pub layers: usize,
     /// Dropout probability on the last LSTM layer's output.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = args::below_one, allow_negative_numbers = true)]
     pub dropout: f32,
     /// `all`: a loss at every position of each window (windows tiled from a random offset
     /// each epoch); `last`: the reference work's, every window predicts only the symbol after
@@ -61,13 +62,13 @@ pub struct TrainOptions {
     #[arg(long, value_enum, default_value_t = Objective::All)]
     pub objective: Objective,
     /// Windows per optimiser step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = args::at_least_one)]
     pub batch_size: usize,
     /// Symbols per training window.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = args::at_least_one)]
     pub window: usize,
     /// Passes over the training windows (counted from the start when resuming).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = args::at_least_one)]
     pub epochs: usize,
     /// Stop after this many optimiser steps in all.
     #[arg(long)]
@@ -76,20 +77,20 @@ pub struct TrainOptions {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = args::positive, allow_negative_numbers = true)]
     pub learning_rate: f32,
     /// Scale gradients down to this global norm when larger.
-    #[arg(long)]
+    #[arg(long, value_parser = args::positive, allow_negative_numbers = true)]
     pub clip: Option<f32>,
     /// Share of songs held out for validation.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = args::share)]
     pub val_fraction: f64,
     /// Windows sampled (fixed) from each split for the per-epoch accuracies.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = args::at_least_one)]
     pub eval_windows: usize,
     /// Stop after this many epochs without a new best held-out loss. The best epoch's
     /// checkpoint is kept as OUT with extension .best.safetensors either way.
-    #[arg(long)]
+    #[arg(long, value_parser = args::at_least_one)]
     pub patience: Option<usize>,
     /// Fine-tune: start from this checkpoint's weights, vocabulary and architecture
     /// (--hidden, --layers and --dropout come from it) on the --data corpus.
@@ -457,13 +458,21 @@ pub fn train_with(
     });
     let train = data.split(Split::Train, options.val_fraction);
     let val = data.split(Split::Val, options.val_fraction);
-    if train.len() <= options.window {
-        return Err(format!(
-            "{}: the training split has {} symbols, fewer than a window of {}",
-            options.data.display(),
-            train.len(),
-            options.window
-        ));
+    for (name, split) in [("training", &train), ("held-out", &val)] {
+        if split.len() <= options.window {
+            return Err(format!(
+                "{}: the {name} split has {} symbols, too few for one window of {} and the \
+                 symbol after it",
+                options.data.display(),
+                split.len(),
+                options.window
+            ));
+        }
+    }
+    for path in [&options.out, &metrics_path(options)] {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
     }
     let mut sample_rng = StdRng::seed_from_u64(options.seed);
     let (t, b) = (options.window, options.batch_size);

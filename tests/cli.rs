@@ -95,6 +95,78 @@ fn generate_rejects_symbols_outside_the_vocabulary() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Sampling options out of range are refused before any work, with what was wrong; so is a
+/// melody the model ends before its first note.
+#[test]
+fn generate_refuses_bad_options_before_generating() {
+    let dir = temp_dir("bad-options");
+    let cases: [(&[&str], &str); 6] = [
+        (&["--temperature", "-1"], "\"-1\" is not a number ≥ 0"),
+        (&["--scale-bias", "nan"], "\"nan\" is not a number ≥ 0"),
+        (
+            &["--rest-penalty", "2"],
+            "\"2\" is not a number from 0 to 1",
+        ),
+        (
+            &["--dynamic-temperature", "--t-min", "2", "--t-max", "1"],
+            "--t-min 2 is above --t-max 1",
+        ),
+        (&["--count", "3"], "--count above 1 needs --out-dir"),
+        (
+            &["--temperature", "0", "--min-steps", "0"],
+            "melody 1: the model ended it before its first note",
+        ),
+    ];
+    for (options, message) in cases {
+        let args = [&["generate", "--device", "cpu", "--out", "m.mid"], options].concat();
+        let out = engine(&args, &dir);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(message),
+            "{options:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{options:?}: nothing generated");
+        assert!(!dir.join("m.mid").exists(), "{options:?}: nothing written");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `engine train`'s numbers out of range are refused as the arguments are read.
+#[test]
+fn train_refuses_out_of_range_options() {
+    let dir = temp_dir("train-options");
+    let cases = [
+        ("--hidden", "0", "\"0\" is not a whole number ≥ 1"),
+        (
+            "--dropout",
+            "1",
+            "\"1\" is not a number from 0 up to (not including) 1",
+        ),
+        ("--learning-rate", "-1", "\"-1\" is not a number > 0"),
+        (
+            "--val-fraction",
+            "0",
+            "\"0\" is not a number between 0 and 1 (both excluded)",
+        ),
+    ];
+    for (option, value, message) in cases {
+        let args = [
+            "train",
+            "--data",
+            "d",
+            "--out",
+            "m.safetensors",
+            option,
+            value,
+        ];
+        let out = engine(&args, &dir);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option} {value}: {err}");
+        assert!(err.contains(message), "{option} {value}: {err}");
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn a_seed_file_starts_the_melody() {
     let dir = temp_dir("seed-file");

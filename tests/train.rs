@@ -116,6 +116,19 @@ fn learns_the_corpus_and_logs_every_epoch() {
 }
 
 #[test]
+fn the_checkpoint_folder_is_created() {
+    let data = corpus("folder");
+    let opts = TrainOptions {
+        epochs: 1,
+        ..options(&data, "runs/first/m.safetensors")
+    };
+    train(&opts).unwrap();
+    assert_eq!(checkpoint::load(&opts.out).unwrap().config.epoch, 1);
+    assert_eq!(metrics(&data.join("runs/first/m.metrics.jsonl")).len(), 1);
+    fs::remove_dir_all(&data).unwrap();
+}
+
+#[test]
 fn resume_with_other_options_is_a_clear_error() {
     let data = corpus("mismatch");
     let opts = TrainOptions {

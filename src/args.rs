@@ -1,0 +1,85 @@
+//! Parsers for the command line's numbers: a value out of range is refused as the arguments are
+//! read, before any work starts, with the range it should be in.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+fn number_in<T: FromStr + Copy + Display>(
+    text: &str,
+    accepted: impl Fn(T) -> bool,
+    range: &str,
+) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(x) if accepted(x) => Ok(x),
+        _ => Err(format!("{text:?} is not {range}")),
+    }
+}
+
+/// A count of at least 1: units, layers, windows, epochs, melodies.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    number_in(text, |n: usize| n >= 1, "a whole number ≥ 1")
+}
+
+/// A finite number above 0: a learning rate, a norm.
+pub fn positive(text: &str) -> Result<f32, String> {
+    number_in(text, |x: f32| x.is_finite() && x > 0.0, "a number > 0")
+}
+
+/// A finite number ≥ 0: a temperature, a bias.
+pub fn non_negative(text: &str) -> Result<f32, String> {
+    number_in(text, |x: f32| x.is_finite() && x >= 0.0, "a number ≥ 0")
+}
+
+/// A number from 0 to 1, both included: a penalty.
+pub fn zero_to_one(text: &str) -> Result<f32, String> {
+    number_in(
+        text,
+        |x: f32| (0.0..=1.0).contains(&x),
+        "a number from 0 to 1",
+    )
+}
+
+/// A probability below 1: dropout (at 1 nothing would pass).
+pub fn below_one(text: &str) -> Result<f32, String> {
+    number_in(
+        text,
+        |x: f32| (0.0..1.0).contains(&x),
+        "a number from 0 up to (not including) 1",
+    )
+}
+
+/// A share strictly between 0 and 1: the held-out songs, of which there must be some (they
+/// choose the best checkpoint) and not all.
+pub fn share(text: &str) -> Result<f64, String> {
+    number_in(
+        text,
+        |x: f64| x > 0.0 && x < 1.0,
+        "a number between 0 and 1 (both excluded)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_range_takes_its_ends_as_documented() {
+        assert_eq!(at_least_one("1"), Ok(1));
+        assert_eq!(
+            at_least_one("0"),
+            Err("\"0\" is not a whole number ≥ 1".into())
+        );
+        assert!(at_least_one("-3").is_err() && at_least_one("2.5").is_err());
+        assert_eq!(positive("1e-3"), Ok(1e-3));
+        assert!(positive("0").is_err() && positive("inf").is_err() && positive("nan").is_err());
+        assert_eq!(non_negative("0"), Ok(0.0));
+        assert!(non_negative("-0.1").is_err() && non_negative("nan").is_err());
+        assert_eq!((zero_to_one("0"), zero_to_one("1")), (Ok(0.0), Ok(1.0)));
+        assert!(zero_to_one("1.01").is_err());
+        assert_eq!(below_one("0"), Ok(0.0));
+        assert!(below_one("1").is_err());
+        assert_eq!(share("0.1"), Ok(0.1));
+        assert!(share("0").is_err() && share("1").is_err());
+        assert_eq!(positive("x"), Err("\"x\" is not a number > 0".into()));
+    }
+}
