@@ -58,6 +58,25 @@ pub fn share(text: &str) -> Result<f64, String> {
     )
 }
 
+/// A MIDI tempo in quarter notes per minute: 4 … 60,000,000, the range of MIDI's 24-bit
+/// microseconds per quarter.
+pub fn beats_per_minute(text: &str) -> Result<u32, String> {
+    number_in(
+        text,
+        |bpm: u32| crate::midi::BPM_RANGE.contains(&bpm),
+        "a tempo from 4 to 60000000",
+    )
+}
+
+/// A General MIDI program number, 0 … 127.
+pub fn midi_program(text: &str) -> Result<u8, String> {
+    number_in(
+        text,
+        |p: u8| p <= 127,
+        "a General MIDI program from 0 to 127",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +100,10 @@ mod tests {
         assert_eq!(share("0.1"), Ok(0.1));
         assert!(share("0").is_err() && share("1").is_err());
         assert_eq!(positive("x"), Err("\"x\" is not a number > 0".into()));
+        assert_eq!(
+            (beats_per_minute("4"), midi_program("127")),
+            (Ok(4), Ok(127))
+        );
+        assert!(beats_per_minute("3").is_err() && midi_program("128").is_err());
     }
 }

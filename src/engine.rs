@@ -18,7 +18,7 @@ pub enum Device {
 
 /// The engine `device` asks for, with the parameters and optimiser state loaded, and a line that
 /// says which engine runs (for `auto` without CUDA, also why not CUDA). `cuda` without a usable
-/// GPU is an error that says why.
+/// GPU, or one the model cannot be loaded on, is an error that says why.
 pub fn open(
     device: Device,
     params: Params<f32>,
@@ -27,9 +27,10 @@ pub fn open(
     if device == Device::Cpu {
         return Ok(on_cpu(params, adam, ""));
     }
-    match gpu::open() {
-        Ok(gpu) => {
-            let engine = CudaBackend::new(gpu, params, adam)?;
+    // Opening the device or uploading the model can fail; `auto` then still has the CPU.
+    let on_gpu = gpu::open().and_then(|gpu| CudaBackend::new(gpu, params.clone(), adam.clone()));
+    match on_gpu {
+        Ok(engine) => {
             let line = format!("device: CUDA, {}", engine.description());
             Ok((Box::new(engine), line))
         }

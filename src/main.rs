@@ -179,11 +179,11 @@ struct GenerateArgs {
     /// Same seed, same melody.
     #[arg(long, default_value_t = 1)]
     rng_seed: u64,
-    /// MIDI tempo in quarter notes per minute.
-    #[arg(long, default_value_t = 120)]
+    /// MIDI tempo in quarter notes per minute (4 … 60,000,000).
+    #[arg(long, default_value_t = 120, value_parser = args::beats_per_minute)]
     bpm: u32,
-    /// General MIDI program (0 = piano, 73 = flute).
-    #[arg(long, default_value_t = 0)]
+    /// General MIDI program (0 = piano, 73 = flute; up to 127).
+    #[arg(long, default_value_t = 0, value_parser = args::midi_program)]
     program: u8,
     /// Meter of the **kern output, e.g. 3/4.
     #[arg(long, default_value = "4/4", value_parser = parse_meter)]
@@ -457,6 +457,18 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         .id(DELIMITER)
         .ok_or("the model's vocabulary has no `/`")?;
     let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
+    // Checked before anything is printed or written, so that a batch is all there or not at all.
+    let empty: Vec<String> = (1..=melodies.len())
+        .filter(|&i| melodies[i - 1].is_empty())
+        .map(|i| i.to_string())
+        .collect();
+    if !empty.is_empty() {
+        return Err(format!(
+            "melody {}: the model ended it before its first note (raise --min-steps or give a \
+             --seed)",
+            empty.join(", ")
+        ));
+    }
     let shift =
         match &args.transpose_to {
             Some(key) => melody::semitones_to(KeyDesignation::parse(key).ok_or_else(|| {
@@ -467,13 +479,6 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
     for (i, ids) in melodies.iter().enumerate() {
         let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
         let symbols = melody::merge_rests(&melody::transpose(&symbols, shift)?);
-        if symbols.is_empty() {
-            return Err(format!(
-                "melody {}: the model ended it before its first note (raise --min-steps or \
-                 --temperature, or give a --seed)",
-                i + 1
-            ));
-        }
         println!("{}", symbols.join(" "));
         let out = match &args.out_dir {
             Some(dir) => {

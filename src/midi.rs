@@ -13,6 +13,9 @@ pub const TICKS_PER_STEP: u32 = TICKS_PER_QUARTER as u32 / 4;
 pub const VELOCITY: u8 = 80;
 const CHANNEL: u8 = 0;
 
+/// The tempi a MIDI file can hold: 60,000,000 / bpm µs per quarter must fit 24 bits.
+pub const BPM_RANGE: std::ops::RangeInclusive<u32> = 4..=60_000_000;
+
 /// Writes the first melody of `symbols` (up to the first `/`) as an SMF type 1 file.
 ///
 /// Track 0 holds the tempo (60 000 000 / `bpm` µs per quarter); track 1 the program change and
@@ -21,7 +24,7 @@ const CHANNEL: u8 = 0;
 /// end-of-track time. Errors on unreadable symbols or a bpm outside 4…60 000 000 (the tempo's
 /// 24-bit range).
 pub fn write_midi<S: AsRef<str>>(symbols: &[S], bpm: u32, program: u8) -> Result<Vec<u8>, String> {
-    if !(4..=60_000_000).contains(&bpm) {
+    if !BPM_RANGE.contains(&bpm) {
         return Err(format!("tempo {bpm} bpm is outside 4…60000000"));
     }
     let program = u7::try_from(program).ok_or(format!("program {program} is not 0…127"))?;

@@ -480,6 +480,14 @@ pub fn train_with(
     let val_sample = sample_window_starts(val.len(), t, options.eval_windows, &mut sample_rng);
 
     let metrics_path = metrics_path(options);
+    // A device failure (out of memory, a failed launch) ends the run; the checkpoint on disk is
+    // the last epoch's.
+    let stopped_by = |e: &str, step: u64| {
+        format!(
+            "{e}; stopped at step {step}, {} keeps the last checkpoint",
+            options.out.display()
+        )
+    };
     if !options.resume {
         fs::write(&metrics_path, "").map_err(|e| format!("{}: {e}", metrics_path.display()))?;
     }
@@ -528,11 +536,7 @@ pub fn train_with(
                 .train_step(&batch, options.objective, options.seed)
                 .map_err(|e| {
                     bar.abandon();
-                    format!(
-                        "{e}; stopped at step {}, {} keeps the last checkpoint",
-                        step + 1,
-                        options.out.display()
-                    )
+                    stopped_by(&e, step + 1)
                 })?;
             if !stats.loss_sum.is_finite() {
                 bar.abandon();
@@ -564,8 +568,10 @@ pub fn train_with(
             epoch: epoch + 1,
             step,
             objective_loss: epoch_stats.loss_sum / epoch_stats.count.max(1) as f64,
-            train: evaluate_windows(backend, vocab, &train, &train_sample, t, |_| {})?,
-            val: evaluate_windows(backend, vocab, &val, &val_sample, t, |_| {})?,
+            train: evaluate_windows(backend, vocab, &train, &train_sample, t, |_| {})
+                .map_err(|e| stopped_by(&e, step))?,
+            val: evaluate_windows(backend, vocab, &val, &val_sample, t, |_| {})
+                .map_err(|e| stopped_by(&e, step))?,
             step_samples_per_s: (epoch_steps * b * t) as f64 / epoch_seconds,
             wall_s: started.elapsed().as_secs_f64(),
         };

@@ -100,8 +100,9 @@ fn generate_rejects_symbols_outside_the_vocabulary() {
 #[test]
 fn generate_refuses_bad_options_before_generating() {
     let dir = temp_dir("bad-options");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--temperature", "-1"], "\"-1\" is not a number ≥ 0"),
+        (&["--bpm", "3"], "\"3\" is not a tempo from 4 to 60000000"),
         (&["--scale-bias", "nan"], "\"nan\" is not a number ≥ 0"),
         (
             &["--rest-penalty", "2"],

@@ -626,7 +626,7 @@ impl Gpu {
             return Ok(());
         }
         assert!(
-            m.max(k) <= i32::MAX as usize && n <= 65535 * 64,
+            m.max(k) < (i32::MAX - 64) as usize && n <= 65535 * 64,
             "a {m}×{k} by {k}×{n} product is too large for one launch"
         );
         // Row tiles along x, whose grid limit is 2³¹ − 1: m (batch × steps) is the dimension

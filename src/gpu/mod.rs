@@ -504,10 +504,10 @@ impl CudaBackend {
     /// The device's name and compute capability, and how the recurrence runs.
     pub fn description(&self) -> String {
         let recurrence = match self.persistent_recurrence() {
-            true => "the recurrence persistent",
-            false => "the recurrence a step per launch",
+            true => "persistent",
+            false => "one launch per step",
         };
-        format!("{}, {recurrence}", self.model.gpu.description())
+        format!("{}; recurrence: {recurrence}", self.model.gpu.description())
     }
 
     /// Whether the recurrence runs persistent (all steps of a layer in one launch, when the
