@@ -458,9 +458,11 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         .ok_or("the model's vocabulary has no `/`")?;
     let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
     // Checked before anything is printed or written, so that a batch is all there or not at all.
-    let empty: Vec<String> = (1..=melodies.len())
-        .filter(|&i| melodies[i - 1].is_empty())
-        .map(|i| i.to_string())
+    let empty: Vec<String> = melodies
+        .iter()
+        .enumerate()
+        .filter(|(_, melody)| melody.is_empty())
+        .map(|(i, _)| (i + 1).to_string())
         .collect();
     if !empty.is_empty() {
         return Err(format!(

@@ -469,17 +469,17 @@ pub fn train_with(
             ));
         }
     }
-    for path in [&options.out, &metrics_path(options)] {
-        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-    }
     let mut sample_rng = StdRng::seed_from_u64(options.seed);
     let (t, b) = (options.window, options.batch_size);
     let train_sample = sample_window_starts(train.len(), t, options.eval_windows, &mut sample_rng);
     let val_sample = sample_window_starts(val.len(), t, options.eval_windows, &mut sample_rng);
 
     let metrics_path = metrics_path(options);
+    for path in [&options.out, &metrics_path] {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+    }
     // A device failure (out of memory, a failed launch) ends the run; the checkpoint on disk is
     // the last epoch's.
     let stopped_by = |e: &str, step: u64| {
