@@ -21,7 +21,6 @@
 //! assert_eq!(encoded.symbols.join(" "), "60 _ _ _ 62 _ 64 _ 67 _ _ _ _ _ r _");
 //! ```
 
-pub mod args;
 pub mod assess;
 pub mod atomic;
 pub mod backend;
@@ -39,6 +38,7 @@ pub mod melody;
 pub mod midi;
 pub mod model;
 pub mod optim;
+pub mod outputs;
 pub mod plot;
 pub mod sample;
 pub mod train;

@@ -15,7 +15,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{Map, Value};
 
-use crate::args;
 use crate::atomic;
 use crate::backend::{Backend, Batch};
 use crate::cpu::BatchStats;
@@ -30,81 +29,59 @@ use crate::model::{Config, Objective, Params};
 use crate::optim::Adam;
 use crate::plot::{self, Series};
 
-/// `engine train`'s options (its `--help` is these doc comments).
-#[derive(Clone, Debug, clap::Args)]
+/// What and how to train (`engine train`'s options).
+#[derive(Clone, Debug)]
 pub struct TrainOptions {
     /// Directory with dataset.txt and vocab.json (from `engine preprocess`).
-    #[arg(long)]
     pub data: PathBuf,
     /// Checkpoint to write (safetensors; PyTorch loads it as nn.LSTM + nn.Linear).
-    #[arg(long)]
     pub out: PathBuf,
     /// Metrics log, one JSON object per epoch [default: OUT with extension .metrics.jsonl].
-    #[arg(long)]
     pub metrics: Option<PathBuf>,
     /// LSTM units per layer.
-    #[arg(long, default_value_t = 256, value_parser = args::at_least_one)]
     pub hidden: usize,
     /// The engine: `cuda` (an NVIDIA GPU), `cpu`, or `auto` (CUDA when a device opens, else
     /// the CPU). Both write the same checkpoints and agree to rounding; an exact --resume needs
     /// the engine the run started on.
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
     pub device: Device,
     /// Stacked LSTM layers.
-    #[arg(long, default_value_t = 1, value_parser = args::at_least_one)]
     pub layers: usize,
     /// Dropout probability on the last LSTM layer's output.
-    #[arg(long, default_value_t = 0.2, value_parser = args::below_one, allow_negative_numbers = true)]
     pub dropout: f32,
     /// `all`: a loss at every position of each window (windows tiled from a random offset
     /// each epoch); `last`: the reference work's, every window predicts only the symbol after
     /// it (64× the compute for the same predictions).
-    #[arg(long, value_enum, default_value_t = Objective::All)]
     pub objective: Objective,
     /// Windows per optimiser step.
-    #[arg(long, default_value_t = 64, value_parser = args::at_least_one)]
     pub batch_size: usize,
     /// Symbols per training window.
-    #[arg(long, default_value_t = 64, value_parser = args::at_least_one)]
     pub window: usize,
     /// Passes over the training windows (counted from the start when resuming).
-    #[arg(long, default_value_t = 50, value_parser = args::at_least_one)]
     pub epochs: usize,
     /// Stop after this many optimiser steps in all.
-    #[arg(long)]
     pub max_steps: Option<u64>,
     /// Same seed, same machine → bit-identical checkpoint.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3, value_parser = args::positive, allow_negative_numbers = true)]
     pub learning_rate: f32,
     /// Scale gradients down to this global norm when larger.
-    #[arg(long, value_parser = args::positive, allow_negative_numbers = true)]
     pub clip: Option<f32>,
     /// Share of songs held out for validation.
-    #[arg(long, default_value_t = 0.1, value_parser = args::share)]
     pub val_fraction: f64,
     /// Windows sampled (fixed) from each split for the per-epoch accuracies.
-    #[arg(long, default_value_t = 5000, value_parser = args::at_least_one)]
     pub eval_windows: usize,
     /// Stop after this many epochs without a new best held-out loss. The best epoch's
     /// checkpoint is kept as OUT with extension .best.safetensors either way.
-    #[arg(long, value_parser = args::at_least_one)]
     pub patience: Option<usize>,
     /// Fine-tune: start from this checkpoint's weights, vocabulary and architecture
     /// (--hidden, --layers and --dropout come from it) on the --data corpus.
-    #[arg(long)]
     pub init: Option<PathBuf>,
     /// With --init: give symbols the checkpoint does not know new rows and columns instead
     /// of refusing them.
-    #[arg(long, requires = "init")]
     pub extend_vocab: bool,
     /// Continue from OUT and its Adam state (same options as the run that wrote them).
-    #[arg(long, conflicts_with = "init")]
     pub resume: bool,
     /// Progress bars and a line per epoch on stderr.
-    #[arg(skip = true)]
     pub progress: bool,
 }
 
@@ -278,7 +255,9 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport, String> {
     let data = Dataset::load(&options.data)?;
     let (params, data, adam, start) = initial_state(options, data)?;
     let (mut backend, device) = engine::open(options.device, params, adam)?;
-    eprintln!("{device}");
+    if options.progress {
+        eprintln!("{device}");
+    }
     train_with(&mut *backend, &data, options, start)
 }
 
@@ -331,9 +310,8 @@ fn resume(
     adam: impl Fn(&Config) -> Adam,
 ) -> Result<(Params<f32>, Dataset, Adam, Start), String> {
     let out = options.out.display();
-    let saved = checkpoint::load(&options.out).map_err(|e| format!("--resume: {e}"))?;
-    let vocab = Vocabulary::from_ordered(saved.vocab.clone())
-        .ok_or_else(|| format!("--resume: {out} repeats a symbol in its vocabulary"))?;
+    let (saved, vocab) =
+        checkpoint::load_with_vocabulary(&options.out).map_err(|e| format!("--resume: {e}"))?;
     let data = in_vocabulary(data, &vocab, false)
         .map_err(|unknown| format!("--resume: {out} does not know {unknown}"))?;
     let model = saved.config.model();
@@ -395,13 +373,13 @@ fn fine_tuning_start(
     data: Dataset,
     options: &TrainOptions,
 ) -> Result<(Params<f32>, Dataset), String> {
-    let saved = checkpoint::load(init).map_err(|e| format!("--init: {e}"))?;
-    let mut symbols = saved.vocab.clone();
+    let (saved, vocab) =
+        checkpoint::load_with_vocabulary(init).map_err(|e| format!("--init: {e}"))?;
     let new: Vec<String> = data
         .vocab
         .symbols()
         .iter()
-        .filter(|s| !saved.vocab.contains(s))
+        .filter(|s| vocab.id(s).is_none())
         .cloned()
         .collect();
     if !new.is_empty() && !options.extend_vocab {
@@ -412,9 +390,9 @@ fn fine_tuning_start(
             options.data.display()
         ));
     }
+    let mut symbols = saved.vocab;
     symbols.extend(new.iter().cloned());
-    let vocab = Vocabulary::from_ordered(symbols)
-        .ok_or_else(|| format!("--init: {} repeats a symbol", init.display()))?;
+    let vocab = Vocabulary::from_ordered(symbols).expect("the new symbols are not in it");
     let mut rng = StdRng::seed_from_u64(options.seed);
     let params = saved.params.with_extra_symbols(new.len(), &mut rng);
     let data = in_vocabulary(data, &vocab, true).expect("every symbol was added");
