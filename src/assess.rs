@@ -1,4 +1,4 @@
-//! `engine assess`: generated melodies against a corpus, feature by feature, with the method of
+//! Generated melodies against a corpus, feature by feature, with the method of
 //! Yang & Lerch 2018 ("On the evaluation of generative models in music", the mgeval toolbox).
 //!
 //! For each feature ([`features`]) two samples of distances are drawn: intra-set, between
@@ -19,7 +19,6 @@ pub mod features;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use clap::ValueEnum;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -43,31 +42,34 @@ const PAIR_SEED: u64 = 0;
 /// several (`engine generate` writes `melody-001.mid` and its twin `melody-001.krn`).
 const MELODY_EXTENSIONS: [&str; 3] = ["txt", "mid", "krn"];
 
-/// The options of `engine assess`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct AssessArgs {
-    /// Generated melodies: files or directories. A .txt file holds our symbols, one melody per
-    /// line (as `engine generate` prints them); .mid and .krn files hold one melody each. A
-    /// directory gives its .txt, .mid and .krn files; files that differ only in extension are
-    /// one melody, read from the first of .txt, .mid, .krn.
-    #[arg(long, required = true, num_args = 1..)]
+/// What to assess: generated melodies against one split of a preprocessed corpus.
+#[derive(Clone, Debug)]
+pub struct AssessOptions {
+    /// Melody files and directories, as [`read_generated`] reads them.
     pub generated: Vec<PathBuf>,
-    /// Preprocessed corpus directory (dataset.txt and vocab.json) to compare with.
-    #[arg(long)]
+    /// Preprocessed corpus directory (dataset.txt and vocab.json).
     pub reference: PathBuf,
-    /// Which of the corpus's songs are the reference; `val`: the held-out songs, which the model
-    /// never saw.
-    #[arg(long, value_enum, default_value_t = Split::Val)]
+    /// Which of the corpus's songs are the reference.
     pub split: Split,
     /// Share of songs held out, as in training.
-    #[arg(long, default_value_t = 0.1, value_parser = crate::args::share)]
     pub val_fraction: f64,
-    /// Print one JSON object instead of the table.
-    #[arg(long)]
-    pub json: bool,
-    /// Write the distance densities as SVG, one file per feature, into this directory.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
+}
+
+/// The generated melodies' assessment, and the ceiling beside it: the corpus's held-out songs
+/// against its training songs.
+#[derive(Clone, Debug)]
+pub struct AssessReport {
+    pub assessment: Assessment,
+    pub ceiling: Assessment,
+}
+
+impl AssessReport {
+    /// The assessment's JSON ([`Assessment::to_json`]) with the ceiling's under `ceiling`.
+    pub fn to_json(&self) -> Value {
+        let mut object = self.assessment.to_json();
+        object["ceiling"] = self.ceiling.to_json();
+        object
+    }
 }
 
 /// One feature's verdict.
@@ -192,36 +194,18 @@ pub fn assess(
     })
 }
 
-/// Runs `engine assess`.
-pub fn run(args: &AssessArgs) -> Result<(), String> {
-    let generated = read_generated(&args.generated)?;
-    let data = Dataset::load(&args.reference)?;
-    let songs = |split| corpus_songs(&data, split, args.val_fraction).map(|s| features_of(&s));
-    let assessment = assess(&features_of(&generated), &songs(args.split)?)?;
+/// Reads the generated melodies and the corpus's songs, and assesses them and the ceiling.
+pub fn assess_files(options: &AssessOptions) -> Result<AssessReport, String> {
+    let generated = read_generated(&options.generated)?;
+    let data = Dataset::load(&options.reference)?;
+    let songs = |split| corpus_songs(&data, split, options.val_fraction).map(|s| features_of(&s));
+    let assessment = assess(&features_of(&generated), &songs(options.split)?)?;
     let ceiling = assess(&songs(Split::Val)?, &songs(Split::Train)?)
         .map_err(|e| format!("ceiling (held-out against training songs): {e}"))?;
-    if let Some(dir) = &args.plot {
-        write_plots(dir, &assessment, &ceiling)?;
-    }
-    if args.json {
-        let mut object = assessment.to_json();
-        object["ceiling"] = ceiling.to_json();
-        println!("{object}");
-    } else {
-        let split = args
-            .split
-            .to_possible_value()
-            .expect("no variant is skipped");
-        println!(
-            "{} generated melodies against {} reference songs ({} songs of {})",
-            assessment.generated_melodies,
-            assessment.reference_melodies,
-            split.get_name(),
-            args.reference.display()
-        );
-        print!("{}", table(&assessment, &ceiling));
-    }
-    Ok(())
+    Ok(AssessReport {
+        assessment,
+        ceiling,
+    })
 }
 
 /// The terminal table: per feature OA and KL beside the ceiling's, and mean ± std of both sides.
@@ -420,8 +404,9 @@ fn shaped_json(shape: Shape, values: &[f64]) -> Value {
 
 /// One SVG per feature, `DIR/NAME.svg`: the reference intra-set density, the inter-set density
 /// and the ceiling's inter-set density (held-out against training songs).
-fn write_plots(dir: &Path, assessment: &Assessment, ceiling: &Assessment) -> Result<(), String> {
+pub fn write_plots(dir: &Path, report: &AssessReport) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (assessment, ceiling) = (&report.assessment, &report.ceiling);
     for (result, best) in assessment.features.iter().zip(&ceiling.features) {
         let name = result.feature.name();
         let title = format!(

@@ -18,7 +18,7 @@ pub struct Dataset {
 }
 
 /// Which part of the stream to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
     Train,
     Val,

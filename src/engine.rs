@@ -6,7 +6,7 @@ use crate::gpu::{self, CudaBackend};
 use crate::model::Params;
 use crate::optim::Adam;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     /// CUDA when a device opens, else the CPU.
     Auto,

@@ -9,11 +9,25 @@
 //! state row is zeroed and reused for W_{j+64}. Same windows, same zero states, same
 //! predictions; a [B×H]·[H×4H] product per symbol instead of 64 matrix-vector products.
 
+use std::path::Path;
+
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::backend::Backend;
+use crate::encode::{encode_song, Options};
+use crate::kern;
 use crate::sample::Sampler;
+
+/// The first `steps` symbols of a `**kern` song, encoded as in preprocessing: a seed melody.
+pub fn seed_from_kern(path: &Path, steps: usize) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let song = kern::parse(&bytes).map_err(|e| format!("{}:{e}", path.display()))?;
+    let mut encoded = encode_song(&song, &Options::default())
+        .map_err(|e| format!("{}: cannot be used as a seed: {e}", path.display()))?;
+    encoded.symbols.truncate(steps);
+    Ok(encoded.symbols)
+}
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {

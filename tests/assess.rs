@@ -8,9 +8,10 @@ use std::process::Command;
 use melody_engine::assess::features::{Feature, MelodyFeatures};
 use melody_engine::assess::{assess, read_generated, read_melody_file};
 use melody_engine::encode::Vocabulary;
-use melody_engine::kern::{write::write_kern, KeyDesignation};
+use melody_engine::kern::KeyDesignation;
 use melody_engine::melody::{spans, symbols_of, Span};
 use melody_engine::midi::write_midi;
+use melody_engine::outputs::kern::write_kern;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

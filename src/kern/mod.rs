@@ -6,11 +6,10 @@
 //! made with music21: the first run of digits is the duration, every `.` in the token is a dot,
 //! the first run of pitch letters is the pitch.
 //!
-//! Errors carry the line number and the token; [`crate::corpus`] adds the file name.
+//! Errors carry the line number and the token; the corpus reader adds the file name.
 
 mod duration;
 mod token;
-pub mod write;
 
 pub use duration::QuarterLength;
 pub use token::{parse_token, Pitch};

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Config, Objective, Params};
 use crate::atomic;
+use crate::encode::Vocabulary;
 
 /// What a checkpoint records besides the tensors (metadata key `config`). The caller fills in
 /// `window`, `objective`, `epoch` and `step`.
@@ -73,6 +74,8 @@ pub enum CheckpointError {
         tensor: String,
         message: String,
     },
+    /// The vocabulary names a symbol twice.
+    RepeatedSymbol { path: PathBuf },
 }
 
 impl fmt::Display for CheckpointError {
@@ -85,6 +88,9 @@ impl fmt::Display for CheckpointError {
                 tensor,
                 message,
             } => write!(f, "{}: tensor {tensor}: {message}", path.display()),
+            CheckpointError::RepeatedSymbol { path } => {
+                write!(f, "{}: the vocabulary repeats a symbol", path.display())
+            }
         }
     }
 }
@@ -162,6 +168,17 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         vocab,
         config,
     })
+}
+
+/// Reads a checkpoint with its vocabulary, whose symbols must be distinct.
+pub fn load_with_vocabulary(path: &Path) -> Result<(Checkpoint, Vocabulary), CheckpointError> {
+    let saved = load(path)?;
+    let vocab = Vocabulary::from_ordered(saved.vocab.clone()).ok_or_else(|| {
+        CheckpointError::RepeatedSymbol {
+            path: path.to_path_buf(),
+        }
+    })?;
+    Ok((saved, vocab))
 }
 
 /// Writes Adam's state: tensors `m` and `v` (flat, one per parameter) and metadata `step`.

@@ -29,7 +29,7 @@ pub struct Config {
 }
 
 /// Which positions of a window the loss is taken at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
     /// Predict the next symbol at every step: loss averaged over all T·B positions.

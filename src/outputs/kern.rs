@@ -1,11 +1,11 @@
 //! Symbols → a one-spine `**kern` score that Verovio, music21 and the Humdrum tools open: header,
 //! measures with barlines, notes split at barlines and into single kern values with ties.
 
-use super::KeyDesignation;
+use crate::kern::KeyDesignation;
 use crate::melody::{spans, Span};
 
 /// Kern reciprocal durations by length in sixteenth steps, longest first. They are exactly the
-/// encoder's accepted durations ([`crate::encode::DEFAULT_DURATIONS`]), so a written score is
+/// encoder's accepted durations (`encode::DEFAULT_DURATIONS`), so a written score is
 /// never filtered out when it is read back.
 const KERN_VALUES: [(u32, &str); 8] = [
     (16, "1"),

@@ -1,8 +1,16 @@
-//! Parsers for the command line's numbers: a value out of range is refused as the arguments are
-//! read, before any work starts, with the range it should be in.
+//! The command line's values: parsers that refuse a number out of range as the arguments are read,
+//! before any work starts, with the range it should be in; meters and quarter lengths; and the
+//! named choices (`--device`, `--split`, `--objective`), each converted into the library's enum.
 
 use std::fmt::Display;
 use std::str::FromStr;
+
+use clap::ValueEnum;
+use melody_engine::dataset::Split;
+use melody_engine::engine::Device;
+use melody_engine::kern::QuarterLength;
+use melody_engine::midi::BPM_RANGE;
+use melody_engine::model::Objective;
 
 fn number_in<T: FromStr + Copy + Display>(
     text: &str,
@@ -63,7 +71,7 @@ pub fn share(text: &str) -> Result<f64, String> {
 pub fn beats_per_minute(text: &str) -> Result<u32, String> {
     number_in(
         text,
-        |bpm: u32| crate::midi::BPM_RANGE.contains(&bpm),
+        |bpm: u32| BPM_RANGE.contains(&bpm),
         "a tempo from 4 to 60000000",
     )
 }
@@ -75,6 +83,81 @@ pub fn midi_program(text: &str) -> Result<u8, String> {
         |p: u8| p <= 127,
         "a General MIDI program from 0 to 127",
     )
+}
+
+/// A meter such as 4/4 or 6/8.
+pub fn meter(text: &str) -> Result<(u32, u32), String> {
+    text.split_once('/')
+        .and_then(|(n, d)| Some((n.parse().ok()?, d.parse().ok()?)))
+        .filter(|&(n, d): &(u32, u32)| n > 0 && d > 0)
+        .ok_or_else(|| format!("{text:?} is not a meter such as 4/4 or 6/8"))
+}
+
+/// A positive quarter length: a decimal or a fraction.
+pub fn quarter_length(text: &str) -> Result<QuarterLength, String> {
+    match QuarterLength::parse(text) {
+        Some(q) if !q.is_zero() => Ok(q),
+        _ => Err(format!(
+            "{text:?} is not a positive quarter length such as 0.25, 1.5 or 1/3"
+        )),
+    }
+}
+
+/// `--device`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA when a device opens, else the CPU.
+    Auto,
+    /// The CPU, on all cores.
+    Cpu,
+    /// An NVIDIA GPU (device 0); an error when none can be used.
+    Cuda,
+}
+
+impl From<DeviceArg> for Device {
+    fn from(device: DeviceArg) -> Device {
+        match device {
+            DeviceArg::Auto => Device::Auto,
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::Cuda,
+        }
+    }
+}
+
+/// `--split`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Val,
+    All,
+}
+
+impl From<SplitArg> for Split {
+    fn from(split: SplitArg) -> Split {
+        match split {
+            SplitArg::Train => Split::Train,
+            SplitArg::Val => Split::Val,
+            SplitArg::All => Split::All,
+        }
+    }
+}
+
+/// `--objective`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectiveArg {
+    /// Predict the next symbol at every step: loss averaged over all T·B positions.
+    All,
+    /// Predict only the symbol after the window: loss averaged over the B positions at t = T−1.
+    Last,
+}
+
+impl From<ObjectiveArg> for Objective {
+    fn from(objective: ObjectiveArg) -> Objective {
+        match objective {
+            ObjectiveArg::All => Objective::All,
+            ObjectiveArg::Last => Objective::Last,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +188,8 @@ mod tests {
             (Ok(4), Ok(127))
         );
         assert!(beats_per_minute("3").is_err() && midi_program("128").is_err());
+        assert_eq!(meter("6/8"), Ok((6, 8)));
+        assert!(meter("0/4").is_err() && meter("4").is_err());
+        assert!(quarter_length("1/3").is_ok() && quarter_length("0").is_err());
     }
 }

@@ -1,0 +1,64 @@
+//! `engine assess`: its options, the table or JSON it prints, and the density plots.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use melody_engine::assess::{self, AssessOptions};
+
+use super::args::{self, SplitArg};
+
+#[derive(clap::Args)]
+pub struct AssessArgs {
+    /// Generated melodies: files or directories. A .txt file holds our symbols, one melody per
+    /// line (as `engine generate` prints them); .mid and .krn files hold one melody each. A
+    /// directory gives its .txt, .mid and .krn files; files that differ only in extension are
+    /// one melody, read from the first of .txt, .mid, .krn.
+    #[arg(long, required = true, num_args = 1..)]
+    generated: Vec<PathBuf>,
+    /// Preprocessed corpus directory (dataset.txt and vocab.json) to compare with.
+    #[arg(long)]
+    reference: PathBuf,
+    /// Which of the corpus's songs are the reference; `val`: the held-out songs, which the model
+    /// never saw.
+    #[arg(long, value_enum, default_value_t = SplitArg::Val)]
+    split: SplitArg,
+    /// Share of songs held out, as in training.
+    #[arg(long, default_value_t = 0.1, value_parser = args::share)]
+    val_fraction: f64,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write the distance densities as SVG, one file per feature, into this directory.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+pub fn run(args: AssessArgs) -> Result<(), String> {
+    let options = AssessOptions {
+        generated: args.generated,
+        reference: args.reference,
+        split: args.split.into(),
+        val_fraction: args.val_fraction,
+    };
+    let report = assess::assess_files(&options)?;
+    if let Some(dir) = &args.plot {
+        assess::write_plots(dir, &report)?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+        return Ok(());
+    }
+    let split = args
+        .split
+        .to_possible_value()
+        .expect("no variant is skipped");
+    println!(
+        "{} generated melodies against {} reference songs ({} songs of {})",
+        report.assessment.generated_melodies,
+        report.assessment.reference_melodies,
+        split.get_name(),
+        options.reference.display()
+    );
+    print!("{}", assess::table(&report.assessment, &report.ceiling));
+    Ok(())
+}

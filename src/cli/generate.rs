@@ -1,0 +1,223 @@
+//! `engine generate`: its options, the checks made before generating, and the melodies printed
+//! and written.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use melody_engine::encode::DELIMITER;
+use melody_engine::engine;
+use melody_engine::generate::{self, GenerateOptions};
+use melody_engine::kern::KeyDesignation;
+use melody_engine::melody;
+use melody_engine::model::checkpoint;
+use melody_engine::optim::Adam;
+use melody_engine::outputs::{self, Format, WriteOptions};
+use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
+
+use super::args::{self, DeviceArg};
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Checkpoint [default: the bundled models/erk.safetensors].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Seed melody in the model's symbols, e.g. "67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _".
+    #[arg(long, conflicts_with = "seed_file")]
+    seed: Option<String>,
+    /// Seed from a **kern song: its first --seed-steps symbols, encoded as in preprocessing
+    /// (transposed to C major / A minor).
+    #[arg(long)]
+    seed_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 16, value_parser = args::at_least_one)]
+    seed_steps: usize,
+    /// Most symbols to generate after the seed.
+    #[arg(long, default_value_t = 500, value_parser = args::at_least_one)]
+    steps: usize,
+    /// Output file; the format follows the extension (.mid, .krn, .txt) unless --format says.
+    /// A .mid file gets a .krn beside it.
+    #[arg(long, default_value = "melody.mid")]
+    out: PathBuf,
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Generate N melodies at once (batched), written to --out-dir as melody-001.mid, ….
+    #[arg(long, default_value_t = 1, value_parser = args::at_least_one)]
+    count: usize,
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Sampling temperature T: p′ᵢ ∝ exp(log pᵢ / T). Near 0: always the most likely symbol;
+    /// 1: the model's distribution; above 1: more surprising.
+    #[arg(long, default_value_t = 1.0, value_parser = args::non_negative, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Follow the distribution's entropy at every step instead of a fixed T: with h = H(p)/ln V,
+    /// T = t_max − h·(t_max − t_min). A confident model (low entropy, risk of loops) is sampled
+    /// hotter; an undecided one (high entropy) cooler, for coherence.
+    #[arg(long)]
+    dynamic_temperature: bool,
+    #[arg(long, default_value_t = 0.5, value_parser = args::non_negative, allow_negative_numbers = true)]
+    t_min: f32,
+    #[arg(long, default_value_t = 1.5, value_parser = args::non_negative, allow_negative_numbers = true)]
+    t_max: f32,
+    /// Down-weights rests: p(r) × (1 − penalty)^(1 + k), k = rest steps just before (0 … 1).
+    #[arg(long, default_value_t = 0.0, value_parser = args::zero_to_one, allow_negative_numbers = true)]
+    rest_penalty: f32,
+    /// Forbid leaps larger than this many semitones from the last sounding pitch.
+    #[arg(long)]
+    max_leap: Option<u8>,
+    /// Favour the seven tones of C major / A minor: their probability × (1 + bias).
+    #[arg(long, default_value_t = 0.0, value_parser = args::non_negative, allow_negative_numbers = true)]
+    scale_bias: f32,
+    /// `/` (end of melody) is impossible before this many symbols, seed included. The default,
+    /// two bars of 4/4, scored best against the corpus (`engine assess`, README).
+    #[arg(long, default_value_t = 32)]
+    min_steps: usize,
+    /// Same seed, same melody.
+    #[arg(long, default_value_t = 1)]
+    rng_seed: u64,
+    /// MIDI tempo in quarter notes per minute (4 … 60,000,000).
+    #[arg(long, default_value_t = 120, value_parser = args::beats_per_minute)]
+    bpm: u32,
+    /// General MIDI program (0 = piano, 73 = flute; up to 127).
+    #[arg(long, default_value_t = 0, value_parser = args::midi_program)]
+    program: u8,
+    /// Meter of the **kern output, e.g. 3/4.
+    #[arg(long, default_value = "4/4", value_parser = args::meter)]
+    meter: (u32, u32),
+    /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
+    #[arg(long)]
+    transpose_to: Option<String>,
+    /// Draw the (first) melody as a piano roll into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The engine: cuda, cpu, or auto (CUDA when a device opens, else the CPU).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    Midi,
+    Kern,
+    Txt,
+}
+
+impl From<FormatArg> for Format {
+    fn from(format: FormatArg) -> Format {
+        match format {
+            FormatArg::Midi => Format::Midi,
+            FormatArg::Kern => Format::Kern,
+            FormatArg::Txt => Format::Txt,
+        }
+    }
+}
+
+/// The bundled model: `models/erk.safetensors` under the working directory, else in the source
+/// tree the binary was built from.
+fn default_model() -> PathBuf {
+    let local = PathBuf::from("models/erk.safetensors");
+    if local.is_file() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/erk.safetensors")
+}
+
+pub fn run(args: GenerateArgs) -> Result<(), String> {
+    if args.count > 1 && args.out_dir.is_none() {
+        return Err("--count above 1 needs --out-dir".into());
+    }
+    if args.dynamic_temperature && args.t_min > args.t_max {
+        return Err(format!(
+            "--t-min {} is above --t-max {}",
+            args.t_min, args.t_max
+        ));
+    }
+    let model = args.model.clone().unwrap_or_else(default_model);
+    let (saved, vocab) = checkpoint::load_with_vocabulary(&model).map_err(|e| e.to_string())?;
+    let seed_symbols: Vec<String> = match (&args.seed, &args.seed_file) {
+        (Some(seed), _) => seed.split_whitespace().map(String::from).collect(),
+        (None, Some(path)) => generate::seed_from_kern(path, args.seed_steps)?,
+        (None, None) => Vec::new(),
+    };
+    melody::check_vocabulary(&seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;
+    let seed: Vec<u32> = seed_symbols
+        .iter()
+        .map(|s| vocab.id(s).expect("checked"))
+        .collect();
+    let temperature = if args.dynamic_temperature {
+        Temperature::Dynamic {
+            t_min: args.t_min,
+            t_max: args.t_max,
+        }
+    } else {
+        Temperature::Fixed(args.temperature)
+    };
+    let config = SamplingConfig {
+        temperature,
+        rest_penalty: args.rest_penalty,
+        max_leap: args.max_leap,
+        scale_bias: args.scale_bias,
+        min_steps: args.min_steps,
+    };
+    let sampler = Sampler::new(config, &vocab)?;
+    let num_params = saved.config.model().num_params();
+    let (mut backend, device) =
+        engine::open(args.device.into(), saved.params, Adam::new(num_params))?;
+    eprintln!("{device}");
+    let options = GenerateOptions {
+        steps: args.steps,
+        count: args.count,
+        rng_seed: args.rng_seed,
+        window: saved.config.window,
+    };
+    let delimiter = vocab
+        .id(DELIMITER)
+        .ok_or("the model's vocabulary has no `/`")?;
+    let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
+    // Checked before anything is printed or written, so that a batch is all there or not at all.
+    let empty: Vec<String> = melodies
+        .iter()
+        .enumerate()
+        .filter(|(_, melody)| melody.is_empty())
+        .map(|(i, _)| (i + 1).to_string())
+        .collect();
+    if !empty.is_empty() {
+        return Err(format!(
+            "melody {}: the model ended it before its first note (raise --min-steps or give a \
+             --seed)",
+            empty.join(", ")
+        ));
+    }
+    let transpose_to =
+        match &args.transpose_to {
+            Some(key) => Some(KeyDesignation::parse(key).ok_or_else(|| {
+                format!("--transpose-to {key:?} is not a key such as G, B- or f#")
+            })?),
+            None => None,
+        };
+    let write_options = WriteOptions {
+        format: args.format.map(Format::from),
+        bpm: args.bpm,
+        program: args.program,
+        meter: args.meter,
+        transpose_to,
+    };
+    for (i, ids) in melodies.iter().enumerate() {
+        let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
+        let symbols = outputs::as_written(&symbols, transpose_to)?;
+        println!("{}", symbols.join(" "));
+        let out = match &args.out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let extension = args.out.extension().unwrap_or_default();
+                dir.join(format!("melody-{:03}", i + 1))
+                    .with_extension(extension)
+            }
+            None => args.out.clone(),
+        };
+        outputs::write_melody(&out, &symbols, &write_options)?;
+        if let (Some(plot), 0) = (&args.plot, i) {
+            outputs::write_piano_roll(plot, &out.display().to_string(), &symbols)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! `engine train`: its options, and the summary printed when training ends.
+
+use std::path::PathBuf;
+
+use melody_engine::train::{self, Stop, TrainOptions};
+
+use super::args::{self, DeviceArg, ObjectiveArg};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Directory with dataset.txt and vocab.json (from `engine preprocess`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Checkpoint to write (safetensors; PyTorch loads it as nn.LSTM + nn.Linear).
+    #[arg(long)]
+    out: PathBuf,
+    /// Metrics log, one JSON object per epoch [default: OUT with extension .metrics.jsonl].
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// LSTM units per layer.
+    #[arg(long, default_value_t = 256, value_parser = args::at_least_one)]
+    hidden: usize,
+    /// The engine: `cuda` (an NVIDIA GPU), `cpu`, or `auto` (CUDA when a device opens, else
+    /// the CPU). Both write the same checkpoints and agree to rounding; an exact --resume needs
+    /// the engine the run started on.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Stacked LSTM layers.
+    #[arg(long, default_value_t = 1, value_parser = args::at_least_one)]
+    layers: usize,
+    /// Dropout probability on the last LSTM layer's output.
+    #[arg(long, default_value_t = 0.2, value_parser = args::below_one, allow_negative_numbers = true)]
+    dropout: f32,
+    /// `all`: a loss at every position of each window (windows tiled from a random offset
+    /// each epoch); `last`: the reference work's, every window predicts only the symbol after
+    /// it (64× the compute for the same predictions).
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::All)]
+    objective: ObjectiveArg,
+    /// Windows per optimiser step.
+    #[arg(long, default_value_t = 64, value_parser = args::at_least_one)]
+    batch_size: usize,
+    /// Symbols per training window.
+    #[arg(long, default_value_t = 64, value_parser = args::at_least_one)]
+    window: usize,
+    /// Passes over the training windows (counted from the start when resuming).
+    #[arg(long, default_value_t = 50, value_parser = args::at_least_one)]
+    epochs: usize,
+    /// Stop after this many optimiser steps in all.
+    #[arg(long)]
+    max_steps: Option<u64>,
+    /// Same seed, same machine → bit-identical checkpoint.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3, value_parser = args::positive, allow_negative_numbers = true)]
+    learning_rate: f32,
+    /// Scale gradients down to this global norm when larger.
+    #[arg(long, value_parser = args::positive, allow_negative_numbers = true)]
+    clip: Option<f32>,
+    /// Share of songs held out for validation.
+    #[arg(long, default_value_t = 0.1, value_parser = args::share)]
+    val_fraction: f64,
+    /// Windows sampled (fixed) from each split for the per-epoch accuracies.
+    #[arg(long, default_value_t = 5000, value_parser = args::at_least_one)]
+    eval_windows: usize,
+    /// Stop after this many epochs without a new best held-out loss. The best epoch's
+    /// checkpoint is kept as OUT with extension .best.safetensors either way.
+    #[arg(long, value_parser = args::at_least_one)]
+    patience: Option<usize>,
+    /// Fine-tune: start from this checkpoint's weights, vocabulary and architecture
+    /// (--hidden, --layers and --dropout come from it) on the --data corpus.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// With --init: give symbols the checkpoint does not know new rows and columns instead
+    /// of refusing them.
+    #[arg(long, requires = "init")]
+    extend_vocab: bool,
+    /// Continue from OUT and its Adam state (same options as the run that wrote them).
+    #[arg(long, conflicts_with = "init")]
+    resume: bool,
+}
+
+impl From<TrainArgs> for TrainOptions {
+    fn from(args: TrainArgs) -> TrainOptions {
+        TrainOptions {
+            data: args.data,
+            out: args.out,
+            metrics: args.metrics,
+            hidden: args.hidden,
+            device: args.device.into(),
+            layers: args.layers,
+            dropout: args.dropout,
+            objective: args.objective.into(),
+            batch_size: args.batch_size,
+            window: args.window,
+            epochs: args.epochs,
+            max_steps: args.max_steps,
+            seed: args.seed,
+            learning_rate: args.learning_rate,
+            clip: args.clip,
+            val_fraction: args.val_fraction,
+            eval_windows: args.eval_windows,
+            patience: args.patience,
+            init: args.init,
+            extend_vocab: args.extend_vocab,
+            resume: args.resume,
+            progress: true,
+        }
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<(), String> {
+    let options = TrainOptions::from(args);
+    let report = train::train(&options)?;
+    let how = match report.stop {
+        Stop::Finished => "finished",
+        Stop::MaxSteps => "stopped at --max-steps",
+        Stop::EarlyStopped => "stopped early: no better held-out loss for --patience epochs",
+        Stop::Interrupted => "interrupted; continue with --resume",
+    };
+    eprintln!(
+        "{how} after {} epochs, {} steps; checkpoint {}, metrics {}",
+        report.epochs,
+        report.steps,
+        options.out.display(),
+        train::metrics_path(&options).display()
+    );
+    if let Some((epoch, loss)) = report.best {
+        eprintln!(
+            "best held-out loss {loss:.4} at epoch {epoch}: {}",
+            train::best_path(&options.out).display()
+        );
+    }
+    Ok(())
+}
