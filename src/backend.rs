@@ -30,7 +30,7 @@ pub trait Backend {
     /// The parameters, for a checkpoint.
     fn params(&self) -> Result<Params<f32>, String>;
 
-    /// Streaming inference for generation (see [`crate::generate`]): `rows` independent LSTM
+    /// Streaming inference, as generation uses it: `rows` independent LSTM
     /// states, all zero.
     fn stream_reset(&mut self, rows: usize) -> Result<(), String>;
 
