@@ -493,7 +493,12 @@ fn generate(args: &GenerateArgs) -> Result<(), String> {
         };
         write_melody(&out, &symbols, args, shift)?;
         if let (Some(plot), 0) = (&args.plot, i) {
-            let svg = plot::piano_roll(&out.display().to_string(), &melody::spans(&symbols)?);
+            let svg = plot::piano_roll(&plot::PianoRoll {
+                title: &out.display().to_string(),
+                spans: &melody::spans(&symbols)?,
+                seed_steps: seed.len() as u32,
+                steps_per_bar: args.meter.0 * 16 / args.meter.1,
+            });
             atomic::write(plot, svg.as_bytes()).map_err(|e| e.to_string())?;
         }
     }
