@@ -37,7 +37,8 @@ const HEIGHT: u32 = 450;
 const CHART_WIDTH: u32 = 900;
 /// Pixels per grid step of a piano roll, within its least and greatest width.
 const STEP_WIDTH: u32 = 4;
-const ROLL_WIDTH: Range<u32> = 800..2400;
+const ROLL_MIN_WIDTH: u32 = 800;
+const ROLL_MAX_WIDTH: u32 = 2400;
 /// About this many intervals between ticks on an axis.
 const TICKS: f64 = 8.0;
 const FONT: &str = "sans-serif";
@@ -77,7 +78,9 @@ pub struct PianoRoll<'a> {
 /// along the bottom with a line at every bar, the seed shaded and its notes in grey.
 pub fn piano_roll(roll: &PianoRoll<'_>) -> String {
     let steps: u32 = roll.spans.iter().map(|s| s.steps).sum();
-    let width = (steps * STEP_WIDTH).clamp(ROLL_WIDTH.start, ROLL_WIDTH.end);
+    let width = steps
+        .saturating_mul(STEP_WIDTH)
+        .clamp(ROLL_MIN_WIDTH, ROLL_MAX_WIDTH);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, HEIGHT)).into_drawing_area();
@@ -265,7 +268,8 @@ fn layout<'a>(
     root.fill(&WHITE)?;
     let below_title = root.titled(title, (FONT, TITLE_SIZE))?;
     let longest = legend.iter().map(|(name, _)| name.chars().count()).max();
-    // An average sans-serif character is about 0.45 × the font size wide; 32 px go before it.
+    // An average sans-serif character is about 0.55 em wide, and plotters writes LABEL_SIZE as a
+    // font size of LABEL_SIZE / 1.24; the swatch and its gap take 32 px before the name.
     let key_width = (longest.unwrap_or(0) as f64 * LABEL_SIZE * 0.45) as u32 + 45;
     let plot_width = below_title.dim_in_pixel().0.saturating_sub(key_width);
     Ok(below_title.split_horizontally(plot_width))
