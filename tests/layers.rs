@@ -113,7 +113,8 @@ fn every_module_needs_only_the_layers_before_it() {
 
 #[test]
 fn the_checker_reads_paths_doc_links_and_layers() {
-    let source = "use crate::kern;\n/// See [`crate::train::train`].\nfn f() { crate::gpu::open(); }\n\
+    let source =
+        "use crate::kern;\n/// See [`crate::train::train`].\nfn f() { crate::gpu::open(); }\n\
                   macro_rules! m { () => { $crate::x::y() } }\n\
                   #[cfg(test)]\nmod tests { use crate::assess; }\n";
     let named: Vec<String> = named_modules(source).into_iter().collect();

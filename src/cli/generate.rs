@@ -216,7 +216,8 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         };
         outputs::write_melody(&out, &symbols, &write_options)?;
         if let (Some(plot), 0) = (&args.plot, i) {
-            outputs::write_piano_roll(plot, &out.display().to_string(), &symbols)?;
+            let title = out.display().to_string();
+            outputs::write_piano_roll(plot, &title, &symbols, seed.len(), args.meter)?;
         }
     }
     Ok(())

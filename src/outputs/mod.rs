@@ -76,9 +76,22 @@ pub fn write_melody(out: &Path, symbols: &[String], options: &WriteOptions) -> R
     }
 }
 
-/// Draws the melody as a piano roll into an SVG file, titled `title`.
-pub fn write_piano_roll(path: &Path, title: &str, symbols: &[String]) -> Result<(), String> {
-    let svg = plot::piano_roll(title, &melody::spans(symbols)?);
+/// Draws the melody as a piano roll into an SVG file, titled `title`: its first `seed_steps`
+/// steps marked as the seed, a bar line every measure of `meter` on the sixteenth-note grid.
+pub fn write_piano_roll(
+    path: &Path,
+    title: &str,
+    symbols: &[String],
+    seed_steps: usize,
+    meter: (u32, u32),
+) -> Result<(), String> {
+    let roll = plot::PianoRoll {
+        title,
+        spans: &melody::spans(symbols)?,
+        seed_steps: seed_steps as u32,
+        steps_per_bar: (meter.0 * 16 / meter.1).max(1),
+    };
+    let svg = plot::piano_roll(&roll);
     atomic::write(path, svg.as_bytes()).map_err(|e| e.to_string())
 }
 
