@@ -1,6 +1,6 @@
 // The head of the model: dropout on the last LSTM layer's output, and softmax cross-entropy with
-// its gradient. (The dense layer itself is a gemm.cu product plus a bias.cu bias.) The reference
-// is src/cpu/output.rs and src/cpu/mod.rs.
+// its gradient. (The dense layer itself is a matmul.cu product plus a bias.cu bias.) The reference
+// is src/cpu/head.rs and src/cpu/mod.rs.
 
 // src/cpu/mod.rs's `dropout_keeps`: splitmix64's finaliser over (seed, step, index), kept when
 // the top 32 bits reach `threshold` = ⌈p·2³²⌉. The same bits as the CPU, so both draw one mask.

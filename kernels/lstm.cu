@@ -1,6 +1,6 @@
 // The pointwise parts of an LSTM layer (PyTorch's equations, gate order i, f, g, o), fused so
 // that each step's gates are read and written once, either one step per launch (the matrix
-// products around them are gemm.cu's) or all steps in one persistent launch (below). Buffers are row-major: row r of a [rows][4H] gate buffer holds a_i, a_f, a_g, a_o.
+// products around them are matmul.cu's) or all steps in one persistent launch (below). Buffers are row-major: row r of a [rows][4H] gate buffer holds a_i, a_f, a_g, a_o.
 // src/cpu/lstm.rs is the reference each kernel here follows.
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -9,8 +9,8 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-
 //   gates[r][j] = W_ih[j][tokens[r]] + b_ih[j] + b_hh[j].
 // One thread per gate value.
 extern "C" __global__ void __launch_bounds__(256)
-embed_input(const float* weight_ih, const float* bias_ih, const float* bias_hh,
-            const unsigned int* tokens, float* gates, int rows, int gates_per_row, int vocab) {
+input_term(const float* weight_ih, const float* bias_ih, const float* bias_hh,
+           const unsigned int* tokens, float* gates, int rows, int gates_per_row, int vocab) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (long long)rows * gates_per_row) return;
     int r = (int)(idx / gates_per_row), j = (int)(idx % gates_per_row);

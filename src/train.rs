@@ -536,7 +536,7 @@ pub fn train_with(
                 .train_step(&batch, options.objective, options.seed)
                 .map_err(|e| {
                     bar.abandon();
-                    stopped_by(&e, step + 1)
+                    stopped_by(&e.to_string(), step + 1)
                 })?;
             if !stats.loss_sum.is_finite() {
                 bar.abandon();

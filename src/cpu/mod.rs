@@ -108,13 +108,14 @@ impl<F: Float> Workspace<F> {
 
     /// After [`forward_backward`]: ∂L/∂logits, [loss positions][V].
     pub fn logit_grads(&self, objective: Objective) -> &[F] {
-        &self.logits[..output_rows(objective, self.dims).len() * self.dims.vocab]
+        &self.logits
+            [..loss_rows(objective, self.dims.batch, self.dims.steps).len() * self.dims.vocab]
     }
 
     /// Length of the dropout mask [`forward_backward`] takes: [T][B][H] for `All`, [B][H] for
     /// `Last` (one value per input of the dense layer).
     pub fn dropout_mask_len(&self, objective: Objective) -> usize {
-        output_rows(objective, self.dims).len() * self.dims.hidden
+        loss_rows(objective, self.dims.batch, self.dims.steps).len() * self.dims.hidden
     }
 }
 
@@ -154,12 +155,12 @@ pub fn dropout_keeps(seed: u64, step: u64, index: u64, p: f32) -> bool {
     (x >> 32) as f64 >= p as f64 * 4_294_967_296.0
 }
 
-/// The rows of a [T·B] buffer where the loss is taken.
-fn output_rows(objective: Objective, dims: Dims) -> Range<usize> {
-    let rows = dims.steps * dims.batch;
+/// The rows of a time-major [T·B] buffer where the loss is taken (both engines use it).
+pub fn loss_rows(objective: Objective, batch: usize, steps: usize) -> Range<usize> {
+    let rows = steps * batch;
     match objective {
         Objective::All => 0..rows,
-        Objective::Last => rows - dims.batch..rows,
+        Objective::Last => rows - batch..rows,
     }
 }
 
@@ -189,7 +190,7 @@ pub fn forward_backward<F: Float>(
     check_batch(params, ws, targets);
     let dims = ws.dims;
     let h = dims.hidden;
-    let rows = output_rows(objective, dims);
+    let rows = loss_rows(objective, dims.batch, dims.steps);
     if let Some(mask) = dropout_mask {
         assert_eq!(mask.len(), rows.len() * h, "dropout mask length");
     }
@@ -255,7 +256,7 @@ pub fn forward_eval<F: Float>(
 ) -> BatchStats {
     check_batch(params, ws, inputs);
     check_batch(params, ws, targets);
-    let rows = output_rows(objective, ws.dims);
+    let rows = loss_rows(objective, ws.dims.batch, ws.dims.steps);
     let logits = dense_at(params, inputs, rows.clone(), ws);
     output::softmax_cross_entropy(logits, &targets[rows])
 }
@@ -269,7 +270,7 @@ pub fn predict_last<F: Float>(
     out_probs: &mut [F],
 ) {
     check_batch(params, ws, inputs);
-    let rows = output_rows(Objective::Last, ws.dims);
+    let rows = loss_rows(Objective::Last, ws.dims.batch, ws.dims.steps);
     let v = ws.dims.vocab;
     assert_eq!(out_probs.len(), rows.len() * v, "out_probs is [B][V]");
     let logits = dense_at(params, inputs, rows, ws);

@@ -12,8 +12,8 @@
 #define SLICE 16
 
 extern "C" __global__ void __launch_bounds__(256)
-gemm(const float* a, long long a_row, long long a_col, const float* b, long long b_row,
-     long long b_col, float* c, long long ldc, int m, int n, int k, int accumulate) {
+matmul(const float* a, long long a_row, long long a_col, const float* b, long long b_row,
+       long long b_col, float* c, long long ldc, int m, int n, int k, int accumulate) {
     __shared__ float a_tile[SLICE][TILE + 1];
     __shared__ float b_tile[SLICE][TILE + 1];
     int tx = threadIdx.x, ty = threadIdx.y;
