@@ -6,9 +6,10 @@
 //! and `targets` are [T][B] (row t holds the batch at step t), and every window starts from a
 //! zero state. All buffers live in a [`Workspace`] allocated once per batch shape.
 
-mod lstm;
-mod matmul;
-mod output;
+pub mod adam;
+pub mod head;
+pub mod lstm;
+pub mod matmul;
 mod stream;
 
 use std::ops::Range;
@@ -199,26 +200,31 @@ pub fn forward_backward<F: Float>(
     forward_layers(params, inputs, ws);
     let top = &ws.tapes[ws.layers - 1];
     let dropped = &mut ws.dropped[..rows.len() * h];
-    output::dropout(
-        &top.hidden[rows.start * h..rows.end * h],
-        dropout_mask,
-        dropped,
-    );
     let logits = &mut ws.logits[..rows.len() * dims.vocab];
-    output::dense_forward(params.dense(), dropped, h, logits);
     let loss_targets = &targets[rows.clone()];
-    let stats = output::softmax_cross_entropy(logits, loss_targets);
+    let top_hidden = &top.hidden[rows.start * h..rows.end * h];
+    let stats = head::head_forward(
+        params.dense(),
+        top_hidden,
+        dropout_mask,
+        loss_targets,
+        dropped,
+        logits,
+    );
 
     // Backward, from the loss down to the input.
-    output::softmax_cross_entropy_backward(logits, loss_targets, stats.count);
     // Positions without loss get no gradient from the dense layer.
     ws.d_hidden[..rows.start * h].fill(F::ZERO);
-    let d_top = &mut ws.d_hidden[rows.start * h..];
-    output::dense_backward(params.dense(), dropped, logits, grads.dense_mut(), d_top);
-    // Dropout is linear with the mask as its slope.
-    if let Some(mask) = dropout_mask {
-        output::dropout_backward(d_top, mask);
-    }
+    head::head_backward(
+        params.dense(),
+        dropped,
+        dropout_mask,
+        loss_targets,
+        stats.count,
+        logits,
+        grads.dense_mut(),
+        &mut ws.d_hidden[rows.start * h..],
+    );
     for k in (0..ws.layers).rev() {
         let input = match k {
             0 => LayerInput::Tokens(inputs),
@@ -232,7 +238,7 @@ pub fn forward_backward<F: Float>(
             d_input: (k > 0).then_some(&mut ws.d_below[..]),
         };
         let layer = params.lstm_layer(k);
-        lstm::backward(
+        lstm::lstm_backward(
             layer,
             input,
             &ws.tapes[k],
@@ -258,7 +264,7 @@ pub fn forward_eval<F: Float>(
     check_batch(params, ws, targets);
     let rows = loss_rows(objective, ws.dims.batch, ws.dims.steps);
     let logits = dense_at(params, inputs, rows.clone(), ws);
-    output::softmax_cross_entropy(logits, &targets[rows])
+    head::softmax_cross_entropy(logits, &targets[rows])
 }
 
 /// Softmax probabilities of the symbol after each window, out_probs [B][V]; each window is read
@@ -275,7 +281,7 @@ pub fn predict_last<F: Float>(
     assert_eq!(out_probs.len(), rows.len() * v, "out_probs is [B][V]");
     let logits = dense_at(params, inputs, rows, ws);
     for row in logits.chunks_exact_mut(v) {
-        output::softmax_in_place(row);
+        head::softmax_in_place(row);
     }
     out_probs.copy_from_slice(logits);
 }
@@ -291,7 +297,7 @@ fn dense_at<'w, F: Float>(
     let h = ws.dims.hidden;
     let top = &ws.tapes[(ws.layers - 1) % ws.tapes.len()];
     let logits = &mut ws.logits[..rows.len() * ws.dims.vocab];
-    output::dense_forward(
+    head::dense_forward(
         params.dense(),
         &top.hidden[rows.start * h..rows.end * h],
         h,
@@ -310,13 +316,13 @@ fn forward_layers<F: Float>(params: &Params<F>, inputs: &[u32], ws: &mut Workspa
         if k == 0 {
             let gates = &mut ws.tapes[here].gates;
             let input = LayerInput::Tokens(inputs);
-            lstm::input_contributions(layer, input, ws.dims, &mut ws.input_table, gates);
+            lstm::input_term(layer, input, ws.dims, &mut ws.input_table, gates);
         } else {
             let (below, tape) = below_and_here(&mut ws.tapes, (k - 1) % n_tapes, here);
             let input = LayerInput::Hidden(&below.hidden);
-            lstm::input_contributions(layer, input, ws.dims, &mut ws.input_table, &mut tape.gates);
+            lstm::input_term(layer, input, ws.dims, &mut ws.input_table, &mut tape.gates);
         }
-        lstm::recurrence(layer.weight_hh, ws.dims, &mut ws.tapes[here]);
+        lstm::lstm_forward(layer.weight_hh, ws.dims, &mut ws.tapes[here]);
     }
 }
 

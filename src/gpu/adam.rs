@@ -1,5 +1,5 @@
-//! Adam on the device (kernels/adam.cu), as [`crate::cpu`]'s `adam_update`: the global gradient
-//! norm when clipping, then one update over the flat parameter buffer.
+//! Adam on the device (kernels/adam.cu), as `cpu::adam`'s `Adam::step` and `adam_update`: the
+//! global gradient norm when clipping, then one update over the flat parameter buffer.
 
 use cudarc::driver::LaunchConfig;
 

@@ -1,4 +1,4 @@
-//! The head on the device (kernels/head.cu), as [`crate::cpu`]'s `head_forward` and
+//! The head on the device (kernels/head.cu), as `cpu::head`'s `head_forward` and
 //! `head_backward`: dropout on the top layer's h, the dense layer (a bias and a product), and
 //! softmax cross-entropy, and their gradients.
 
@@ -73,8 +73,8 @@ impl Model {
     ) -> GpuResult<()> {
         let (h, v) = (self.config.hidden, self.config.vocab_size);
         self.gpu
-            .broadcast_rows(logits, self.param(self.layout.dense_bias), None, n, v)?;
-        let weight = DeviceMatrix::new(self.param(self.layout.dense_weight), v, h);
+            .broadcast_rows(logits, self.param(self.layout.dense.bias), None, n, v)?;
+        let weight = DeviceMatrix::new(self.param(self.layout.dense.weight), v, h);
         self.gpu
             .matmul(logits, true, DeviceMatrix::new(x, n, h), weight.t())
     }
@@ -121,11 +121,11 @@ impl Model {
         let (gpu, h, v) = (&self.gpu, self.config.hidden, self.config.vocab_size);
         let (n, p) = (rows.len(), self.config.dropout);
         let d_logits = DeviceMatrix::new(ws.logits.ptr(), n, v);
-        let dense_weight = DeviceMatrix::new(self.param(self.layout.dense_weight), v, h);
-        let d_bias = self.grad(self.layout.dense_bias);
+        let dense_weight = DeviceMatrix::new(self.param(self.layout.dense.weight), v, h);
+        let d_bias = self.grad(self.layout.dense.bias);
         gpu.column_sums(ws.logits.ptr(), n, v, &ws.sums, d_bias)?;
         let dropped = DeviceMatrix::new(ws.dropped.ptr(), n, h);
-        let d_weight = self.grad(self.layout.dense_weight);
+        let d_weight = self.grad(self.layout.dense.weight);
         gpu.matmul(d_weight, false, d_logits.t(), dropped)?;
         // Positions without loss get no gradient from the dense layer.
         gpu.zero(ws.d_hidden.ptr(), rows.start * h)?;

@@ -1,4 +1,4 @@
-//! The LSTM layers on the device (kernels/lstm.cu), as [`crate::cpu`]'s: `input_term` (all
+//! The LSTM layers on the device (kernels/lstm.cu), as `cpu::lstm`'s: `input_term` (all
 //! steps' W_ih·x + b at once), `lstm_forward` (all T steps of a layer: one persistent launch, or
 //! per step a product and the fused cell), `lstm_step` (one step, for streaming) and
 //! `lstm_backward`.
@@ -253,7 +253,7 @@ impl Model {
         gpu.lstm_cell_forward(gates, Some(cell), (cell, tanh_cell, hidden), rows, h)
     }
 
-    /// BPTT through layer k, as `cpu::lstm_backward`: `d_hidden` holds ∂L/∂h from above and
+    /// BPTT through layer k, as `cpu::lstm::lstm_backward`: `d_hidden` holds ∂L/∂h from above and
     /// gains the recurrent terms; layers above 0 write ∂L/∂x into `d_input`.
     pub(super) fn lstm_backward(
         &self,

@@ -15,7 +15,6 @@
 pub mod kernels;
 
 mod adam;
-mod bias;
 mod head;
 mod host;
 mod launch;
@@ -31,50 +30,29 @@ use std::ops::Range;
 
 use crate::backend::{Backend, Batch, EngineError};
 use crate::cpu::{self, BatchStats};
-use crate::model::{Config, Objective, Params};
+use crate::model::{Config, DenseOffsets, LstmOffsets, Objective, Params};
 use crate::optim::{Adam, AdamState};
-use bias::column_sums_scratch;
+use matmul::column_sums_scratch;
 use persistent::PersistentPlan;
 use stream::Stream;
 
 pub use host::open_on_host;
 pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult};
 
-/// Where one LSTM layer's tensors start in the flat parameter buffer (and in the gradient and
-/// Adam buffers, which share its layout).
-#[derive(Clone, Copy)]
-struct LayerOffsets {
-    weight_ih: usize,
-    weight_hh: usize,
-    bias_ih: usize,
-    bias_hh: usize,
-}
-
+/// Where each tensor starts in the flat parameter buffer (and in the gradient and Adam
+/// buffers, which share its layout).
 struct Layout {
-    layers: Vec<LayerOffsets>,
-    dense_weight: usize,
-    dense_bias: usize,
+    layers: Vec<LstmOffsets>,
+    dense: DenseOffsets,
 }
 
 impl Layout {
     fn of(params: &Params<f32>) -> Layout {
-        let start = |name: String| {
-            params
-                .tensor_range(&name)
-                .unwrap_or_else(|| panic!("no tensor {name}"))
-                .start
-        };
         Layout {
             layers: (0..params.config().layers)
-                .map(|k| LayerOffsets {
-                    weight_ih: start(format!("lstm.weight_ih_l{k}")),
-                    weight_hh: start(format!("lstm.weight_hh_l{k}")),
-                    bias_ih: start(format!("lstm.bias_ih_l{k}")),
-                    bias_hh: start(format!("lstm.bias_hh_l{k}")),
-                })
+                .map(|k| params.lstm_offsets(k))
                 .collect(),
-            dense_weight: start("dense.weight".to_string()),
-            dense_bias: start("dense.bias".to_string()),
+            dense: params.dense_offsets(),
         }
     }
 }

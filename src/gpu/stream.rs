@@ -80,7 +80,7 @@ impl CudaBackend {
         Ok(())
     }
 
-    /// Every layer one step, as `cpu::lstm_step` per layer.
+    /// Every layer one step, as `cpu::lstm::lstm_step` per layer.
     pub(super) fn stream_advance(&self, rows: Range<usize>, inputs: &[u32]) -> GpuResult<()> {
         let (model, stream) = (&self.model, self.stream());
         let (h, n) = (model.config.hidden, rows.len());
