@@ -262,15 +262,8 @@ fn compare_inference(gpu: Gpu, persistent: bool) {
 // the same melodies on both engines from the same random streams.
 test_engines! {
     fn generation_matches_the_cpu(gpu) { compare_generation(gpu) }
-    fn training_follows_the_cpu(gpu) { compare_training(gpu, gpu_run_name()) }
-}
-
-/// A corpus folder per engine, so that the host and CUDA runs do not share one.
-fn gpu_run_name() -> &'static str {
-    match std::thread::current().name() {
-        Some(name) if name.ends_with("cuda") => "gpu-curve-cuda",
-        _ => "gpu-curve-host",
-    }
+    // A corpus folder per engine, so that the host and CUDA runs do not share one.
+    fn training_follows_the_cpu(gpu, engine) { compare_training(gpu, &format!("gpu-curve-{engine}")) }
 }
 
 fn compare_generation(gpu: Gpu) {

@@ -13,7 +13,12 @@ pub(super) const NORM_BLOCKS: usize = 256;
 
 impl Gpu {
     /// Σ g² over `n` floats, block sums added on the host in order.
-    fn sum_squares(&self, g: DevicePtr<f32>, n: usize, block_sums: &Buffer<f64>) -> GpuResult<f64> {
+    pub fn sum_squares(
+        &self,
+        g: DevicePtr<f32>,
+        n: usize,
+        block_sums: &Buffer<f64>,
+    ) -> GpuResult<f64> {
         let blocks = block_sums.len();
         let config = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
@@ -35,7 +40,7 @@ impl Gpu {
 
     /// One Adam update over `n` parameters.
     #[allow(clippy::too_many_arguments)]
-    fn adam_update(
+    pub fn adam_update(
         &self,
         theta: DevicePtr<f32>,
         grads: DevicePtr<f32>,

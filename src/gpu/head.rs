@@ -12,7 +12,7 @@ use super::{Model, Workspace};
 
 impl Gpu {
     /// out = in ⊙ mask of optimiser step `step` (in == out is allowed).
-    pub(super) fn dropout(
+    pub fn dropout(
         &self,
         input: DevicePtr<f32>,
         out: DevicePtr<f32>,
@@ -41,7 +41,7 @@ impl Gpu {
     /// Softmax over each row of `logits` [rows][V] in place; with targets, also each row's loss
     /// and correctness (`results`, [2·rows] doubles: losses, then 1 or 0 per row), and
     /// ∂(mean loss)/∂logits over the probabilities.
-    pub(super) fn softmax_cross_entropy(
+    pub fn softmax_cross_entropy(
         &self,
         logits: DevicePtr<f32>,
         targets: Option<DevicePtr<u32>>,

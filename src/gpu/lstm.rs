@@ -16,7 +16,7 @@ type Ptr = DevicePtr<f32>;
 impl Gpu {
     /// gates[r] = W_ih[:, tokens[r]] + b_ih + b_hh for `rows` rows of 4H.
     #[allow(clippy::too_many_arguments)]
-    fn input_term(
+    pub fn input_term(
         &self,
         (weight_ih, bias_ih, bias_hh): (Ptr, Ptr, Ptr),
         tokens: DevicePtr<u32>,
@@ -41,7 +41,7 @@ impl Gpu {
     }
 
     /// The LSTM step's pointwise part (`cell_prev` None is the zero state).
-    pub(super) fn lstm_cell_forward(
+    pub fn lstm_cell_forward(
         &self,
         gates: Ptr,
         cell_prev: Option<Ptr>,
@@ -65,7 +65,7 @@ impl Gpu {
 
     /// The LSTM step's pointwise part backwards (`cell_prev` None is the zero state).
     #[allow(clippy::too_many_arguments)]
-    fn lstm_cell_backward(
+    pub fn lstm_cell_backward(
         &self,
         (gates, cell_prev, tanh_cell): (Ptr, Option<Ptr>, Ptr),
         d_hidden: Ptr,
@@ -90,7 +90,7 @@ impl Gpu {
     }
 
     /// out [rows][V] = onehot(tokens).
-    fn one_hot(
+    pub fn one_hot(
         &self,
         tokens: DevicePtr<u32>,
         out: Ptr,
@@ -110,7 +110,7 @@ impl Gpu {
 
     /// All T steps of a layer's forward recurrence in one launch (gates: the input terms in,
     /// the activations out). `barrier` is two zeroed u32.
-    fn lstm_forward_persistent(
+    pub fn lstm_forward_persistent(
         &self,
         plan: &PersistentPlan,
         (gates, weight_hh, cell, tanh_cell, hidden): (Ptr, Ptr, Ptr, Ptr, Ptr),
@@ -136,7 +136,7 @@ impl Gpu {
 
     /// All T steps of a layer's BPTT in one launch (d_hidden: ∂L/∂h from above in, the total
     /// out; d_cell zeroed on entry; d_gates out).
-    fn lstm_backward_persistent(
+    pub fn lstm_backward_persistent(
         &self,
         plan: &PersistentPlan,
         (gates, cell, tanh_cell, weight_hh): (Ptr, Ptr, Ptr, Ptr),

@@ -10,7 +10,7 @@ use super::runtime::{Buffer, DevicePtr, Gpu, GpuResult};
 
 /// A matrix view into device memory: element (r, c) at `ptr + (r·row_stride + c·col_stride)`.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct DeviceMatrix {
+pub struct DeviceMatrix {
     pub(super) ptr: DevicePtr<f32>,
     pub(super) rows: usize,
     pub(super) cols: usize,
@@ -20,7 +20,7 @@ pub(super) struct DeviceMatrix {
 
 impl DeviceMatrix {
     /// The contiguous row-major [rows × cols] matrix at `ptr`.
-    pub(super) fn new(ptr: DevicePtr<f32>, rows: usize, cols: usize) -> DeviceMatrix {
+    pub fn new(ptr: DevicePtr<f32>, rows: usize, cols: usize) -> DeviceMatrix {
         DeviceMatrix {
             ptr,
             rows,
@@ -30,7 +30,8 @@ impl DeviceMatrix {
         }
     }
 
-    pub(super) fn t(self) -> DeviceMatrix {
+    /// The transpose, as a view of the same memory.
+    pub fn t(self) -> DeviceMatrix {
         DeviceMatrix {
             rows: self.cols,
             cols: self.rows,
@@ -46,7 +47,7 @@ const TILE: u32 = 64;
 
 impl Gpu {
     /// out [m × n, row-major, contiguous] = a · b, or out += a · b when `accumulate`.
-    pub(super) fn matmul(
+    pub fn matmul(
         &self,
         out: DevicePtr<f32>,
         accumulate: bool,
@@ -95,13 +96,13 @@ fn column_sum_chunks(rows: usize) -> usize {
 }
 
 /// Floats of scratch [`Gpu::column_sums`] needs for `rows` × `cols`.
-pub(super) fn column_sums_scratch(rows: usize, cols: usize) -> usize {
+pub fn column_sums_scratch(rows: usize, cols: usize) -> usize {
     column_sum_chunks(rows) * cols
 }
 
 impl Gpu {
     /// out[r] = a (+ b) for `rows` rows of `cols`.
-    pub(super) fn broadcast_rows(
+    pub fn broadcast_rows(
         &self,
         out: DevicePtr<f32>,
         a: DevicePtr<f32>,
@@ -122,7 +123,7 @@ impl Gpu {
     }
 
     /// out[c] = Σ_r x[r][c], through `partial`, scratch of [`column_sums_scratch`] floats.
-    pub(super) fn column_sums(
+    pub fn column_sums(
         &self,
         x: DevicePtr<f32>,
         rows: usize,

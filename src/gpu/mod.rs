@@ -11,6 +11,9 @@
 //! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps; and one Adam kernel
 //! over the flat parameter buffer. Every buffer lives on the device; one copy to the host per
 //! step brings back the loss (and one more the gradient norm, with --clip).
+//!
+//! Each kernel's launcher is a public method of [`Gpu`], next to its callers, so that
+//! tests/kernels.rs can check every kernel alone against the CPU function it follows.
 
 pub mod kernels;
 
@@ -32,11 +35,11 @@ use crate::backend::{Backend, Batch, EngineError};
 use crate::cpu::{self, BatchStats};
 use crate::model::{Config, DenseOffsets, LstmOffsets, Objective, Params};
 use crate::optim::{Adam, AdamState};
-use matmul::column_sums_scratch;
-use persistent::PersistentPlan;
 use stream::Stream;
 
 pub use host::open_on_host;
+pub use matmul::{column_sums_scratch, DeviceMatrix};
+pub use persistent::PersistentPlan;
 pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult};
 
 /// Where each tensor starts in the flat parameter buffer (and in the gradient and Adam

@@ -10,7 +10,7 @@ use super::runtime::{driver, Gpu, GpuResult};
 /// `threads` threads (`threads / units_per_block` batch rows at a time), and the dynamic shared
 /// memory of each kernel.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct PersistentPlan {
+pub struct PersistentPlan {
     pub(super) units_per_block: usize,
     pub(super) blocks: usize,
     pub(super) threads: usize,
@@ -39,7 +39,7 @@ impl Gpu {
     /// kernels' block size each. None, and the recurrence runs a step per launch, where
     /// cooperative launches are unavailable, a block would hold more units than threads, the W_hh
     /// slices do not fit in shared memory, or not every block can be resident.
-    pub(super) fn persistent_plan(&self, units: usize) -> GpuResult<Option<PersistentPlan>> {
+    pub fn persistent_plan(&self, units: usize) -> GpuResult<Option<PersistentPlan>> {
         let Some(max_blocks) = self.persistent_blocks.filter(|_| units > 0) else {
             return Ok(None);
         };

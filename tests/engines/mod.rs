@@ -16,29 +16,33 @@ use melody_engine::gpu::{self, kernels, Gpu};
 pub const RTOL: f32 = 1e-4;
 pub const ATOL: f32 = 1e-5;
 
-/// One #[test] per engine for each body taking a `gpu::Gpu`: `NAME::host` on the host emulation
-/// and `NAME::cuda` on a CUDA device, each skipping with a printed line where its engine is
-/// missing, so a failure names its case and its engine.
+/// One #[test] per engine for each body taking a `gpu::Gpu` (and, if it names a second
+/// parameter, the engine's name, "host" or "cuda"): `NAME::host` on the host emulation and
+/// `NAME::cuda` on a CUDA device, each skipping with a printed line where its engine is missing,
+/// so a failure names its case and its engine.
 #[macro_export]
 macro_rules! test_engines {
-    ($($(#[doc = $doc:literal])* fn $name:ident($gpu:ident) $body:block)*) => {$(
+    ($($(#[doc = $doc:literal])* fn $name:ident($gpu:ident $(, $engine:ident)?) $body:block)*) => {$(
         $(#[doc = $doc])*
         mod $name {
             use super::*;
 
-            fn body($gpu: melody_engine::gpu::Gpu) $body
+            fn body($gpu: melody_engine::gpu::Gpu, _engine: &'static str) {
+                $(let $engine = _engine;)?
+                $body
+            }
 
             #[test]
             fn host() {
                 if let Some(gpu) = engines::on_host() {
-                    body(gpu);
+                    body(gpu, "host");
                 }
             }
 
             #[test]
             fn cuda() {
                 if let Some(gpu) = engines::device() {
-                    body(gpu);
+                    body(gpu, "cuda");
                 }
             }
         }
