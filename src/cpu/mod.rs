@@ -5,6 +5,11 @@
 //! output → dense layer to V logits → softmax cross-entropy. Batches are time-major: `inputs`
 //! and `targets` are [T][B] (row t holds the batch at step t), and every window starts from a
 //! zero state. All buffers live in a [`Workspace`] allocated once per batch shape.
+//!
+//! The operations are in the files `gpu/` mirrors, with the same names: `lstm` (`input_term`,
+//! `lstm_forward`, `lstm_step`, `lstm_backward` and the fused cells), `head` (`head_forward`,
+//! `head_backward`), `matmul` (with the biases around a product), `adam` (`adam_update`) and
+//! `stream`. They are public so that each GPU kernel can be tested against its CPU function.
 
 pub mod adam;
 pub mod head;
