@@ -1,7 +1,9 @@
-// Adam as Keras implements it (src/optim.rs is the reference), over the flat parameter buffer:
+// Adam as Keras implements it (src/optim.rs), over the flat parameter buffer; src/gpu/adam.rs
+// holds the launchers.
 //   m ← m + (g − m)(1 − β1);  v ← v + (g² − v)(1 − β2);  θ ← θ − lr_t·m / (√v + ε)
 // with lr_t = lr·√(1 − β2^t)/(1 − β1^t) computed on the host, and g the gradient times
-// `grad_scale` (< 1 when the global norm is clipped, else exactly 1).
+// `grad_scale` (< 1 when the global norm is clipped, else exactly 1): cpu::adam::adam_update on
+// the gradient Adam::step has clipped in place.
 
 extern "C" __global__ void __launch_bounds__(256)
 adam_update(float* theta, const float* grads, float* m, float* v, int n, float grad_scale,
@@ -16,7 +18,7 @@ adam_update(float* theta, const float* grads, float* m, float* v, int n, float g
     theta[i] -= lr_t * mi / (sqrtf(vi) + epsilon);
 }
 
-// Σ g² per block (in double, as src/optim.rs sums it), for the global norm when clipping;
+// Σ g² per block (in double, as optim::global_norm sums it), for the global norm when clipping;
 // the host adds the blocks' sums in order. 256 threads per block.
 extern "C" __global__ void __launch_bounds__(256)
 sum_squares(const float* g, int n, double* block_sums) {

@@ -1,8 +1,8 @@
 // The head of the model: dropout on the last LSTM layer's output, and softmax cross-entropy with
-// its gradient. (The dense layer itself is a gemm.cu product plus a bias.cu bias.) The reference
-// is src/cpu/output.rs and src/cpu/mod.rs.
+// its gradient, as cpu::head::head_forward and head_backward. (The dense layer itself is a
+// matmul.cu product plus its broadcast_rows bias.) src/gpu/head.rs holds the launchers.
 
-// src/cpu/mod.rs's `dropout_keeps`: splitmix64's finaliser over (seed, step, index), kept when
+// cpu::dropout_keeps: splitmix64's finaliser over (seed, step, index), kept when
 // the top 32 bits reach `threshold` = ⌈p·2³²⌉. The same bits as the CPU, so both draw one mask.
 __device__ __forceinline__ bool dropout_keeps(unsigned long long seed, unsigned long long step,
                                               unsigned long long index,
@@ -16,6 +16,7 @@ __device__ __forceinline__ bool dropout_keeps(unsigned long long seed, unsigned 
 
 // Inverted dropout, out[i] = in[i]·m_i with m_i = 1/(1−p) if kept, else 0. Forward it maps h to
 // the dense layer's input; backward, in place, it maps ∂L/∂(h⊙m) to ∂L/∂h (the mask is the slope).
+// cpu::head::dropout with cpu::fill_dropout_mask's mask, and cpu::head::dropout_backward.
 extern "C" __global__ void __launch_bounds__(256)
 dropout(const float* in, float* out, int n, unsigned long long seed, unsigned long long step,
         unsigned long long threshold, float scale) {
@@ -28,7 +29,8 @@ dropout(const float* in, float* out, int n, unsigned long long seed, unsigned lo
 // With targets, also the loss −log p[target] = max + log Σ exp(l − max) − l[target] (in double,
 // as the CPU sums it) into results[r], 1 or 0 for whether the first maximum is the target into
 // results[rows + r] (one buffer, so one copy brings both back), and the gradient of the mean
-// loss (p − onehot(target))·inv_count written over the probabilities.
+// loss (p − onehot(target))·inv_count written over the probabilities. cpu::head::softmax_in_place
+// without targets; with them cpu::head::softmax_cross_entropy and its _backward, fused.
 extern "C" __global__ void __launch_bounds__(256)
 softmax_cross_entropy(float* logits, const unsigned int* targets, int rows, int vocab,
                       float inv_count, double* results) {

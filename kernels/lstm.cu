@@ -1,16 +1,17 @@
 // The pointwise parts of an LSTM layer (PyTorch's equations, gate order i, f, g, o), fused so
 // that each step's gates are read and written once, either one step per launch (the matrix
-// products around them are gemm.cu's) or all steps in one persistent launch (below). Buffers are row-major: row r of a [rows][4H] gate buffer holds a_i, a_f, a_g, a_o.
-// src/cpu/lstm.rs is the reference each kernel here follows.
+// products around them are matmul.cu's) or all steps in one persistent launch (below). Buffers
+// are row-major: row r of a [rows][4H] gate buffer holds a_i, a_f, a_g, a_o. Each kernel names
+// the function of src/cpu/lstm.rs it follows; src/gpu/lstm.rs holds their launchers.
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // Layer 0's input term for a one-hot input: W_ih·onehot(s) is column s of W_ih [4H][V], so
 //   gates[r][j] = W_ih[j][tokens[r]] + b_ih[j] + b_hh[j].
-// One thread per gate value.
+// One thread per gate value. cpu::lstm::input_term for tokens (its table, gathered).
 extern "C" __global__ void __launch_bounds__(256)
-embed_input(const float* weight_ih, const float* bias_ih, const float* bias_hh,
-            const unsigned int* tokens, float* gates, int rows, int gates_per_row, int vocab) {
+input_term(const float* weight_ih, const float* bias_ih, const float* bias_hh,
+           const unsigned int* tokens, float* gates, int rows, int gates_per_row, int vocab) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (long long)rows * gates_per_row) return;
     int r = (int)(idx / gates_per_row), j = (int)(idx % gates_per_row);
@@ -55,7 +56,7 @@ __device__ __forceinline__ void cell_backward_at(const float* a, float* da, int 
 }
 
 // One step for n rows, given the pre-activations a = W_ih·x + b + W_hh·h_prev in `gates`.
-// c_prev null is the zero state. One thread per (row, unit).
+// c_prev null is the zero state. One thread per (row, unit). cpu::lstm::lstm_cell_forward.
 extern "C" __global__ void __launch_bounds__(256)
 lstm_cell_forward(float* gates, const float* cell_prev, float* cell, float* tanh_cell,
                   float* hidden, int rows, int units) {
@@ -68,7 +69,7 @@ lstm_cell_forward(float* gates, const float* cell_prev, float* cell, float* tanh
 }
 
 // One step backwards for n rows: d_cell carries ∂L/∂c between steps. c_prev null is the zero
-// state. One thread per (row, unit).
+// state. One thread per (row, unit). cpu::lstm::lstm_cell_backward.
 extern "C" __global__ void __launch_bounds__(256)
 lstm_cell_backward(const float* gates, const float* cell_prev, const float* tanh_cell,
                    const float* d_hidden, float* d_cell, float* d_gates, int rows, int units) {
@@ -81,7 +82,7 @@ lstm_cell_backward(const float* gates, const float* cell_prev, const float* tanh
 }
 
 // out[r][s] = 1 if tokens[r] = s else 0, [rows][V]: with it, layer 0's ∂L/∂W_ih = ∂L/∂aᵀ·onehot
-// is one product.
+// is one product, where cpu::lstm::lstm_backward scatter-adds ∂L/∂a by symbol.
 extern "C" __global__ void __launch_bounds__(256)
 one_hot(const unsigned int* tokens, float* out, int rows, int vocab) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -203,6 +204,7 @@ __device__ void chunk_product(const float* x, int x_stride, int rows, int first_
 
 // Forward over all steps. On entry gates [T][B][4H] holds the input terms W_ih·x_t + b; on exit
 // the activations i, f, g, o; cell, tanh_cell, hidden [T][B][H] are written.
+// cpu::lstm::lstm_forward (lstm_step at every t).
 // Shared memory: the W_hh rows of the block's units, 4·units_per_block rows of H (+1 padding),
 // then the staging tile, rows_per_chunk × (SLICE_K + 1).
 extern "C" __global__ void __launch_bounds__(128)
@@ -248,7 +250,8 @@ lstm_forward_persistent(float* gates, const float* weight_hh, float* cell, float
 
 // Backward over all steps, t = T−1 … 0. On entry d_hidden [T][B][H] holds ∂L/∂h_t from above
 // and d_cell [B][H] zeros; on exit d_hidden holds the total ∂L/∂h_t (the recurrent term
-// ∂L/∂a_{t+1}·W_hh added) and d_gates [T][B][4H] holds ∂L/∂a_t.
+// ∂L/∂a_{t+1}·W_hh added) and d_gates [T][B][4H] holds ∂L/∂a_t. The recurrence of
+// cpu::lstm::lstm_backward (the weight gradients are matmul.cu products after it).
 // Shared memory: the W_hh columns of the block's units, units_per_block rows of 4H (+1), then
 // the staging tile.
 extern "C" __global__ void __launch_bounds__(128)

@@ -2,14 +2,53 @@
 //! the CPU engine here, the CUDA engine behind the same trait.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::ops::Range;
 
 use crate::cpu::{self, BatchStats, StreamState, Workspace};
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
 
+/// Why an engine's operation failed: only a device fails (out of memory, a failed launch). Its
+/// message says what failed, with the driver's words; `?` turns it into that message where a
+/// caller's errors are strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    /// No CUDA driver or device can be used; the message says why.
+    Unavailable(String),
+    /// The device ran out of memory while doing `action`.
+    OutOfMemory { action: String, message: String },
+    /// Another driver call failed while doing `action`.
+    Driver { action: String, message: String },
+    /// A kernel file could not be compiled or loaded, or lacks a kernel.
+    KernelLoad(String),
+    /// The launch of `kernel` failed.
+    Launch { kernel: String, message: String },
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Unavailable(why) | EngineError::KernelLoad(why) => f.write_str(why),
+            EngineError::OutOfMemory { action, message }
+            | EngineError::Driver { action, message } => write!(f, "CUDA: {action}: {message}"),
+            EngineError::Launch { kernel, message } => {
+                write!(f, "CUDA: launching {kernel}: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<EngineError> for String {
+    fn from(error: EngineError) -> String {
+        error.to_string()
+    }
+}
+
 /// An engine holding the model's parameters and optimiser state. Its operations fail only where
-/// a device does (out of memory, a failed launch), with a message that says what failed.
+/// a device does.
 pub trait Backend {
     /// One optimiser step on a time-major batch ([T][B] inputs and targets): forward, backward,
     /// Adam. Dropout masks come from [`cpu::dropout_keeps`] with `(seed, step)`.
@@ -18,36 +57,40 @@ pub trait Backend {
         batch: &Batch<'_>,
         objective: Objective,
         dropout_seed: u64,
-    ) -> Result<BatchStats, String>;
+    ) -> Result<BatchStats, EngineError>;
 
     /// Probabilities of the symbol after each of B windows ([T][B] inputs) → `out` [B][V].
-    fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32])
-        -> Result<(), String>;
+    fn predict_last(
+        &mut self,
+        inputs: &[u32],
+        batch: usize,
+        out: &mut [f32],
+    ) -> Result<(), EngineError>;
 
     /// The model's shape.
     fn config(&self) -> Config;
 
     /// The parameters, for a checkpoint.
-    fn params(&self) -> Result<Params<f32>, String>;
+    fn params(&self) -> Result<Params<f32>, EngineError>;
 
     /// Streaming inference, as generation uses it: `rows` independent LSTM
     /// states, all zero.
-    fn stream_reset(&mut self, rows: usize) -> Result<(), String>;
+    fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError>;
 
     /// Zeroes the states of the given rows.
-    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), String>;
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), EngineError>;
 
     /// Copies the state of row `from` into each of the rows `to`.
-    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), String>;
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError>;
 
     /// Advances the rows in `rows` one step, row `rows.start + k` reading `inputs[k]`.
-    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), String>;
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError>;
 
     /// Softmax probabilities after the last step of the given rows → `out` [rows.len()][V].
-    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), String>;
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), EngineError>;
 
     /// The optimiser state, for an exact resume.
-    fn adam_state(&self) -> Result<AdamState, String>;
+    fn adam_state(&self) -> Result<AdamState, EngineError>;
 }
 
 /// A time-major batch: `inputs[t * batch + b]` is step t of window b.
@@ -115,7 +158,7 @@ impl Backend for CpuBackend {
         batch: &Batch<'_>,
         objective: Objective,
         dropout_seed: u64,
-    ) -> Result<BatchStats, String> {
+    ) -> Result<BatchStats, EngineError> {
         let (p, step) = (self.dropout, self.adam.state.step);
         let ws = workspace(
             &mut self.workspaces,
@@ -151,7 +194,7 @@ impl Backend for CpuBackend {
         inputs: &[u32],
         batch: usize,
         out: &mut [f32],
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         let ws = workspace(
             &mut self.workspaces,
             self.params.config(),
@@ -166,36 +209,36 @@ impl Backend for CpuBackend {
         *self.params.config()
     }
 
-    fn params(&self) -> Result<Params<f32>, String> {
+    fn params(&self) -> Result<Params<f32>, EngineError> {
         Ok(self.params.clone())
     }
 
-    fn stream_reset(&mut self, rows: usize) -> Result<(), String> {
+    fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
         self.stream = Some(StreamState::new(&self.params, rows));
         Ok(())
     }
 
-    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), String> {
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), EngineError> {
         started(&mut self.stream).zero_rows(rows);
         Ok(())
     }
 
-    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), String> {
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError> {
         started(&mut self.stream).copy_row(from, to);
         Ok(())
     }
 
-    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), String> {
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError> {
         started(&mut self.stream).step(&self.params, rows, inputs);
         Ok(())
     }
 
-    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), String> {
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), EngineError> {
         started(&mut self.stream).probs(&self.params, rows, out);
         Ok(())
     }
 
-    fn adam_state(&self) -> Result<AdamState, String> {
+    fn adam_state(&self) -> Result<AdamState, EngineError> {
         Ok(self.adam.state.clone())
     }
 }

@@ -171,7 +171,7 @@ fn argmax(p: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Batch;
+    use crate::backend::{Batch, EngineError};
     use crate::cpu::BatchStats;
     use crate::model::{Config, Objective, Params};
     use crate::optim::AdamState;
@@ -188,10 +188,15 @@ mod tests {
             _: &Batch<'_>,
             _: Objective,
             _: u64,
-        ) -> Result<BatchStats, String> {
+        ) -> Result<BatchStats, EngineError> {
             unreachable!()
         }
-        fn predict_last(&mut self, _: &[u32], batch: usize, out: &mut [f32]) -> Result<(), String> {
+        fn predict_last(
+            &mut self,
+            _: &[u32],
+            batch: usize,
+            out: &mut [f32],
+        ) -> Result<(), EngineError> {
             for row in out.chunks_exact_mut(self.vocab).take(batch) {
                 row.fill(0.5 / (self.vocab - 1) as f32);
                 row[self.hold] = 0.5;
@@ -201,25 +206,25 @@ mod tests {
         fn config(&self) -> Config {
             unreachable!()
         }
-        fn params(&self) -> Result<Params<f32>, String> {
+        fn params(&self) -> Result<Params<f32>, EngineError> {
             unreachable!()
         }
-        fn adam_state(&self) -> Result<AdamState, String> {
+        fn adam_state(&self) -> Result<AdamState, EngineError> {
             unreachable!()
         }
-        fn stream_reset(&mut self, _: usize) -> Result<(), String> {
+        fn stream_reset(&mut self, _: usize) -> Result<(), EngineError> {
             unreachable!()
         }
-        fn stream_zero_rows(&mut self, _: &[usize]) -> Result<(), String> {
+        fn stream_zero_rows(&mut self, _: &[usize]) -> Result<(), EngineError> {
             unreachable!()
         }
-        fn stream_copy_row(&mut self, _: usize, _: &[usize]) -> Result<(), String> {
+        fn stream_copy_row(&mut self, _: usize, _: &[usize]) -> Result<(), EngineError> {
             unreachable!()
         }
-        fn stream_step(&mut self, _: std::ops::Range<usize>, _: &[u32]) -> Result<(), String> {
+        fn stream_step(&mut self, _: std::ops::Range<usize>, _: &[u32]) -> Result<(), EngineError> {
             unreachable!()
         }
-        fn stream_probs(&mut self, _: &[usize], _: &mut [f32]) -> Result<(), String> {
+        fn stream_probs(&mut self, _: &[usize], _: &mut [f32]) -> Result<(), EngineError> {
             unreachable!()
         }
     }

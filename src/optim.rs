@@ -1,5 +1,6 @@
 //! Adam exactly as Keras implements it, over the flat parameter buffer, with optional global
-//! gradient-norm clipping.
+//! gradient-norm clipping: the hyperparameters, the state and the scalars both engines share.
+//! The update itself is `cpu::adam` (with `Adam::step`) and `gpu::adam`.
 //!
 //! Keras' update at step t (from 1), per element:
 //!   m ← m + (g − m)(1 − β1);  v ← v + (g² − v)(1 − β2)
@@ -36,43 +37,6 @@ impl Adam {
                 step: 0,
             },
         }
-    }
-
-    /// One update of `params` from `grads` (clipped in place first if `clip` is set). Returns the
-    /// global gradient norm before clipping.
-    pub fn step(&mut self, params: &mut [f32], grads: &mut [f32]) -> f32 {
-        assert_eq!(
-            params.len(),
-            self.state.m.len(),
-            "parameter count differs from the state"
-        );
-        assert_eq!(
-            grads.len(),
-            params.len(),
-            "gradient count differs from the parameters"
-        );
-
-        let norm = global_norm(grads);
-        let scale = self.clip_scale(norm);
-        if scale != 1.0 {
-            grads.iter_mut().for_each(|g| *g *= scale);
-        }
-
-        self.state.step += 1;
-        let lr_t = self.step_size(self.state.step);
-        let (one_minus_beta1, one_minus_beta2) = (1.0 - self.beta1, 1.0 - self.beta2);
-        let state = &mut self.state;
-        for (((theta, &g), m), v) in params
-            .iter_mut()
-            .zip(grads.iter())
-            .zip(state.m.iter_mut())
-            .zip(state.v.iter_mut())
-        {
-            *m += (g - *m) * one_minus_beta1;
-            *v += (g * g - *v) * one_minus_beta2;
-            *theta -= lr_t * *m / (v.sqrt() + self.epsilon);
-        }
-        norm
     }
 
     /// The factor the gradient is multiplied by before the update: clip / norm when clipping

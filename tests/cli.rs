@@ -240,7 +240,7 @@ fn device_choice_is_reported_and_a_missing_gpu_is_a_clear_error() {
             );
             assert!(!stderr.contains("panicked"), "{stderr}");
             assert!(
-                auto_stderr.contains("device: CPU, ") && auto_stderr.contains(&reason),
+                auto_stderr.contains("device: CPU, ") && auto_stderr.contains(&reason.to_string()),
                 "{auto_stderr}"
             );
         }

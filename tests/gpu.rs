@@ -1,336 +1,25 @@
-//! The CUDA engine against the CPU reference, and the kernels' compilation.
-//!
-//! The comparisons run on two engines: a CUDA device where one opens (else they print that they
-//! skipped), and everywhere the same engine code with kernels/*.cu compiled as C++ for the host
-//! (tests/host_cuda), which needs only a C++20 compiler. The compile tests need no GPU either:
-//! NVRTC, and nvcc (for build.rs's embedded PTX) and ptxas, from the `nvidia-cuda-nvrtc` and
-//! `nvidia-cuda-nvcc` wheels that `.ci/run` installs. Under `CI=true` a missing tool is a
-//! failure.
-
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+//! The CUDA engine against the CPU reference, whole steps at a time: a training step, inference
+//! and streaming, generation and a short training run, each case on every engine (see
+//! tests/engines).
 
 use melody_engine::backend::{Backend, Batch, CpuBackend};
 use melody_engine::cpu::{self, Objective, Workspace};
 use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
 use melody_engine::generate::{generate, GenerateOptions};
-use melody_engine::gpu::kernels::{self, Kernel, KERNEL_FILES};
-use melody_engine::gpu::{self, CudaBackend};
+use melody_engine::gpu::{CudaBackend, Gpu};
 use melody_engine::model::{Config, Params};
 use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
 use melody_engine::train::{self, TrainOptions};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 mod common;
+#[macro_use]
+mod engines;
 
-/// Every element within atol + rtol·|cpu| (rtol 1e-4 in f32; atol covers values near zero,
-/// where the summation order of the products decides the last bits).
-const RTOL: f32 = 1e-4;
-const ATOL: f32 = 1e-5;
-
-/// Each entry point of a PTX module, with the threads per block it is compiled for
-/// (`.maxntid`, from `__launch_bounds__`) where it declares them.
-fn entry_points(ptx: &str) -> BTreeMap<String, Option<u32>> {
-    let mut entries = BTreeMap::new();
-    let mut last = None;
-    for line in ptx.lines() {
-        if let Some(rest) = line.split(".entry ").nth(1) {
-            let name = rest.split('(').next().unwrap().trim().to_string();
-            entries.insert(name.clone(), None);
-            last = Some(name);
-        } else if let Some(dims) = line.trim().strip_prefix(".maxntid ") {
-            let threads = dims.split(',').map(|d| d.trim().parse::<u32>().unwrap());
-            let entry = last.clone().expect(".maxntid follows its .entry");
-            entries.insert(entry, Some(threads.product()));
-        }
-    }
-    entries
-}
-
-/// The kernels the engine launches from kernels/`file`.cu, with the block size each declares.
-fn launched_from(file: &str) -> BTreeMap<String, Option<u32>> {
-    Kernel::ALL
-        .iter()
-        .filter(|kernel| kernel.location().0 == file)
-        .map(|kernel| (kernel.location().1.to_string(), Some(kernel.max_threads())))
-        .collect()
-}
-
-/// One kernel file compiled to PTX.
-struct PtxModule {
-    /// The file name without `.cu`.
-    file: &'static str,
-    /// Which file, compiler and architecture, for messages.
-    label: String,
-    /// The compute capability it was compiled for (10·major + minor).
-    capability: u32,
-    ptx: String,
-}
-
-/// Every PTX module there is to check: NVRTC's for compute_80 and compute_90 where NVRTC loads,
-/// and the ones build.rs embedded where it found nvcc.
-fn ptx_modules() -> Vec<PtxModule> {
-    let mut modules = Vec::new();
-    for file in KERNEL_FILES {
-        for &(capability, ptx) in file.ptx {
-            modules.push(PtxModule {
-                file: file.name,
-                label: format!("kernels/{}.cu, nvcc compute_{capability}", file.name),
-                capability,
-                ptx: ptx.to_string(),
-            });
-        }
-        if kernels::nvrtc_available() {
-            for capability in [80, 90] {
-                let arch = kernels::nvrtc_arch(capability);
-                let ptx = kernels::compile(file, arch).unwrap_or_else(|e| panic!("{e}"));
-                modules.push(PtxModule {
-                    file: file.name,
-                    label: format!("kernels/{}.cu, NVRTC {arch}", file.name),
-                    capability,
-                    ptx: ptx.to_src(),
-                });
-            }
-        }
-    }
-    modules
-}
-
-#[test]
-fn every_kernel_compiles_for_compute_80_and_90() {
-    if !kernels::nvrtc_available() {
-        assert!(
-            !common::in_ci(),
-            "CI=true but NVRTC was not found: .ci/run installs the nvidia-cuda-nvrtc wheel and \
-             puts its lib/ on LD_LIBRARY_PATH"
-        );
-        eprintln!("skipped NVRTC: no NVRTC library (install the nvidia-cuda-nvrtc wheel)");
-    }
-    let embedded = KERNEL_FILES.iter().all(|file| file.ptx.len() == 2);
-    assert!(
-        embedded || !common::in_ci(),
-        "CI=true but build.rs embedded no PTX: .ci/run puts the nvidia-cuda-nvcc wheel's nvcc on PATH"
-    );
-    if !embedded {
-        eprintln!("skipped nvcc's PTX: build.rs found no nvcc");
-    }
-    for module in ptx_modules() {
-        // The file defines exactly the kernels the engine launches from it, each compiled for
-        // the block size it is launched with.
-        let (what, defined) = (&module.label, entry_points(&module.ptx));
-        assert_eq!(defined, launched_from(module.file), "{what}");
-        // Local memory is where a register array indexed at run time ends up: slow.
-        assert!(!module.ptx.contains(".local"), "{what} uses local memory");
-        eprintln!("{what}: {:?}", defined.keys());
-    }
-}
-
-/// ptxas, from $PTXAS or PATH; None after saying why there is none.
-fn ptxas() -> Option<PathBuf> {
-    let ptxas = PathBuf::from(std::env::var_os("PTXAS").unwrap_or("ptxas".into()));
-    match Command::new(&ptxas).arg("--version").output() {
-        Ok(out) if out.status.success() => Some(ptxas),
-        result => {
-            assert!(
-                !common::in_ci(),
-                "CI=true but {} does not run ({result:?}): .ci/run puts the nvidia-cuda-nvcc \
-                 wheel's bin/ on PATH",
-                ptxas.display()
-            );
-            eprintln!("skipped: no ptxas (install the nvidia-cuda-nvcc wheel)");
-            None
-        }
-    }
-}
-
-/// What ptxas -v reports of each kernel of a module (the largest figure where a kernel's
-/// report has several). The registers are printed for information: `__launch_bounds__` already
-/// bounds them.
-#[derive(Debug, Default)]
-struct Resources {
-    registers: Option<u32>,
-    stack_bytes: Option<u32>,
-    spill_bytes: Option<u32>,
-}
-
-/// Assembles a module for sm_`capability` (the machine code the driver would make of it) and
-/// returns each kernel's resources.
-fn assemble(ptxas: &Path, module: &PtxModule) -> BTreeMap<String, Resources> {
-    let input = std::env::temp_dir().join(format!(
-        "melody-engine-{}-{}.ptx",
-        std::process::id(),
-        module.label.replace(['/', ' ', ','], "_")
-    ));
-    std::fs::write(&input, &module.ptx).unwrap();
-    let out = Command::new(ptxas)
-        .args(["-v", &format!("-arch=sm_{}", module.capability)])
-        .args(["--output-file", "/dev/null"])
-        .arg(&input)
-        .output()
-        .unwrap();
-    std::fs::remove_file(&input).unwrap();
-    let log = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "ptxas failed on {}:\n{log}",
-        module.label
-    );
-    let number_before = |line: &str, unit: &str| -> Option<u32> {
-        let head = &line[..line.find(unit).unwrap()];
-        let word = head.trim_end().rsplit([' ', ',']).next().unwrap();
-        Some(word.parse().unwrap())
-    };
-    let mut kernels = BTreeMap::new();
-    let mut current = String::new();
-    for line in log.lines() {
-        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
-            current = rest.split('\'').next().unwrap().to_string();
-        }
-        let entry: &mut Resources = kernels.entry(current.clone()).or_default();
-        if line.contains(" bytes stack frame") {
-            let spills = number_before(line, " bytes spill stores").unwrap()
-                + number_before(line, " bytes spill loads").unwrap();
-            entry.stack_bytes = entry
-                .stack_bytes
-                .max(number_before(line, " bytes stack frame"));
-            entry.spill_bytes = entry.spill_bytes.max(Some(spills));
-        } else if line.contains(" registers") {
-            entry.registers = entry.registers.max(number_before(line, " registers"));
-        }
-    }
-    kernels.remove("");
-    kernels
-}
-
-#[test]
-fn every_kernel_assembles_without_spilling_within_its_launch_bounds() {
-    let Some(ptxas) = ptxas() else { return };
-    let modules = ptx_modules();
-    if modules.is_empty() {
-        eprintln!("skipped: neither NVRTC nor embedded PTX to assemble");
-    }
-    for module in modules {
-        let (what, capability) = (&module.label, module.capability);
-        let kernels = assemble(&ptxas, &module);
-        assert_eq!(
-            kernels.keys().collect::<Vec<_>>(),
-            launched_from(module.file).keys().collect::<Vec<_>>(),
-            "{what}"
-        );
-        for (name, resources) in &kernels {
-            eprintln!("{what} on sm_{capability}: {name} {resources:?}");
-            // With `__launch_bounds__`, ptxas keeps within the registers the declared block
-            // size allows by spilling to local memory; none may spill, nor use a stack frame.
-            assert_eq!(
-                (resources.stack_bytes, resources.spill_bytes),
-                (Some(0), Some(0)),
-                "{what}: {name} uses local memory on sm_{capability} (None: ptxas said nothing)"
-            );
-        }
-    }
-}
-
-/// The CUDA device, or None after saying why there is none.
-fn device() -> Option<gpu::Gpu> {
-    match gpu::open() {
-        Ok(gpu) => {
-            eprintln!("device: {}", gpu.description());
-            Some(gpu)
-        }
-        Err(e) => {
-            eprintln!("skipped on CUDA: no usable device ({e})");
-            None
-        }
-    }
-}
-
-/// kernels/*.cu compiled for the host into a shared library, once per test run.
-fn host_library() -> Option<&'static PathBuf> {
-    static LIBRARY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    LIBRARY
-        .get_or_init(|| {
-            let source = concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/host_cuda/kernels_on_host.cpp"
-            );
-            // A test binary copied to another machine (.ci/device-bundle) has no sources.
-            if !std::path::Path::new(source).exists() {
-                assert!(!common::in_ci(), "CI=true but {source} is missing");
-                eprintln!("skipped on the host: {source} is not on this machine");
-                return None;
-            }
-            let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-            std::fs::create_dir_all(&out_dir).unwrap();
-            let library = out_dir.join("kernels_on_host.so");
-            let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
-            let built = Command::new(&compiler)
-                .args([
-                    "-std=c++20",
-                    "-O2",
-                    "-shared",
-                    "-fPIC",
-                    "-Wno-unknown-pragmas",
-                ])
-                .arg("-o")
-                .arg(&library)
-                .arg(source)
-                .arg("-lpthread")
-                .output();
-            match built {
-                Ok(out) if out.status.success() => Some(library),
-                Ok(out) => panic!(
-                    "{compiler} could not compile the kernels for the host:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-                Err(e) => {
-                    assert!(
-                        !common::in_ci(),
-                        "CI=true but no C++ compiler ({compiler}: {e})"
-                    );
-                    eprintln!("skipped on the host: no C++ compiler ({compiler}: {e})");
-                    None
-                }
-            }
-        })
-        .as_ref()
-}
-
-fn on_host() -> Option<gpu::Gpu> {
-    let library = host_library()?;
-    Some(gpu::open_on_host(library).unwrap_or_else(|e| panic!("{e}")))
-}
-
-/// Asserts every element of `gpu` is within ATOL + RTOL·|cpu| of `cpu`, and prints the worst
-/// element, as llm.c's tests do.
-fn assert_close(what: &str, gpu: &[f32], cpu: &[f32]) {
-    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
-    let mut worst = (0.0f32, 0usize);
-    for (i, (&g, &c)) in gpu.iter().zip(cpu).enumerate() {
-        let excess = (g - c).abs() / (ATOL + RTOL * c.abs());
-        assert!(!excess.is_nan(), "{what}[{i}]: gpu {g}, cpu {c}");
-        if excess > worst.0 {
-            worst = (excess, i);
-        }
-    }
-    let i = worst.1;
-    eprintln!(
-        "  {what}: worst |Δ| = {:.3e} at {i} (gpu {}, cpu {}), {:.2} of the bound",
-        (gpu[i] - cpu[i]).abs(),
-        gpu[i],
-        cpu[i],
-        worst.0
-    );
-    assert!(worst.0 <= 1.0, "{what}: element {i} outside the bound");
-}
-
-fn random_symbols(rng: &mut StdRng, n: usize, vocab: usize) -> Vec<u32> {
-    (0..n).map(|_| rng.gen_range(0..vocab as u32)).collect()
-}
+use engines::assert_close;
 
 struct Case {
     layers: usize,
@@ -344,7 +33,7 @@ struct Case {
 
 /// One training step on both engines from the same parameters and batch: the loss, every layer's
 /// h and c, ∂L/∂logits, every gradient, then the Adam update and its state.
-fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persistent: bool) {
+fn compare_training_step(gpu: Gpu, case: &Case, clip: Option<f32>, persistent: bool) {
     eprintln!("on {}", gpu.description());
     let on_the_host = gpu.is_host();
     let config = Config {
@@ -360,8 +49,8 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persiste
     );
     let mut rng = StdRng::seed_from_u64(b as u64 * 1000 + t as u64);
     let params = Params::<f32>::init(config, &mut rng);
-    let inputs = random_symbols(&mut rng, b * t, case.vocab);
-    let targets = random_symbols(&mut rng, b * t, case.vocab);
+    let inputs = common::random_symbols(&mut rng, b * t, case.vocab);
+    let targets = common::random_symbols(&mut rng, b * t, case.vocab);
     let seed = 11;
 
     // CPU: the reference step, with the mask of optimiser step 0.
@@ -445,80 +134,78 @@ fn compare_training_step(gpu: gpu::Gpu, case: &Case, clip: Option<f32>, persiste
     assert_close("Adam v", &state.v, &adam.state.v);
 }
 
-#[test]
-fn training_step_matches_the_cpu() {
-    let cases = [
-        // The reference shape.
-        Case {
-            layers: 1,
-            batch: 64,
-            steps: 64,
-            hidden: 256,
-            vocab: 38,
-            objective: Objective::All,
-            dropout: 0.2,
-        },
-        // Nothing a multiple of the 64×64 tiles, two layers.
-        Case {
-            layers: 2,
-            batch: 7,
-            steps: 5,
-            hidden: 33,
-            vocab: 11,
-            objective: Objective::All,
-            dropout: 0.2,
-        },
-        Case {
-            layers: 2,
-            batch: 65,
-            steps: 3,
-            hidden: 65,
-            vocab: 70,
-            objective: Objective::Last,
-            dropout: 0.5,
-        },
-        Case {
-            layers: 1,
-            batch: 13,
-            steps: 1,
-            hidden: 70,
-            vocab: 5,
-            objective: Objective::All,
-            dropout: 0.0,
-        },
-    ];
-    // Both recurrences; on the host (a block at a time) the small shapes only.
-    for persistent in [true, false] {
-        for case in &cases[1..] {
-            let Some(gpu) = on_host() else { break };
-            compare_training_step(gpu, case, None, persistent);
-        }
-        if let Some(gpu) = on_host() {
-            compare_training_step(gpu, &cases[1], Some(1e-3), persistent);
-        }
-        for case in &cases {
-            let Some(gpu) = device() else { break };
-            compare_training_step(gpu, case, None, persistent);
-        }
-        // Clipping: a tiny bound, so the global norm on the device decides the scale.
-        if let Some(gpu) = device() {
-            compare_training_step(gpu, &cases[1], Some(1e-3), persistent);
-        }
-    }
+/// Nothing a multiple of the 64×64 tiles, two layers.
+const ODD: Case = Case {
+    layers: 2,
+    batch: 7,
+    steps: 5,
+    hidden: 33,
+    vocab: 11,
+    objective: Objective::All,
+    dropout: 0.2,
+};
+
+// Both recurrences; the reference shape on CUDA only (the host runs a block at a time).
+test_engines! {
+    /// The reference shape.
+    fn reference_shape_persistent(gpu) { reference_shape(gpu, true) }
+    fn reference_shape_per_step(gpu) { reference_shape(gpu, false) }
+    fn odd_shape_persistent(gpu) { compare_training_step(gpu, &ODD, None, true) }
+    fn odd_shape_per_step(gpu) { compare_training_step(gpu, &ODD, None, false) }
+    fn last_position_persistent(gpu) { compare_training_step(gpu, &LAST, None, true) }
+    fn last_position_per_step(gpu) { compare_training_step(gpu, &LAST, None, false) }
+    fn one_step_persistent(gpu) { compare_training_step(gpu, &ONE_STEP, None, true) }
+    fn one_step_per_step(gpu) { compare_training_step(gpu, &ONE_STEP, None, false) }
+    /// Clipping: a tiny bound, so the global norm on the device decides the scale.
+    fn clipped_persistent(gpu) { compare_training_step(gpu, &ODD, Some(1e-3), true) }
+    fn clipped_per_step(gpu) { compare_training_step(gpu, &ODD, Some(1e-3), false) }
 }
 
-/// `predict_last` and the streaming calls generation makes (sub-range steps, zeroed and copied
-/// rows) give the CPU's probabilities.
-#[test]
-fn inference_matches_the_cpu() {
-    for persistent in [true, false] {
-        for gpu in on_host().into_iter().chain(device()) {
-            compare_inference(gpu, persistent);
-        }
+const LAST: Case = Case {
+    layers: 2,
+    batch: 65,
+    steps: 3,
+    hidden: 65,
+    vocab: 70,
+    objective: Objective::Last,
+    dropout: 0.5,
+};
+
+const ONE_STEP: Case = Case {
+    layers: 1,
+    batch: 13,
+    steps: 1,
+    hidden: 70,
+    vocab: 5,
+    objective: Objective::All,
+    dropout: 0.0,
+};
+
+fn reference_shape(gpu: Gpu, persistent: bool) {
+    if gpu.is_host() {
+        eprintln!("skipped on the host: the reference shape takes minutes a block at a time");
+        return;
     }
+    let case = Case {
+        layers: 1,
+        batch: 64,
+        steps: 64,
+        hidden: 256,
+        vocab: 38,
+        objective: Objective::All,
+        dropout: 0.2,
+    };
+    compare_training_step(gpu, &case, None, persistent);
 }
 
-fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
+// `predict_last` and the streaming calls generation makes (sub-range steps, zeroed and copied
+// rows) give the CPU's probabilities.
+test_engines! {
+    fn inference_matches_the_cpu_persistent(gpu) { compare_inference(gpu, true) }
+    fn inference_matches_the_cpu_per_step(gpu) { compare_inference(gpu, false) }
+}
+
+fn compare_inference(gpu: Gpu, persistent: bool) {
     let on_the_host = gpu.is_host();
     let config = Config {
         vocab_size: 38,
@@ -529,7 +216,7 @@ fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
     let (b, t) = (9, 17);
     let mut rng = StdRng::seed_from_u64(5);
     let params = Params::<f32>::init(config, &mut rng);
-    let inputs = random_symbols(&mut rng, b * t, config.vocab_size);
+    let inputs = common::random_symbols(&mut rng, b * t, config.vocab_size);
     let adam = Adam::new(config.num_params());
     let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
     let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
@@ -551,7 +238,7 @@ fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
         backend
             .stream_step(
                 0..2 * b,
-                &random_symbols(&mut StdRng::seed_from_u64(1), 2 * b, 38),
+                &common::random_symbols(&mut StdRng::seed_from_u64(1), 2 * b, 38),
             )
             .unwrap();
         backend
@@ -571,11 +258,16 @@ fn compare_inference(gpu: gpu::Gpu, persistent: bool) {
     assert_close("streamed probabilities", &probs[1], &probs[0]);
 }
 
-/// `engine generate`'s loop (the shared `/` prefix, zeroed and copied rows, batched steps) draws
-/// the same melodies on both engines from the same random streams.
-#[test]
-fn generation_matches_the_cpu() {
-    for gpu in on_host().into_iter().chain(device()) {
+// `engine generate`'s loop (the shared `/` prefix, zeroed and copied rows, batched steps) draws
+// the same melodies on both engines from the same random streams.
+test_engines! {
+    fn generation_matches_the_cpu(gpu) { compare_generation(gpu) }
+    // A corpus folder per engine, so that the host and CUDA runs do not share one.
+    fn training_follows_the_cpu(gpu, engine) { compare_training(gpu, &format!("gpu-curve-{engine}")) }
+}
+
+fn compare_generation(gpu: Gpu) {
+    {
         let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67", "r"]);
         let config = Config {
             vocab_size: vocab.len(),
@@ -608,10 +300,9 @@ fn generation_matches_the_cpu() {
 /// `engine train`'s loop on both engines from the same start: the per-epoch losses and
 /// accuracies follow each other (the GPU's sums run in another order, so its rounding drifts a
 /// little from step to step), and so do the final parameters.
-#[test]
-fn training_follows_the_cpu() {
-    for (run, gpu) in on_host().into_iter().chain(device()).enumerate() {
-        let data = common::corpus(&format!("gpu-curve-{run}"));
+fn compare_training(gpu: Gpu, run: &str) {
+    {
+        let data = common::corpus(run);
         let on = |name: &str| TrainOptions {
             epochs: 3,
             ..common::options(&data, name)

@@ -9,19 +9,19 @@ use melody_engine::model::checkpoint::{self, AdamState, CheckpointConfig};
 use melody_engine::model::{Config, Params};
 use melody_engine::optim::{global_norm, Adam};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+
+mod common;
+
+use common::random_symbols;
 
 const VOCAB: usize = 7;
 const HIDDEN: usize = 5;
 const STEPS: usize = 6;
 const BATCH: usize = 3;
 const DROPOUT: f32 = 0.3;
-
-fn random_symbols(rng: &mut StdRng, n: usize, vocab: usize) -> Vec<u32> {
-    (0..n).map(|_| rng.gen_range(0..vocab as u32)).collect()
-}
 
 /// The mean loss the gradient is taken of.
 fn mean_loss(stats: BatchStats) -> f64 {

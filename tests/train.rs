@@ -4,7 +4,7 @@
 use std::fs;
 use std::ops::Range;
 
-use melody_engine::backend::{Backend, Batch, CpuBackend};
+use melody_engine::backend::{Backend, Batch, CpuBackend, EngineError};
 use melody_engine::cpu::BatchStats;
 use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
@@ -195,10 +195,13 @@ impl Backend for FailingDevice {
         batch: &Batch<'_>,
         objective: Objective,
         seed: u64,
-    ) -> Result<BatchStats, String> {
+    ) -> Result<BatchStats, EngineError> {
         self.steps += 1;
         if self.steps >= self.fail_at {
-            return Err(OUT_OF_MEMORY.to_string());
+            return Err(EngineError::OutOfMemory {
+                action: "allocating device memory".to_string(),
+                message: "CUDA_ERROR_OUT_OF_MEMORY".to_string(),
+            });
         }
         self.engine.train_step(batch, objective, seed)
     }
@@ -207,31 +210,31 @@ impl Backend for FailingDevice {
         inputs: &[u32],
         batch: usize,
         out: &mut [f32],
-    ) -> Result<(), String> {
+    ) -> Result<(), EngineError> {
         self.engine.predict_last(inputs, batch, out)
     }
     fn config(&self) -> Config {
         self.engine.config()
     }
-    fn params(&self) -> Result<Params<f32>, String> {
+    fn params(&self) -> Result<Params<f32>, EngineError> {
         self.engine.params()
     }
-    fn stream_reset(&mut self, rows: usize) -> Result<(), String> {
+    fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
         self.engine.stream_reset(rows)
     }
-    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), String> {
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), EngineError> {
         self.engine.stream_zero_rows(rows)
     }
-    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), String> {
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError> {
         self.engine.stream_copy_row(from, to)
     }
-    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), String> {
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError> {
         self.engine.stream_step(rows, inputs)
     }
-    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), String> {
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), EngineError> {
         self.engine.stream_probs(rows, out)
     }
-    fn adam_state(&self) -> Result<AdamState, String> {
+    fn adam_state(&self) -> Result<AdamState, EngineError> {
         self.engine.adam_state()
     }
 }

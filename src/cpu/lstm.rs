@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::matmul::{matmul, matmul_on_this_thread, Mat};
+use super::matmul::{broadcast_rows, column_sums, matmul, matmul_on_this_thread, Mat};
 use crate::model::{Float, LstmLayer, LstmLayerMut};
 
 /// The sizes of one batch of windows.
@@ -63,26 +63,22 @@ pub enum LayerInput<'a, F> {
 
 /// Writes the input and bias terms of the pre-activations, for all steps at once:
 /// gates[t,b] = W_ih·x[t,b] + b_ih + b_hh. The recurrent term is added step by step later.
-/// `input_table` [V][4H] is scratch for layer 0.
-pub fn input_contributions<F: Float>(
+/// `table` [V][4H] is scratch for layer 0 (see [`input_table`]).
+pub fn input_term<F: Float>(
     layer: LstmLayer<'_, F>,
     input: LayerInput<'_, F>,
     dims: Dims,
-    input_table: &mut [F],
+    table: &mut [F],
     gates: &mut [F],
 ) {
     let h4 = 4 * dims.hidden;
     match input {
         LayerInput::Tokens(tokens) => {
-            build_input_table(layer, dims.vocab, input_table);
-            gather_input_rows(input_table, tokens, gates);
+            input_table(layer, dims.vocab, table);
+            gather_input_term(table, tokens, gates);
         }
         LayerInput::Hidden(below) => {
-            for gate_row in gates.chunks_exact_mut(h4) {
-                for ((a, &bi), &bh) in gate_row.iter_mut().zip(layer.bias_ih).zip(layer.bias_hh) {
-                    *a = bi + bh;
-                }
-            }
+            broadcast_rows(gates, layer.bias_ih, Some(layer.bias_hh));
             // [TB×4H] += [TB×H]·[H×4H]
             let rows = dims.steps * dims.batch;
             let w_ih = Mat::new(layer.weight_ih, h4, dims.hidden);
@@ -93,7 +89,7 @@ pub fn input_contributions<F: Float>(
 
 /// W_ih·onehot(s) is column s of W_ih. Transposes W_ih [4H][V] into rows
 /// table[s] = W_ih[:, s] + b_ih + b_hh, [V][4H], so that each step's input term is a row copy.
-pub fn build_input_table<F: Float>(layer: LstmLayer<'_, F>, v: usize, table: &mut [F]) {
+pub fn input_table<F: Float>(layer: LstmLayer<'_, F>, v: usize, table: &mut [F]) {
     let h4 = layer.bias_ih.len();
     for (s, table_row) in table.chunks_exact_mut(h4).enumerate() {
         for (j, entry) in table_row.iter_mut().enumerate() {
@@ -103,7 +99,7 @@ pub fn build_input_table<F: Float>(layer: LstmLayer<'_, F>, v: usize, table: &mu
 }
 
 /// gates[r] = table[tokens[r]]: the input and bias terms of a one-hot input.
-pub fn gather_input_rows<F: Float>(table: &[F], tokens: &[u32], gates: &mut [F]) {
+pub fn gather_input_term<F: Float>(table: &[F], tokens: &[u32], gates: &mut [F]) {
     let h4 = gates.len() / tokens.len();
     for (gate_row, &token) in gates.chunks_exact_mut(h4).zip(tokens) {
         let s = token as usize;
@@ -118,9 +114,9 @@ fn rows_per_block(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads())
 }
 
-/// Runs the recurrence over the T steps. On entry `tape.gates` holds the input contributions;
-/// on exit it holds the gate activations, and `cell`, `tanh_cell`, `hidden` are filled.
-pub fn recurrence<F: Float>(weight_hh: &[F], dims: Dims, tape: &mut LayerTape<F>) {
+/// Runs the recurrence over the T steps. On entry `tape.gates` holds the input terms; on exit
+/// it holds the gate activations, and `cell`, `tanh_cell`, `hidden` are filled.
+pub fn lstm_forward<F: Float>(weight_hh: &[F], dims: Dims, tape: &mut LayerTape<F>) {
     let bh = dims.batch * dims.hidden;
     for t in 0..dims.steps {
         let (hidden_before, hidden_from_t) = tape.hidden.split_at_mut(t * bh);
@@ -139,11 +135,11 @@ pub fn recurrence<F: Float>(weight_hh: &[F], dims: Dims, tape: &mut LayerTape<F>
             tanh_cell: &mut tape.tanh_cell[t * bh..(t + 1) * bh],
             hidden: &mut hidden_from_t[..bh],
         };
-        step(weight_hh, dims.hidden, h_prev, &c_prev[..bh], next);
+        lstm_step(weight_hh, dims.hidden, h_prev, &c_prev[..bh], next);
     }
 }
 
-/// What one step writes for its B rows: gates [B][4H] (holding the input contributions on
+/// What one step writes for its B rows: gates [B][4H] (holding the input terms on
 /// entry, the activations on exit), c, tanh(c) and h [B][H].
 pub struct StepOutput<'a, F> {
     pub gates: &'a mut [F],
@@ -154,7 +150,7 @@ pub struct StepOutput<'a, F> {
 
 /// One step for every row: a += W_hh·h_prev (none when `h_prev` is the zero state), then the
 /// gates and the cell update. Each thread takes its own block of rows.
-pub fn step<F: Float>(
+pub fn lstm_step<F: Float>(
     weight_hh: &[F],
     h: usize,
     h_prev: Option<&[F]>,
@@ -178,7 +174,7 @@ pub fn step<F: Float>(
                 matmul_on_this_thread(gates, true, h_prev, w_hh.t());
             }
             let c_prev = &c_prev[first..first + n * h];
-            cell_forward(gates, c_prev, cell, tanh_cell, hidden, h);
+            lstm_cell_forward(gates, c_prev, cell, tanh_cell, hidden, h);
         });
 }
 
@@ -187,7 +183,7 @@ pub fn step<F: Float>(
 ///
 /// Where the CPU has AVX2 the same code is compiled for it, so the nonlinearities run 8 lanes wide
 /// instead of SSE2's 4. The results are bit-identical: the same operations in the same order.
-fn cell_forward<F: Float>(
+pub fn lstm_cell_forward<F: Float>(
     gates: &mut [F],
     cell_prev: &[F],
     cell: &mut [F],
@@ -198,14 +194,14 @@ fn cell_forward<F: Float>(
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU was just checked to support AVX2.
-        return unsafe { cell_forward_avx2(gates, cell_prev, cell, tanh_cell, hidden, h) };
+        return unsafe { lstm_cell_forward_avx2(gates, cell_prev, cell, tanh_cell, hidden, h) };
     }
-    cell_forward_portable(gates, cell_prev, cell, tanh_cell, hidden, h)
+    lstm_cell_forward_portable(gates, cell_prev, cell, tanh_cell, hidden, h)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn cell_forward_avx2<F: Float>(
+fn lstm_cell_forward_avx2<F: Float>(
     gates: &mut [F],
     cell_prev: &[F],
     cell: &mut [F],
@@ -213,11 +209,11 @@ fn cell_forward_avx2<F: Float>(
     hidden: &mut [F],
     h: usize,
 ) {
-    cell_forward_portable(gates, cell_prev, cell, tanh_cell, hidden, h)
+    lstm_cell_forward_portable(gates, cell_prev, cell, tanh_cell, hidden, h)
 }
 
 #[inline(always)]
-fn cell_forward_portable<F: Float>(
+fn lstm_cell_forward_portable<F: Float>(
     gates: &mut [F],
     cell_prev: &[F],
     cell: &mut [F],
@@ -247,7 +243,7 @@ fn cell_forward_portable<F: Float>(
     }
 }
 
-/// The scratch and output buffers of [`backward`].
+/// The scratch and output buffers of [`lstm_backward`].
 pub struct LayerGradBuffers<'a, F> {
     /// [T][B][H]: on entry ∂L/∂h_t from above (the dense layer or the next LSTM layer); the
     /// recurrent terms are added in place, so on exit it holds the total ∂L/∂h_t.
@@ -264,7 +260,7 @@ pub struct LayerGradBuffers<'a, F> {
 
 /// Backpropagation through time for one layer: overwrites `grads` with this layer's parameter
 /// gradients and fills `buffers` (see [`LayerGradBuffers`]).
-pub fn backward<F: Float>(
+pub fn lstm_backward<F: Float>(
     layer: LstmLayer<'_, F>,
     input: LayerInput<'_, F>,
     tape: &LayerTape<F>,
@@ -299,7 +295,7 @@ pub fn backward<F: Float>(
                 let first = block * rows * h;
                 let n = d_cell.len() / h;
                 let span = first..first + n * h;
-                cell_backward(
+                lstm_cell_backward(
                     &gates[4 * first..4 * first + n * 4 * h],
                     &cell_prev[span.clone()],
                     &tanh_cell[span.clone()],
@@ -334,12 +330,7 @@ pub fn backward<F: Float>(
     matmul(grads.weight_hh, false, d_a_from_1.t(), h_until_last);
 
     // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a.
-    grads.bias_ih.fill(F::ZERO);
-    for d_a in d_gates.chunks_exact(4 * h) {
-        for (db, &d) in grads.bias_ih.iter_mut().zip(d_a) {
-            *db += d;
-        }
-    }
+    column_sums(d_gates, grads.bias_ih);
     grads.bias_hh.copy_from_slice(grads.bias_ih);
 
     let rows = t_len * b;
@@ -375,7 +366,7 @@ pub fn backward<F: Float>(
 ///   dc  = d_cell (through c_{t+1}) + dh⊙o⊙(1 − tanh²c)
 ///   da_i = dc⊙g⊙i(1−i);  da_f = dc⊙c_prev⊙f(1−f);  da_g = dc⊙i⊙(1−g²);  da_o = dh⊙tanh(c)⊙o(1−o)
 /// and leaves dc⊙f in `d_cell`, the part of ∂L/∂c_{t−1} that flows through c_t.
-fn cell_backward<F: Float>(
+pub fn lstm_cell_backward<F: Float>(
     gates: &[F],
     cell_prev: &[F],
     tanh_cell: &[F],
@@ -433,8 +424,8 @@ mod tests {
                 let (g, c, t) = (&mut out.0, &mut out.1, &mut out.2);
                 match avx2 {
                     // SAFETY: AVX2 was detected above.
-                    true => unsafe { cell_forward_avx2(g, &cell_prev, c, t, &mut hidden, h) },
-                    false => cell_forward_portable(g, &cell_prev, c, t, &mut hidden, h),
+                    true => unsafe { lstm_cell_forward_avx2(g, &cell_prev, c, t, &mut hidden, h) },
+                    false => lstm_cell_forward_portable(g, &cell_prev, c, t, &mut hidden, h),
                 }
                 let all = [out.0, out.1, out.2, hidden].concat();
                 all.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()

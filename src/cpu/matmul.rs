@@ -1,5 +1,6 @@
-//! Matrix products on row-major slices through the `gemm` crate. A view carries its strides, so
-//! a transpose is a swap of strides and costs nothing.
+//! Matrix products on row-major slices through the `gemm` crate, and the biases around them:
+//! broadcast to every row of a product's output before it is added, and their gradient, the
+//! column sums. A view carries its strides, so a transpose is a swap of strides and costs nothing.
 
 use crate::model::Float;
 
@@ -106,5 +107,30 @@ fn gemm_with<F: Float>(
             false,
             parallelism,
         )
+    }
+}
+
+/// out[r] = a (+ b) for every row r of `out`, rows of a.len(): the bias terms a product is
+/// then added to.
+pub fn broadcast_rows<F: Float>(out: &mut [F], a: &[F], b: Option<&[F]>) {
+    for row in out.chunks_exact_mut(a.len()) {
+        match b {
+            Some(b) => {
+                for ((y, &x), &z) in row.iter_mut().zip(a).zip(b) {
+                    *y = x + z;
+                }
+            }
+            None => row.copy_from_slice(a),
+        }
+    }
+}
+
+/// out[c] = Σ_r x[r][c], rows of out.len(): the gradient of a bias broadcast over the rows.
+pub fn column_sums<F: Float>(x: &[F], out: &mut [F]) {
+    out.fill(F::ZERO);
+    for row in x.chunks_exact(out.len()) {
+        for (sum, &value) in out.iter_mut().zip(row) {
+            *sum += value;
+        }
     }
 }

@@ -5,10 +5,16 @@
 //! output → dense layer to V logits → softmax cross-entropy. Batches are time-major: `inputs`
 //! and `targets` are [T][B] (row t holds the batch at step t), and every window starts from a
 //! zero state. All buffers live in a [`Workspace`] allocated once per batch shape.
+//!
+//! The operations are in the files `gpu/` mirrors, with the same names: `lstm` (`input_term`,
+//! `lstm_forward`, `lstm_step`, `lstm_backward` and the fused cells), `head` (`head_forward`,
+//! `head_backward`), `matmul` (with the biases around a product), `adam` (`adam_update`) and
+//! `stream`. They are public so that each GPU kernel can be tested against its CPU function.
 
-mod lstm;
-mod matmul;
-mod output;
+pub mod adam;
+pub mod head;
+pub mod lstm;
+pub mod matmul;
 mod stream;
 
 use std::ops::Range;
@@ -108,13 +114,14 @@ impl<F: Float> Workspace<F> {
 
     /// After [`forward_backward`]: ∂L/∂logits, [loss positions][V].
     pub fn logit_grads(&self, objective: Objective) -> &[F] {
-        &self.logits[..output_rows(objective, self.dims).len() * self.dims.vocab]
+        &self.logits
+            [..loss_rows(objective, self.dims.batch, self.dims.steps).len() * self.dims.vocab]
     }
 
     /// Length of the dropout mask [`forward_backward`] takes: [T][B][H] for `All`, [B][H] for
     /// `Last` (one value per input of the dense layer).
     pub fn dropout_mask_len(&self, objective: Objective) -> usize {
-        output_rows(objective, self.dims).len() * self.dims.hidden
+        loss_rows(objective, self.dims.batch, self.dims.steps).len() * self.dims.hidden
     }
 }
 
@@ -154,12 +161,12 @@ pub fn dropout_keeps(seed: u64, step: u64, index: u64, p: f32) -> bool {
     (x >> 32) as f64 >= p as f64 * 4_294_967_296.0
 }
 
-/// The rows of a [T·B] buffer where the loss is taken.
-fn output_rows(objective: Objective, dims: Dims) -> Range<usize> {
-    let rows = dims.steps * dims.batch;
+/// The rows of a time-major [T·B] buffer where the loss is taken (both engines use it).
+pub fn loss_rows(objective: Objective, batch: usize, steps: usize) -> Range<usize> {
+    let rows = steps * batch;
     match objective {
         Objective::All => 0..rows,
-        Objective::Last => rows - dims.batch..rows,
+        Objective::Last => rows - batch..rows,
     }
 }
 
@@ -189,7 +196,7 @@ pub fn forward_backward<F: Float>(
     check_batch(params, ws, targets);
     let dims = ws.dims;
     let h = dims.hidden;
-    let rows = output_rows(objective, dims);
+    let rows = loss_rows(objective, dims.batch, dims.steps);
     if let Some(mask) = dropout_mask {
         assert_eq!(mask.len(), rows.len() * h, "dropout mask length");
     }
@@ -198,26 +205,31 @@ pub fn forward_backward<F: Float>(
     forward_layers(params, inputs, ws);
     let top = &ws.tapes[ws.layers - 1];
     let dropped = &mut ws.dropped[..rows.len() * h];
-    output::dropout(
-        &top.hidden[rows.start * h..rows.end * h],
-        dropout_mask,
-        dropped,
-    );
     let logits = &mut ws.logits[..rows.len() * dims.vocab];
-    output::dense_forward(params.dense(), dropped, h, logits);
     let loss_targets = &targets[rows.clone()];
-    let stats = output::softmax_cross_entropy(logits, loss_targets);
+    let top_hidden = &top.hidden[rows.start * h..rows.end * h];
+    let stats = head::head_forward(
+        params.dense(),
+        top_hidden,
+        dropout_mask,
+        loss_targets,
+        dropped,
+        logits,
+    );
 
     // Backward, from the loss down to the input.
-    output::softmax_cross_entropy_backward(logits, loss_targets, stats.count);
     // Positions without loss get no gradient from the dense layer.
     ws.d_hidden[..rows.start * h].fill(F::ZERO);
-    let d_top = &mut ws.d_hidden[rows.start * h..];
-    output::dense_backward(params.dense(), dropped, logits, grads.dense_mut(), d_top);
-    // Dropout is linear with the mask as its slope.
-    if let Some(mask) = dropout_mask {
-        output::dropout_backward(d_top, mask);
-    }
+    head::head_backward(
+        params.dense(),
+        dropped,
+        dropout_mask,
+        loss_targets,
+        stats.count,
+        logits,
+        grads.dense_mut(),
+        &mut ws.d_hidden[rows.start * h..],
+    );
     for k in (0..ws.layers).rev() {
         let input = match k {
             0 => LayerInput::Tokens(inputs),
@@ -231,7 +243,7 @@ pub fn forward_backward<F: Float>(
             d_input: (k > 0).then_some(&mut ws.d_below[..]),
         };
         let layer = params.lstm_layer(k);
-        lstm::backward(
+        lstm::lstm_backward(
             layer,
             input,
             &ws.tapes[k],
@@ -255,9 +267,9 @@ pub fn forward_eval<F: Float>(
 ) -> BatchStats {
     check_batch(params, ws, inputs);
     check_batch(params, ws, targets);
-    let rows = output_rows(objective, ws.dims);
+    let rows = loss_rows(objective, ws.dims.batch, ws.dims.steps);
     let logits = dense_at(params, inputs, rows.clone(), ws);
-    output::softmax_cross_entropy(logits, &targets[rows])
+    head::softmax_cross_entropy(logits, &targets[rows])
 }
 
 /// Softmax probabilities of the symbol after each window, out_probs [B][V]; each window is read
@@ -269,12 +281,12 @@ pub fn predict_last<F: Float>(
     out_probs: &mut [F],
 ) {
     check_batch(params, ws, inputs);
-    let rows = output_rows(Objective::Last, ws.dims);
+    let rows = loss_rows(Objective::Last, ws.dims.batch, ws.dims.steps);
     let v = ws.dims.vocab;
     assert_eq!(out_probs.len(), rows.len() * v, "out_probs is [B][V]");
     let logits = dense_at(params, inputs, rows, ws);
     for row in logits.chunks_exact_mut(v) {
-        output::softmax_in_place(row);
+        head::softmax_in_place(row);
     }
     out_probs.copy_from_slice(logits);
 }
@@ -290,7 +302,7 @@ fn dense_at<'w, F: Float>(
     let h = ws.dims.hidden;
     let top = &ws.tapes[(ws.layers - 1) % ws.tapes.len()];
     let logits = &mut ws.logits[..rows.len() * ws.dims.vocab];
-    output::dense_forward(
+    head::dense_forward(
         params.dense(),
         &top.hidden[rows.start * h..rows.end * h],
         h,
@@ -309,13 +321,13 @@ fn forward_layers<F: Float>(params: &Params<F>, inputs: &[u32], ws: &mut Workspa
         if k == 0 {
             let gates = &mut ws.tapes[here].gates;
             let input = LayerInput::Tokens(inputs);
-            lstm::input_contributions(layer, input, ws.dims, &mut ws.input_table, gates);
+            lstm::input_term(layer, input, ws.dims, &mut ws.input_table, gates);
         } else {
             let (below, tape) = below_and_here(&mut ws.tapes, (k - 1) % n_tapes, here);
             let input = LayerInput::Hidden(&below.hidden);
-            lstm::input_contributions(layer, input, ws.dims, &mut ws.input_table, &mut tape.gates);
+            lstm::input_term(layer, input, ws.dims, &mut ws.input_table, &mut tape.gates);
         }
-        lstm::recurrence(layer.weight_hh, ws.dims, &mut ws.tapes[here]);
+        lstm::lstm_forward(layer.weight_hh, ws.dims, &mut ws.tapes[here]);
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
+use super::head;
 use super::lstm::{self, Dims, LayerInput};
-use super::output;
 use crate::model::{Float, Params};
 
 /// The carried h and c of every layer for `rows` streams, plus one step's scratch.
@@ -20,7 +20,7 @@ pub struct StreamState<F> {
     next_cell: Vec<F>,
     tanh_cell: Vec<F>,
     next_hidden: Vec<F>,
-    /// [V][4H]: layer 0's input and bias terms per symbol (see `lstm::build_input_table`).
+    /// [V][4H]: layer 0's input and bias terms per symbol (see `lstm::input_table`).
     input_table: Vec<F>,
     /// [rows][V]: logits of the selected rows.
     logits: Vec<F>,
@@ -34,7 +34,7 @@ impl<F: Float> StreamState<F> {
         let per_layer = || vec![vec![F::ZERO; rows * h]; config.layers];
         // Layer 0's input term depends on the symbol only: one table for the whole stream.
         let mut input_table = vec![F::ZERO; v * 4 * h];
-        lstm::build_input_table(params.lstm_layer(0), v, &mut input_table);
+        lstm::input_table(params.lstm_layer(0), v, &mut input_table);
         StreamState {
             dims: Dims {
                 steps: 1,
@@ -94,8 +94,8 @@ impl<F: Float> StreamState<F> {
         for k in 0..self.hidden.len() {
             let layer = params.lstm_layer(k);
             match k {
-                0 => lstm::gather_input_rows(&self.input_table, inputs, &mut *gates),
-                _ => lstm::input_contributions(
+                0 => lstm::gather_input_term(&self.input_table, inputs, &mut *gates),
+                _ => lstm::input_term(
                     layer,
                     LayerInput::Hidden(&self.hidden[k - 1][span.clone()]),
                     dims,
@@ -109,7 +109,7 @@ impl<F: Float> StreamState<F> {
                 tanh_cell: &mut self.tanh_cell[span.clone()],
                 hidden: &mut *next_hidden,
             };
-            lstm::step(
+            lstm::lstm_step(
                 layer.weight_hh,
                 h,
                 Some(&self.hidden[k][span.clone()]),
@@ -131,14 +131,14 @@ impl<F: Float> StreamState<F> {
             self.next_hidden[i * h..(i + 1) * h].copy_from_slice(&top[row * h..(row + 1) * h]);
         }
         let logits = &mut self.logits[..rows.len() * v];
-        output::dense_forward(
+        head::dense_forward(
             params.dense(),
             &self.next_hidden[..rows.len() * h],
             h,
             logits,
         );
         for row in logits.chunks_exact_mut(v) {
-            output::softmax_in_place(row);
+            head::softmax_in_place(row);
         }
         out.copy_from_slice(logits);
     }

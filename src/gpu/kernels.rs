@@ -1,8 +1,10 @@
-//! The kernels of `kernels/*.cu` as the build embedded them (see `build.rs`): PTX where `nvcc`
-//! was found at build time, and always the source, which NVRTC compiles at run time when no PTX
-//! fits the device.
+//! The kernels of `kernels/*.cu` as the build embedded them (see `build.rs`): the one kernel
+//! table, PTX where `nvcc` was found at build time, and always the source, which NVRTC compiles
+//! at run time when no PTX fits the device.
 
 use cudarc::nvrtc::{self, CompileOptions, Ptx};
+
+use crate::backend::EngineError;
 
 /// One `kernels/*.cu` file.
 pub struct KernelFile {
@@ -13,92 +15,66 @@ pub struct KernelFile {
     pub ptx: &'static [(u32, &'static str)],
 }
 
-include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
-
-/// Threads per block of every kernel but the persistent ones: their `__launch_bounds__`.
-pub const BLOCK_THREADS: u32 = 256;
-/// The most threads per block of the persistent kernels: their `__launch_bounds__`.
-pub const PERSISTENT_THREADS: u32 = 128;
-
-/// Every entry point the engine launches, with the file that defines it.
+/// The barrier a kernel's threads wait at, which decides how they must be scheduled: build.rs
+/// derives it from the kernel's body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
-    AdamUpdate,
-    SumSquares,
-    BroadcastRows,
-    ColumnSumsPartial,
-    ColumnSumsFinish,
-    Gemm,
-    Dropout,
-    SoftmaxCrossEntropy,
-    EmbedInput,
-    LstmCellForward,
-    LstmCellBackward,
-    OneHot,
-    LstmForwardPersistent,
-    LstmBackwardPersistent,
+pub enum Barrier {
+    /// None: every thread runs on its own.
+    Unsynchronised,
+    /// `__syncthreads`: a block's threads run together.
+    Block,
+    /// A grid-wide barrier (the persistent kernels): every block must be resident at once, so
+    /// the kernel is launched cooperatively.
+    Grid,
 }
 
+/// What build.rs read from a kernel's signature.
+struct KernelSpec {
+    file: &'static str,
+    name: &'static str,
+    block_threads: u32,
+    barrier: Barrier,
+}
+
+// `KERNEL_FILES`, the `Kernel` enum with `Kernel::ALL`, and `SPECS` (in `Kernel::ALL`'s order).
+include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+
+/// The host emulation's registry of kernels (tests/host_cuda/kernels_on_host.cpp includes it).
+pub const HOST_REGISTRY_DIR: &str = env!("OUT_DIR");
+
 impl Kernel {
-    pub const ALL: [Kernel; 14] = [
-        Kernel::AdamUpdate,
-        Kernel::SumSquares,
-        Kernel::BroadcastRows,
-        Kernel::ColumnSumsPartial,
-        Kernel::ColumnSumsFinish,
-        Kernel::Gemm,
-        Kernel::Dropout,
-        Kernel::SoftmaxCrossEntropy,
-        Kernel::EmbedInput,
-        Kernel::LstmCellForward,
-        Kernel::LstmCellBackward,
-        Kernel::OneHot,
-        Kernel::LstmForwardPersistent,
-        Kernel::LstmBackwardPersistent,
-    ];
+    fn spec(self) -> &'static KernelSpec {
+        &SPECS[self as usize]
+    }
 
     /// The kernel's place in [`Kernel::ALL`].
     pub fn index(self) -> usize {
-        Kernel::ALL.iter().position(|&k| k == self).unwrap()
+        self as usize
     }
 
-    /// Kernels with a grid-wide barrier: their blocks must all be resident at once, so they are
-    /// launched cooperatively.
-    pub fn is_persistent(self) -> bool {
-        matches!(
-            self,
-            Kernel::LstmForwardPersistent | Kernel::LstmBackwardPersistent
-        )
+    /// The file that defines it: kernels/`file`.cu.
+    pub fn file(self) -> &'static str {
+        self.spec().file
+    }
+
+    /// Its function name in the file.
+    pub fn name(self) -> &'static str {
+        self.spec().name
     }
 
     /// The block size the kernel is compiled for (`__launch_bounds__`): ptxas fits its registers
     /// to it, so no launch of at most this many threads runs out of registers.
-    pub fn max_threads(self) -> u32 {
-        if self.is_persistent() {
-            PERSISTENT_THREADS
-        } else {
-            BLOCK_THREADS
-        }
+    pub fn block_threads(self) -> u32 {
+        self.spec().block_threads
     }
 
-    /// (file, function name).
-    pub fn location(self) -> (&'static str, &'static str) {
-        match self {
-            Kernel::AdamUpdate => ("adam", "adam_update"),
-            Kernel::SumSquares => ("adam", "sum_squares"),
-            Kernel::BroadcastRows => ("bias", "broadcast_rows"),
-            Kernel::ColumnSumsPartial => ("bias", "column_sums_partial"),
-            Kernel::ColumnSumsFinish => ("bias", "column_sums_finish"),
-            Kernel::Gemm => ("gemm", "gemm"),
-            Kernel::Dropout => ("head", "dropout"),
-            Kernel::SoftmaxCrossEntropy => ("head", "softmax_cross_entropy"),
-            Kernel::EmbedInput => ("lstm", "embed_input"),
-            Kernel::LstmCellForward => ("lstm", "lstm_cell_forward"),
-            Kernel::LstmCellBackward => ("lstm", "lstm_cell_backward"),
-            Kernel::OneHot => ("lstm", "one_hot"),
-            Kernel::LstmForwardPersistent => ("lstm", "lstm_forward_persistent"),
-            Kernel::LstmBackwardPersistent => ("lstm", "lstm_backward_persistent"),
-        }
+    pub fn barrier(self) -> Barrier {
+        self.spec().barrier
+    }
+
+    /// Whether it waits at a grid-wide barrier, so is launched cooperatively.
+    pub fn is_persistent(self) -> bool {
+        self.barrier() == Barrier::Grid
     }
 }
 
@@ -130,23 +106,23 @@ pub fn nvrtc_arch(capability: u32) -> &'static str {
 }
 
 /// Compiles a kernel file with NVRTC for `arch` (e.g. "compute_90").
-pub fn compile(file: &KernelFile, arch: &'static str) -> Result<Ptx, String> {
+pub fn compile(file: &KernelFile, arch: &'static str) -> Result<Ptx, EngineError> {
     let options = CompileOptions {
         arch: Some(arch),
         name: Some(format!("{}.cu", file.name)),
         ..CompileOptions::default()
     };
     nvrtc::compile_ptx_with_opts(file.source, options).map_err(|e| {
-        format!(
+        EngineError::KernelLoad(format!(
             "NVRTC could not compile kernels/{}.cu for {arch}: {e:?}",
             file.name
-        )
+        ))
     })
 }
 
 /// The PTX to load for a device of compute capability `capability` (10·major + minor): the
 /// embedded PTX of the newest architecture the device runs, else the source compiled by NVRTC.
-pub fn ptx_for(file: &KernelFile, capability: u32) -> Result<Ptx, String> {
+pub fn ptx_for(file: &KernelFile, capability: u32) -> Result<Ptx, EngineError> {
     let embedded = file
         .ptx
         .iter()
@@ -155,13 +131,13 @@ pub fn ptx_for(file: &KernelFile, capability: u32) -> Result<Ptx, String> {
     match embedded {
         Some((_, ptx)) => Ok(Ptx::from_src(*ptx)),
         None if nvrtc_available() => compile(file, nvrtc_arch(capability)),
-        None => Err(format!(
+        None => Err(EngineError::KernelLoad(format!(
             "this binary has no PTX for compute capability {}.{} and the NVRTC library was not \
              found to compile kernels/{}.cu (install the CUDA toolkit or the nvidia-cuda-nvrtc \
              wheel and put its lib/ on LD_LIBRARY_PATH)",
             capability / 10,
             capability % 10,
             file.name
-        )),
+        ))),
     }
 }

@@ -115,6 +115,23 @@ pub struct DenseMut<'a, F> {
     pub bias: &'a mut [F],
 }
 
+/// Where one LSTM layer's tensors start in [`Params::as_slice`] (and in any buffer of the same
+/// layout: gradients, Adam's m and v), for an engine that holds the buffer elsewhere.
+#[derive(Clone, Copy, Debug)]
+pub struct LstmOffsets {
+    pub weight_ih: usize,
+    pub weight_hh: usize,
+    pub bias_ih: usize,
+    pub bias_hh: usize,
+}
+
+/// Where the output layer's tensors start in [`Params::as_slice`].
+#[derive(Clone, Copy, Debug)]
+pub struct DenseOffsets {
+    pub weight: usize,
+    pub bias: usize,
+}
+
 impl<F: Float> Params<F> {
     /// All tensors zero (the shape of a gradient buffer).
     pub fn zeros(config: Config) -> Self {
@@ -253,6 +270,29 @@ impl<F: Float> Params<F> {
     pub fn dense_mut(&mut self) -> DenseMut<'_, F> {
         let [weight, bias] = self.views_mut(4 * self.config.layers);
         DenseMut { weight, bias }
+    }
+
+    /// Where layer k's tensors start (the slots of [`Params::lstm_layer`]).
+    pub fn lstm_offsets(&self, k: usize) -> LstmOffsets {
+        assert!(k < self.config.layers, "layer {k} out of range");
+        let [weight_ih, weight_hh, bias_ih, bias_hh] = self.offsets(4 * k);
+        LstmOffsets {
+            weight_ih,
+            weight_hh,
+            bias_ih,
+            bias_hh,
+        }
+    }
+
+    /// Where the output layer's tensors start (the slots of [`Params::dense`]).
+    pub fn dense_offsets(&self) -> DenseOffsets {
+        let [weight, bias] = self.offsets(4 * self.config.layers);
+        DenseOffsets { weight, bias }
+    }
+
+    /// The offsets of N consecutive slots starting at `first`.
+    fn offsets<const N: usize>(&self, first: usize) -> [usize; N] {
+        std::array::from_fn(|i| self.slots[first + i].offset)
     }
 
     /// N consecutive slots starting at `first`.

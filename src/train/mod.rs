@@ -304,7 +304,7 @@ fn run_epoch(
 
 /// A device failure (out of memory, a failed launch) ends the run; the checkpoint on disk is the
 /// last epoch's.
-fn stopped_by(options: &TrainOptions, error: &str, step: u64) -> String {
+fn stopped_by(options: &TrainOptions, error: &dyn std::fmt::Display, step: u64) -> String {
     format!(
         "{error}; stopped at step {step}, {} keeps the last checkpoint",
         options.out.display()

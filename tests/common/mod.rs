@@ -88,3 +88,9 @@ pub fn options(data: &Path, out: &str) -> TrainOptions {
         progress: false,
     }
 }
+
+/// `n` symbol ids drawn uniformly from a vocabulary of `vocab`.
+pub fn random_symbols(rng: &mut rand::rngs::StdRng, n: usize, vocab: usize) -> Vec<u32> {
+    use rand::Rng;
+    (0..n).map(|_| rng.gen_range(0..vocab as u32)).collect()
+}

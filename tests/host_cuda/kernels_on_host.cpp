@@ -1,6 +1,8 @@
 // kernels/*.cu compiled for the host (with cuda_on_host.h) behind one C entry point,
 // host_launch, which takes what cuLaunchKernel takes: the kernel, the grid, the block, and an
-// array of pointers to the arguments. Built and loaded by tests/gpu.rs.
+// array of pointers to the arguments. The kernels and how each one's threads run come from
+// kernels_on_host.inc, which build.rs generates from kernels/*.cu (compile with -I$OUT_DIR).
+// Built and loaded by tests/engines (src/gpu/host.rs loads it).
 #include <barrier>
 #include <cstdio>
 #include <cstdlib>
@@ -14,12 +16,6 @@
 
 #include "cuda_on_host.h"
 
-#include "../../kernels/adam.cu"
-#include "../../kernels/bias.cu"
-#include "../../kernels/gemm.cu"
-#include "../../kernels/head.cu"
-#include "../../kernels/lstm.cu"
-
 thread_local dim3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 // The barrier and dynamic shared memory of the block the calling thread runs in.
@@ -28,7 +24,7 @@ static thread_local float* block_shared = nullptr;
 
 void __syncthreads() {
     if (!block_barrier) {
-        std::fprintf(stderr, "__syncthreads in a kernel registered as Threads::OneByOne\n");
+        std::fprintf(stderr, "__syncthreads in a kernel build.rs found no barrier in\n");
         std::abort();
     }
     block_barrier->arrive_and_wait();
@@ -51,37 +47,19 @@ static std::function<void(void**)> unpacked(void (*f)(A...)) {
 // (__syncthreads), or all threads at once (a grid barrier: the persistent kernels).
 enum class Threads { OneByOne, BlockAtOnce, GridAtOnce };
 
-struct Kernel {
+struct HostKernel {
     const char* name;
     std::function<void(void**)> run;
     Threads threads;
 };
 
-static const std::vector<Kernel>& kernels() {
-    static const std::vector<Kernel> all = {
-        {"adam_update", unpacked(adam_update), Threads::OneByOne},
-        {"sum_squares", unpacked(sum_squares), Threads::BlockAtOnce},
-        {"broadcast_rows", unpacked(broadcast_rows), Threads::OneByOne},
-        {"column_sums_partial", unpacked(column_sums_partial), Threads::OneByOne},
-        {"column_sums_finish", unpacked(column_sums_finish), Threads::OneByOne},
-        {"gemm", unpacked(gemm), Threads::BlockAtOnce},
-        {"dropout", unpacked(dropout), Threads::OneByOne},
-        {"softmax_cross_entropy", unpacked(softmax_cross_entropy), Threads::OneByOne},
-        {"embed_input", unpacked(embed_input), Threads::OneByOne},
-        {"lstm_cell_forward", unpacked(lstm_cell_forward), Threads::OneByOne},
-        {"lstm_cell_backward", unpacked(lstm_cell_backward), Threads::OneByOne},
-        {"one_hot", unpacked(one_hot), Threads::OneByOne},
-        {"lstm_forward_persistent", unpacked(lstm_forward_persistent), Threads::GridAtOnce},
-        {"lstm_backward_persistent", unpacked(lstm_backward_persistent), Threads::GridAtOnce},
-    };
-    return all;
-}
+#include "kernels_on_host.inc"
 
 // Returns 0, or -1 for an unknown kernel.
 extern "C" int host_launch(const char* name, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                            unsigned by, unsigned bz, unsigned shared_bytes, void** args) {
-    const Kernel* kernel = nullptr;
-    for (const Kernel& k : kernels())
+    const HostKernel* kernel = nullptr;
+    for (const HostKernel& k : HOST_KERNELS)
         if (std::strcmp(k.name, name) == 0) kernel = &k;
     if (!kernel) return -1;
     // gridDim, blockDim and static __shared__ arrays are global: one launch at a time (tests

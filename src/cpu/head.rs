@@ -1,9 +1,45 @@
 //! The head of the model: dropout on the last LSTM layer's output, the dense layer to V logits,
 //! and softmax cross-entropy, forward and backward, over N rows at once.
 
-use super::matmul::{matmul, Mat};
+use super::matmul::{broadcast_rows, column_sums, matmul, Mat};
 use super::BatchStats;
 use crate::model::{Dense, DenseMut, Float};
+
+/// The head over N loss rows: `dropped` [N×H] = hidden ⊙ mask, `logits` [N×V] the softmax
+/// probabilities of the dense layer's output; returns the summed loss and the correct rows.
+pub fn head_forward<F: Float>(
+    dense: Dense<'_, F>,
+    hidden: &[F],
+    mask: Option<&[F]>,
+    targets: &[u32],
+    dropped: &mut [F],
+    logits: &mut [F],
+) -> BatchStats {
+    dropout(hidden, mask, dropped);
+    dense_forward(dense, dropped, hidden.len() / targets.len(), logits);
+    softmax_cross_entropy(logits, targets)
+}
+
+/// The head backwards from [`head_forward`]'s probabilities in `logits` (∂(mean loss)/∂logits on
+/// exit, the mean over `count` rows): overwrites the dense gradients and writes ∂L/∂h [N×H].
+#[allow(clippy::too_many_arguments)]
+pub fn head_backward<F: Float>(
+    dense: Dense<'_, F>,
+    dropped: &[F],
+    mask: Option<&[F]>,
+    targets: &[u32],
+    count: usize,
+    logits: &mut [F],
+    grads: DenseMut<'_, F>,
+    d_hidden: &mut [F],
+) {
+    softmax_cross_entropy_backward(logits, targets, count);
+    dense_backward(dense, dropped, logits, grads, d_hidden);
+    // Dropout is linear with the mask as its slope.
+    if let Some(mask) = mask {
+        dropout_backward(d_hidden, mask);
+    }
+}
 
 /// Inverted dropout: out = h ⊙ mask, where the mask holds 0 or 1/(1−p) so the expected value is h.
 /// No mask means dropout is off.
@@ -29,9 +65,7 @@ pub fn dropout_backward<F: Float>(d_out: &mut [F], mask: &[F]) {
 pub fn dense_forward<F: Float>(dense: Dense<'_, F>, x: &[F], hidden: usize, logits: &mut [F]) {
     let v = dense.bias.len();
     let rows = logits.len() / v;
-    for row in logits.chunks_exact_mut(v) {
-        row.copy_from_slice(dense.bias);
-    }
+    broadcast_rows(logits, dense.bias, None);
     let weight = Mat::new(dense.weight, v, hidden);
     matmul(logits, true, Mat::new(x, rows, hidden), weight.t());
 }
@@ -104,12 +138,7 @@ pub fn dense_backward<F: Float>(
     let rows = d_logits.len() / v;
     let hidden = dense.weight.len() / v;
     // ∂L/∂b = Σ_rows d_logits
-    grads.bias.fill(F::ZERO);
-    for row in d_logits.chunks_exact(v) {
-        for (db, &d) in grads.bias.iter_mut().zip(row) {
-            *db += d;
-        }
-    }
+    column_sums(d_logits, grads.bias);
     let d_logits = Mat::new(d_logits, rows, v);
     // ∂L/∂W = d_logitsᵀ · x: [V×N]·[N×H]
     matmul(grads.weight, false, d_logits.t(), Mat::new(x, rows, hidden));

@@ -1,6 +1,6 @@
 // Matrix product C = A·B (or C += A·B) on row-major buffers, with A and B given as strided views,
-// so a transpose costs nothing, as in src/cpu/matmul.rs: A(i, k) = a[i·a_row + k·a_col],
-// B(k, j) = b[k·b_row + j·b_col], C(i, j) = c[i·ldc + j].
+// so a transpose costs nothing, as cpu::matmul::matmul's `Mat` views: A(i, k) = a[i·a_row + k·a_col],
+// B(k, j) = b[k·b_row + j·b_col], C(i, j) = c[i·ldc + j]. src/gpu/matmul.rs holds the launchers.
 //
 // Classic shared-memory tiling: a block of 16×16 threads computes a 64×64 tile of C, each thread
 // a 4×4 strided sub-tile (rows ty + 16·m, columns tx + 16·n, so a warp reads shared memory
@@ -12,8 +12,8 @@
 #define SLICE 16
 
 extern "C" __global__ void __launch_bounds__(256)
-gemm(const float* a, long long a_row, long long a_col, const float* b, long long b_row,
-     long long b_col, float* c, long long ldc, int m, int n, int k, int accumulate) {
+matmul(const float* a, long long a_row, long long a_col, const float* b, long long b_row,
+       long long b_col, float* c, long long ldc, int m, int n, int k, int accumulate) {
     __shared__ float a_tile[SLICE][TILE + 1];
     __shared__ float b_tile[SLICE][TILE + 1];
     int tx = threadIdx.x, ty = threadIdx.y;
@@ -61,4 +61,42 @@ gemm(const float* a, long long a_row, long long a_col, const float* b, long long
             *out = accumulate ? *out + acc[p][q] : acc[p][q];
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Biases: added to every row of a product's output, and their gradient, the column sums of the
+// output's gradient.
+
+// out[r][j] = a[j] (+ b[j] when b is not null): the bias terms before a product is added.
+// src/cpu/matmul.rs's `broadcast_rows`.
+extern "C" __global__ void __launch_bounds__(256)
+broadcast_rows(float* out, const float* a, const float* b, int rows, int cols) {
+    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (long long)rows * cols) return;
+    int j = (int)(idx % cols);
+    out[idx] = b ? a[j] + b[j] : a[j];
+}
+
+// Column sums of x [rows][cols] in two deterministic passes (no atomics, so a run repeats bit
+// for bit): partial[chunk][col] sums the chunk's rows, then column_sums_finish adds the chunks.
+// src/cpu/matmul.rs's `column_sums`, summed in another order.
+extern "C" __global__ void __launch_bounds__(256)
+column_sums_partial(const float* x, float* partial, int rows, int cols, int rows_per_chunk) {
+    int col = blockIdx.x * blockDim.x + threadIdx.x;
+    int chunk = blockIdx.y;
+    if (col >= cols) return;
+    int first = chunk * rows_per_chunk;
+    int last = min(rows, first + rows_per_chunk);
+    float sum = 0.0f;
+    for (int r = first; r < last; ++r) sum += x[(long long)r * cols + col];
+    partial[(long long)chunk * cols + col] = sum;
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+column_sums_finish(const float* partial, float* out, int chunks, int cols) {
+    int col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= cols) return;
+    float sum = 0.0f;
+    for (int k = 0; k < chunks; ++k) sum += partial[(long long)k * cols + col];
+    out[col] = sum;
 }

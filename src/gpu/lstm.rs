@@ -1,0 +1,328 @@
+//! The LSTM layers on the device (kernels/lstm.cu), as `cpu::lstm`'s: `input_term` (all
+//! steps' W_ih·x + b at once), `lstm_forward` (all T steps of a layer: one persistent launch, or
+//! per step a product and the fused cell), `lstm_step` (one step, for streaming) and
+//! `lstm_backward`.
+
+use super::kernels::Kernel;
+use super::launch::{elementwise, launch};
+use super::matmul::DeviceMatrix;
+use super::persistent::PersistentPlan;
+use super::runtime::{Buffer, DevicePtr, Gpu, GpuResult};
+use super::{Model, Workspace};
+
+/// A layer's tape buffers as the kernels take them.
+type Ptr = DevicePtr<f32>;
+
+impl Gpu {
+    /// gates[r] = W_ih[:, tokens[r]] + b_ih + b_hh for `rows` rows of 4H.
+    #[allow(clippy::too_many_arguments)]
+    pub fn input_term(
+        &self,
+        (weight_ih, bias_ih, bias_hh): (Ptr, Ptr, Ptr),
+        tokens: DevicePtr<u32>,
+        gates: Ptr,
+        rows: usize,
+        gates_per_row: usize,
+        vocab: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::InputTerm,
+            elementwise(Kernel::InputTerm, rows * gates_per_row),
+            weight_ih,
+            bias_ih,
+            bias_hh,
+            tokens,
+            gates,
+            rows as i32,
+            gates_per_row as i32,
+            vocab as i32,
+        )
+    }
+
+    /// The LSTM step's pointwise part (`cell_prev` None is the zero state).
+    pub fn lstm_cell_forward(
+        &self,
+        gates: Ptr,
+        cell_prev: Option<Ptr>,
+        (cell, tanh_cell, hidden): (Ptr, Ptr, Ptr),
+        rows: usize,
+        units: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmCellForward,
+            elementwise(Kernel::LstmCellForward, rows * units),
+            gates,
+            cell_prev,
+            cell,
+            tanh_cell,
+            hidden,
+            rows as i32,
+            units as i32,
+        )
+    }
+
+    /// The LSTM step's pointwise part backwards (`cell_prev` None is the zero state).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lstm_cell_backward(
+        &self,
+        (gates, cell_prev, tanh_cell): (Ptr, Option<Ptr>, Ptr),
+        d_hidden: Ptr,
+        d_cell: Ptr,
+        d_gates: Ptr,
+        rows: usize,
+        units: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmCellBackward,
+            elementwise(Kernel::LstmCellBackward, rows * units),
+            gates,
+            cell_prev,
+            tanh_cell,
+            d_hidden,
+            d_cell,
+            d_gates,
+            rows as i32,
+            units as i32,
+        )
+    }
+
+    /// out [rows][V] = onehot(tokens).
+    pub fn one_hot(
+        &self,
+        tokens: DevicePtr<u32>,
+        out: Ptr,
+        rows: usize,
+        vocab: usize,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::OneHot,
+            elementwise(Kernel::OneHot, rows * vocab),
+            tokens,
+            out,
+            rows as i32,
+            vocab as i32,
+        )
+    }
+
+    /// All T steps of a layer's forward recurrence in one launch (gates: the input terms in,
+    /// the activations out). `barrier` is two zeroed u32.
+    pub fn lstm_forward_persistent(
+        &self,
+        plan: &PersistentPlan,
+        (gates, weight_hh, cell, tanh_cell, hidden): (Ptr, Ptr, Ptr, Ptr, Ptr),
+        (steps, batch, units): (usize, usize, usize),
+        barrier: &Buffer<u32>,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmForwardPersistent,
+            plan.config(plan.forward_shared_bytes),
+            gates,
+            weight_hh,
+            cell,
+            tanh_cell,
+            hidden,
+            steps as i32,
+            batch as i32,
+            units as i32,
+            plan.units_per_block as i32,
+            barrier.span(0, 2),
+        )
+    }
+
+    /// All T steps of a layer's BPTT in one launch (d_hidden: ∂L/∂h from above in, the total
+    /// out; d_cell zeroed on entry; d_gates out).
+    pub fn lstm_backward_persistent(
+        &self,
+        plan: &PersistentPlan,
+        (gates, cell, tanh_cell, weight_hh): (Ptr, Ptr, Ptr, Ptr),
+        (d_hidden, d_cell, d_gates): (Ptr, Ptr, Ptr),
+        (steps, batch, units): (usize, usize, usize),
+        barrier: &Buffer<u32>,
+    ) -> GpuResult<()> {
+        launch!(
+            self,
+            Kernel::LstmBackwardPersistent,
+            plan.config(plan.backward_shared_bytes),
+            gates,
+            cell,
+            tanh_cell,
+            weight_hh,
+            d_hidden,
+            d_cell,
+            d_gates,
+            steps as i32,
+            batch as i32,
+            units as i32,
+            plan.units_per_block as i32,
+            barrier.span(0, 2),
+        )
+    }
+}
+
+impl Model {
+    /// gates [rows][4H] = W_ih·x + b_ih + b_hh for layer k: for layer 0 a gather of W_ih's columns
+    /// by the symbols at `tokens`, above it a product with the layer below's h at `below`.
+    pub(super) fn input_term(
+        &self,
+        k: usize,
+        tokens: DevicePtr<u32>,
+        below: Option<Ptr>,
+        gates: Ptr,
+        rows: usize,
+    ) -> GpuResult<()> {
+        let (gpu, layer) = (&self.gpu, self.layout.layers[k]);
+        let (h, v, h4) = (
+            self.config.hidden,
+            self.config.vocab_size,
+            4 * self.config.hidden,
+        );
+        let (bias_ih, bias_hh) = (self.param(layer.bias_ih), self.param(layer.bias_hh));
+        match below {
+            None => {
+                let weights = (self.param(layer.weight_ih), bias_ih, bias_hh);
+                gpu.input_term(weights, tokens, gates, rows, h4, v)
+            }
+            Some(below) => {
+                gpu.broadcast_rows(gates, bias_ih, Some(bias_hh), rows, h4)?;
+                let w_ih = DeviceMatrix::new(self.param(layer.weight_ih), h4, h);
+                gpu.matmul(gates, true, DeviceMatrix::new(below, rows, h), w_ih.t())
+            }
+        }
+    }
+
+    /// Layer k over the whole window: its tape's h, c, tanh(c) and gate activations.
+    pub(super) fn lstm_forward(&self, ws: &Workspace, k: usize) -> GpuResult<()> {
+        let (gpu, b, t) = (&self.gpu, ws.batch, ws.steps);
+        let (h, rows) = (self.config.hidden, b * t);
+        let h4 = 4 * h;
+        let tape = &ws.tapes[k];
+        // a_t = W_ih·x_t + b_ih + b_hh for every t at once.
+        let below = (k > 0).then(|| ws.tapes[k - 1].hidden.ptr());
+        self.input_term(k, ws.tokens.ptr(), below, tape.gates.ptr(), rows)?;
+        let w_hh = self.param(self.layout.layers[k].weight_hh);
+        if let Some(plan) = &self.persistent {
+            let buffers = (
+                tape.gates.ptr(),
+                w_hh,
+                tape.cell.ptr(),
+                tape.tanh_cell.ptr(),
+                tape.hidden.ptr(),
+            );
+            return gpu.lstm_forward_persistent(plan, buffers, (t, b, h), &self.barrier);
+        }
+        let w_hh = DeviceMatrix::new(w_hh, h4, h);
+        for step in 0..t {
+            let gates = tape.gates.at(step * b * h4);
+            // h_{−1} = c_{−1} = 0: step 0 has no recurrent term.
+            let mut cell_prev = None;
+            if step > 0 {
+                let h_prev = DeviceMatrix::new(tape.hidden.at((step - 1) * b * h), b, h);
+                gpu.matmul(gates, true, h_prev, w_hh.t())?;
+                cell_prev = Some(tape.cell.at((step - 1) * b * h));
+            }
+            let here = step * b * h;
+            let out = (
+                tape.cell.at(here),
+                tape.tanh_cell.at(here),
+                tape.hidden.at(here),
+            );
+            gpu.lstm_cell_forward(gates, cell_prev, out, b, h)?;
+        }
+        Ok(())
+    }
+
+    /// One step of layer k for `rows` rows whose h and c (updated in place) are at `hidden` and
+    /// `cell`, given the input term in `gates`; `tanh_cell` is scratch.
+    pub(super) fn lstm_step(
+        &self,
+        k: usize,
+        (gates, tanh_cell): (Ptr, Ptr),
+        (hidden, cell): (Ptr, Ptr),
+        rows: usize,
+    ) -> GpuResult<()> {
+        let (gpu, h) = (&self.gpu, self.config.hidden);
+        let w_hh = DeviceMatrix::new(self.param(self.layout.layers[k].weight_hh), 4 * h, h);
+        gpu.matmul(gates, true, DeviceMatrix::new(hidden, rows, h), w_hh.t())?;
+        // In place: each thread reads its c_prev before writing c, and the product above has
+        // finished reading h_prev (one stream).
+        gpu.lstm_cell_forward(gates, Some(cell), (cell, tanh_cell, hidden), rows, h)
+    }
+
+    /// BPTT through layer k, as `cpu::lstm::lstm_backward`: `d_hidden` holds ∂L/∂h from above and
+    /// gains the recurrent terms; layers above 0 write ∂L/∂x into `d_input`.
+    pub(super) fn lstm_backward(
+        &self,
+        ws: &Workspace,
+        k: usize,
+        d_hidden: &Buffer<f32>,
+        d_input: &Buffer<f32>,
+    ) -> GpuResult<()> {
+        let (gpu, b, t) = (&self.gpu, ws.batch, ws.steps);
+        let (h, v, rows) = (self.config.hidden, self.config.vocab_size, b * t);
+        let h4 = 4 * h;
+        let (tape, layer) = (&ws.tapes[k], self.layout.layers[k]);
+        let w_hh = DeviceMatrix::new(self.param(layer.weight_hh), h4, h);
+
+        // Nothing after the window depends on c_{T−1}.
+        gpu.zero(ws.d_cell.ptr(), b * h)?;
+        if let Some(plan) = &self.persistent {
+            let tape_buffers = (
+                tape.gates.ptr(),
+                tape.cell.ptr(),
+                tape.tanh_cell.ptr(),
+                w_hh.ptr,
+            );
+            let grads = (d_hidden.ptr(), ws.d_cell.ptr(), ws.d_gates.ptr());
+            let shape = (t, b, h);
+            gpu.lstm_backward_persistent(plan, tape_buffers, grads, shape, &self.barrier)?;
+        } else {
+            for step in (0..t).rev() {
+                let here = step * b * h;
+                let cell_prev = (step > 0).then(|| tape.cell.at(here - b * h));
+                let d_gates = ws.d_gates.at(step * b * h4);
+                let forward = (
+                    tape.gates.at(step * b * h4),
+                    cell_prev,
+                    tape.tanh_cell.at(here),
+                );
+                let d_cell = ws.d_cell.ptr();
+                gpu.lstm_cell_backward(forward, d_hidden.at(here), d_cell, d_gates, b, h)?;
+                if step > 0 {
+                    // ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh: [B×4H]·[4H×H]
+                    let d_prev = d_hidden.at(here - b * h);
+                    gpu.matmul(d_prev, true, DeviceMatrix::new(d_gates, b, h4), w_hh)?;
+                }
+            }
+        }
+
+        // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, one product over steps 1..T.
+        let recurrent = (t - 1) * b;
+        let d_a_from_1 = DeviceMatrix::new(ws.d_gates.at(b * h4), recurrent, h4);
+        let h_until_last = DeviceMatrix::new(tape.hidden.ptr(), recurrent, h);
+        let d_weight_hh = self.grad(layer.weight_hh);
+        gpu.matmul(d_weight_hh, false, d_a_from_1.t(), h_until_last)?;
+        // Both biases enter every pre-activation unscaled: their gradient is Σ ∂L/∂a.
+        let d_bias_ih = self.grad(layer.bias_ih);
+        gpu.column_sums(ws.d_gates.ptr(), rows, h4, &ws.sums, d_bias_ih)?;
+        gpu.copy(self.grad(layer.bias_hh), d_bias_ih, h4)?;
+
+        let d_a = DeviceMatrix::new(ws.d_gates.ptr(), rows, h4);
+        if k == 0 {
+            // x is one-hot: ∂L/∂W_ih = ∂L/∂aᵀ · onehot, [4H×TB]·[TB×V].
+            gpu.one_hot(ws.tokens.ptr(), ws.one_hot.ptr(), rows, v)?;
+            let one_hot = DeviceMatrix::new(ws.one_hot.ptr(), rows, v);
+            gpu.matmul(self.grad(layer.weight_ih), false, d_a.t(), one_hot)
+        } else {
+            let below = DeviceMatrix::new(ws.tapes[k - 1].hidden.ptr(), rows, h);
+            gpu.matmul(self.grad(layer.weight_ih), false, d_a.t(), below)?;
+            // ∂L/∂x = ∂L/∂a · W_ih: [TB×4H]·[4H×H]
+            let w_ih = DeviceMatrix::new(self.param(layer.weight_ih), h4, h);
+            gpu.matmul(d_input.ptr(), false, d_a, w_ih)
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The CUDA driver as the engine uses it: one context and one stream (so every operation runs in
+//! issue order), the loaded kernels, typed device pointers and buffers, copies, and the launch
+//! call. Where the kernels run on the host instead ([`super::host`]), each primitive hands over
+//! to it.
+
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use cudarc::driver::{
+    result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr as _,
+    DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
+};
+
+use super::host::HostLibrary;
+use super::kernels::{self, Kernel};
+use crate::backend::EngineError;
+
+pub type GpuResult<T> = Result<T, EngineError>;
+
+/// The error of a driver call made while doing `action`.
+pub(super) fn driver(action: &str) -> impl Fn(DriverError) -> EngineError + '_ {
+    move |e| {
+        let (action, message) = (action.to_string(), e.to_string());
+        match e.0 {
+            sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => EngineError::OutOfMemory { action, message },
+            _ => EngineError::Driver { action, message },
+        }
+    }
+}
+
+/// The address of a `T` in device memory (host memory under the host emulation); never null,
+/// so a kernel parameter that may be null is an `Option<DevicePtr<T>>`.
+pub struct DevicePtr<T> {
+    address: NonZeroU64,
+    element: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DevicePtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for DevicePtr<T> {}
+
+impl<T> std::fmt::Debug for DevicePtr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DevicePtr({:#x})", self.address)
+    }
+}
+
+impl<T> DevicePtr<T> {
+    fn new(address: u64) -> DevicePtr<T> {
+        DevicePtr {
+            address: NonZeroU64::new(address).expect("a buffer has an address"),
+            element: PhantomData,
+        }
+    }
+
+    /// The address `elements` elements further on.
+    pub fn offset(self, elements: usize) -> DevicePtr<T> {
+        DevicePtr::new(self.address.get() + (elements * std::mem::size_of::<T>()) as u64)
+    }
+
+    /// The raw address, as the driver and the kernels take it.
+    pub fn address(self) -> u64 {
+        self.address.get()
+    }
+}
+
+/// A device allocation of `len` elements.
+pub struct Buffer<T> {
+    _memory: Memory<T>,
+    ptr: DevicePtr<T>,
+    len: usize,
+}
+
+/// What owns a buffer's memory (it is freed when the buffer drops).
+enum Memory<T> {
+    Cuda {
+        _slice: CudaSlice<T>,
+    },
+    /// 8-byte words, aligned for every element type the engine uses.
+    Host {
+        _words: Vec<u64>,
+    },
+}
+
+impl<T> Buffer<T> {
+    /// The address of element `i` (`i == len` is the end).
+    pub fn at(&self, i: usize) -> DevicePtr<T> {
+        assert!(i <= self.len, "index {i} past a buffer of {}", self.len);
+        self.ptr.offset(i)
+    }
+
+    pub fn ptr(&self) -> DevicePtr<T> {
+        self.ptr
+    }
+
+    /// The address of elements `start .. start + len`, checked to lie inside the buffer (raw
+    /// copies and kernels cannot check it).
+    pub fn span(&self, start: usize, len: usize) -> DevicePtr<T> {
+        assert!(
+            start + len <= self.len,
+            "elements {start}..{} past a buffer of {}",
+            start + len,
+            self.len
+        );
+        self.at(start)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// An opened device ([`open`]) or the host emulation ([`super::open_on_host`]).
+pub struct Gpu {
+    runtime: Runtime,
+    /// The most blocks a persistent kernel may use, one per multiprocessor; None where
+    /// cooperative launches are not supported.
+    pub(super) persistent_blocks: Option<usize>,
+    description: String,
+}
+
+enum Runtime {
+    Cuda {
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaStream>,
+        /// Indexed like [`Kernel::ALL`].
+        functions: Vec<CudaFunction>,
+    },
+    Host(HostLibrary),
+}
+
+/// Opens CUDA device 0, or says why it cannot. Never panics: the driver library is probed before
+/// cudarc touches it, and a driver that lacks a function cudarc expects (where cudarc panics)
+/// is reported as unusable.
+pub fn open() -> GpuResult<Gpu> {
+    std::panic::catch_unwind(open_device).unwrap_or_else(|_| {
+        Err(EngineError::Unavailable(
+            "the CUDA driver library could not be used (see the message above)".to_string(),
+        ))
+    })
+}
+
+fn open_device() -> GpuResult<Gpu> {
+    // SAFETY: only tries to dlopen libcuda by its usual names.
+    if !unsafe { sys::is_culib_present() } {
+        let why = "no CUDA driver library (libcuda) was found";
+        return Err(EngineError::Unavailable(why.to_string()));
+    }
+    let count = CudaContext::device_count().map_err(driver("counting devices"))?;
+    if count < 1 {
+        let why = "the CUDA driver found no device";
+        return Err(EngineError::Unavailable(why.to_string()));
+    }
+    let ctx = CudaContext::new(0).map_err(driver("opening device 0"))?;
+    // One stream orders every operation, so cudarc's cross-stream event tracking is not needed.
+    // SAFETY: the engine uses this context's default stream only.
+    unsafe { ctx.disable_event_tracking() };
+    let (major, minor) = ctx
+        .compute_capability()
+        .map_err(driver("reading the compute capability"))?;
+    let capability = (10 * major + minor) as u32;
+    let name = ctx.name().map_err(driver("reading the device name"))?;
+    let attribute = |a| {
+        ctx.attribute(a)
+            .map_err(driver("reading a device attribute"))
+    };
+    let multiprocessors =
+        attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+    let cooperative =
+        attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)? != 0;
+    let mut functions = Vec::with_capacity(Kernel::ALL.len());
+    let mut modules = Vec::new();
+    for kernel in Kernel::ALL {
+        let file = kernel.file();
+        let module = match modules.iter().find(|(name, _)| *name == file) {
+            Some((_, module)) => Arc::clone(module),
+            None => {
+                let module = load_module(&ctx, file, capability)?;
+                modules.push((file, Arc::clone(&module)));
+                module
+            }
+        };
+        let loaded = module.load_function(kernel.name()).map_err(|e| {
+            EngineError::KernelLoad(format!(
+                "CUDA: kernel {} in kernels/{file}.cu: {e}",
+                kernel.name()
+            ))
+        })?;
+        functions.push(loaded);
+    }
+    Ok(Gpu {
+        runtime: Runtime::Cuda {
+            stream: ctx.default_stream(),
+            ctx,
+            functions,
+        },
+        // Without cooperative launches the persistent kernels cannot run.
+        persistent_blocks: cooperative.then_some(multiprocessors as usize),
+        description: format!("{name} (compute capability {major}.{minor}, {multiprocessors} SMs)"),
+    })
+}
+
+/// The module of kernel file `file`: its embedded PTX, or where the driver refuses that PTX
+/// (built by an nvcc newer than the driver), the source compiled by NVRTC.
+fn load_module(ctx: &Arc<CudaContext>, file: &str, capability: u32) -> GpuResult<Arc<CudaModule>> {
+    let kernel_file = kernels::file(file);
+    let ptx = kernels::ptx_for(kernel_file, capability)?;
+    let failed = |message: String| {
+        EngineError::KernelLoad(format!("CUDA: loading kernels/{file}.cu: {message}"))
+    };
+    match ctx.load_module(ptx) {
+        Ok(module) => Ok(module),
+        Err(e) if kernels::nvrtc_available() && !kernel_file.ptx.is_empty() => {
+            let ptx = kernels::compile(kernel_file, kernels::nvrtc_arch(capability))?;
+            ctx.load_module(ptx)
+                .map_err(|e2| failed(format!("embedded PTX: {e}; NVRTC's: {e2}")))
+        }
+        Err(e) => Err(failed(e.to_string())),
+    }
+}
+
+/// Which way [`Gpu::copy_bytes`] copies.
+#[derive(Clone, Copy)]
+enum Direction {
+    ToDevice,
+    ToHost,
+    OnDevice,
+}
+
+impl Gpu {
+    pub(super) fn on_host(library: HostLibrary, description: String) -> Gpu {
+        Gpu {
+            runtime: Runtime::Host(library),
+            // The host runs every block at once; 8 makes a small model's launch a few blocks.
+            persistent_blocks: Some(8),
+            description,
+        }
+    }
+
+    /// The device's name and compute capability.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Whether the kernels run on the host ([`super::open_on_host`]) rather than a GPU.
+    pub fn is_host(&self) -> bool {
+        matches!(self.runtime, Runtime::Host(_))
+    }
+
+    /// Runs `kernel` on `config`'s grid with `args` (pointers to each argument).
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameters, and the grid the buffers they point to.
+    pub(super) unsafe fn launch(
+        &self,
+        kernel: Kernel,
+        config: LaunchConfig,
+        args: &mut [*mut c_void],
+    ) -> GpuResult<()> {
+        let (grid, block) = (config.grid_dim, config.block_dim);
+        assert!(
+            block.0 * block.1 * block.2 <= kernel.block_threads(),
+            "{kernel:?} is compiled for at most {} threads per block, not {block:?}",
+            kernel.block_threads()
+        );
+        let failed = |message: String| EngineError::Launch {
+            kernel: format!("{kernel:?}"),
+            message,
+        };
+        match &self.runtime {
+            Runtime::Cuda {
+                stream, functions, ..
+            } => {
+                self.bind()?;
+                let function = functions[kernel.index()].cu_function();
+                let (shared, stream) = (config.shared_mem_bytes, stream.cu_stream());
+                if kernel.is_persistent() {
+                    result::launch_cooperative_kernel(function, grid, block, shared, stream, args)
+                } else {
+                    result::launch_kernel(function, grid, block, shared, stream, args)
+                }
+                .map_err(|e| failed(e.to_string()))
+            }
+            Runtime::Host(host) => host.launch(kernel, config, args).map_err(failed),
+        }
+    }
+
+    /// The loaded function of `kernel`, where a driver runs it.
+    pub(super) fn function(&self, kernel: Kernel) -> Option<&CudaFunction> {
+        match &self.runtime {
+            Runtime::Cuda { functions, .. } => Some(&functions[kernel.index()]),
+            Runtime::Host(_) => None,
+        }
+    }
+
+    /// Makes the context current on this thread, as cudarc's own calls do, before a raw driver
+    /// call.
+    pub(super) fn bind(&self) -> GpuResult<()> {
+        match &self.runtime {
+            Runtime::Cuda { ctx, .. } => {
+                ctx.bind_to_thread().map_err(driver("binding the context"))
+            }
+            Runtime::Host(_) => Ok(()),
+        }
+    }
+
+    /// A zeroed buffer of `len` elements.
+    pub fn alloc<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> GpuResult<Buffer<T>> {
+        // A zero-length allocation has no address; keep one element so every buffer has one.
+        let elements = len.max(1);
+        let (memory, address) = match &self.runtime {
+            Runtime::Cuda { stream, .. } => {
+                let slice = stream
+                    .alloc_zeros::<T>(elements)
+                    .map_err(driver("allocating device memory"))?;
+                let address = slice.device_ptr(stream).0;
+                (Memory::Cuda { _slice: slice }, address)
+            }
+            Runtime::Host(_) => {
+                let words = vec![0u64; (elements * std::mem::size_of::<T>()).div_ceil(8)];
+                let address = words.as_ptr() as u64;
+                (Memory::Host { _words: words }, address)
+            }
+        };
+        Ok(Buffer {
+            _memory: memory,
+            ptr: DevicePtr::new(address),
+            len,
+        })
+    }
+
+    /// Copies `bytes` bytes from `src` to `dst`, on the one stream.
+    ///
+    /// # Safety
+    /// Both addresses must hold `bytes` bytes; host and device addresses as `kind` says.
+    unsafe fn copy_bytes(
+        &self,
+        dst: u64,
+        src: u64,
+        bytes: usize,
+        kind: Direction,
+    ) -> GpuResult<()> {
+        self.bind()?;
+        let stream = match &self.runtime {
+            Runtime::Cuda { stream, .. } => stream.cu_stream(),
+            Runtime::Host(_) => {
+                std::ptr::copy(src as *const u8, dst as *mut u8, bytes);
+                return Ok(());
+            }
+        };
+        match kind {
+            Direction::ToDevice => {
+                let host = std::slice::from_raw_parts(src as *const u8, bytes);
+                result::memcpy_htod_async(dst, host, stream)
+                    .map_err(driver("copying to the device"))
+            }
+            Direction::ToHost => {
+                let host = std::slice::from_raw_parts_mut(dst as *mut u8, bytes);
+                result::memcpy_dtoh_async(host, src, stream)
+                    .map_err(driver("copying from the device"))?;
+                self.synchronize()
+            }
+            Direction::OnDevice => result::memcpy_dtod_async(dst, src, bytes, stream)
+                .map_err(driver("copying on the device")),
+        }
+    }
+
+    /// Copies `host` to the device at `dst`, which must have room for it.
+    pub fn upload<T: DeviceRepr>(&self, dst: DevicePtr<T>, host: &[T]) -> GpuResult<()> {
+        // SAFETY: callers pass an address with room for host.len() elements; the driver copies
+        // pageable memory before it returns, so `host` may be dropped afterwards.
+        let (bytes, src) = (std::mem::size_of_val(host), host.as_ptr() as u64);
+        unsafe { self.copy_bytes(dst.address(), src, bytes, Direction::ToDevice) }
+    }
+
+    /// Copies from the device at `src`, which must hold `host.len()` elements, into `host`,
+    /// after everything issued before.
+    pub fn download<T: DeviceRepr>(&self, src: DevicePtr<T>, host: &mut [T]) -> GpuResult<()> {
+        // SAFETY: as the contract says; the copy is complete when this returns.
+        let (bytes, dst) = (std::mem::size_of_val(host), host.as_mut_ptr() as u64);
+        unsafe { self.copy_bytes(dst, src.address(), bytes, Direction::ToHost) }
+    }
+
+    /// Copies `len` floats from `src` to `dst` on the device.
+    pub(super) fn copy(
+        &self,
+        dst: DevicePtr<f32>,
+        src: DevicePtr<f32>,
+        len: usize,
+    ) -> GpuResult<()> {
+        // SAFETY: callers pass two addresses each with room for `len` floats.
+        let (dst, src) = (dst.address(), src.address());
+        unsafe { self.copy_bytes(dst, src, len * 4, Direction::OnDevice) }
+    }
+
+    pub(super) fn synchronize(&self) -> GpuResult<()> {
+        match &self.runtime {
+            Runtime::Cuda { stream, .. } => stream.synchronize().map_err(driver("synchronising")),
+            Runtime::Host(_) => Ok(()),
+        }
+    }
+
+    /// Zeroes `len` floats at `dst`.
+    pub(super) fn zero(&self, dst: DevicePtr<f32>, len: usize) -> GpuResult<()> {
+        self.bind()?;
+        match &self.runtime {
+            // SAFETY: callers pass an address with room for `len` floats.
+            Runtime::Cuda { stream, .. } => {
+                unsafe { result::memset_d8_async(dst.address(), 0, len * 4, stream.cu_stream()) }
+                    .map_err(driver("zeroing device memory"))
+            }
+            Runtime::Host(_) => {
+                // SAFETY: as above, in host memory.
+                unsafe { std::ptr::write_bytes(dst.address() as *mut u8, 0, len * 4) };
+                Ok(())
+            }
+        }
+    }
+}

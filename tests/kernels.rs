@@ -1,0 +1,410 @@
+//! Kernels one at a time against the CPU function each follows, on every engine (see
+//! tests/engines), as llm.c's dev/cuda tests do: one test per kernel, at shapes that are not
+//! multiples of the kernels' tiles and blocks (H = 37, B = 5, T = 3, V = 11), each printing its
+//! worst element.
+
+use melody_engine::cpu::lstm::{self, Dims, LayerGradBuffers, LayerInput, LayerTape};
+use melody_engine::cpu::{self, adam, head, matmul::Mat};
+use melody_engine::gpu::{self, Buffer, DeviceMatrix, Gpu};
+use melody_engine::model::{LstmLayer, LstmLayerMut};
+use melody_engine::optim::global_norm;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+mod common;
+#[macro_use]
+mod engines;
+
+use engines::assert_close;
+
+const H: usize = 37;
+const B: usize = 5;
+const T: usize = 3;
+const V: usize = 11;
+const ROWS: usize = T * B;
+const DIMS: Dims = Dims {
+    steps: T,
+    batch: B,
+    hidden: H,
+    vocab: V,
+};
+
+/// `n` values drawn uniformly from (−scale, scale).
+fn random(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+}
+
+fn upload<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+    gpu: &Gpu,
+    values: &[T],
+) -> Buffer<T> {
+    let buffer = gpu.alloc(values.len()).unwrap();
+    gpu.upload(buffer.ptr(), values).unwrap();
+    buffer
+}
+
+fn download(gpu: &Gpu, buffer: &Buffer<f32>) -> Vec<f32> {
+    let mut out = vec![0.0; buffer.len()];
+    gpu.download(buffer.ptr(), &mut out).unwrap();
+    out
+}
+
+/// One LSTM layer's four tensors, with an input of width `input`.
+struct Layer {
+    weight_ih: Vec<f32>,
+    weight_hh: Vec<f32>,
+    bias_ih: Vec<f32>,
+    bias_hh: Vec<f32>,
+}
+
+impl Layer {
+    fn random(rng: &mut StdRng, input: usize) -> Layer {
+        Layer {
+            weight_ih: random(rng, 4 * H * input, 0.5),
+            weight_hh: random(rng, 4 * H * H, 0.3),
+            bias_ih: random(rng, 4 * H, 0.5),
+            bias_hh: random(rng, 4 * H, 0.5),
+        }
+    }
+
+    fn view(&self) -> LstmLayer<'_, f32> {
+        LstmLayer {
+            weight_ih: &self.weight_ih,
+            weight_hh: &self.weight_hh,
+            bias_ih: &self.bias_ih,
+            bias_hh: &self.bias_hh,
+        }
+    }
+}
+
+/// The [rows × cols] row-major `x`, or its transpose [cols × rows] where `transposed`.
+fn stored(x: &[f32], rows: usize, cols: usize, transposed: bool) -> Vec<f32> {
+    match transposed {
+        true => (0..cols * rows)
+            .map(|i| x[(i % rows) * cols + i / rows])
+            .collect(),
+        false => x.to_vec(),
+    }
+}
+
+/// The [rows × cols] matrix [`stored`] wrote, as a CPU view.
+fn cpu_view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> Mat<'_, f32> {
+    match transposed {
+        true => Mat::new(data, cols, rows).t(),
+        false => Mat::new(data, rows, cols),
+    }
+}
+
+/// The [rows × cols] matrix [`stored`] wrote, as a device view.
+fn gpu_view(buffer: &Buffer<f32>, rows: usize, cols: usize, transposed: bool) -> DeviceMatrix {
+    match transposed {
+        true => DeviceMatrix::new(buffer.ptr(), cols, rows).t(),
+        false => DeviceMatrix::new(buffer.ptr(), rows, cols),
+    }
+}
+
+/// Gate activations as the forward pass leaves them: i, f, o in (0, 1), g in (−1, 1).
+fn activations(rng: &mut StdRng, rows: usize) -> Vec<f32> {
+    let mut gates = random(rng, rows * 4 * H, 1.0);
+    for row in gates.chunks_exact_mut(4 * H) {
+        for (j, x) in row.iter_mut().enumerate() {
+            if j / H != 2 {
+                *x = 0.5 + 0.5 * *x;
+            }
+        }
+    }
+    gates
+}
+
+test_engines! {
+    /// The kernel table, the argument packing and the grid reach a kernel: kernels/probe.cu,
+    /// over a grid that does not divide into whole blocks.
+    fn probe_writes_each_thread_index(gpu) {
+        let n = 1000;
+        let indices = gpu.probe_indices(n, 7).unwrap();
+        assert_eq!(indices, (7..7 + n as u32).collect::<Vec<_>>());
+    }
+
+    /// Layer 0's input term: a column of W_ih per symbol, plus both biases.
+    fn input_term(gpu) {
+        let mut rng = StdRng::seed_from_u64(1);
+        let layer = Layer::random(&mut rng, V);
+        let tokens = common::random_symbols(&mut rng, ROWS, V);
+        let mut table = vec![0.0; V * 4 * H];
+        let mut expected = vec![0.0; ROWS * 4 * H];
+        lstm::input_term(layer.view(), LayerInput::Tokens(&tokens), DIMS, &mut table, &mut expected);
+
+        let weights = (upload(&gpu, &layer.weight_ih), upload(&gpu, &layer.bias_ih), upload(&gpu, &layer.bias_hh));
+        let gates = gpu.alloc(ROWS * 4 * H).unwrap();
+        let tokens = upload(&gpu, &tokens);
+        gpu.input_term((weights.0.ptr(), weights.1.ptr(), weights.2.ptr()), tokens.ptr(), gates.ptr(), ROWS, 4 * H, V).unwrap();
+        assert_close("gates", &download(&gpu, &gates), &expected);
+    }
+
+    /// One step's cell, from a carried c and from the zero state.
+    fn lstm_cell_forward(gpu) {
+        let mut rng = StdRng::seed_from_u64(2);
+        let pre_activations = random(&mut rng, B * 4 * H, 4.0);
+        let cell_prev = random(&mut rng, B * H, 2.0);
+        for carried in [true, false] {
+            let c_prev = if carried { cell_prev.clone() } else { vec![0.0; B * H] };
+            let mut expected = (pre_activations.clone(), vec![0.0; B * H], vec![0.0; B * H], vec![0.0; B * H]);
+            let (g, c, t, h) = (&mut expected.0, &mut expected.1, &mut expected.2, &mut expected.3);
+            lstm::lstm_cell_forward(g, &c_prev, c, t, h, H);
+
+            let gates = upload(&gpu, &pre_activations);
+            let c_prev = upload(&gpu, &c_prev);
+            let out: [Buffer<f32>; 3] = std::array::from_fn(|_| gpu.alloc(B * H).unwrap());
+            let c_prev = carried.then(|| c_prev.ptr());
+            gpu.lstm_cell_forward(gates.ptr(), c_prev, (out[0].ptr(), out[1].ptr(), out[2].ptr()), B, H).unwrap();
+            eprintln!("c_prev carried: {carried}");
+            assert_close("activations", &download(&gpu, &gates), &expected.0);
+            assert_close("c", &download(&gpu, &out[0]), &expected.1);
+            assert_close("tanh(c)", &download(&gpu, &out[1]), &expected.2);
+            assert_close("h", &download(&gpu, &out[2]), &expected.3);
+        }
+    }
+
+    /// One step's cell backwards, from a carried c and from the zero state.
+    fn lstm_cell_backward(gpu) {
+        let mut rng = StdRng::seed_from_u64(3);
+        let gates = activations(&mut rng, B);
+        let cell_prev = random(&mut rng, B * H, 2.0);
+        let tanh_cell = random(&mut rng, B * H, 1.0);
+        let d_hidden = random(&mut rng, B * H, 1.0);
+        let d_cell = random(&mut rng, B * H, 1.0);
+        for carried in [true, false] {
+            let c_prev = if carried { cell_prev.clone() } else { vec![0.0; B * H] };
+            let mut expected = (d_cell.clone(), vec![0.0; B * 4 * H]);
+            lstm::lstm_cell_backward(&gates, &c_prev, &tanh_cell, &d_hidden, &mut expected.0, &mut expected.1, H);
+
+            let forward = (upload(&gpu, &gates), upload(&gpu, &c_prev), upload(&gpu, &tanh_cell));
+            let (d_h, d_c) = (upload(&gpu, &d_hidden), upload(&gpu, &d_cell));
+            let d_gates = gpu.alloc(B * 4 * H).unwrap();
+            let c_prev = carried.then(|| forward.1.ptr());
+            gpu.lstm_cell_backward((forward.0.ptr(), c_prev, forward.2.ptr()), d_h.ptr(), d_c.ptr(), d_gates.ptr(), B, H).unwrap();
+            eprintln!("c_prev carried: {carried}");
+            assert_close("∂L/∂c through c_{t-1}", &download(&gpu, &d_c), &expected.0);
+            assert_close("∂L/∂a", &download(&gpu, &d_gates), &expected.1);
+        }
+    }
+
+    /// The one-hot rows layer 0's ∂L/∂W_ih is a product with.
+    fn one_hot(gpu) {
+        let tokens = common::random_symbols(&mut StdRng::seed_from_u64(4), ROWS, V);
+        let expected: Vec<f32> = tokens
+            .iter()
+            .flat_map(|&s| (0..V as u32).map(move |j| f32::from(u8::from(j == s))))
+            .collect();
+        let out = gpu.alloc(ROWS * V).unwrap();
+        gpu.one_hot(upload(&gpu, &tokens).ptr(), out.ptr(), ROWS, V).unwrap();
+        assert_eq!(download(&gpu, &out), expected);
+    }
+
+    /// All T steps of a layer in one launch, as `lstm_forward`.
+    fn lstm_forward_persistent(gpu) {
+        let Some(plan) = gpu.persistent_plan(H).unwrap() else {
+            eprintln!("skipped: no persistent layout for H = {H} on this device");
+            return;
+        };
+        let mut rng = StdRng::seed_from_u64(5);
+        let input_terms = random(&mut rng, ROWS * 4 * H, 1.0);
+        let weight_hh = random(&mut rng, 4 * H * H, 0.3);
+        let mut tape = LayerTape::new(DIMS);
+        tape.gates.copy_from_slice(&input_terms);
+        lstm::lstm_forward(&weight_hh, DIMS, &mut tape);
+
+        let gates = upload(&gpu, &input_terms);
+        let w_hh = upload(&gpu, &weight_hh);
+        let out: [Buffer<f32>; 3] = std::array::from_fn(|_| gpu.alloc(ROWS * H).unwrap());
+        let barrier = gpu.alloc(2).unwrap();
+        let buffers = (gates.ptr(), w_hh.ptr(), out[0].ptr(), out[1].ptr(), out[2].ptr());
+        gpu.lstm_forward_persistent(&plan, buffers, (T, B, H), &barrier).unwrap();
+        assert_close("activations", &download(&gpu, &gates), &tape.gates);
+        assert_close("c", &download(&gpu, &out[0]), &tape.cell);
+        assert_close("tanh(c)", &download(&gpu, &out[1]), &tape.tanh_cell);
+        assert_close("h", &download(&gpu, &out[2]), &tape.hidden);
+    }
+
+    /// All T steps of a layer's BPTT in one launch, as the recurrence of `lstm_backward`.
+    fn lstm_backward_persistent(gpu) {
+        let Some(plan) = gpu.persistent_plan(H).unwrap() else {
+            eprintln!("skipped: no persistent layout for H = {H} on this device");
+            return;
+        };
+        let mut rng = StdRng::seed_from_u64(6);
+        let layer = Layer::random(&mut rng, H);
+        let below = random(&mut rng, ROWS * H, 1.0);
+        let mut tape = LayerTape::new(DIMS);
+        tape.gates = random(&mut rng, ROWS * 4 * H, 1.0);
+        lstm::lstm_forward(&layer.weight_hh, DIMS, &mut tape);
+        let d_from_above = random(&mut rng, ROWS * H, 1.0);
+        let mut expected = (d_from_above.clone(), vec![0.0; ROWS * 4 * H]);
+        let mut grads = Layer::random(&mut rng, H);
+        let (mut d_cell, mut d_table, mut d_input) = (vec![0.0; B * H], vec![0.0; V * 4 * H], vec![0.0; ROWS * H]);
+        let buffers = LayerGradBuffers {
+            d_hidden: &mut expected.0,
+            d_gates: &mut expected.1,
+            d_cell: &mut d_cell,
+            d_table: &mut d_table,
+            d_input: Some(&mut d_input),
+        };
+        let grads = LstmLayerMut {
+            weight_ih: &mut grads.weight_ih,
+            weight_hh: &mut grads.weight_hh,
+            bias_ih: &mut grads.bias_ih,
+            bias_hh: &mut grads.bias_hh,
+        };
+        lstm::lstm_backward(layer.view(), LayerInput::Hidden(&below), &tape, DIMS, buffers, grads);
+
+        let forward = [&tape.gates, &tape.cell, &tape.tanh_cell, &layer.weight_hh].map(|x| upload(&gpu, x));
+        let d_hidden = upload(&gpu, &d_from_above);
+        let d_cell = gpu.alloc(B * H).unwrap();
+        let d_gates = gpu.alloc(ROWS * 4 * H).unwrap();
+        let barrier = gpu.alloc(2).unwrap();
+        let tape_buffers = (forward[0].ptr(), forward[1].ptr(), forward[2].ptr(), forward[3].ptr());
+        let grads = (d_hidden.ptr(), d_cell.ptr(), d_gates.ptr());
+        gpu.lstm_backward_persistent(&plan, tape_buffers, grads, (T, B, H), &barrier).unwrap();
+        assert_close("total ∂L/∂h", &download(&gpu, &d_hidden), &expected.0);
+        assert_close("∂L/∂a", &download(&gpu, &d_gates), &expected.1);
+    }
+
+    /// Products of contiguous and transposed (strided) views, written and accumulated, over more
+    /// than one 64×64 tile with ragged edges.
+    fn matmul(gpu) {
+        let mut rng = StdRng::seed_from_u64(7);
+        let (m, k, n) = (67, 4 * H, 2 * V + 49);
+        let a = random(&mut rng, m * k, 1.0);
+        let b = random(&mut rng, k * n, 1.0);
+        let start = random(&mut rng, m * n, 1.0);
+        // (name, A stored transposed, B stored transposed, accumulate): a transposed case reads
+        // the same values through a transposed view of their transpose, so its strides differ
+        // and its product does not.
+        let cases = [
+            ("a·b", false, false, false),
+            ("a·b accumulated", false, false, true),
+            ("(aᵀ)ᵀ·(bᵀ)ᵀ", true, true, false),
+            ("(aᵀ)ᵀ·b accumulated", true, false, true),
+        ];
+        for (name, a_transposed, b_transposed, accumulate) in cases {
+            let (a_data, b_data) = (stored(&a, m, k, a_transposed), stored(&b, k, n, b_transposed));
+            let mut expected = start.clone();
+            let (a_view, b_view) = (cpu_view(&a_data, m, k, a_transposed), cpu_view(&b_data, k, n, b_transposed));
+            cpu::matmul::matmul(&mut expected, accumulate, a_view, b_view);
+
+            let (a_buffer, b_buffer) = (upload(&gpu, &a_data), upload(&gpu, &b_data));
+            let (a_view, b_view) = (gpu_view(&a_buffer, m, k, a_transposed), gpu_view(&b_buffer, k, n, b_transposed));
+            let out = upload(&gpu, &start);
+            gpu.matmul(out.ptr(), accumulate, a_view, b_view).unwrap();
+            assert_close(name, &download(&gpu, &out), &expected);
+        }
+    }
+
+    /// Biases written to every row, one and two at once.
+    fn broadcast_rows(gpu) {
+        let mut rng = StdRng::seed_from_u64(8);
+        let (a, b) = (random(&mut rng, 4 * H, 1.0), random(&mut rng, 4 * H, 1.0));
+        for both in [true, false] {
+            let mut expected = vec![0.0; ROWS * 4 * H];
+            cpu::matmul::broadcast_rows(&mut expected, &a, both.then_some(&b[..]));
+            let (a_gpu, b_gpu) = (upload(&gpu, &a), upload(&gpu, &b));
+            let out = gpu.alloc(ROWS * 4 * H).unwrap();
+            gpu.broadcast_rows(out.ptr(), a_gpu.ptr(), both.then(|| b_gpu.ptr()), ROWS, 4 * H).unwrap();
+            assert_close(if both { "a + b" } else { "a" }, &download(&gpu, &out), &expected);
+        }
+    }
+
+    /// Column sums over more rows than one chunk (column_sums_partial, then column_sums_finish).
+    fn column_sums(gpu) {
+        let mut rng = StdRng::seed_from_u64(9);
+        let (rows, cols) = (67 * B, 4 * H);
+        let x = random(&mut rng, rows * cols, 1.0);
+        let mut expected = vec![0.0; cols];
+        cpu::matmul::column_sums(&x, &mut expected);
+        let partial = gpu.alloc(gpu::column_sums_scratch(rows, cols)).unwrap();
+        let out = gpu.alloc(cols).unwrap();
+        gpu.column_sums(upload(&gpu, &x).ptr(), rows, cols, &partial, out.ptr()).unwrap();
+        assert_close("column sums", &download(&gpu, &out), &expected);
+    }
+
+    /// The CPU's mask of the same (seed, step), forward into another buffer and backward in place.
+    fn dropout(gpu) {
+        let mut rng = StdRng::seed_from_u64(10);
+        let (n, p, seed, step) = (ROWS * H, 0.3, 11, 4);
+        let hidden = random(&mut rng, n, 1.0);
+        let mut mask = vec![0.0; n];
+        cpu::fill_dropout_mask(&mut mask, p, seed, step);
+        let mut expected = vec![0.0; n];
+        head::dropout(&hidden, Some(&mask), &mut expected);
+
+        let input = upload(&gpu, &hidden);
+        let out = gpu.alloc(n).unwrap();
+        gpu.dropout(input.ptr(), out.ptr(), n, (seed, step), p).unwrap();
+        assert_close("h ⊙ mask", &download(&gpu, &out), &expected);
+
+        head::dropout_backward(&mut expected, &mask);
+        gpu.dropout(out.ptr(), out.ptr(), n, (seed, step), p).unwrap();
+        assert_close("in place, h ⊙ mask ⊙ mask", &download(&gpu, &out), &expected);
+    }
+
+    /// With targets: the losses, the correct rows and ∂(mean loss)/∂logits; without: softmax.
+    fn softmax_cross_entropy(gpu) {
+        let mut rng = StdRng::seed_from_u64(12);
+        let logits = random(&mut rng, ROWS * V, 4.0);
+        let targets = common::random_symbols(&mut rng, ROWS, V);
+        let count = 2 * ROWS;
+        let inv_count = (1.0 / count as f64) as f32;
+
+        let mut expected = logits.clone();
+        let stats = head::softmax_cross_entropy(&mut expected, &targets);
+        head::softmax_cross_entropy_backward(&mut expected, &targets, count);
+        let buffer = upload(&gpu, &logits);
+        let results = gpu.alloc::<f64>(2 * ROWS).unwrap();
+        let targets_gpu = upload(&gpu, &targets);
+        gpu.softmax_cross_entropy(buffer.ptr(), Some(targets_gpu.ptr()), (ROWS, V), inv_count, Some(results.ptr())).unwrap();
+        assert_close("∂L/∂logits", &download(&gpu, &buffer), &expected);
+        let mut per_row = vec![0.0f64; 2 * ROWS];
+        gpu.download(results.ptr(), &mut per_row).unwrap();
+        let (losses, correct) = per_row.split_at(ROWS);
+        let loss_sum: f64 = losses.iter().sum();
+        eprintln!("  loss: gpu {loss_sum}, cpu {}", stats.loss_sum);
+        assert!((loss_sum - stats.loss_sum).abs() <= 1e-5 * stats.loss_sum.abs().max(1.0));
+        assert_eq!(correct.iter().filter(|&&c| c != 0.0).count(), stats.correct);
+
+        let mut expected = logits.clone();
+        expected.chunks_exact_mut(V).for_each(|row| {
+            head::softmax_in_place(row);
+        });
+        let buffer = upload(&gpu, &logits);
+        gpu.softmax_cross_entropy(buffer.ptr(), None, (ROWS, V), 0.0, None).unwrap();
+        assert_close("softmax", &download(&gpu, &buffer), &expected);
+    }
+
+    /// One update with the clipping scale folded in, as `Adam::step` clips the gradient first.
+    fn adam_update(gpu) {
+        let mut rng = StdRng::seed_from_u64(13);
+        let n = 4 * H * V + 3;
+        let (theta, grads) = (random(&mut rng, n, 1.0), random(&mut rng, n, 1.0));
+        let (m, v) = (random(&mut rng, n, 0.1), random(&mut rng, n, 0.1).iter().map(|x| x.abs()).collect::<Vec<_>>());
+        let (scale, lr_t, rates) = (0.5, 1e-2, (0.1, 0.001, 1e-7));
+        let mut expected = (theta.clone(), m.clone(), v.clone());
+        let clipped: Vec<f32> = grads.iter().map(|g| g * scale).collect();
+        adam::adam_update(&mut expected.0, &clipped, (&mut expected.1, &mut expected.2), lr_t, rates);
+
+        let buffers = [&theta, &grads, &m, &v].map(|x| upload(&gpu, x));
+        gpu.adam_update(buffers[0].ptr(), buffers[1].ptr(), (buffers[2].ptr(), buffers[3].ptr()), n, scale, lr_t, rates).unwrap();
+        assert_close("θ", &download(&gpu, &buffers[0]), &expected.0);
+        assert_close("m", &download(&gpu, &buffers[2]), &expected.1);
+        assert_close("v", &download(&gpu, &buffers[3]), &expected.2);
+    }
+
+    /// Σ g² over a grid that strides past the end, as `global_norm` squared.
+    fn sum_squares(gpu) {
+        let g = random(&mut StdRng::seed_from_u64(14), 4 * H * V + 3, 1.0);
+        let block_sums = gpu.alloc::<f64>(7).unwrap();
+        let sum = gpu.sum_squares(upload(&gpu, &g).ptr(), g.len(), &block_sums).unwrap();
+        let expected = global_norm(&g);
+        eprintln!("  norm: gpu {}, cpu {expected}", sum.sqrt());
+        assert!((sum.sqrt() as f32 - expected).abs() <= 1e-6 * expected);
+    }
+}
