@@ -13,8 +13,8 @@
 //! 8. `corpus`: a whole directory of scores, in parallel, into a dataset.
 //! 9. `dataset`: the dataset as ids; windows, batches, the train / held-out split.
 //! 10. `model`: parameters and checkpoints.
-//! 11. `cpu`: forward pass and BPTT on the CPU, the reference.
-//! 12. `optim`: Adam.
+//! 11. `optim`: Adam's hyperparameters and state, which both engines update.
+//! 12. `cpu`: forward pass, BPTT and the Adam update on the CPU, the reference.
 //! 13. `backend`: the interface every engine implements, and the CPU engine.
 //! 14. `gpu`: the CUDA engine.
 //! 15. `engine`: `--device`, the engine that runs.
