@@ -17,7 +17,11 @@ use melody_engine::model::{Config, Objective, Params};
 use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
+
+// The test helpers: one random_symbols for tests and benches.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 const BATCH: usize = 64;
 const STEPS: usize = 64;
@@ -35,19 +39,15 @@ fn backend() -> CpuBackend {
 }
 
 /// Random inputs and targets for `batch_size` windows of STEPS symbols.
-fn random_symbols(batch_size: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+fn random_batch(batch_size: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut symbols = || -> Vec<u32> {
-        (0..batch_size * STEPS)
-            .map(|_| rng.gen_range(0..VOCAB as u32))
-            .collect()
-    };
-    (symbols(), symbols())
+    let mut draw = || common::random_symbols(&mut rng, batch_size * STEPS, VOCAB);
+    (draw(), draw())
 }
 
 fn train_step(c: &mut Criterion) {
     let mut backend = backend();
-    let (inputs, targets) = random_symbols(BATCH, 1);
+    let (inputs, targets) = random_batch(BATCH, 1);
     let batch = Batch {
         inputs: &inputs,
         targets: &targets,
@@ -137,7 +137,7 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         }
     }
     for batch_size in [64, 512] {
-        let (inputs, targets) = random_symbols(batch_size, batch_size as u64);
+        let (inputs, targets) = random_batch(batch_size, batch_size as u64);
         let batch = Batch {
             inputs: &inputs,
             targets: &targets,
