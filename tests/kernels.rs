@@ -4,10 +4,12 @@
 //! worst element.
 
 use melody_engine::cpu::lstm::{self, Dims, LayerGradBuffers, LayerInput, LayerTape};
-use melody_engine::cpu::{self, adam, head, matmul::Mat};
+use melody_engine::cpu::matmul::{matrix, matrix_mut};
+use melody_engine::cpu::{self, adam, head};
 use melody_engine::gpu::{self, Buffer, DeviceMatrix, Gpu};
 use melody_engine::model::{LstmLayer, LstmLayerMut};
 use melody_engine::optim::global_norm;
+use ndarray::ArrayView2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -88,10 +90,10 @@ fn stored(x: &[f32], rows: usize, cols: usize, transposed: bool) -> Vec<f32> {
 }
 
 /// The [rows × cols] matrix [`stored`] wrote, as a CPU view.
-fn cpu_view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> Mat<'_, f32> {
+fn cpu_view(data: &[f32], rows: usize, cols: usize, transposed: bool) -> ArrayView2<'_, f32> {
     match transposed {
-        true => Mat::new(data, cols, rows).t(),
-        false => Mat::new(data, rows, cols),
+        true => matrix(data, cols, rows).reversed_axes(),
+        false => matrix(data, rows, cols),
     }
 }
 
@@ -290,7 +292,7 @@ test_engines! {
             let (a_data, b_data) = (stored(&a, m, k, a_transposed), stored(&b, k, n, b_transposed));
             let mut expected = start.clone();
             let (a_view, b_view) = (cpu_view(&a_data, m, k, a_transposed), cpu_view(&b_data, k, n, b_transposed));
-            cpu::matmul::matmul(&mut expected, accumulate, a_view, b_view);
+            cpu::matmul::matmul(matrix_mut(&mut expected, m, n), accumulate, a_view, b_view);
 
             let (a_buffer, b_buffer) = (upload(&gpu, &a_data), upload(&gpu, &b_data));
             let (a_view, b_view) = (gpu_view(&a_buffer, m, k, a_transposed), gpu_view(&b_buffer, k, n, b_transposed));

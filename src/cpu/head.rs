@@ -1,7 +1,7 @@
 //! The head of the model: dropout on the last LSTM layer's output, the dense layer to V logits,
 //! and softmax cross-entropy, forward and backward, over N rows at once.
 
-use super::matmul::{broadcast_rows, column_sums, matmul, Mat};
+use super::matmul::{broadcast_rows, column_sums, matmul, matrix, matrix_mut};
 use super::BatchStats;
 use crate::model::{Dense, DenseMut, Float};
 
@@ -66,8 +66,9 @@ pub fn dense_forward<F: Float>(dense: Dense<'_, F>, x: &[F], hidden: usize, logi
     let v = dense.bias.len();
     let rows = logits.len() / v;
     broadcast_rows(logits, dense.bias, None);
-    let weight = Mat::new(dense.weight, v, hidden);
-    matmul(logits, true, Mat::new(x, rows, hidden), weight.t());
+    let weight = matrix(dense.weight, v, hidden);
+    let x = matrix(x, rows, hidden);
+    matmul(matrix_mut(logits, rows, v), true, x, weight.t());
 }
 
 /// Turns each row of logits [N×V] into probabilities in place, and returns the summed
@@ -139,9 +140,10 @@ pub fn dense_backward<F: Float>(
     let hidden = dense.weight.len() / v;
     // ∂L/∂b = Σ_rows d_logits
     column_sums(d_logits, grads.bias);
-    let d_logits = Mat::new(d_logits, rows, v);
+    let (d_logits, x) = (matrix(d_logits, rows, v), matrix(x, rows, hidden));
     // ∂L/∂W = d_logitsᵀ · x: [V×N]·[N×H]
-    matmul(grads.weight, false, d_logits.t(), Mat::new(x, rows, hidden));
+    matmul(matrix_mut(grads.weight, v, hidden), false, d_logits.t(), x);
     // ∂L/∂x = d_logits · W: [N×V]·[V×H]
-    matmul(d_x, false, d_logits, Mat::new(dense.weight, v, hidden));
+    let weight = matrix(dense.weight, v, hidden);
+    matmul(matrix_mut(d_x, rows, hidden), false, d_logits, weight);
 }

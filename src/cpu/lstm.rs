@@ -9,7 +9,9 @@
 
 use rayon::prelude::*;
 
-use super::matmul::{broadcast_rows, column_sums, matmul, matmul_on_this_thread, Mat};
+use super::matmul::{
+    broadcast_rows, column_sums, matmul, matmul_on_this_thread, matrix, matrix_mut,
+};
 use crate::model::{Float, LstmLayer, LstmLayerMut};
 
 /// The sizes of one batch of windows.
@@ -81,8 +83,9 @@ pub fn input_term<F: Float>(
             broadcast_rows(gates, layer.bias_ih, Some(layer.bias_hh));
             // [TB×4H] += [TB×H]·[H×4H]
             let rows = dims.steps * dims.batch;
-            let w_ih = Mat::new(layer.weight_ih, h4, dims.hidden);
-            matmul(gates, true, Mat::new(below, rows, dims.hidden), w_ih.t());
+            let w_ih = matrix(layer.weight_ih, h4, dims.hidden);
+            let x = matrix(below, rows, dims.hidden);
+            matmul(matrix_mut(gates, rows, h4), true, x, w_ih.t());
         }
     }
 }
@@ -158,7 +161,7 @@ pub fn lstm_step<F: Float>(
     out: StepOutput<'_, F>,
 ) {
     let rows = rows_per_block(out.hidden.len() / h);
-    let w_hh = Mat::new(weight_hh, 4 * h, h);
+    let w_hh = matrix(weight_hh, 4 * h, h);
     out.gates
         .par_chunks_mut(rows * 4 * h)
         .zip(out.cell.par_chunks_mut(rows * h))
@@ -170,8 +173,8 @@ pub fn lstm_step<F: Float>(
             let n = hidden.len() / h;
             // [n×4H] += [n×H]·[H×4H]
             if let Some(h_prev) = h_prev {
-                let h_prev = Mat::new(&h_prev[first..], n, h);
-                matmul_on_this_thread(gates, true, h_prev, w_hh.t());
+                let h_prev = matrix(&h_prev[first..], n, h);
+                matmul_on_this_thread(matrix_mut(gates, n, 4 * h), true, h_prev, w_hh.t());
             }
             let c_prev = &c_prev[first..first + n * h];
             lstm_cell_forward(gates, c_prev, cell, tanh_cell, hidden, h);
@@ -277,7 +280,7 @@ pub fn lstm_backward<F: Float>(
         d_table,
         d_input,
     } = buffers;
-    let w_hh = Mat::new(layer.weight_hh, 4 * h, h);
+    let w_hh = matrix(layer.weight_hh, 4 * h, h);
 
     // Nothing after the window depends on c_{T−1}.
     d_cell.fill(F::ZERO);
@@ -306,7 +309,8 @@ pub fn lstm_backward<F: Float>(
                 );
                 // ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh: [n×H] += [n×4H]·[4H×H]
                 if let Some(d_prev) = d_prev {
-                    matmul_on_this_thread(d_prev, true, Mat::new(d_gates, n, 4 * h), w_hh);
+                    let d_a = matrix(d_gates, n, 4 * h);
+                    matmul_on_this_thread(matrix_mut(d_prev, n, h), true, d_a, w_hh);
                 }
             };
         let blocks = d_gates[t * bg..(t + 1) * bg]
@@ -325,9 +329,10 @@ pub fn lstm_backward<F: Float>(
 
     // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, as one product over steps 1..T: [4H×(T−1)B]·[(T−1)B×H]
     let recurrent_rows = (t_len - 1) * b;
-    let d_a_from_1 = Mat::new(&d_gates[bg..], recurrent_rows, 4 * h);
-    let h_until_last = Mat::new(&tape.hidden, recurrent_rows, h);
-    matmul(grads.weight_hh, false, d_a_from_1.t(), h_until_last);
+    let d_a_from_1 = matrix(&d_gates[bg..], recurrent_rows, 4 * h);
+    let h_until_last = matrix(&tape.hidden, recurrent_rows, h);
+    let d_w_hh = matrix_mut(grads.weight_hh, 4 * h, h);
+    matmul(d_w_hh, false, d_a_from_1.t(), h_until_last);
 
     // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a.
     column_sums(d_gates, grads.bias_ih);
@@ -352,12 +357,14 @@ pub fn lstm_backward<F: Float>(
             }
         }
         LayerInput::Hidden(below) => {
-            let d_a = Mat::new(d_gates, rows, 4 * h);
+            let d_a = matrix(d_gates, rows, 4 * h);
             // ∂L/∂W_ih = Σ ∂L/∂aᵀ · x: [4H×TB]·[TB×H]
-            matmul(grads.weight_ih, false, d_a.t(), Mat::new(below, rows, h));
+            let x = matrix(below, rows, h);
+            matmul(matrix_mut(grads.weight_ih, 4 * h, h), false, d_a.t(), x);
             // ∂L/∂x = ∂L/∂a · W_ih: [TB×4H]·[4H×H]
             let d_input = d_input.expect("layers above 0 pass ∂L/∂x storage");
-            matmul(d_input, false, d_a, Mat::new(layer.weight_ih, 4 * h, h));
+            let w_ih = matrix(layer.weight_ih, 4 * h, h);
+            matmul(matrix_mut(d_input, rows, h), false, d_a, w_ih);
         }
     }
 }

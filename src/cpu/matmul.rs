@@ -1,105 +1,89 @@
-//! Matrix products on row-major slices through the `gemm` crate, and the biases around them:
-//! broadcast to every row of a product's output before it is added, and their gradient, the
-//! column sums. A view carries its strides, so a transpose is a swap of strides and costs nothing.
+//! Matrix products through the `gemm` crate on ndarray views of row-major slices, and the biases
+//! around them: broadcast to every row of a product's output before it is added, and their
+//! gradient, the column sums. A view carries its strides, so a transpose (`.t()`) is a swap of
+//! strides and costs nothing, and a product checks that the shapes of its operands meet.
+
+use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::model::Float;
 
-/// A read-only matrix view into a slice: element (r, c) is `data[r·row_stride + c·col_stride]`.
-#[derive(Clone, Copy)]
-pub struct Mat<'a, F> {
-    data: &'a [F],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+/// The row-major [rows × cols] matrix at the start of `data`.
+pub fn matrix<F>(data: &[F], rows: usize, cols: usize) -> ArrayView2<'_, F> {
+    ArrayView2::from_shape((rows, cols), data)
+        .unwrap_or_else(|e| panic!("{rows}×{cols} matrix of {} elements: {e}", data.len()))
 }
 
-impl<'a, F> Mat<'a, F> {
-    /// The contiguous row-major [rows × cols] matrix at the start of `data`.
-    pub fn new(data: &'a [F], rows: usize, cols: usize) -> Self {
-        assert!(
-            data.len() >= rows * cols,
-            "slice too short for a {rows}×{cols} matrix"
-        );
-        Mat {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose, as a view of the same data.
-    pub fn t(self) -> Self {
-        Mat {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
+/// [`matrix`], writable: the output of a product.
+pub fn matrix_mut<F>(data: &mut [F], rows: usize, cols: usize) -> ArrayViewMut2<'_, F> {
+    let len = data.len();
+    ArrayViewMut2::from_shape((rows, cols), data)
+        .unwrap_or_else(|e| panic!("{rows}×{cols} matrix of {len} elements: {e}"))
 }
 
-/// `out` [m × n, row-major] = a [m × k] · b [k × n], or `out += a · b` when `accumulate`; on
-/// all threads of the rayon pool.
-pub fn matmul<F: Float>(out: &mut [F], accumulate: bool, a: Mat<'_, F>, b: Mat<'_, F>) {
+/// out [m × n] = a [m × k] · b [k × n], or `out += a · b` when `accumulate`; on all threads of
+/// the rayon pool.
+pub fn matmul<F: Float>(
+    out: ArrayViewMut2<'_, F>,
+    accumulate: bool,
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
+) {
     gemm_with(out, accumulate, a, b, gemm::Parallelism::Rayon(0));
 }
 
 /// [`matmul`] on the calling thread only, for products already split across threads.
 pub fn matmul_on_this_thread<F: Float>(
-    out: &mut [F],
+    out: ArrayViewMut2<'_, F>,
     accumulate: bool,
-    a: Mat<'_, F>,
-    b: Mat<'_, F>,
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
 ) {
     gemm_with(out, accumulate, a, b, gemm::Parallelism::None);
 }
 
 fn gemm_with<F: Float>(
-    out: &mut [F],
+    mut out: ArrayViewMut2<'_, F>,
     accumulate: bool,
-    a: Mat<'_, F>,
-    b: Mat<'_, F>,
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
     parallelism: gemm::Parallelism,
 ) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(b.rows, k, "inner dimensions differ");
-    assert!(out.len() >= m * n, "output too short for {m}×{n}");
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(b.nrows(), k, "inner dimensions differ");
+    assert_eq!(out.dim(), (m, n), "output is not {m}×{n}");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            out[..m * n].fill(F::ZERO);
+            out.fill(F::ZERO);
         }
         return;
     }
-    // gemm indexes with raw strides, so prove here that the last element of each view is in bounds.
-    let last = |v: &Mat<'_, F>| (v.rows - 1) * v.row_stride + (v.cols - 1) * v.col_stride;
-    assert!(
-        last(&a) < a.data.len() && last(&b) < b.data.len(),
-        "view exceeds its slice"
-    );
-    // SAFETY: all three views were checked to lie inside their slices; `out` is borrowed
-    // mutably, so it cannot alias `a` or `b`; F is f32 or f64, which gemm supports.
+    // ndarray strides are in elements: [row stride, column stride].
+    let (out_rs, out_cs) = (out.strides()[0], out.strides()[1]);
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    // SAFETY: ndarray guarantees that every element a view's shape and strides reach lies inside
+    // the data it borrows (checked when a view is made from a slice, kept by `.t()` and every
+    // other view operation), and gemm touches only those elements; `out` is a mutable view, so
+    // it borrows its data uniquely and cannot alias `a` or `b`, and no two of its elements share
+    // memory; F is f32 or f64, which gemm supports.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             out.as_mut_ptr(),
-            1,
-            n as isize,
+            out_cs,
+            out_rs,
             accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
             F::ONE,
             F::ONE,
             false,
