@@ -33,7 +33,8 @@ pub struct GenerateArgs {
     /// Most symbols to generate after the seed.
     #[arg(long, default_value_t = 500, value_parser = args::at_least_one)]
     steps: usize,
-    /// Output file; the format follows the extension (.mid, .krn, .txt) unless --format says.
+    /// Output file; the format follows the extension (.mid, .krn, .musicxml, .txt) unless
+    /// --format says.
     /// A .mid file gets a .krn beside it.
     #[arg(long, default_value = "melody.mid")]
     out: PathBuf,
@@ -79,7 +80,7 @@ pub struct GenerateArgs {
     /// General MIDI program (0 = piano, 73 = flute; up to 127).
     #[arg(long, default_value_t = 0, value_parser = args::midi_program)]
     program: u8,
-    /// Meter of the **kern output, e.g. 3/4.
+    /// Meter of the **kern and MusicXML output, e.g. 3/4.
     #[arg(long, default_value = "4/4", value_parser = args::meter)]
     meter: (u32, u32),
     /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
@@ -98,6 +99,9 @@ pub struct GenerateArgs {
 enum FormatArg {
     Midi,
     Kern,
+    /// MusicXML 4.0, which MuseScore opens.
+    #[value(name = "musicxml")]
+    MusicXml,
     Txt,
 }
 
@@ -106,6 +110,7 @@ impl From<FormatArg> for Format {
         match format {
             FormatArg::Midi => Format::Midi,
             FormatArg::Kern => Format::Kern,
+            FormatArg::MusicXml => Format::MusicXml,
             FormatArg::Txt => Format::Txt,
         }
     }

@@ -1,22 +1,12 @@
 //! Symbols → a one-spine `**kern` score that Verovio, music21 and the Humdrum tools open: header,
 //! measures with barlines, notes split at barlines and into single kern values with ties.
 
+use super::notation::{key_fifths, measure_steps, pieces, spell, NOTE_VALUES};
 use crate::kern::KeyDesignation;
-use crate::melody::{spans, Span};
+use crate::melody::spans;
 
-/// Kern reciprocal durations by length in sixteenth steps, longest first. They are exactly the
-/// encoder's accepted durations (`encode::DEFAULT_DURATIONS`), so a written score is
-/// never filtered out when it is read back.
-const KERN_VALUES: [(u32, &str); 8] = [
-    (16, "1"),
-    (12, "2."),
-    (8, "2"),
-    (6, "4."),
-    (4, "4"),
-    (3, "8."),
-    (2, "8"),
-    (1, "16"),
-];
+/// The kern reciprocal duration of each of [`NOTE_VALUES`] (lengths in sixteenth steps).
+const KERN_VALUES: [&str; NOTE_VALUES.len()] = ["1", "2.", "2", "4.", "4", "8.", "8", "16"];
 
 /// Writes the first melody of `symbols` (up to the first `/`) as `**kern`.
 ///
@@ -41,10 +31,7 @@ pub fn write_kern<S: AsRef<str>>(
     title: Option<&str>,
 ) -> Result<String, String> {
     let (count, unit) = meter;
-    let measure = (unit > 0 && count * 16 % unit == 0)
-        .then(|| count * 16 / unit)
-        .filter(|&steps| steps > 0)
-        .ok_or_else(|| format!("meter {count}/{unit} is not a whole number of sixteenths"))?;
+    let measure = measure_steps(meter)?;
     let spans = spans(symbols)?;
     if spans.is_empty() {
         return Err("no notes or rests to write".into());
@@ -64,17 +51,14 @@ pub fn write_kern<S: AsRef<str>>(
     let fifths = key_fifths(key);
     let mut position = 0; // steps from the start
     for span in &spans {
-        let pitch = span.pitch.map(|midi| spell(midi, fifths));
+        let pitch = span.pitch.map(|midi| kern_pitch(midi, fifths));
         let pieces = pieces(span, position, measure);
         for (i, &steps) in pieces.iter().enumerate() {
             if position > 0 && position % measure == 0 {
                 lines.push(format!("={}", position / measure + 1));
             }
-            let duration = KERN_VALUES
-                .iter()
-                .find(|&&(length, _)| length == steps)
-                .map(|&(_, recip)| recip)
-                .expect("pieces are kern values");
+            let value = NOTE_VALUES.iter().position(|&length| length == steps);
+            let duration = KERN_VALUES[value.expect("pieces are note values")];
             lines.push(match &pitch {
                 None => format!("{duration}r"),
                 Some(name) => {
@@ -93,40 +77,6 @@ pub fn write_kern<S: AsRef<str>>(
     lines.push("==".into());
     lines.push("*-".into());
     Ok(lines.join("\n") + "\n")
-}
-
-/// The lengths, in steps, a span is written as: cut at every barline, then each part into kern
-/// values, longest first.
-fn pieces(span: &Span, start: u32, measure: u32) -> Vec<u32> {
-    let mut pieces = Vec::new();
-    let mut position = start;
-    let end = start + span.steps;
-    while position < end {
-        let to_barline = measure - position % measure;
-        let mut part = to_barline.min(end - position);
-        position += part;
-        while part > 0 {
-            let (length, _) = KERN_VALUES
-                .iter()
-                .find(|&&(length, _)| length <= part)
-                .expect("a sixteenth fits any part");
-            pieces.push(*length);
-            part -= length;
-        }
-    }
-    pieces
-}
-
-/// The key's place on the line of fifths, which is its signature: sharps > 0, flats < 0.
-/// Major: C 0, G 1, F −1…; a minor key has the signature of its relative major (A minor 0).
-fn key_fifths(key: KeyDesignation) -> i32 {
-    const LETTER_FIFTHS: [i32; 7] = [0, 2, 4, -1, 1, 3, 5]; // C D E F G A B
-    let major = LETTER_FIFTHS[key.step as usize] + 7 * key.alter as i32;
-    if key.minor {
-        major - 3
-    } else {
-        major
-    }
 }
 
 /// `*k[…]` contents: sharps in the order f c g d a e b, flats in b e a d g c f; beyond seven,
@@ -158,36 +108,19 @@ fn key_name(key: KeyDesignation) -> String {
 }
 
 /// The kern name of a MIDI pitch (`c` = C4, `cc#` = C♯5, `B-` = B♭3) in a key of `fifths`.
-///
-/// Each spelling is a place f on the line of fifths (F −1, C 0, G 1 … F♯ 6; letter
-/// `FCGDAEB[(f + 1) mod 7]`, alteration ⌊(f + 1) / 7⌋) and pitch class 7f mod 12. The key's scale
-/// is f ∈ [fifths − 1, fifths + 5]; other pitches use f ∈ [−1, 10] (naturals and sharps) in
-/// sharp keys and C, f ∈ [−6, 5] (naturals and flats) in flat keys.
-fn spell(midi: u8, fifths: i32) -> String {
-    let class = midi as i32 % 12;
-    // 7 · 7 ≡ 1 (mod 12), so the place with pitch class c is 7c mod 12, give or take 12.
-    let place_mod_12 = 7 * class % 12;
-    let lowest = if (fifths - 1..=fifths + 5).any(|f| (f - place_mod_12) % 12 == 0) {
-        fifths - 1
-    } else if fifths >= 0 {
-        -1
-    } else {
-        -6
-    };
-    let place = lowest + (place_mod_12 - lowest).rem_euclid(12);
-    let letter = b"FCGDAEB"[(place + 1).rem_euclid(7) as usize] as char;
-    let alter = (place + 1).div_euclid(7);
-    let octave = (midi as i32 - alter).div_euclid(12) - 1;
-    let letters = if octave >= 4 {
+fn kern_pitch(midi: u8, fifths: i32) -> String {
+    let spelling = spell(midi, fifths);
+    let letter = spelling.letter;
+    let letters = if spelling.octave >= 4 {
         letter
             .to_ascii_lowercase()
             .to_string()
-            .repeat((octave - 3) as usize)
+            .repeat((spelling.octave - 3) as usize)
     } else {
-        letter.to_string().repeat((4 - octave) as usize)
+        letter.to_string().repeat((4 - spelling.octave) as usize)
     };
-    let accidental = if alter >= 0 { "#" } else { "-" };
-    letters + &accidental.repeat(alter.unsigned_abs() as usize)
+    let accidental = if spelling.alter >= 0 { "#" } else { "-" };
+    letters + &accidental.repeat(spelling.alter.unsigned_abs() as usize)
 }
 
 #[cfg(test)]
@@ -307,7 +240,7 @@ mod tests {
     fn pitch_spelling_follows_the_key() {
         let spelled = |key_text: &str, pitches: [u8; 6]| {
             let fifths = key_fifths(key(key_text));
-            pitches.map(|m| spell(m, fifths)).join(" ")
+            pitches.map(|m| kern_pitch(m, fifths)).join(" ")
         };
         let chromatic = [60, 61, 63, 66, 70, 71];
         assert_eq!(spelled("C", chromatic), "c c# d# f# a# b");
