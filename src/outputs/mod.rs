@@ -42,7 +42,7 @@ pub struct WriteOptions {
     pub format: Option<Format>,
     /// MIDI tempo in quarter notes per minute.
     pub bpm: u32,
-    /// General MIDI program.
+    /// General MIDI program (MIDI and MusicXML).
     pub program: u8,
     /// Meter of the `**kern` and MusicXML scores.
     pub meter: (u32, u32),
@@ -78,7 +78,8 @@ pub fn write_melody(out: &Path, symbols: &[String], options: &WriteOptions) -> R
         Format::Kern => write(out, kern_text(symbols, options)?.as_bytes()),
         Format::MusicXml => {
             let key = written_key(symbols, options.transpose_to)?;
-            let xml = musicxml::write_musicxml(symbols, options.meter, key, TITLE)?;
+            let xml =
+                musicxml::write_musicxml(symbols, options.meter, key, TITLE, options.program)?;
             write(out, xml.as_bytes())
         }
         Format::Txt => write(out, format!("{}\n", symbols.join(" ")).as_bytes()),

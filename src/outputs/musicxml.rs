@@ -24,7 +24,7 @@ const NOTE_TYPES: [(&str, bool); NOTE_VALUES.len()] = [
 
 /// Writes the first melody of `symbols` (up to the first `/`) as MusicXML, titled `title`.
 ///
-/// One part, "Melody", on a treble staff. The first measure carries the attributes (divisions
+/// One part, "Melody", on a treble staff, played by General MIDI `program` (0 = piano). The first measure carries the attributes (divisions
 /// 4, the key's signature and mode, the meter); the melody starts on the downbeat and its last
 /// measure, which ends with a final barline, may be incomplete. As in `**kern`
 /// ([`super::kern::write_kern`]), a note crossing a barline or lasting no single note value is
@@ -39,6 +39,7 @@ pub fn write_musicxml<S: AsRef<str>>(
     meter: (u32, u32),
     key: KeyDesignation,
     title: &str,
+    program: u8,
 ) -> Result<String, String> {
     let measure = measure_steps(meter)?;
     let spans = spans(symbols)?;
@@ -53,7 +54,11 @@ pub fn write_musicxml<S: AsRef<str>>(
          \"http://www.musicxml.org/dtds/partwise.dtd\">\n\
          <score-partwise version=\"4.0\">\n\
          \x20 <work>\n    <work-title>{}</work-title>\n  </work>\n\
-         \x20 <part-list>\n    <score-part id=\"P1\">\n      <part-name>Melody</part-name>\n    \
+         \x20 <part-list>\n    <score-part id=\"P1\">\n      <part-name>Melody</part-name>\n      \
+         <score-instrument id=\"P1-I1\">\n        <instrument-name>Melody</instrument-name>\n      \
+         </score-instrument>\n      \
+         <midi-instrument id=\"P1-I1\">\n        <midi-channel>1</midi-channel>\n        \
+         <midi-program>{}</midi-program>\n      </midi-instrument>\n    \
          </score-part>\n  </part-list>\n\
          \x20 <part id=\"P1\">\n\
          \x20   <measure number=\"1\">\n\
@@ -66,6 +71,8 @@ pub fn write_musicxml<S: AsRef<str>>(
          \x20       <clef>\n          <sign>G</sign>\n          <line>2</line>\n        </clef>\n\
          \x20     </attributes>\n",
         escape(title),
+        // MusicXML numbers programs from 1.
+        program as u32 + 1,
         meter.0,
         meter.1,
     );
