@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn signature_alterations_match_the_spelling_of_the_scale() {
-        for fifths in -7..=7 {
+        for fifths in -7i32..=7 {
             for degree in fifths - 1..=fifths + 5 {
                 let class = (7 * degree).rem_euclid(12) as u8;
                 let spelling = spell(60 + class, fifths);
