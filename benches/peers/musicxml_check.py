@@ -16,7 +16,7 @@ import music21
 
 def symbols_of(path):
     """The score's first part as our symbols: each note or rest is its onset then holds."""
-    score = music21.converter.parse(path)
+    score = music21.converter.parse(path, format="musicxml")
     part = score.parts[0].stripTies()
     symbols = []
     resting = False
