@@ -1,7 +1,7 @@
 //! Symbols → a one-spine `**kern` score that Verovio, music21 and the Humdrum tools open: header,
 //! measures with barlines, notes split at barlines and into single kern values with ties.
 
-use super::notation::{key_fifths, measure_steps, pieces, spell, NOTE_VALUES};
+use super::notation::{key_fifths, measure_steps, note_value, pieces, spell, NOTE_VALUES};
 use crate::kern::KeyDesignation;
 use crate::melody::spans;
 
@@ -57,8 +57,7 @@ pub fn write_kern<S: AsRef<str>>(
             if position > 0 && position % measure == 0 {
                 lines.push(format!("={}", position / measure + 1));
             }
-            let value = NOTE_VALUES.iter().position(|&length| length == steps);
-            let duration = KERN_VALUES[value.expect("pieces are note values")];
+            let duration = KERN_VALUES[note_value(steps)];
             lines.push(match &pitch {
                 None => format!("{duration}r"),
                 Some(name) => {

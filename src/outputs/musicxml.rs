@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::notation::{key_fifths, measure_steps, pieces, signature_alter, spell, NOTE_VALUES};
+use super::notation::{
+    key_fifths, measure_steps, note_value, pieces, signature_alter, spell, NOTE_VALUES,
+};
 use crate::kern::KeyDesignation;
 use crate::melody::spans;
 
@@ -92,8 +94,7 @@ pub fn write_musicxml<S: AsRef<str>>(
                     position / measure + 1
                 );
             }
-            let value = NOTE_VALUES.iter().position(|&length| length == steps);
-            let (kind, dotted) = NOTE_TYPES[value.expect("pieces are note values")];
+            let (kind, dotted) = NOTE_TYPES[note_value(steps)];
             let duration = steps * DIVISIONS / 4;
             let dot = if dotted { "\n        <dot/>" } else { "" };
             xml += &match pitch {

@@ -11,6 +11,15 @@ use crate::melody::Span;
 /// never filtered out when it is read back.
 pub const NOTE_VALUES: [u32; 8] = [16, 12, 8, 6, 4, 3, 2, 1];
 
+/// Where a piece's length (one of [`pieces`]) is in [`NOTE_VALUES`], and so in a format's table
+/// of how it writes each.
+pub fn note_value(steps: u32) -> usize {
+    NOTE_VALUES
+        .iter()
+        .position(|&length| length == steps)
+        .expect("pieces are note values")
+}
+
 /// The length of a measure of `meter` in sixteenth steps; errors when it is not a whole,
 /// positive number of them.
 pub fn measure_steps(meter: (u32, u32)) -> Result<u32, String> {
