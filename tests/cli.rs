@@ -246,9 +246,15 @@ fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
     )
     .unwrap();
     fs::write(dir.join("gen/c.mid"), b"MThd not really").unwrap();
+    let melody = ["60", "_", "64", "_", "67", "_", "_", "_"];
+    fs::write(
+        dir.join("gen/d.mid"),
+        midi::write_midi(&melody, 120, 0).unwrap(),
+    )
+    .unwrap();
     let args = ["assess", "--generated", "gen", "--reference", "corpus"];
     let table = stdout(&engine(&args, &dir));
-    assert!(table.starts_with("2 generated melodies"), "{table}");
+    assert!(table.starts_with("3 generated melodies"), "{table}");
     assert!(table.contains("skipped 2 (not assessed):"), "{table}");
     assert!(
         table.contains("b.krn: duration 1/3 is not a whole number of 0.25-quarter steps (line 4)"),
@@ -258,7 +264,7 @@ fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
 
     let json = stdout(&engine(&[&args[..], &["--json"]].concat(), &dir));
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(json["generated_melodies"], 2);
+    assert_eq!(json["generated_melodies"], 3);
     assert_eq!(json["skipped"].as_array().unwrap().len(), 2);
 
     let strict = engine(&[&args[..], &["--strict"]].concat(), &dir);
@@ -268,6 +274,35 @@ fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
         err.contains("b.krn: duration 1/3") && err.contains("(--strict)"),
         "{err}"
     );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn preprocess_reads_midi_files_beside_kern_files() {
+    let dir = temp_dir("preprocess-midi");
+    fs::create_dir_all(dir.join("in")).unwrap();
+    fs::write(dir.join("in/a.krn"), "**kern\n*C:\n4c\n4e\n*-\n").unwrap();
+    let melody = ["60", "_", "_", "_", "64", "_", "r", "_"];
+    fs::write(
+        dir.join("in/b.mid"),
+        midi::write_midi(&melody, 120, 0).unwrap(),
+    )
+    .unwrap();
+    fs::write(dir.join("in/c.mid"), b"not MIDI").unwrap();
+    let out = engine(&["preprocess", "--input", "in", "--out", "out"], &dir);
+    assert!(stdout(&out).starts_with("3 files: 2 kept, 1 dropped"));
+    let songs = fs::read_to_string(dir.join("out/songs.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = songs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[1]["file"], "b.mid");
+    assert_eq!(lines[1]["encoding"], "60 _ _ _ 64 _ r _");
+    assert_eq!(lines[2]["kept"], false);
+    assert!(lines[2]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("not a MIDI file"));
     fs::remove_dir_all(&dir).unwrap();
 }
 
