@@ -170,8 +170,9 @@ fn mutate(rng: &mut StdRng, files: &[Vec<u8>]) -> Vec<u8> {
     bytes
 }
 
-/// Both readers on one input, each song encoded as assess and as preprocessing encode it.
-fn read_everything(bytes: &[u8]) {
+/// Both readers on one input, each song encoded as assess and as preprocessing encode it; whether
+/// some reader found a song.
+fn read_everything(bytes: &[u8]) -> bool {
     let songs = [
         kern::parse(bytes).ok(),
         midi_in::parse(bytes, None).ok(),
@@ -181,6 +182,7 @@ fn read_everything(bytes: &[u8]) {
         let _ = encode_song(song, &every_duration(song));
         let _ = encode_song(song, &Options::default());
     }
+    songs.iter().any(Option::is_some)
 }
 
 /// Runs `count` mutated inputs; panics listing every input that panicked, overran its time or
@@ -193,6 +195,7 @@ fn campaign(count: usize, seed: u64) {
     let hook = panic::take_hook();
     panic::set_hook(Box::new(|_| {}));
     let start = Instant::now();
+    let mut with_a_song = 0;
     for i in 0..count {
         let input = mutate(&mut rng, &files);
         let began = Instant::now();
@@ -209,9 +212,12 @@ fn campaign(count: usize, seed: u64) {
                     .unwrap_or_default();
                 Some(format!("panicked: {message}"))
             }
-            Ok(()) if took > TIME_BUDGET => Some(format!("took {took:?}")),
-            Ok(()) if allocated > MEMORY_BUDGET => Some(format!("allocated {allocated} bytes")),
-            Ok(()) => None,
+            Ok(_) if took > TIME_BUDGET => Some(format!("took {took:?}")),
+            Ok(_) if allocated > MEMORY_BUDGET => Some(format!("allocated {allocated} bytes")),
+            Ok(song) => {
+                with_a_song += song as usize;
+                None
+            }
         };
         if let Some(failure) = failure {
             fs::create_dir_all(&failures_dir).unwrap();
@@ -222,7 +228,8 @@ fn campaign(count: usize, seed: u64) {
     }
     panic::set_hook(hook);
     eprintln!(
-        "fuzz: {count} inputs from {} files in {:.1} s, {} failures",
+        "fuzz: {count} inputs from {} files in {:.1} s ({with_a_song} read as a song, the rest \
+         a reason), {} failures",
         files.len(),
         start.elapsed().as_secs_f64(),
         failures.len()
