@@ -409,6 +409,9 @@ mod tests {
         );
         assert_eq!(parse(&empty, None).unwrap_err(), MidiError::Empty);
         assert!(matches!(parse(b"MThd", None), Err(MidiError::NotMidi(_))));
+        // A frame rate of -128 (found by tests/fuzz.rs): an error, not midly's overflow.
+        let forged = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x80\x00MTrk\x00\x00\x00\x00";
+        assert!(matches!(parse(forged, None), Err(MidiError::NotMidi(_))));
     }
 
     #[test]
