@@ -72,7 +72,7 @@ impl QuarterLength {
     pub fn steps_of(&self, step: QuarterLength) -> Option<u64> {
         let n = self.num as u128 * step.den as u128;
         let d = self.den as u128 * step.num as u128;
-        (d != 0 && n % d == 0).then(|| u64::try_from(n / d).ok())?
+        (d != 0 && n.is_multiple_of(d)).then(|| u64::try_from(n / d).ok())?
     }
 
     pub fn as_f64(&self) -> f64 {
