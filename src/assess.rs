@@ -26,10 +26,8 @@ use serde_json::{json, Value};
 
 use crate::atomic;
 use crate::dataset::{Dataset, Split};
-use crate::encode::{encode_song, Options};
-use crate::kern;
 use crate::melody::{spans, split_songs, Span};
-use crate::midi::read_midi;
+use crate::melody_file::{self, read_melodies};
 use crate::plot::{line_chart, Series};
 use density::{compare, Densities};
 use features::{Feature, MelodyFeatures, Shape};
@@ -38,9 +36,6 @@ use features::{Feature, MelodyFeatures, Shape};
 pub const MAX_PAIRS: usize = 10_000;
 /// Seed of the pair subsample: the same sets always give the same numbers.
 const PAIR_SEED: u64 = 0;
-/// Extensions of melody files, in the order a directory prefers them when one melody comes in
-/// several (`engine generate` writes `melody-001.mid` and its twin `melody-001.krn`).
-const MELODY_EXTENSIONS: [&str; 3] = ["txt", "mid", "krn"];
 
 /// What to assess: generated melodies against one split of a preprocessed corpus.
 #[derive(Clone, Debug)]
@@ -53,6 +48,18 @@ pub struct AssessOptions {
     pub split: Split,
     /// Share of songs held out, as in training.
     pub val_fraction: f64,
+    /// The track of each MIDI file; `None`: its first track with notes.
+    pub track: Option<usize>,
+    /// Stop at the first file or melody that cannot be read instead of skipping it.
+    pub strict: bool,
+}
+
+/// The generated melodies that could be read, and why the others could not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    pub melodies: Vec<Vec<Span>>,
+    /// One reason per skipped file or melody, naming the file (and line where there is one).
+    pub skipped: Vec<String>,
 }
 
 /// The generated melodies' assessment, and the ceiling beside it: the corpus's held-out songs
@@ -61,13 +68,17 @@ pub struct AssessOptions {
 pub struct AssessReport {
     pub assessment: Assessment,
     pub ceiling: Assessment,
+    /// The generated files or melodies left out, with their reasons.
+    pub skipped: Vec<String>,
 }
 
 impl AssessReport {
-    /// The assessment's JSON ([`Assessment::to_json`]) with the ceiling's under `ceiling`.
+    /// The assessment's JSON ([`Assessment::to_json`]) with the ceiling's under `ceiling` and
+    /// the reasons of the skipped files under `skipped`.
     pub fn to_json(&self) -> Value {
         let mut object = self.assessment.to_json();
         object["ceiling"] = self.ceiling.to_json();
+        object["skipped"] = json!(self.skipped);
         object
     }
 }
@@ -196,15 +207,16 @@ pub fn assess(
 
 /// Reads the generated melodies and the corpus's songs, and assesses them and the ceiling.
 pub fn assess_files(options: &AssessOptions) -> Result<AssessReport, String> {
-    let generated = read_generated(&options.generated)?;
+    let generated = read_generated(&options.generated, options.track, options.strict)?;
     let data = Dataset::load(&options.reference)?;
     let songs = |split| corpus_songs(&data, split, options.val_fraction).map(|s| features_of(&s));
-    let assessment = assess(&features_of(&generated), &songs(options.split)?)?;
+    let assessment = assess(&features_of(&generated.melodies), &songs(options.split)?)?;
     let ceiling = assess(&songs(Split::Val)?, &songs(Split::Train)?)
         .map_err(|e| format!("ceiling (held-out against training songs): {e}"))?;
     Ok(AssessReport {
         assessment,
         ceiling,
+        skipped: generated.skipped,
     })
 }
 
@@ -269,9 +281,18 @@ pub fn corpus_songs(
     split_songs(&symbols).into_iter().map(spans).collect()
 }
 
-/// The melodies of every file and directory given, in order (a directory's files by name).
-pub fn read_generated(paths: &[PathBuf]) -> Result<Vec<Vec<Span>>, String> {
-    let mut melodies = Vec::new();
+/// The melodies of every file and directory given, in order (a directory's files by name). A
+/// file or melody that cannot be read is skipped with its reason, or with `strict` ends the
+/// reading with it. Errors when no melody is left.
+pub fn read_generated(
+    paths: &[PathBuf],
+    track: Option<usize>,
+    strict: bool,
+) -> Result<Generated, String> {
+    let mut generated = Generated {
+        melodies: Vec::new(),
+        skipped: Vec::new(),
+    };
     for path in paths {
         let files = if path.is_dir() {
             melody_files_in(path)?
@@ -279,52 +300,46 @@ pub fn read_generated(paths: &[PathBuf]) -> Result<Vec<Vec<Span>>, String> {
             vec![path.clone()]
         };
         for file in files {
-            melodies.extend(read_melody_file(&file)?);
-        }
-    }
-    if melodies.is_empty() {
-        return Err("no melodies in the --generated files".into());
-    }
-    Ok(melodies)
-}
-
-/// The melodies of one file, by its extension: .txt (one melody per line; a `/` also separates
-/// melodies), .mid ([`read_midi`]) or .krn (encoded as in preprocessing, transposed to C major /
-/// A minor, every duration accepted; a rest the score writes in pieces, as across a barline,
-/// comes back as that many rests).
-pub fn read_melody_file(path: &Path) -> Result<Vec<Vec<Span>>, String> {
-    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let in_file = |e: String| format!("{}: {e}", path.display());
-    let symbols = match path.extension().and_then(|e| e.to_str()) {
-        Some("txt") => {
-            let text = String::from_utf8(bytes).map_err(|e| in_file(e.to_string()))?;
-            let mut melodies = Vec::new();
-            for line in text.lines() {
-                let words: Vec<&str> = line.split_ascii_whitespace().collect();
-                for song in split_songs(&words) {
-                    melodies.push(spans(song).map_err(in_file)?);
+            // A file that cannot be read is one reason; in a readable one, each melody is.
+            let melodies = read_melodies(&file, track, None).map(|melodies| {
+                let in_file = |(i, e)| format!("{}: melody {}: {e}", file.display(), i + 1);
+                let read = melodies
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| spans(m).map_err(|e| (i, e)));
+                read.map(|m| m.map_err(in_file)).collect::<Vec<_>>()
+            });
+            for melody in melodies.unwrap_or_else(|e| vec![Err(e)]) {
+                match melody {
+                    Ok(melody) => generated.melodies.push(melody),
+                    Err(reason) if strict => return Err(format!("{reason} (--strict)")),
+                    Err(reason) => generated.skipped.push(reason),
                 }
             }
-            return Ok(melodies);
         }
-        Some("mid") => read_midi(&bytes).map_err(in_file)?,
-        Some("krn") => {
-            let song = kern::parse(&bytes).map_err(|e| format!("{}:{e}", path.display()))?;
-            let options = Options {
-                durations: song.events.iter().map(|e| e.duration).collect(),
-                ..Options::default()
-            };
-            encode_song(&song, &options)
-                .map_err(|e| in_file(e.to_string()))?
-                .symbols
+    }
+    if generated.melodies.is_empty() {
+        let mut message = "no melodies in the --generated files".to_string();
+        for reason in &generated.skipped {
+            message += &format!("\nskipped {reason}");
         }
-        _ => return Err(in_file("not a .txt, .mid or .krn file".into())),
-    };
-    Ok(vec![spans(&symbols).map_err(in_file)?])
+        return Err(message);
+    }
+    Ok(generated)
+}
+
+/// The melodies of one file, as [`read_melodies`] reads them (a score transposed to C major /
+/// A minor, every duration accepted; a rest the score writes in pieces, as across a barline,
+/// comes back as that many rests).
+pub fn read_melody_file(path: &Path, track: Option<usize>) -> Result<Vec<Vec<Span>>, String> {
+    read_melodies(path, track, None)?
+        .iter()
+        .map(|symbols| spans(symbols).map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
 }
 
 /// A directory's melody files sorted by name, one per name without extension (the first of
-/// [`MELODY_EXTENSIONS`] that is there).
+/// [`melody_file::EXTENSIONS`] that is there).
 fn melody_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut files: Vec<(PathBuf, usize)> = Vec::new();
@@ -333,7 +348,7 @@ fn melody_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
         let preference = path
             .extension()
             .and_then(|e| e.to_str())
-            .and_then(|e| MELODY_EXTENSIONS.iter().position(|&known| known == e));
+            .and_then(|e| melody_file::EXTENSIONS.iter().position(|&known| known == e));
         if let (Some(preference), true) = (preference, path.is_file()) {
             files.push((path, preference));
         }

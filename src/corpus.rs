@@ -1,4 +1,4 @@
-//! A corpus of `**kern` files → `songs.jsonl`, `dataset.txt` and `vocab.json`, in parallel.
+//! A corpus of `**kern` and MIDI files → `songs.jsonl`, `dataset.txt` and `vocab.json`, in parallel.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::atomic;
 use crate::encode::{encode_song, Options, Skip, Vocabulary, DELIMITER, DELIMITER_RUN};
-use crate::kern;
+use crate::melody_file::{is_score, read_song};
 
 /// One input file's outcome: a line of `songs.jsonl`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -83,7 +83,7 @@ impl KernFile {
     }
 }
 
-/// Every `*.krn` file under each directory, recursively, sorted by relative path within each.
+/// Every score (`*.krn`, `*.mid`) under each directory, recursively, sorted by relative path within each.
 pub fn find_kern_files(inputs: &[PathBuf]) -> io::Result<Vec<KernFile>> {
     let mut files = Vec::new();
     for root in inputs {
@@ -108,7 +108,7 @@ fn collect(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             collect(&path, found)?;
-        } else if path.extension().is_some_and(|e| e == "krn") {
+        } else if is_score(&path) {
             found.push(path);
         }
     }
@@ -118,13 +118,9 @@ fn collect(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
 /// Reads, filters and encodes one file; never fails: a bad file becomes a dropped record.
 pub fn process_file(file: &KernFile, options: &Options) -> SongRecord {
     let name = file.relative();
-    let bytes = match fs::read(&file.path) {
-        Ok(bytes) => bytes,
-        Err(e) => return SongRecord::dropped(name, format!("unreadable: {e}"), true),
-    };
-    let song = match kern::parse(&bytes) {
+    let song = match read_song(&file.path, None) {
         Ok(song) => song,
-        Err(e) => return SongRecord::dropped(name, e.to_string(), true),
+        Err(reason) => return SongRecord::dropped(name, reason, true),
     };
     match encode_song(&song, options) {
         Ok(encoded) => SongRecord {

@@ -15,6 +15,9 @@ pub const REST: &str = "r";
 /// Song delimiter; the reference work writes 64 of them after every song, one training window.
 pub const DELIMITER: &str = "/";
 pub const DELIMITER_RUN: usize = 64;
+/// Most steps a song may span: a longer one is forged or no song, and its symbols would not fit
+/// in memory (a folk song spans a few hundred).
+pub const MAX_STEPS: u64 = 1 << 16;
 
 /// The reference work's accepted durations, in quarter lengths.
 pub const DEFAULT_DURATIONS: [&str; 8] = ["0.25", "0.5", "0.75", "1", "1.5", "2", "3", "4"];
@@ -85,6 +88,7 @@ pub fn encode_song(song: &Song, options: &Options) -> Result<Encoded, Skip> {
         merge_ties(&song.events)
     };
     let mut symbols = Vec::new();
+    let mut total_steps = 0;
     for event in &events {
         let steps = event.duration.steps_of(options.step).ok_or_else(|| {
             Skip::Filtered(format!(
@@ -94,6 +98,10 @@ pub fn encode_song(song: &Song, options: &Options) -> Result<Encoded, Skip> {
         })?;
         if steps == 0 {
             continue;
+        }
+        total_steps += steps;
+        if total_steps > MAX_STEPS {
+            return Err(Skip::Bad(format!("longer than {MAX_STEPS} steps")));
         }
         symbols.push(match event.pitch {
             None => REST.to_string(),

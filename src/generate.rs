@@ -15,18 +15,24 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::backend::Backend;
-use crate::encode::{encode_song, Options};
-use crate::kern;
+use crate::melody_file::read_melodies;
 use crate::sample::Sampler;
 
-/// The first `steps` symbols of a `**kern` song, encoded as in preprocessing: a seed melody.
-pub fn seed_from_kern(path: &Path, steps: usize) -> Result<Vec<String>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let song = kern::parse(&bytes).map_err(|e| format!("{}:{e}", path.display()))?;
-    let mut encoded = encode_song(&song, &Options::default())
-        .map_err(|e| format!("{}: cannot be used as a seed: {e}", path.display()))?;
-    encoded.symbols.truncate(steps);
-    Ok(encoded.symbols)
+/// The first `steps` symbols of a melody file's first melody: a seed. A score (`.krn`, `.mid`,
+/// of which `track`) is encoded as in preprocessing, every duration on the grid accepted.
+pub fn seed_from_file(
+    path: &Path,
+    track: Option<usize>,
+    steps: usize,
+) -> Result<Vec<String>, String> {
+    let mut melodies =
+        read_melodies(path, track, None).map_err(|e| format!("cannot be used as a seed: {e}"))?;
+    if melodies.is_empty() {
+        return Err(format!("{}: no melody to seed with", path.display()));
+    }
+    let mut seed = melodies.swap_remove(0);
+    seed.truncate(steps);
+    Ok(seed)
 }
 
 #[derive(Clone, Debug)]

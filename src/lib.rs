@@ -5,25 +5,27 @@
 //!
 //! 1. `atomic`: files written whole or not at all.
 //! 2. `kern`: reads one `**kern` score.
-//! 3. `key`: a song's declared or estimated key.
-//! 4. `encode`: filter, transpose and encode a song as symbols; the vocabulary.
-//! 5. `melody`: symbols as notes and rests, transposed, checked, split into songs.
-//! 6. `plot`: SVG line charts and piano rolls.
-//! 7. `midi`: melodies to and from Standard MIDI Files.
-//! 8. `corpus`: a whole directory of scores, in parallel, into a dataset.
-//! 9. `dataset`: the dataset as ids; windows, batches, the train / held-out split.
-//! 10. `model`: parameters and checkpoints.
-//! 11. `optim`: Adam's hyperparameters and state, which both engines update.
-//! 12. `cpu`: forward pass, BPTT and the Adam update on the CPU, the reference.
-//! 13. `backend`: the interface every engine implements, and the CPU engine.
-//! 14. `gpu`: the CUDA engine.
-//! 15. `engine`: `--device`, the engine that runs.
-//! 16. `evaluate`: the reference accuracy protocol.
-//! 17. `train`: the training loop, its start, metrics and stopping.
-//! 18. `sample`: temperature and biases, one draw.
-//! 19. `generate`: seed → melodies, batched.
-//! 20. `outputs`: generated melodies written as MIDI, `**kern`, text, piano roll.
-//! 21. `assess`: generated melodies against a corpus, feature by feature.
+//! 3. `midi_in`: reads one monophonic melody from a Standard MIDI File.
+//! 4. `key`: a song's declared or estimated key.
+//! 5. `encode`: filter, transpose and encode a song as symbols; the vocabulary.
+//! 6. `melody`: symbols as notes and rests, transposed, checked, split into songs.
+//! 7. `melody_file`: `.krn`, `.mid` and `.txt` melody files, read by extension.
+//! 8. `plot`: SVG line charts and piano rolls.
+//! 9. `midi`: melodies to and from Standard MIDI Files.
+//! 10. `corpus`: a whole directory of scores, in parallel, into a dataset.
+//! 11. `dataset`: the dataset as ids; windows, batches, the train / held-out split.
+//! 12. `model`: parameters and checkpoints.
+//! 13. `optim`: Adam's hyperparameters and state, which both engines update.
+//! 14. `cpu`: forward pass, BPTT and the Adam update on the CPU, the reference.
+//! 15. `backend`: the interface every engine implements, and the CPU engine.
+//! 16. `gpu`: the CUDA engine.
+//! 17. `engine`: `--device`, the engine that runs.
+//! 18. `evaluate`: the reference accuracy protocol.
+//! 19. `train`: the training loop, its start, metrics and stopping.
+//! 20. `sample`: temperature and biases, one draw.
+//! 21. `generate`: seed → melodies, batched.
+//! 22. `outputs`: generated melodies written as MIDI, `**kern`, text, piano roll.
+//! 23. `assess`: generated melodies against a corpus, feature by feature.
 //!
 //! A song from `**kern` to the symbols the model learns, transposed from G major to C major on a
 //! sixteenth-note grid:
@@ -51,7 +53,9 @@ pub mod gpu;
 pub mod kern;
 pub mod key;
 pub mod melody;
+pub mod melody_file;
 pub mod midi;
+pub mod midi_in;
 pub mod model;
 pub mod optim;
 pub mod outputs;

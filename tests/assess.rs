@@ -160,7 +160,7 @@ fn a_hand_counted_melody_reads_the_same_from_txt_midi_and_kern() {
 
     let expected = spans(&symbols).unwrap();
     for path in [&txt, &mid, &krn] {
-        let melodies = read_melody_file(path).unwrap();
+        let melodies = read_melody_file(path, None).unwrap();
         assert_eq!(
             melodies,
             std::slice::from_ref(&expected),
@@ -192,7 +192,7 @@ fn a_kern_score_in_another_key_is_moved_to_c_major_like_the_corpus() {
     let path = dir.join("in-g.krn");
     let g_major = KeyDesignation::parse("G").unwrap();
     fs::write(&path, write_kern(&in_g, (4, 4), g_major, None).unwrap()).unwrap();
-    let read = read_melody_file(&path).unwrap();
+    let read = read_melody_file(&path, None).unwrap();
     let pitches: Vec<u8> = read[0].iter().filter_map(|s| s.pitch).collect();
     assert_eq!(pitches, [60, 62, 64, 60, 62, 64, 66]);
 }
@@ -215,16 +215,18 @@ fn a_directory_reads_each_melody_once_and_txt_lines_are_melodies() {
     .unwrap();
     fs::write(dir.join("more.txt"), "60 _ 62 _\n\n64 _ _ _ / 67\n").unwrap();
     fs::write(dir.join("notes.md"), "not a melody").unwrap();
-    let melodies = read_generated(std::slice::from_ref(&dir)).unwrap();
+    let melodies = read_generated(std::slice::from_ref(&dir), None, false)
+        .unwrap()
+        .melodies;
     let texts: Vec<String> = melodies.iter().map(|m| symbols_of(m).join(" ")).collect();
     assert_eq!(texts, [MELODY, "60 _ 62 _", "64 _ _ _", "67"]);
 
-    assert!(read_generated(&[dir.join("notes.md")])
+    assert!(read_generated(&[dir.join("notes.md")], None, false)
         .unwrap_err()
         .contains("not a .txt, .mid or .krn file"));
     let empty = scratch_dir("assess-empty");
     assert_eq!(
-        read_generated(&[empty]).unwrap_err(),
+        read_generated(&[empty], None, false).unwrap_err(),
         "no melodies in the --generated files"
     );
 }

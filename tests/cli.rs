@@ -4,7 +4,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use melody_engine::encode::{encode_song, Options};
+mod common;
+
+use melody_engine::encode::{encode_song, Options, Vocabulary};
 use melody_engine::{kern, melody, midi};
 
 fn engine(args: &[&str], dir: &Path) -> Output {
@@ -213,6 +215,186 @@ fn preprocess_strict_names_the_file_and_line() {
     let err = String::from_utf8_lossy(&strict.stderr);
     assert!(err.contains("chord.krn:4: not monophonic"), "{err}");
     assert!(!dir.join("strict/dataset.txt").exists(), "nothing written");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A preprocessed corpus of 30 short songs (3 held out), written directly.
+fn small_corpus(dir: &Path) {
+    let melodies = [
+        "60 _ 62 _ 64 _ 60 _",
+        "67 _ _ _ 65 64 62 _",
+        "64 _ 62 _ 60 _ _ _ r _",
+    ];
+    let songs: Vec<String> = (0..30)
+        .map(|i| format!("{} {}", melodies[i % 3], ["/"; 64].join(" ")))
+        .collect();
+    fs::write(dir.join("dataset.txt"), songs.join(" ")).unwrap();
+    let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67", "r", "_", "/"]);
+    fs::write(dir.join("vocab.json"), vocab.to_json()).unwrap();
+}
+
+#[test]
+fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
+    let dir = temp_dir("assess-skip");
+    fs::create_dir_all(dir.join("corpus")).unwrap();
+    small_corpus(&dir.join("corpus"));
+    fs::create_dir_all(dir.join("gen")).unwrap();
+    fs::write(dir.join("gen/a.txt"), "60 _ 62 _ 64 _\n67 _ 65 _\n").unwrap();
+    fs::write(
+        dir.join("gen/b.krn"),
+        "**kern\n*C:\n4c\n12d\n12e\n12f\n*-\n",
+    )
+    .unwrap();
+    fs::write(dir.join("gen/c.mid"), b"MThd not really").unwrap();
+    let melody = ["60", "_", "64", "_", "67", "_", "_", "_"];
+    fs::write(
+        dir.join("gen/d.mid"),
+        midi::write_midi(&melody, 120, 0).unwrap(),
+    )
+    .unwrap();
+    let args = ["assess", "--generated", "gen", "--reference", "corpus"];
+    let table = stdout(&engine(&args, &dir));
+    assert!(table.starts_with("3 generated melodies"), "{table}");
+    assert!(table.contains("skipped 2 (not assessed):"), "{table}");
+    assert!(
+        table.contains("b.krn: duration 1/3 is not a whole number of 0.25-quarter steps (line 4)"),
+        "{table}"
+    );
+    assert!(table.contains("c.mid: not a MIDI file"), "{table}");
+
+    let json = stdout(&engine(&[&args[..], &["--json"]].concat(), &dir));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["generated_melodies"], 3);
+    assert_eq!(json["skipped"].as_array().unwrap().len(), 2);
+
+    let strict = engine(&[&args[..], &["--strict"]].concat(), &dir);
+    assert_eq!(strict.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        err.contains("b.krn: duration 1/3") && err.contains("(--strict)"),
+        "{err}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn preprocess_reads_midi_files_beside_kern_files() {
+    let dir = temp_dir("preprocess-midi");
+    fs::create_dir_all(dir.join("in")).unwrap();
+    fs::write(dir.join("in/a.krn"), "**kern\n*C:\n4c\n4e\n*-\n").unwrap();
+    let melody = ["60", "_", "_", "_", "64", "_", "r", "_"];
+    fs::write(
+        dir.join("in/b.mid"),
+        midi::write_midi(&melody, 120, 0).unwrap(),
+    )
+    .unwrap();
+    fs::write(dir.join("in/c.mid"), b"not MIDI").unwrap();
+    let out = engine(&["preprocess", "--input", "in", "--out", "out"], &dir);
+    assert!(stdout(&out).starts_with("3 files: 2 kept, 1 dropped"));
+    let songs = fs::read_to_string(dir.join("out/songs.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = songs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[1]["file"], "b.mid");
+    assert_eq!(lines[1]["encoding"], "60 _ _ _ 64 _ r _");
+    assert_eq!(lines[2]["kept"], false);
+    assert!(lines[2]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("not a MIDI file"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The issue's case: the kinder collection holds triplets, which the erk corpus never has.
+#[test]
+fn assess_of_the_kinder_collection_completes_and_lists_its_triplets() {
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
+    let dir = temp_dir("assess-kinder");
+    let essen = shared.join("data/essen/deutschl");
+    let erk = essen.join("erk");
+    let preprocessed = engine(
+        &[
+            "preprocess",
+            "--input",
+            erk.to_str().unwrap(),
+            "--out",
+            "erk",
+        ],
+        &dir,
+    );
+    stdout(&preprocessed);
+    let kinder = essen.join("kinder");
+    let out = engine(
+        &[
+            "assess",
+            "--generated",
+            kinder.to_str().unwrap(),
+            "--reference",
+            "erk",
+        ],
+        &dir,
+    );
+    let table = stdout(&out);
+    assert!(
+        table.contains(
+            "kindr053.krn: duration 1/3 is not a whole number of 0.25-quarter steps (line 13)"
+        ),
+        "{table}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A MIDI seed in another program's conventions: format 0, 192 ticks per quarter, a tempo map,
+/// running status, note-offs as note-ons at velocity 0, a key signature (G major) and a meter.
+#[test]
+fn a_midi_seed_file_from_another_program_starts_the_melody() {
+    let dir = temp_dir("seed-midi");
+    #[rustfmt::skip]
+    let track: &[u8] = &[
+        0x00, 0xFF, 0x51, 0x03, 0x07, 0xA1, 0x20, // tempo 500000 µs per quarter
+        0x00, 0xFF, 0x58, 0x04, 0x03, 0x02, 0x18, 0x08, // 3/4
+        0x00, 0xFF, 0x59, 0x02, 0x01, 0x00, // one sharp, major: G major
+        0x00, 0x90, 0x43, 0x50, // G4 on
+        0x81, 0x40, 0x43, 0x00, // a quarter later, off (running status, velocity 0)
+        0x00, 0x45, 0x50, // A4
+        0x60, 0x45, 0x00, // an eighth
+        0x00, 0xFF, 0x51, 0x03, 0x06, 0x1A, 0x80, // tempo 400000
+        0x00, 0x90, 0x47, 0x50, // B4
+        0x60, 0x47, 0x00,
+        0x00, 0x48, 0x50, // C5
+        0x60, 0x48, 0x00,
+        0x81, 0x40, 0x4A, 0x50, // a quarter's rest, then D5
+        0x00, 0xFF, 0x51, 0x03, 0x09, 0x27, 0xC0, // tempo 600000 while it sounds
+        0x83, 0x00, 0x80, 0x4A, 0x00, // a half later, off (a real note-off)
+        0x00, 0xFF, 0x2F, 0x00,
+    ];
+    let mut bytes = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\xC0MTrk".to_vec();
+    bytes.extend_from_slice(&(track.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(track);
+    fs::write(dir.join("seed.mid"), &bytes).unwrap();
+    let out = engine(
+        &[
+            "generate",
+            "--seed-file",
+            "seed.mid",
+            "--seed-steps",
+            "22",
+            "--steps",
+            "8",
+            "--out",
+            "m.txt",
+        ],
+        &dir,
+    );
+    let printed = stdout(&out);
+    // G major moves to C major: g a b c d → 60 62 64 65 67.
+    assert!(
+        printed.starts_with("60 _ _ _ 62 _ 64 _ 65 _ r _ _ _ 67 _ _ _ _ _ _ _"),
+        "{printed}"
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
 

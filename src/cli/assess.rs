@@ -12,7 +12,8 @@ pub struct AssessArgs {
     /// Generated melodies: files or directories. A .txt file holds our symbols, one melody per
     /// line (as `engine generate` prints them); .mid and .krn files hold one melody each. A
     /// directory gives its .txt, .mid and .krn files; files that differ only in extension are
-    /// one melody, read from the first of .txt, .mid, .krn.
+    /// one melody, read from the first of .txt, .mid, .krn. A file or melody that cannot be read
+    /// is skipped and listed with its reason.
     #[arg(long, required = true, num_args = 1..)]
     generated: Vec<PathBuf>,
     /// Preprocessed corpus directory (dataset.txt and vocab.json) to compare with.
@@ -28,6 +29,12 @@ pub struct AssessArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// The track of each MIDI file (0 = the file's first); default: its first track with notes.
+    #[arg(long)]
+    track: Option<usize>,
+    /// Stop with an error at the first file or melody that cannot be read instead of skipping it.
+    #[arg(long)]
+    strict: bool,
     /// Write the distance densities as SVG, one file per feature, into this directory.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -39,6 +46,8 @@ pub fn run(args: AssessArgs) -> Result<(), String> {
         reference: args.reference,
         split: args.split.into(),
         val_fraction: args.val_fraction,
+        track: args.track,
+        strict: args.strict,
     };
     let report = assess::assess_files(&options)?;
     if let Some(dir) = &args.plot {
@@ -60,5 +69,11 @@ pub fn run(args: AssessArgs) -> Result<(), String> {
         options.reference.display()
     );
     print!("{}", assess::table(&report.assessment, &report.ceiling));
+    if !report.skipped.is_empty() {
+        println!("\nskipped {} (not assessed):", report.skipped.len());
+        for reason in &report.skipped {
+            println!("  {reason}");
+        }
+    }
     Ok(())
 }

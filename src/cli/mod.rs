@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Turn a corpus of **kern songs into a dataset: songs.jsonl, dataset.txt, vocab.json.
     ///
-    /// Finds *.krn files under each input directory, drops songs with a note or rest of a
+    /// Finds *.krn and *.mid files under each input directory, drops songs with a note or rest of a
     /// duration outside --durations, transposes to C major / A minor (first key designation, else
     /// a Krumhansl–Schmuckler estimate), and encodes each song on a grid of --step quarter notes:
     /// a MIDI number at a note onset, `r` at a rest onset, `_` for every further step. The

@@ -1,4 +1,4 @@
-//! `engine preprocess`: a corpus of `**kern` songs → songs.jsonl, dataset.txt, vocab.json.
+//! `engine preprocess`: a corpus of `**kern` and MIDI songs → songs.jsonl, dataset.txt, vocab.json.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,7 +11,8 @@ use super::args;
 
 #[derive(clap::Args)]
 pub struct PreprocessArgs {
-    /// Directories searched recursively for *.krn files.
+    /// Directories searched recursively for *.krn and *.mid files (a MIDI file's melody: its
+    /// first track with notes).
     #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Output directory (created if missing).
@@ -42,7 +43,7 @@ pub fn run(args: PreprocessArgs) -> Result<(), String> {
     let files = corpus::find_kern_files(&args.input).map_err(|e| e.to_string())?;
     if files.is_empty() {
         return Err(format!(
-            "no *.krn files under {}",
+            "no *.krn or *.mid files under {}",
             args.input
                 .iter()
                 .map(|p| p.display().to_string())

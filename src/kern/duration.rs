@@ -70,8 +70,9 @@ impl QuarterLength {
 
     /// How many whole `step`s fit, if the duration is an exact multiple of `step`.
     pub fn steps_of(&self, step: QuarterLength) -> Option<u64> {
-        let (n, d) = (self.num * step.den, self.den * step.num);
-        (d != 0 && n % d == 0).then_some(n / d)
+        let n = self.num as u128 * step.den as u128;
+        let d = self.den as u128 * step.num as u128;
+        (d != 0 && n.is_multiple_of(d)).then(|| u64::try_from(n / d).ok())?
     }
 
     pub fn as_f64(&self) -> f64 {
@@ -81,11 +82,13 @@ impl QuarterLength {
 
 impl Add for QuarterLength {
     type Output = QuarterLength;
+    /// Exact in 128 bits; the reduced sum of durations the reader takes fits 64.
     fn add(self, other: QuarterLength) -> QuarterLength {
-        QuarterLength::new(
-            self.num * other.den + other.num * self.den,
-            self.den * other.den,
-        )
+        let (a, b) = (self.num as u128, self.den as u128);
+        let (c, d) = (other.num as u128, other.den as u128);
+        let (num, den) = (a * d + c * b, b * d);
+        let g = gcd128(num, den);
+        QuarterLength::new((num / g) as u64, (den / g) as u64)
     }
 }
 
@@ -101,7 +104,11 @@ impl fmt::Display for QuarterLength {
     }
 }
 
-fn gcd(mut a: u64, mut b: u64) -> u64 {
+fn gcd(a: u64, b: u64) -> u64 {
+    gcd128(a as u128, b as u128) as u64
+}
+
+fn gcd128(mut a: u128, mut b: u128) -> u128 {
     while b != 0 {
         (a, b) = (b, a % b);
     }

@@ -49,11 +49,12 @@ impl KeyDesignation {
         let step = token::step_of(letter.to_ascii_lowercase())?;
         let mut alter = 0i8;
         for c in chars {
-            alter += match c {
+            // Checked: a forged run of accidentals is no key rather than an overflow.
+            alter = alter.checked_add(match c {
                 '#' => 1,
                 '-' => -1,
                 _ => return None,
-            };
+            })?;
         }
         Some(KeyDesignation {
             step,

@@ -2,6 +2,13 @@
 
 use super::{Event, QuarterLength, Tie};
 
+/// The largest reciprocal (or `%` term) and the most dots a duration may have, the most letters
+/// of an octave and the most accidentals: beyond them a token is forged, not music, and its
+/// fractions or octaves would overflow.
+const MAX_RECIPROCAL: u64 = 1024;
+const MAX_DOTS: u32 = 8;
+const MAX_RUN: usize = 10;
+
 /// Semitones above C of each letter, C D E F G A B.
 pub(crate) const STEP_SEMITONES: [u8; 7] = [0, 2, 4, 5, 7, 9, 11];
 
@@ -50,7 +57,7 @@ pub fn parse_token(token: &str) -> Result<Event, &'static str> {
         Tie::None
     };
     let grace = token.contains(['q', 'Q']);
-    let duration = match parse_duration(token) {
+    let duration = match parse_duration(token)? {
         Some(duration) if !grace => duration,
         _ if grace => QuarterLength::ZERO,
         _ => return Err("no duration"),
@@ -77,6 +84,11 @@ fn parse_pitch(token: &str) -> Result<Pitch, &'static str> {
     if letters.chars().any(|c| c != first) {
         return Err("mixed pitch letters");
     }
+    let sharps = first_run_len(token, '#');
+    let flats = first_run_len(token, '-');
+    if letters.len() > MAX_RUN || sharps > MAX_RUN || flats > MAX_RUN {
+        return Err("pitch out of range");
+    }
     let count = letters.len() as i8;
     let octave = if first.is_ascii_lowercase() {
         3 + count
@@ -84,7 +96,7 @@ fn parse_pitch(token: &str) -> Result<Pitch, &'static str> {
         4 - count
     };
     let step = step_of(first.to_ascii_lowercase()).ok_or("no pitch or rest")?;
-    let alter = match (first_run_len(token, '#'), first_run_len(token, '-')) {
+    let alter = match (sharps, flats) {
         (sharps, _) if sharps > 0 => sharps as i8,
         (_, flats) => -(flats as i8),
     };
@@ -104,25 +116,37 @@ fn first_run_len(token: &str, mark: char) -> usize {
 }
 
 /// The first run of digits is the reciprocal duration (or `N%M`, a rational duration 4·M/N);
-/// every `.` in the token is a dot.
-fn parse_duration(token: &str) -> Option<QuarterLength> {
-    let start = token.find(|c: char| c.is_ascii_digit())?;
+/// every `.` in the token is a dot. `Ok(None)`: no duration.
+fn parse_duration(token: &str) -> Result<Option<QuarterLength>, &'static str> {
+    let Some(start) = token.find(|c: char| c.is_ascii_digit()) else {
+        return Ok(None);
+    };
     let digits: String = token[start..]
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    let dots = token.matches('.').count() as u32;
-    let recip: u64 = digits.parse().ok()?;
+    let dots = token.matches('.').count();
+    let out_of_range = |n: u64| n > MAX_RECIPROCAL;
+    let recip: u64 = digits.parse().unwrap_or(u64::MAX);
+    if out_of_range(recip) || dots > MAX_DOTS as usize {
+        return Err("duration out of range");
+    }
     let after = &token[start + digits.len()..];
     let base = match after.strip_prefix('%') {
         Some(rest) if recip > 0 => {
             let numerator: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            QuarterLength::new(4 * numerator.parse::<u64>().ok()?, recip)
+            let Ok(numerator) = numerator.parse::<u64>() else {
+                return Ok(None);
+            };
+            if out_of_range(numerator) {
+                return Err("duration out of range");
+            }
+            QuarterLength::new(4 * numerator, recip)
         }
-        Some(_) => return None,
+        Some(_) => return Ok(None),
         None => QuarterLength::reciprocal(recip, if recip == 0 { digits.len() } else { 0 }),
     };
-    Some(base.dotted(dots))
+    Ok(Some(base.dotted(dots as u32)))
 }
 
 #[cfg(test)]
@@ -213,5 +237,29 @@ mod tests {
         assert_eq!(parse_token("xc").unwrap_err(), "no duration");
         assert_eq!(parse_token("8").unwrap_err(), "no pitch or rest");
         assert_eq!(parse_token("4cd").unwrap_err(), "mixed pitch letters");
+    }
+
+    /// What the fuzz campaign found: a forged token's fraction overflowed (a zero denominator).
+    #[test]
+    fn forged_durations_and_pitches_are_reasons_not_overflows() {
+        let dots = format!("4c{}", ".".repeat(62));
+        assert_eq!(parse_token(&dots).unwrap_err(), "duration out of range");
+        assert_eq!(
+            parse_token("99999999999999999999c").unwrap_err(),
+            "duration out of range"
+        );
+        assert_eq!(
+            parse_token("4%99999999c").unwrap_err(),
+            "duration out of range"
+        );
+        assert_eq!(
+            parse_token(&format!("4{}", "c".repeat(200))).unwrap_err(),
+            "pitch out of range"
+        );
+        assert_eq!(
+            parse_token(&format!("4c{}", "#".repeat(200))).unwrap_err(),
+            "pitch out of range"
+        );
+        assert_eq!(note("1024c").1, ql(1, 256));
     }
 }
