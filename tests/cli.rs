@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 mod common;
 
-use melody_engine::encode::{encode_song, Options, Vocabulary};
+use melody_engine::encode::{encode_song, Options};
 use melody_engine::{kern, melody, midi};
 
 fn engine(args: &[&str], dir: &Path) -> Output {
@@ -218,26 +218,10 @@ fn preprocess_strict_names_the_file_and_line() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A preprocessed corpus of 30 short songs (3 held out), written directly.
-fn small_corpus(dir: &Path) {
-    let melodies = [
-        "60 _ 62 _ 64 _ 60 _",
-        "67 _ _ _ 65 64 62 _",
-        "64 _ 62 _ 60 _ _ _ r _",
-    ];
-    let songs: Vec<String> = (0..30)
-        .map(|i| format!("{} {}", melodies[i % 3], ["/"; 64].join(" ")))
-        .collect();
-    fs::write(dir.join("dataset.txt"), songs.join(" ")).unwrap();
-    let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67", "r", "_", "/"]);
-    fs::write(dir.join("vocab.json"), vocab.to_json()).unwrap();
-}
-
 #[test]
 fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
     let dir = temp_dir("assess-skip");
-    fs::create_dir_all(dir.join("corpus")).unwrap();
-    small_corpus(&dir.join("corpus"));
+    let corpus = common::corpus("assess-skip");
     fs::create_dir_all(dir.join("gen")).unwrap();
     fs::write(dir.join("gen/a.txt"), "60 _ 62 _ 64 _\n67 _ 65 _\n").unwrap();
     fs::write(
@@ -252,7 +236,8 @@ fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
         midi::write_midi(&melody, 120, 0).unwrap(),
     )
     .unwrap();
-    let args = ["assess", "--generated", "gen", "--reference", "corpus"];
+    let corpus = corpus.to_str().unwrap();
+    let args = ["assess", "--generated", "gen", "--reference", corpus];
     let table = stdout(&engine(&args, &dir));
     assert!(table.starts_with("3 generated melodies"), "{table}");
     assert!(table.contains("skipped 2 (not assessed):"), "{table}");
@@ -274,6 +259,7 @@ fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
         err.contains("b.krn: duration 1/3") && err.contains("(--strict)"),
         "{err}"
     );
+    fs::remove_dir_all(corpus).unwrap();
     fs::remove_dir_all(&dir).unwrap();
 }
 
