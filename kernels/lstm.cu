@@ -81,14 +81,22 @@ lstm_cell_backward(const float* gates, const float* cell_prev, const float* tanh
                      tanh_cell[idx], d_hidden[idx], d_cell + idx);
 }
 
-// out[r][s] = 1 if tokens[r] = s else 0, [rows][V]: with it, layer 0's ∂L/∂W_ih = ∂L/∂aᵀ·onehot
-// is one product, where cpu::lstm::lstm_backward scatter-adds ∂L/∂a by symbol.
+// Layer 0's ∂L/∂W_ih [4H][V] for a one-hot input: ∂L/∂W_ih[j][s] = Σ over rows r with
+// tokens[r] = s of ∂L/∂a[r][j]. token_rows[token_offsets[s]..token_offsets[s+1]] lists those rows
+// in ascending order (a counting sort on the host, gpu::TokenRows), so each sum runs in the order
+// of cpu::lstm::input_term_backward, with no atomics. One thread per (j, s); consecutive threads
+// take consecutive j, so the reads of a row coalesce.
 extern "C" __global__ void __launch_bounds__(256)
-one_hot(const unsigned int* tokens, float* out, int rows, int vocab) {
+input_term_backward(const float* d_gates, const unsigned int* token_offsets,
+                    const unsigned int* token_rows, float* d_weight_ih, int gates_per_row,
+                    int vocab) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)rows * vocab) return;
-    int r = (int)(idx / vocab), s = (int)(idx % vocab);
-    out[idx] = tokens[r] == (unsigned int)s ? 1.0f : 0.0f;
+    if (idx >= (long long)gates_per_row * vocab) return;
+    int s = (int)(idx / gates_per_row), j = (int)(idx % gates_per_row);
+    float sum = 0.0f;
+    for (unsigned int k = token_offsets[s]; k < token_offsets[s + 1]; ++k)
+        sum += d_gates[(long long)token_rows[k] * gates_per_row + j];
+    d_weight_ih[(long long)j * vocab + s] = sum;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -191,16 +191,26 @@ test_engines! {
         }
     }
 
-    /// The one-hot rows layer 0's ∂L/∂W_ih is a product with.
-    fn one_hot(gpu) {
-        let tokens = common::random_symbols(&mut StdRng::seed_from_u64(4), ROWS, V);
-        let expected: Vec<f32> = tokens
-            .iter()
-            .flat_map(|&s| (0..V as u32).map(move |j| f32::from(u8::from(j == s))))
+    /// Layer 0's ∂L/∂W_ih: per symbol, the sum of its rows of ∂L/∂a; a symbol absent from the
+    /// batch gets a zero column.
+    fn input_term_backward(gpu) {
+        let mut rng = StdRng::seed_from_u64(4);
+        let d_gates = random(&mut rng, ROWS * 4 * H, 1.0);
+        let absent = 7;
+        let tokens: Vec<u32> = common::random_symbols(&mut rng, ROWS, V - 1)
+            .into_iter()
+            .map(|s| if s >= absent { s + 1 } else { s })
             .collect();
-        let out = gpu.alloc(ROWS * V).unwrap();
-        gpu.one_hot(upload(&gpu, &tokens).ptr(), out.ptr(), ROWS, V).unwrap();
-        assert_eq!(download(&gpu, &out), expected);
+        let (mut d_table, mut expected) = (vec![0.0; V * 4 * H], vec![0.0; 4 * H * V]);
+        lstm::input_term_backward(&d_gates, &tokens, V, &mut d_table, &mut expected);
+        assert!(expected.iter().skip(absent as usize).step_by(V).all(|&d| d == 0.0));
+
+        let by_symbol = gpu::TokenRows::of(&tokens, V);
+        let (offsets, rows) = (upload(&gpu, &by_symbol.offsets), upload(&gpu, &by_symbol.rows));
+        // NaN until written: every element, the absent symbol's too, must be.
+        let d_weight_ih = upload(&gpu, &vec![f32::NAN; 4 * H * V]);
+        gpu.input_term_backward(upload(&gpu, &d_gates).ptr(), (offsets.ptr(), rows.ptr()), d_weight_ih.ptr(), 4 * H, V).unwrap();
+        assert_close("∂L/∂W_ih", &download(&gpu, &d_weight_ih), &expected);
     }
 
     /// All T steps of a layer in one launch, as `lstm_forward`.

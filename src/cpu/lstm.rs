@@ -341,20 +341,7 @@ pub fn lstm_backward<F: Float>(
     let rows = t_len * b;
     match input {
         LayerInput::Tokens(tokens) => {
-            // x is one-hot: ∂L/∂W_ih[:, s] = Σ over positions with token s of ∂L/∂a. Scatter-add
-            // rows by symbol into d_table [V][4H], then transpose into W_ih's layout [4H][V].
-            d_table.fill(F::ZERO);
-            for (d_a, &token) in d_gates.chunks_exact(4 * h).zip(tokens) {
-                let s = token as usize;
-                for (acc, &d) in d_table[s * 4 * h..(s + 1) * 4 * h].iter_mut().zip(d_a) {
-                    *acc += d;
-                }
-            }
-            for (j, d_w_row) in grads.weight_ih.chunks_exact_mut(v).enumerate() {
-                for (s, d_w) in d_w_row.iter_mut().enumerate() {
-                    *d_w = d_table[s * 4 * h + j];
-                }
-            }
+            input_term_backward(d_gates, tokens, v, d_table, grads.weight_ih);
         }
         LayerInput::Hidden(below) => {
             let d_a = matrix(d_gates, rows, 4 * h);
@@ -365,6 +352,31 @@ pub fn lstm_backward<F: Float>(
             let d_input = d_input.expect("layers above 0 pass ∂L/∂x storage");
             let w_ih = matrix(layer.weight_ih, 4 * h, h);
             matmul(matrix_mut(d_input, rows, h), false, d_a, w_ih);
+        }
+    }
+}
+
+/// Layer 0's ∂L/∂W_ih [4H][V] from ∂L/∂a [T·B][4H]. x is one-hot, so
+/// ∂L/∂W_ih[:, s] = Σ over rows r with tokens[r] = s of ∂L/∂a_r: scatter-adds the rows by symbol,
+/// in ascending row order, into `d_table` [V][4H], then transposes it into W_ih's layout.
+pub fn input_term_backward<F: Float>(
+    d_gates: &[F],
+    tokens: &[u32],
+    v: usize,
+    d_table: &mut [F],
+    d_weight_ih: &mut [F],
+) {
+    let h4 = d_table.len() / v;
+    d_table.fill(F::ZERO);
+    for (d_a, &token) in d_gates.chunks_exact(h4).zip(tokens) {
+        let s = token as usize;
+        for (acc, &d) in d_table[s * h4..(s + 1) * h4].iter_mut().zip(d_a) {
+            *acc += d;
+        }
+    }
+    for (j, d_w_row) in d_weight_ih.chunks_exact_mut(v).enumerate() {
+        for (s, d_w) in d_w_row.iter_mut().enumerate() {
+            *d_w = d_table[s * h4 + j];
         }
     }
 }

@@ -13,6 +13,36 @@ use super::{Model, Workspace};
 /// A layer's tape buffers as the kernels take them.
 type Ptr = DevicePtr<f32>;
 
+/// The rows of a batch's [T·B] tokens grouped by symbol (a counting sort), ascending within a
+/// symbol: what kernel `input_term_backward` sums over, in `cpu::lstm::input_term_backward`'s
+/// order.
+pub struct TokenRows {
+    /// [V+1]: symbol s's rows are `rows[offsets[s]..offsets[s + 1]]`.
+    pub offsets: Vec<u32>,
+    /// [T·B]: row indices.
+    pub rows: Vec<u32>,
+}
+
+impl TokenRows {
+    pub fn of(tokens: &[u32], vocab: usize) -> TokenRows {
+        let mut offsets = vec![0u32; vocab + 1];
+        for &s in tokens {
+            offsets[s as usize + 1] += 1;
+        }
+        for s in 0..vocab {
+            offsets[s + 1] += offsets[s];
+        }
+        let mut next = offsets[..vocab].to_vec();
+        let mut rows = vec![0u32; tokens.len()];
+        for (r, &s) in tokens.iter().enumerate() {
+            let slot = &mut next[s as usize];
+            rows[*slot as usize] = r as u32;
+            *slot += 1;
+        }
+        TokenRows { offsets, rows }
+    }
+}
+
 impl Gpu {
     /// gates[r] = W_ih[:, tokens[r]] + b_ih + b_hh for `rows` rows of 4H.
     #[allow(clippy::too_many_arguments)]
@@ -89,21 +119,25 @@ impl Gpu {
         )
     }
 
-    /// out [rows][V] = onehot(tokens).
-    pub fn one_hot(
+    /// Layer 0's d_weight_ih [4H][V] = ∂L/∂W_ih: per symbol, the sum of its rows of d_gates
+    /// [rows][4H], with the rows of each symbol uploaded from a [`TokenRows`].
+    pub fn input_term_backward(
         &self,
-        tokens: DevicePtr<u32>,
-        out: Ptr,
-        rows: usize,
+        d_gates: Ptr,
+        (token_offsets, token_rows): (DevicePtr<u32>, DevicePtr<u32>),
+        d_weight_ih: Ptr,
+        gates_per_row: usize,
         vocab: usize,
     ) -> GpuResult<()> {
         launch!(
             self,
-            Kernel::OneHot,
-            elementwise(Kernel::OneHot, rows * vocab),
-            tokens,
-            out,
-            rows as i32,
+            Kernel::InputTermBackward,
+            elementwise(Kernel::InputTermBackward, gates_per_row * vocab),
+            d_gates,
+            token_offsets,
+            token_rows,
+            d_weight_ih,
+            gates_per_row as i32,
             vocab as i32,
         )
     }
@@ -311,13 +345,13 @@ impl Model {
         gpu.column_sums(ws.d_gates.ptr(), rows, h4, &ws.sums, d_bias_ih)?;
         gpu.copy(self.grad(layer.bias_hh), d_bias_ih, h4)?;
 
-        let d_a = DeviceMatrix::new(ws.d_gates.ptr(), rows, h4);
         if k == 0 {
-            // x is one-hot: ∂L/∂W_ih = ∂L/∂aᵀ · onehot, [4H×TB]·[TB×V].
-            gpu.one_hot(ws.tokens.ptr(), ws.one_hot.ptr(), rows, v)?;
-            let one_hot = DeviceMatrix::new(ws.one_hot.ptr(), rows, v);
-            gpu.matmul(self.grad(layer.weight_ih), false, d_a.t(), one_hot)
+            // x is one-hot: ∂L/∂W_ih[:, s] = Σ over rows with token s of ∂L/∂a.
+            let token_rows = (ws.token_offsets.ptr(), ws.token_rows.ptr());
+            let d_weight_ih = self.grad(layer.weight_ih);
+            gpu.input_term_backward(ws.d_gates.ptr(), token_rows, d_weight_ih, h4, v)
         } else {
+            let d_a = DeviceMatrix::new(ws.d_gates.ptr(), rows, h4);
             let below = DeviceMatrix::new(ws.tapes[k - 1].hidden.ptr(), rows, h);
             gpu.matmul(self.grad(layer.weight_ih), false, d_a.t(), below)?;
             // ∂L/∂x = ∂L/∂a · W_ih: [TB×4H]·[4H×H]

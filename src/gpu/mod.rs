@@ -8,7 +8,8 @@
 //! layer in one persistent launch (kernels/lstm.cu), or where that cannot run, per step one
 //! product h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once; backwards,
 //! the recurrence again (persistent, or per step the fused cell gradient and one product
-//! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps; and one Adam kernel
+//! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps (layer 0's ∂L/∂W_ih
+//! as per-symbol sums of ∂L/∂a, its input being one-hot); and one Adam kernel
 //! over the flat parameter buffer. Every buffer lives on the device; one copy to the host per
 //! step brings back the loss (and one more the gradient norm, with --clip).
 //!
@@ -38,6 +39,7 @@ use crate::optim::{Adam, AdamState};
 use stream::Stream;
 
 pub use host::open_on_host;
+pub use lstm::TokenRows;
 pub use matmul::{column_sums_scratch, DeviceMatrix};
 pub use persistent::PersistentPlan;
 pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult};
@@ -85,8 +87,9 @@ struct Workspace {
     /// [T·B][4H], [B][H]: ∂L/∂a, and ∂L/∂c carried back through time.
     d_gates: Buffer<f32>,
     d_cell: Buffer<f32>,
-    /// [T·B][V]: the one-hot inputs, for layer 0's ∂L/∂W_ih.
-    one_hot: Buffer<f32>,
+    /// [V+1] and [T·B]: the tokens' rows by symbol (a [`TokenRows`]), for layer 0's ∂L/∂W_ih.
+    token_offsets: Buffer<u32>,
+    token_rows: Buffer<u32>,
     /// Scratch of the column sums (bias gradients).
     sums: Buffer<f32>,
     /// Per loss position −log p(target), then per position 1 or 0 for whether the argmax is the
@@ -120,7 +123,8 @@ impl Workspace {
             d_below: gpu.alloc(rows * h)?,
             d_gates: gpu.alloc(rows * 4 * h)?,
             d_cell: gpu.alloc(batch * h)?,
-            one_hot: gpu.alloc(rows * v)?,
+            token_offsets: gpu.alloc(v + 1)?,
+            token_rows: gpu.alloc(rows)?,
             sums: gpu.alloc(column_sums_scratch(rows, 4 * h).max(column_sums_scratch(rows, v)))?,
             results: gpu.alloc(2 * rows)?,
         })
@@ -163,12 +167,21 @@ impl Model {
         self.gpu.upload(dst.ptr(), symbols)
     }
 
+    /// Uploads a training batch's [T][B] inputs, and their rows by symbol for layer 0's ∂L/∂W_ih.
+    fn upload_inputs(&self, ws: &Workspace, inputs: &[u32]) -> GpuResult<()> {
+        self.upload_symbols(&ws.tokens, inputs)?;
+        let by_symbol = TokenRows::of(inputs, self.config.vocab_size);
+        self.gpu
+            .upload(ws.token_offsets.ptr(), &by_symbol.offsets)?;
+        self.gpu.upload(ws.token_rows.ptr(), &by_symbol.rows)
+    }
+
     /// Every LSTM layer over the window: the tapes' h, c, tanh(c) and gate activations.
     fn forward_layers(&self, ws: &Workspace) -> GpuResult<()> {
         (0..self.config.layers).try_for_each(|k| self.lstm_forward(ws, k))
     }
 
-    /// Forward and backward of one batch (inputs and targets already uploaded), as
+    /// Forward and backward of one batch (inputs by `upload_inputs`, targets already uploaded), as
     /// `cpu::forward_backward`: the loss, and the gradient of its mean over the loss positions
     /// in `grads`.
     fn forward_backward(
@@ -344,7 +357,7 @@ impl Backend for CudaBackend {
         );
         self.ensure_workspace(batch.batch, batch.steps)?;
         let (model, ws) = (&self.model, &self.workspaces[&(batch.batch, batch.steps)]);
-        model.upload_symbols(&ws.tokens, batch.inputs)?;
+        model.upload_inputs(ws, batch.inputs)?;
         model.upload_symbols(&ws.targets, batch.targets)?;
         let stats = model.forward_backward(ws, objective, (dropout_seed, step))?;
         if stats.loss_sum.is_finite() {
