@@ -148,7 +148,12 @@ fn scan(file: &str, text: &str) -> Vec<KernelSpec> {
         for (name, body) in &bodies {
             let mut barrier = Barrier::Unsynchronised;
             // A warp's lanes exchanging values (shuffles) wait for each other as a block's do.
-            let warp_wide = ["__syncwarp", "__shfl_sync", "__shfl_xor_sync", "__shfl_down_sync"];
+            let warp_wide = [
+                "__syncwarp",
+                "__shfl_sync",
+                "__shfl_xor_sync",
+                "__shfl_down_sync",
+            ];
             if calls(body, "__syncthreads") || warp_wide.iter().any(|f| calls(body, f)) {
                 barrier = Barrier::Block;
             }

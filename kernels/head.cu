@@ -40,14 +40,17 @@ __device__ __forceinline__ float warp_sum(float x) {
 }
 
 // The lanes' shares of a row of `vocab` values (lane l holds v = l, l + 32, …) replaced by
-// exp(x − max), the max and first argmax in `max` and `argmax`; returns Σ exp(x − max).
+// exp(x − max), the max and first argmax in `max` and `argmax`; returns Σ exp(x − max). Every
+// lane reads the whole row's first element, which the caller has made visible to it.
 __device__ __forceinline__ float exp_shifted(float* row, int vocab, int lane, float& max,
                                              int& argmax) {
-    max = -INFINITY;
-    argmax = vocab;
+    // Each lane starts from element 0, which is the first maximum unless a larger one follows.
+    max = row[0];
+    argmax = 0;
     for (int v = lane; v < vocab; v += warpSize)
         if (row[v] > max) max = row[v], argmax = v;
     warp_argmax(max, argmax);
+    __syncwarp();  // every lane has read row[0]
     float sum = 0.0f;
     for (int v = lane; v < vocab; v += warpSize) {
         row[v] = expf(row[v] - max);
@@ -87,6 +90,7 @@ head_forward_backward(const float* hidden, const float* weight, const float* bia
         for (int j = 0; j < units; ++j) dot += dropped[at + j] * w[j];
         row[v] = dot + bias[v];
     }
+    __syncwarp();
     unsigned int target = targets[r];
     // The target's lane reads its logit before exp_shifted replaces it.
     float target_logit = lane == (int)(target % warpSize) ? row[target] : 0.0f;

@@ -14,7 +14,10 @@ use cudarc::driver::LaunchConfig;
 
 /// One warp per row, in blocks of the kernel's size.
 fn warp_per_row(kernel: Kernel, rows: usize) -> LaunchConfig {
-    assert!(rows <= i32::MAX as usize, "{rows} rows are too many for one launch");
+    assert!(
+        rows <= i32::MAX as usize,
+        "{rows} rows are too many for one launch"
+    );
     let threads = kernel.block_threads();
     LaunchConfig {
         grid_dim: ((rows as u32).div_ceil(threads / 32).max(1), 1, 1),
@@ -29,7 +32,12 @@ pub type DenseParams = (DevicePtr<f32>, DevicePtr<f32>);
 /// What [`Gpu::head_forward_backward`] writes: the dense layer's input h ⊙ mask [rows][H],
 /// ∂L/∂logits [rows][V], ∂L/∂h [rows][H], and per row the loss then 1 or 0 for whether the
 /// argmax is the target ([2·rows] doubles).
-pub type HeadOutputs = (DevicePtr<f32>, DevicePtr<f32>, DevicePtr<f32>, DevicePtr<f64>);
+pub type HeadOutputs = (
+    DevicePtr<f32>,
+    DevicePtr<f32>,
+    DevicePtr<f32>,
+    DevicePtr<f64>,
+);
 
 impl Gpu {
     /// The fused head over `rows` loss rows of the top layer's `hidden` [rows][H] with their
