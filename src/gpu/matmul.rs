@@ -101,25 +101,30 @@ const WEIGHT_GRADIENT_SLICE: usize = 8;
 const MIN_ROWS_PER_SPLIT: usize = 64;
 
 impl Gpu {
-    /// How a weight gradient [m × n] over `k` rows is split: (splits, rows per split). Enough
-    /// splits that the blocks cover every multiprocessor, each a whole number of slices.
-    pub fn weight_gradient_splits(&self, m: usize, n: usize, k: usize) -> (usize, usize) {
+    /// How many splits a weight gradient [m × n] over `k` rows wants: enough that its blocks
+    /// cover every multiprocessor, none shorter than [`MIN_ROWS_PER_SPLIT`]. Grows with k.
+    fn wanted_splits(&self, m: usize, n: usize, k: usize) -> usize {
         let tiles = m.div_ceil(WEIGHT_GRADIENT_TILE) * n.div_ceil(WEIGHT_GRADIENT_TILE);
-        let wanted = self
-            .multiprocessors
+        self.multiprocessors
             .div_ceil(tiles)
             .min(k.div_ceil(MIN_ROWS_PER_SPLIT))
-            .max(1);
+            .max(1)
+    }
+
+    /// How a weight gradient [m × n] over `k` rows is split: (splits, rows per split), each a
+    /// whole number of slices, at most [`Gpu::wanted_splits`] of them.
+    pub fn weight_gradient_splits(&self, m: usize, n: usize, k: usize) -> (usize, usize) {
         let rows_per_split = k
-            .div_ceil(wanted)
+            .div_ceil(self.wanted_splits(m, n, k))
             .next_multiple_of(WEIGHT_GRADIENT_SLICE)
             .max(WEIGHT_GRADIENT_SLICE);
         (k.div_ceil(rows_per_split).max(1), rows_per_split)
     }
 
-    /// Floats of scratch [`Gpu::weight_gradient`] needs for an [m × n] gradient over `k` rows.
+    /// Floats of scratch [`Gpu::weight_gradient`] needs for an [m × n] gradient over any number
+    /// of rows up to `k`.
     pub fn weight_gradient_scratch(&self, m: usize, n: usize, k: usize) -> usize {
-        match self.weight_gradient_splits(m, n, k).0 {
+        match self.wanted_splits(m, n, k) {
             1 => 0,
             splits => splits * m * n,
         }

@@ -6,12 +6,12 @@
 //! same name on both sides (`lstm`, `head`, `matmul`, `adam`, `stream`): the input term of all
 //! steps at once (a gather for layer 0, one product above it); the recurrence, all T steps of a
 //! layer in one persistent launch (kernels/lstm.cu), or where that cannot run, per step one
-//! product h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once; backwards,
-//! the recurrence again (persistent, or per step the fused cell gradient and one product
-//! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps (layer 0's ∂L/∂W_ih
-//! as per-symbol sums of ∂L/∂a, its input being one-hot); and one Adam kernel
-//! over the flat parameter buffer. Every buffer lives on the device; one copy to the host per
-//! step brings back the loss (and one more the gradient norm, with --clip).
+//! product h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once, forward
+//! and backward in one kernel; backwards, the recurrence again (persistent, or per step the fused
+//! cell gradient and one product ∂L/∂a_t·W_hh), then each weight gradient as one split-K product
+//! over all steps (layer 0's ∂L/∂W_ih as per-symbol sums of ∂L/∂a, its input being one-hot); and
+//! one Adam kernel over the flat parameter buffer. Every buffer lives on the device; one copy to
+//! the host per step brings back the loss (and one more the gradient norm, with --clip).
 //!
 //! Each kernel's launcher is a public method of [`Gpu`], next to its callers, so that
 //! tests/kernels.rs can check every kernel alone against the CPU function it follows.
