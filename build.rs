@@ -8,8 +8,8 @@
 //!   how the host emulation must run each kernel's threads.
 //!
 //! A kernel's barrier is derived from its body and the functions it calls: `grid_barrier` makes
-//! it persistent (every block resident at once), `__syncthreads` makes a block's threads run
-//! together, and otherwise its threads are independent.
+//! it persistent (every block resident at once), `__syncthreads` or a warp's shuffles and
+//! `__syncwarp` make a block's threads run together, and otherwise its threads are independent.
 //!
 //! Where `nvcc` is found (on PATH, or as $CUDA_HOME/bin/nvcc or $CUDA_PATH/bin/nvcc), each file
 //! is compiled to PTX for compute_80 and compute_90 and the PTX is embedded; the source is always
@@ -147,7 +147,14 @@ fn scan(file: &str, text: &str) -> Vec<KernelSpec> {
         let mut changed = false;
         for (name, body) in &bodies {
             let mut barrier = Barrier::Unsynchronised;
-            if calls(body, "__syncthreads") {
+            // A warp's lanes exchanging values (shuffles) wait for each other as a block's do.
+            let warp_wide = [
+                "__syncwarp",
+                "__shfl_sync",
+                "__shfl_xor_sync",
+                "__shfl_down_sync",
+            ];
+            if calls(body, "__syncthreads") || warp_wide.iter().any(|f| calls(body, f)) {
                 barrier = Barrier::Block;
             }
             if calls(body, "grid_barrier") {

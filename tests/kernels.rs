@@ -7,7 +7,7 @@ use melody_engine::cpu::lstm::{self, Dims, LayerGradBuffers, LayerInput, LayerTa
 use melody_engine::cpu::matmul::{matrix, matrix_mut};
 use melody_engine::cpu::{self, adam, head};
 use melody_engine::gpu::{self, Buffer, DeviceMatrix, Gpu};
-use melody_engine::model::{LstmLayer, LstmLayerMut};
+use melody_engine::model::{Dense, DenseMut, LstmLayer, LstmLayerMut};
 use melody_engine::optim::global_norm;
 use ndarray::ArrayView2;
 use rand::rngs::StdRng;
@@ -339,57 +339,63 @@ test_engines! {
         assert_close("column sums", &download(&gpu, &out), &expected);
     }
 
-    /// The CPU's mask of the same (seed, step), forward into another buffer and backward in place.
-    fn dropout(gpu) {
+    /// The fused head against cpu::head's forward then backward: the CPU's dropout mask of the
+    /// same (seed, step) forward (h ⊙ mask) and backward (in ∂L/∂h), the losses, the correct
+    /// rows and ∂(mean loss)/∂logits; with V below one warp's lanes and above, and without
+    /// dropout. Rows fill no block of 8 warps evenly.
+    fn head_forward_backward(gpu) {
         let mut rng = StdRng::seed_from_u64(10);
-        let (n, p, seed, step) = (ROWS * H, 0.3, 11, 4);
-        let hidden = random(&mut rng, n, 1.0);
-        let mut mask = vec![0.0; n];
-        cpu::fill_dropout_mask(&mut mask, p, seed, step);
-        let mut expected = vec![0.0; n];
-        head::dropout(&hidden, Some(&mask), &mut expected);
+        for (vocab, p) in [(V, 0.3), (2 * 32 + 3, 0.5), (V, 0.0)] {
+            let (seed, step) = (11, 4);
+            let hidden = random(&mut rng, ROWS * H, 1.0);
+            let (weight, bias) = (random(&mut rng, vocab * H, 1.0), random(&mut rng, vocab, 1.0));
+            let targets = common::random_symbols(&mut rng, ROWS, vocab);
+            let dense = Dense { weight: &weight, bias: &bias };
+            let mask = (p > 0.0).then(|| {
+                let mut mask = vec![0.0; ROWS * H];
+                cpu::fill_dropout_mask(&mut mask, p, seed, step);
+                mask
+            });
+            let (mut dropped, mut logits) = (vec![0.0; ROWS * H], vec![0.0; ROWS * vocab]);
+            let stats = head::head_forward(dense, &hidden, mask.as_deref(), &targets, &mut dropped, &mut logits);
+            let (mut d_weight, mut d_bias, mut d_hidden) = (vec![0.0; vocab * H], vec![0.0; vocab], vec![0.0; ROWS * H]);
+            let grads = DenseMut { weight: &mut d_weight, bias: &mut d_bias };
+            let dense = Dense { weight: &weight, bias: &bias };
+            head::head_backward(dense, &dropped, mask.as_deref(), &targets, ROWS, &mut logits, grads, &mut d_hidden);
 
-        let input = upload(&gpu, &hidden);
-        let out = gpu.alloc(n).unwrap();
-        gpu.dropout(input.ptr(), out.ptr(), n, (seed, step), p).unwrap();
-        assert_close("h ⊙ mask", &download(&gpu, &out), &expected);
-
-        head::dropout_backward(&mut expected, &mask);
-        gpu.dropout(out.ptr(), out.ptr(), n, (seed, step), p).unwrap();
-        assert_close("in place, h ⊙ mask ⊙ mask", &download(&gpu, &out), &expected);
+            let params = (upload(&gpu, &weight), upload(&gpu, &bias));
+            let (hidden_gpu, targets_gpu) = (upload(&gpu, &hidden), upload(&gpu, &targets));
+            let out = [ROWS * H, ROWS * vocab, ROWS * H].map(|n| upload(&gpu, &vec![f32::NAN; n]));
+            let results = gpu.alloc::<f64>(2 * ROWS).unwrap();
+            let outputs = (out[0].ptr(), out[1].ptr(), out[2].ptr(), results.ptr());
+            gpu.head_forward_backward((params.0.ptr(), params.1.ptr()), hidden_gpu.ptr(), targets_gpu.ptr(), outputs, (ROWS, H, vocab), (seed, step), p).unwrap();
+            eprintln!("V = {vocab}, dropout {p}");
+            assert_close("h ⊙ mask", &download(&gpu, &out[0]), &dropped);
+            assert_close("∂L/∂logits", &download(&gpu, &out[1]), &logits);
+            assert_close("∂L/∂h, through the mask", &download(&gpu, &out[2]), &d_hidden);
+            let mut per_row = vec![0.0f64; 2 * ROWS];
+            gpu.download(results.ptr(), &mut per_row).unwrap();
+            let (losses, correct) = per_row.split_at(ROWS);
+            let loss_sum: f64 = losses.iter().sum();
+            eprintln!("  loss: gpu {loss_sum}, cpu {}", stats.loss_sum);
+            assert!((loss_sum - stats.loss_sum).abs() <= 1e-5 * stats.loss_sum.abs().max(1.0));
+            assert_eq!(correct.iter().filter(|&&c| c != 0.0).count(), stats.correct);
+        }
     }
 
-    /// With targets: the losses, the correct rows and ∂(mean loss)/∂logits; without: softmax.
-    fn softmax_cross_entropy(gpu) {
+    /// Inference's softmax, with V below one warp's lanes and above.
+    fn softmax(gpu) {
         let mut rng = StdRng::seed_from_u64(12);
-        let logits = random(&mut rng, ROWS * V, 4.0);
-        let targets = common::random_symbols(&mut rng, ROWS, V);
-        let count = 2 * ROWS;
-        let inv_count = (1.0 / count as f64) as f32;
-
-        let mut expected = logits.clone();
-        let stats = head::softmax_cross_entropy(&mut expected, &targets);
-        head::softmax_cross_entropy_backward(&mut expected, &targets, count);
-        let buffer = upload(&gpu, &logits);
-        let results = gpu.alloc::<f64>(2 * ROWS).unwrap();
-        let targets_gpu = upload(&gpu, &targets);
-        gpu.softmax_cross_entropy(buffer.ptr(), Some(targets_gpu.ptr()), (ROWS, V), inv_count, Some(results.ptr())).unwrap();
-        assert_close("∂L/∂logits", &download(&gpu, &buffer), &expected);
-        let mut per_row = vec![0.0f64; 2 * ROWS];
-        gpu.download(results.ptr(), &mut per_row).unwrap();
-        let (losses, correct) = per_row.split_at(ROWS);
-        let loss_sum: f64 = losses.iter().sum();
-        eprintln!("  loss: gpu {loss_sum}, cpu {}", stats.loss_sum);
-        assert!((loss_sum - stats.loss_sum).abs() <= 1e-5 * stats.loss_sum.abs().max(1.0));
-        assert_eq!(correct.iter().filter(|&&c| c != 0.0).count(), stats.correct);
-
-        let mut expected = logits.clone();
-        expected.chunks_exact_mut(V).for_each(|row| {
-            head::softmax_in_place(row);
-        });
-        let buffer = upload(&gpu, &logits);
-        gpu.softmax_cross_entropy(buffer.ptr(), None, (ROWS, V), 0.0, None).unwrap();
-        assert_close("softmax", &download(&gpu, &buffer), &expected);
+        for vocab in [V, 2 * 32 + 3] {
+            let logits = random(&mut rng, ROWS * vocab, 4.0);
+            let mut expected = logits.clone();
+            expected.chunks_exact_mut(vocab).for_each(|row| {
+                head::softmax_in_place(row);
+            });
+            let buffer = upload(&gpu, &logits);
+            gpu.softmax(buffer.ptr(), ROWS, vocab).unwrap();
+            assert_close(&format!("softmax over {vocab}"), &download(&gpu, &buffer), &expected);
+        }
     }
 
     /// One update with the clipping scale folded in, as `Adam::step` clips the gradient first.
@@ -418,5 +424,41 @@ test_engines! {
         let expected = global_norm(&g);
         eprintln!("  norm: gpu {}, cpu {expected}", sum.sqrt());
         assert!((sum.sqrt() as f32 - expected).abs() <= 1e-6 * expected);
+    }
+}
+
+// The weight gradients: split-K products over K rows that no split, slice or tile divides.
+test_engines! {
+    /// ∂L/∂W = d_outᵀ·x at odd shapes, with vector loads (strides a multiple of 4) and without,
+    /// over more than one 128×128 tile and several splits, and over no rows at all (zero).
+    fn weight_gradient(gpu) {
+        let mut rng = StdRng::seed_from_u64(15);
+        // (m, n, k): ∂L/∂W_hh's shape with H = 37 (strides 148 and 37: scalar loads of x), one
+        // with every stride a multiple of 4 (vector loads), and a product over zero rows.
+        for (m, n, k) in [(4 * H, H, 67 * B + 3), (132, 2 * 68, 67 * B + 3), (4 * H, H, 0)] {
+            let d_out = random(&mut rng, k * m, 1.0);
+            let x = random(&mut rng, k * n, 1.0);
+            let mut expected = vec![0.0; m * n];
+            cpu::matmul::matmul(matrix_mut(&mut expected, m, n), false, matrix(&d_out, k, m).t(), matrix(&x, k, n));
+
+            let (splits, rows_per_split) = gpu.weight_gradient_splits(m, n, k);
+            eprintln!("{m}×{n} over {k} rows: {splits} splits of {rows_per_split} rows");
+            if k > 0 {
+                assert!(splits > 1 && k % rows_per_split != 0, "the case should split K unevenly");
+            }
+            let (d_out, x) = (upload(&gpu, &d_out), upload(&gpu, &x));
+            let partials = gpu.alloc(gpu.weight_gradient_scratch(m, n, k)).unwrap();
+            // NaN until written: every element must be.
+            let out = upload(&gpu, &vec![f32::NAN; m * n]);
+            let views = (DeviceMatrix::new(d_out.ptr(), k, m), DeviceMatrix::new(x.ptr(), k, n));
+            gpu.weight_gradient(out.ptr(), views.0, views.1, &partials).unwrap();
+            let first = download(&gpu, &out);
+            assert_close(&format!("{m}×{n} over {k} rows"), &first, &expected);
+
+            // The partials are added in a fixed order: a second run gives the same bits.
+            gpu.weight_gradient(out.ptr(), views.0, views.1, &partials).unwrap();
+            let second = download(&gpu, &out);
+            assert!(first.iter().zip(&second).all(|(a, b)| a.to_bits() == b.to_bits()), "runs differ");
+        }
     }
 }

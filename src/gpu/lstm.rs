@@ -339,7 +339,7 @@ impl Model {
         let d_a_from_1 = DeviceMatrix::new(ws.d_gates.at(b * h4), recurrent, h4);
         let h_until_last = DeviceMatrix::new(tape.hidden.ptr(), recurrent, h);
         let d_weight_hh = self.grad(layer.weight_hh);
-        gpu.matmul(d_weight_hh, false, d_a_from_1.t(), h_until_last)?;
+        gpu.weight_gradient(d_weight_hh, d_a_from_1, h_until_last, &ws.partials)?;
         // Both biases enter every pre-activation unscaled: their gradient is Σ ∂L/∂a.
         let d_bias_ih = self.grad(layer.bias_ih);
         gpu.column_sums(ws.d_gates.ptr(), rows, h4, &ws.sums, d_bias_ih)?;
@@ -353,7 +353,7 @@ impl Model {
         } else {
             let d_a = DeviceMatrix::new(ws.d_gates.ptr(), rows, h4);
             let below = DeviceMatrix::new(ws.tapes[k - 1].hidden.ptr(), rows, h);
-            gpu.matmul(self.grad(layer.weight_ih), false, d_a.t(), below)?;
+            gpu.weight_gradient(self.grad(layer.weight_ih), d_a, below, &ws.partials)?;
             // ∂L/∂x = ∂L/∂a · W_ih: [TB×4H]·[4H×H]
             let w_ih = DeviceMatrix::new(self.param(layer.weight_ih), h4, h);
             gpu.matmul(d_input.ptr(), false, d_a, w_ih)

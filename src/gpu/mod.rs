@@ -6,12 +6,12 @@
 //! same name on both sides (`lstm`, `head`, `matmul`, `adam`, `stream`): the input term of all
 //! steps at once (a gather for layer 0, one product above it); the recurrence, all T steps of a
 //! layer in one persistent launch (kernels/lstm.cu), or where that cannot run, per step one
-//! product h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once; backwards,
-//! the recurrence again (persistent, or per step the fused cell gradient and one product
-//! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps (layer 0's ∂L/∂W_ih
-//! as per-symbol sums of ∂L/∂a, its input being one-hot); and one Adam kernel
-//! over the flat parameter buffer. Every buffer lives on the device; one copy to the host per
-//! step brings back the loss (and one more the gradient norm, with --clip).
+//! product h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once, forward
+//! and backward in one kernel; backwards, the recurrence again (persistent, or per step the fused
+//! cell gradient and one product ∂L/∂a_t·W_hh), then each weight gradient as one split-K product
+//! over all steps (layer 0's ∂L/∂W_ih as per-symbol sums of ∂L/∂a, its input being one-hot); and
+//! one Adam kernel over the flat parameter buffer. Every buffer lives on the device; one copy to
+//! the host per step brings back the loss (and one more the gradient norm, with --clip).
 //!
 //! Each kernel's launcher is a public method of [`Gpu`], next to its callers, so that
 //! tests/kernels.rs can check every kernel alone against the CPU function it follows.
@@ -92,6 +92,8 @@ struct Workspace {
     token_rows: Buffer<u32>,
     /// Scratch of the column sums (bias gradients).
     sums: Buffer<f32>,
+    /// Scratch of the weight gradients' partial products (split-K).
+    partials: Buffer<f32>,
     /// Per loss position −log p(target), then per position 1 or 0 for whether the argmax is the
     /// target: [2·T·B].
     results: Buffer<f64>,
@@ -126,6 +128,10 @@ impl Workspace {
             token_offsets: gpu.alloc(v + 1)?,
             token_rows: gpu.alloc(rows)?,
             sums: gpu.alloc(column_sums_scratch(rows, 4 * h).max(column_sums_scratch(rows, v)))?,
+            partials: gpu.alloc(
+                gpu.weight_gradient_scratch(4 * h, h, rows)
+                    .max(gpu.weight_gradient_scratch(v, h, rows)),
+            )?,
             results: gpu.alloc(2 * rows)?,
         })
     }
@@ -193,8 +199,7 @@ impl Model {
         let rows = cpu::loss_rows(objective, ws.batch, ws.steps);
         let n = rows.len();
         self.forward_layers(ws)?;
-        self.head_forward(ws, &rows, dropout)?;
-        self.head_backward(ws, &rows, dropout)?;
+        self.head_forward_backward(ws, &rows, dropout)?;
         let (mut d_hidden, mut d_below) = (&ws.d_hidden, &ws.d_below);
         for k in (0..self.config.layers).rev() {
             self.lstm_backward(ws, k, d_hidden, d_below)?;
@@ -379,9 +384,7 @@ impl Backend for CudaBackend {
         let last = top.hidden.at((steps - 1) * batch * h);
         model.dense_forward(last, batch, ws.logits.ptr())?;
         let logits = ws.logits.ptr();
-        model
-            .gpu
-            .softmax_cross_entropy(logits, None, (batch, v), 0.0, None)?;
+        model.gpu.softmax(logits, batch, v)?;
         model.gpu.download(logits, out)
     }
 

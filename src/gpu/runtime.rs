@@ -126,6 +126,8 @@ pub struct Gpu {
     /// The most blocks a persistent kernel may use, one per multiprocessor; None where
     /// cooperative launches are not supported.
     pub(super) persistent_blocks: Option<usize>,
+    /// Multiprocessors (SMs): the split-K weight gradients fill them (src/gpu/matmul.rs).
+    pub(super) multiprocessors: usize,
     description: String,
 }
 
@@ -206,6 +208,7 @@ fn open_device() -> GpuResult<Gpu> {
         },
         // Without cooperative launches the persistent kernels cannot run.
         persistent_blocks: cooperative.then_some(multiprocessors as usize),
+        multiprocessors: multiprocessors as usize,
         description: format!("{name} (compute capability {major}.{minor}, {multiprocessors} SMs)"),
     })
 }
@@ -243,6 +246,8 @@ impl Gpu {
             runtime: Runtime::Host(library),
             // The host runs every block at once; 8 makes a small model's launch a few blocks.
             persistent_blocks: Some(8),
+            // As many as it has blocks for the persistent kernels: a few per product.
+            multiprocessors: 8,
             description,
         }
     }

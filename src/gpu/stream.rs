@@ -113,7 +113,7 @@ impl CudaBackend {
             )?;
         }
         model.dense_forward(stream.selected.ptr(), rows.len(), stream.logits.ptr())?;
-        gpu.softmax_cross_entropy(stream.logits.ptr(), None, (rows.len(), v), 0.0, None)?;
+        gpu.softmax(stream.logits.ptr(), rows.len(), v)?;
         gpu.download(stream.logits.ptr(), out)
     }
 }

@@ -22,6 +22,41 @@ dim3 blockDim, gridDim;
 static thread_local std::barrier<>* block_barrier = nullptr;
 static thread_local float* block_shared = nullptr;
 
+// The warp the calling thread runs in (see cuda_on_host.h).
+struct Warp {
+    std::barrier<> barrier;
+    std::uint64_t slots[warpSize] = {};
+    explicit Warp(std::ptrdiff_t lanes) : barrier(lanes) {}
+};
+static thread_local Warp* warp = nullptr;
+
+// The warps of a block of `threads` threads; the last may be partial.
+static std::vector<std::unique_ptr<Warp>> warps_of(unsigned threads) {
+    std::vector<std::unique_ptr<Warp>> warps;
+    for (unsigned first = 0; first < threads; first += warpSize)
+        warps.push_back(std::make_unique<Warp>(std::min<unsigned>(warpSize, threads - first)));
+    return warps;
+}
+
+unsigned lane_id() {
+    return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % warpSize;
+}
+
+void __syncwarp(unsigned) {
+    if (!warp) {
+        std::fprintf(stderr, "a warp's barrier in a kernel whose threads build.rs runs one by one\n");
+        std::abort();
+    }
+    warp->barrier.arrive_and_wait();
+}
+
+std::uint64_t warp_exchange(std::uint64_t bits, unsigned source) {
+    __syncwarp();  // every lane has read the previous exchange's slot
+    warp->slots[lane_id()] = bits;
+    __syncwarp();
+    return warp->slots[source];
+}
+
 void __syncthreads() {
     if (!block_barrier) {
         std::fprintf(stderr, "__syncthreads in a kernel build.rs found no barrier in\n");
@@ -84,11 +119,13 @@ extern "C" int host_launch(const char* name, unsigned gx, unsigned gy, unsigned 
     case Threads::BlockAtOnce: {
         std::barrier<> barrier(threads);
         std::vector<float> shared(shared_bytes / sizeof(float));
+        std::vector<std::unique_ptr<Warp>> warps = warps_of(threads);
         std::vector<std::thread> pool;
         for (unsigned t = 0; t < threads; ++t)
             pool.emplace_back([&, t] {
                 block_barrier = &barrier;
                 block_shared = shared.data();
+                warp = warps[t / warpSize].get();
                 for (unsigned block = 0; block < blocks; ++block) {
                     enter(block, t);
                     kernel->run(args);
@@ -102,8 +139,11 @@ extern "C" int host_launch(const char* name, unsigned gx, unsigned gy, unsigned 
     }
     case Threads::GridAtOnce: {
         std::vector<std::unique_ptr<std::barrier<>>> barriers;
-        for (unsigned block = 0; block < blocks; ++block)
+        std::vector<std::vector<std::unique_ptr<Warp>>> warps;
+        for (unsigned block = 0; block < blocks; ++block) {
             barriers.push_back(std::make_unique<std::barrier<>>(threads));
+            warps.push_back(warps_of(threads));
+        }
         std::vector<std::vector<float>> shared(blocks,
                                                std::vector<float>(shared_bytes / sizeof(float)));
         std::vector<std::thread> pool;
@@ -112,6 +152,7 @@ extern "C" int host_launch(const char* name, unsigned gx, unsigned gy, unsigned 
                 pool.emplace_back([&, block, t] {
                     block_barrier = barriers[block].get();
                     block_shared = shared[block].data();
+                    warp = warps[block][t / warpSize].get();
                     enter(block, t);
                     kernel->run(args);
                 });
