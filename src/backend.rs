@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
+use crate::cpu::isa::Kernels;
 use crate::cpu::{self, BatchStats, StreamState, Workspace};
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
@@ -112,6 +113,8 @@ pub struct CpuBackend {
     /// One workspace per batch shape (B, T) and use (training or not).
     workspaces: HashMap<(usize, usize, bool), Workspace<f32>>,
     stream: Option<StreamState<f32>>,
+    /// What runs the recurrence in every workspace.
+    kernels: Kernels,
 }
 
 impl CpuBackend {
@@ -125,7 +128,23 @@ impl CpuBackend {
             dropout_mask: Vec::new(),
             workspaces: HashMap::new(),
             stream: None,
+            kernels: Kernels::selected(),
         }
+    }
+
+    /// What runs the recurrence: [`Kernels::selected`] unless changed by
+    /// [`CpuBackend::use_kernels`].
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Runs the recurrence on `kernels` from now on (tests and benches compare them); a packed
+    /// instruction set this processor lacks panics.
+    pub fn use_kernels(&mut self, kernels: Kernels) {
+        for ws in self.workspaces.values_mut() {
+            ws.use_kernels(kernels);
+        }
+        self.kernels = kernels;
     }
 }
 
@@ -140,15 +159,18 @@ fn workspace<'a>(
     config: &Config,
     (batch, steps): (usize, usize),
     training: bool,
+    kernels: Kernels,
 ) -> &'a mut Workspace<f32> {
     workspaces
         .entry((batch, steps, training))
         .or_insert_with(|| {
-            if training {
+            let mut ws = if training {
                 Workspace::new(config, batch, steps)
             } else {
                 Workspace::for_eval(config, batch, steps)
-            }
+            };
+            ws.use_kernels(kernels);
+            ws
         })
 }
 
@@ -165,6 +187,7 @@ impl Backend for CpuBackend {
             self.params.config(),
             (batch.batch, batch.steps),
             true,
+            self.kernels,
         );
         let mask = (p > 0.0).then(|| {
             let mut mask = std::mem::take(&mut self.dropout_mask);
@@ -200,6 +223,7 @@ impl Backend for CpuBackend {
             self.params.config(),
             (batch, inputs.len() / batch),
             false,
+            self.kernels,
         );
         cpu::predict_last(&self.params, inputs, ws, out);
         Ok(())

@@ -9,9 +9,11 @@
 
 use rayon::prelude::*;
 
+use super::isa::Isa;
 use super::matmul::{
     broadcast_rows, column_sums, matmul, matmul_on_this_thread, matrix, matrix_mut,
 };
+use super::recurrence;
 use crate::model::{Float, LstmLayer, LstmLayerMut};
 
 /// The sizes of one batch of windows.
@@ -232,18 +234,27 @@ fn lstm_cell_forward_portable<F: Float>(
         let (cell_prev, cell) = (&cell_prev[span.clone()], &mut cell[span.clone()]);
         let (tanh_cell, hidden) = (&mut tanh_cell[span.clone()], &mut hidden[span]);
         for j in 0..h {
-            let i = input_gate[j].sigmoid();
-            let f = forget_gate[j].sigmoid();
-            let g = candidate[j].tanh();
-            let o = output_gate[j].sigmoid();
-            let c = f * cell_prev[j] + i * g;
-            let tanh_c = c.tanh();
+            let pre = [input_gate[j], forget_gate[j], candidate[j], output_gate[j]];
+            let ([i, f, g, o], c, tanh_c) = cell_forward(pre, cell_prev[j]);
             (input_gate[j], forget_gate[j], candidate[j], output_gate[j]) = (i, f, g, o);
             cell[j] = c;
             tanh_cell[j] = tanh_c;
             hidden[j] = o * tanh_c;
         }
     }
+}
+
+/// One unit of [`lstm_cell_forward`]: from the pre-activations (a_i, a_f, a_g, a_o) and c_prev,
+/// the activations (i, f, g, o), c and tanh(c); h is o·tanh(c). The packed kernels' epilogue
+/// runs the same operations, so the pointwise results match to the bit.
+#[inline(always)]
+pub(super) fn cell_forward<F: Float>(pre: [F; 4], cell_prev: F) -> ([F; 4], F, F) {
+    let i = pre[0].sigmoid();
+    let f = pre[1].sigmoid();
+    let g = pre[2].tanh();
+    let o = pre[3].sigmoid();
+    let c = f * cell_prev + i * g;
+    ([i, f, g, o], c, c.tanh())
 }
 
 /// The scratch and output buffers of [`lstm_backward`].
@@ -271,8 +282,20 @@ pub fn lstm_backward<F: Float>(
     buffers: LayerGradBuffers<'_, F>,
     grads: LstmLayerMut<'_, F>,
 ) {
-    let (t_len, b, h, v) = (dims.steps, dims.batch, dims.hidden, dims.vocab);
-    let (bh, bg) = (b * h, b * 4 * h);
+    lstm_backward_on(None, layer, input, tape, dims, buffers, grads)
+}
+
+/// [`lstm_backward`] with its loop over the steps on the packed kernels of an instruction set
+/// (`packed`: the ISA and scratch for the packed W_hh), or the reference loop for None.
+pub(super) fn lstm_backward_on<F: Float>(
+    packed: Option<(Isa, &mut Vec<f32>)>,
+    layer: LstmLayer<'_, F>,
+    input: LayerInput<'_, F>,
+    tape: &LayerTape<F>,
+    dims: Dims,
+    buffers: LayerGradBuffers<'_, F>,
+    grads: LstmLayerMut<'_, F>,
+) {
     let LayerGradBuffers {
         d_hidden,
         d_gates,
@@ -280,7 +303,29 @@ pub fn lstm_backward<F: Float>(
         d_table,
         d_input,
     } = buffers;
-    let w_hh = matrix(layer.weight_hh, 4 * h, h);
+    match packed {
+        Some((isa, scratch)) => {
+            let w_hh = layer.weight_hh;
+            recurrence::backward(isa, w_hh, dims, tape, d_hidden, d_gates, d_cell, scratch);
+        }
+        None => bptt_steps(layer.weight_hh, tape, dims, d_hidden, d_gates, d_cell),
+    }
+    weight_gradients(layer, input, tape, dims, d_gates, d_table, d_input, grads);
+}
+
+/// The reference loop of [`lstm_backward`] over the steps, last first: ∂L/∂a_t from the cell,
+/// and ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh.
+fn bptt_steps<F: Float>(
+    weight_hh: &[F],
+    tape: &LayerTape<F>,
+    dims: Dims,
+    d_hidden: &mut [F],
+    d_gates: &mut [F],
+    d_cell: &mut [F],
+) {
+    let (t_len, b, h) = (dims.steps, dims.batch, dims.hidden);
+    let (bh, bg) = (b * h, b * 4 * h);
+    let w_hh = matrix(weight_hh, 4 * h, h);
 
     // Nothing after the window depends on c_{T−1}.
     d_cell.fill(F::ZERO);
@@ -326,6 +371,23 @@ pub fn lstm_backward<F: Float>(
                 }),
         }
     }
+}
+
+/// The parameter gradients of [`lstm_backward`] from ∂L/∂a of every step, each one large
+/// product over all steps; and ∂L/∂x for layers above 0.
+#[allow(clippy::too_many_arguments)]
+fn weight_gradients<F: Float>(
+    layer: LstmLayer<'_, F>,
+    input: LayerInput<'_, F>,
+    tape: &LayerTape<F>,
+    dims: Dims,
+    d_gates: &[F],
+    d_table: &mut [F],
+    d_input: Option<&mut [F]>,
+    grads: LstmLayerMut<'_, F>,
+) {
+    let (t_len, b, h, v) = (dims.steps, dims.batch, dims.hidden, dims.vocab);
+    let bg = b * 4 * h;
 
     // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, as one product over steps 1..T: [4H×(T−1)B]·[(T−1)B×H]
     let recurrent_rows = (t_len - 1) * b;
@@ -408,16 +470,38 @@ pub fn lstm_cell_backward<F: Float>(
         let (cell_prev, tanh_cell) = (&cell_prev[span.clone()], &tanh_cell[span.clone()]);
         let (d_hidden, d_cell) = (&d_hidden[span.clone()], &mut d_cell[span]);
         for j in 0..h {
-            let (i, f, g, o) = (input_gate[j], forget_gate[j], candidate[j], output_gate[j]);
-            let (tanh_c, dh) = (tanh_cell[j], d_hidden[j]);
-            let dc = d_cell[j] + dh * o * (F::ONE - tanh_c * tanh_c);
-            d_input_gate[j] = dc * g * i * (F::ONE - i);
-            d_forget_gate[j] = dc * cell_prev[j] * f * (F::ONE - f);
-            d_candidate[j] = dc * i * (F::ONE - g * g);
-            d_output_gate[j] = dh * tanh_c * o * (F::ONE - o);
-            d_cell[j] = dc * f;
+            let gates = [input_gate[j], forget_gate[j], candidate[j], output_gate[j]];
+            let (d_a, d_c) =
+                cell_backward(gates, cell_prev[j], tanh_cell[j], d_hidden[j], d_cell[j]);
+            [
+                d_input_gate[j],
+                d_forget_gate[j],
+                d_candidate[j],
+                d_output_gate[j],
+            ] = d_a;
+            d_cell[j] = d_c;
         }
     }
+}
+
+/// One unit of [`lstm_cell_backward`]: from the activations (i, f, g, o), c_prev, tanh(c), ∂L/∂h
+/// and ∂L/∂c through c_{t+1}, the four ∂L/∂a and dc⊙f. Shared with the packed kernels.
+#[inline(always)]
+pub(super) fn cell_backward<F: Float>(
+    [i, f, g, o]: [F; 4],
+    cell_prev: F,
+    tanh_c: F,
+    dh: F,
+    d_cell: F,
+) -> ([F; 4], F) {
+    let dc = d_cell + dh * o * (F::ONE - tanh_c * tanh_c);
+    let d_a = [
+        dc * g * i * (F::ONE - i),
+        dc * cell_prev * f * (F::ONE - f),
+        dc * i * (F::ONE - g * g),
+        dh * tanh_c * o * (F::ONE - o),
+    ];
+    (d_a, dc * f)
 }
 
 #[cfg(test)]
