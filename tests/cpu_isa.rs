@@ -4,7 +4,7 @@
 
 use melody_engine::backend::{Backend, Batch, CpuBackend};
 use melody_engine::cpu::isa::{Isa, Kernels};
-use melody_engine::cpu::microkernel::{self, Microkernel, TileOut, MAX_PANEL, MAX_ROWS};
+use melody_engine::cpu::microkernel::{self, Microkernel, TileOut, MAX_ROWS, MAX_WIDTH};
 use melody_engine::cpu::{self, Objective, Workspace};
 use melody_engine::model::{Config, Params};
 use melody_engine::optim::Adam;
@@ -56,117 +56,84 @@ fn buffer_scale(want: &[f32]) -> Vec<f32> {
     vec![max; want.len()]
 }
 
-/// One tile through kernel K: [rows × 4·LANES] of a [rows × k] · panel [k × 4·LANES].
+/// One tile through kernel K: [rows × WIDTH] of a [rows × k] · panel [k × WIDTH].
 fn tile<K: Microkernel>(rows: usize, a: &[f32], k: usize, panel: &[f32]) -> Vec<f32> {
-    let width = 4 * K::LANES;
-    assert!(a.len() >= rows * k && panel.len() >= k * width);
-    let mut out: TileOut = [[f32::NAN; MAX_PANEL]; MAX_ROWS];
+    assert!(rows <= K::ROWS && a.len() >= rows * k && panel.len() >= k * K::WIDTH);
+    let mut out: TileOut = [[f32::NAN; MAX_WIDTH]; MAX_ROWS];
     // SAFETY: the sizes are checked above; callers pass only supported instruction sets.
     unsafe { K::tile(rows, a.as_ptr(), k, k, panel.as_ptr(), &mut out) };
     out[..rows]
         .iter()
-        .flat_map(|row| row[..width].to_vec())
+        .flat_map(|row| row[..K::WIDTH].to_vec())
         .collect()
 }
 
-#[test]
-fn microkernels_match_the_portable_sum_and_each_other() {
-    let mut rng = StdRng::seed_from_u64(13);
-    let isas = supported();
-    for k in [1, 37, 256, 1024] {
-        let lanes = if isas.contains(&Isa::Avx512) { 16 } else { 8 };
-        let a = random(&mut rng, MAX_ROWS * k, 1.0);
-        let panel = random(&mut rng, k * 4 * lanes, 1.0);
-        // Σ|a·w|: the scale that the rounding of every partial sum is relative to.
-        let magnitude = |rows: usize, width: usize| -> Vec<f32> {
-            (0..rows * width)
-                .map(|e| {
-                    (0..k)
-                        .map(|kk| (a[(e / width) * k + kk] * panel[kk * width + e % width]).abs())
-                        .sum()
-                })
-                .collect()
-        };
-        let portable = |rows: usize, width: usize| {
-            // The portable kernel's panel is 32 wide: repack the first 32 columns.
-            let narrow: Vec<f32> = (0..k)
-                .flat_map(|kk| panel[kk * width..kk * width + 32].to_vec())
-                .collect();
-            tile::<microkernel::Portable>(rows, &a, k, &narrow)
-        };
-        for rows in 1..=microkernel::Portable::ROWS {
-            let want: Vec<f32> = (0..rows * 32)
-                .map(|e| {
-                    (0..k)
-                        .map(|kk| a[(e / 32) * k + kk] * panel[kk * 4 * lanes + e % 32])
-                        .sum()
-                })
-                .collect();
-            assert_eq!(
-                portable(rows, 4 * lanes),
-                want,
-                "portable, sequential sums, k={k}"
-            );
-        }
-        #[cfg(target_arch = "x86_64")]
-        {
-            use microkernel::{Avx2, Avx512};
-            if isas.contains(&Isa::Avx2) {
-                let narrow: Vec<f32> = (0..k)
-                    .flat_map(|kk| panel[kk * 4 * lanes..kk * 4 * lanes + 32].to_vec())
-                    .collect();
-                for rows in 1..=Avx2::ROWS {
-                    let got = tile::<Avx2>(rows, &a, k, &narrow);
-                    let want: Vec<f32> = (0..rows * 32)
-                        .map(|e| {
-                            (0..k)
-                                .map(|kk| a[(e / 32) * k + kk] * narrow[kk * 32 + e % 32])
-                                .sum()
-                        })
+/// Kernel K against the plain sum over k in order: `fused` kernels within 1e-6 of Σ|a·w| (the
+/// scale their rounding is relative to), the portable one to the bit. Returns K's tiles.
+fn check_kernel<K: Microkernel>(
+    name: &str,
+    fused: bool,
+    a: &[f32],
+    k: usize,
+    panel: &[f32],
+) -> Vec<Vec<f32>> {
+    let width = K::WIDTH;
+    let narrow: Vec<f32> = (0..k)
+        .flat_map(|kk| panel[kk * MAX_WIDTH..][..width].to_vec())
+        .collect();
+    (1..=K::ROWS)
+        .map(|rows| {
+            let got = tile::<K>(rows, a, k, &narrow);
+            let narrow = &narrow;
+            let terms = |e: usize| {
+                (0..k).map(move |kk| a[(e / width) * k + kk] * narrow[kk * width + e % width])
+            };
+            let want: Vec<f32> = (0..rows * width).map(|e| terms(e).sum()).collect();
+            match fused {
+                true => {
+                    let scale: Vec<f32> = (0..rows * width)
+                        .map(|e| terms(e).map(f32::abs).sum())
                         .collect();
-                    let scale = {
-                        let wide = magnitude(rows, 4 * lanes);
-                        (0..rows * 32)
-                            .map(|e| wide[(e / 32) * 4 * lanes + e % 32])
-                            .collect::<Vec<_>>()
-                    };
                     assert_relative(
-                        &format!("avx2 tile, {rows} rows, k={k}"),
+                        &format!("{name} tile, {rows} rows, k={k}"),
                         &got,
                         &want,
                         &scale,
                         1e-6,
                     );
                 }
+                false => assert_eq!(
+                    got, want,
+                    "{name} tile, {rows} rows, k={k}: sequential sums"
+                ),
             }
+            got
+        })
+        .collect()
+}
+
+#[test]
+fn microkernels_match_the_sequential_sum_and_each_other() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let isas = supported();
+    for k in [1, 37, 256, 1024] {
+        let a = random(&mut rng, MAX_ROWS * k, 1.0);
+        let panel = random(&mut rng, k * MAX_WIDTH, 1.0);
+        check_kernel::<microkernel::Portable>("portable", false, &a, k, &panel);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use microkernel::{Avx2, Avx512};
+            let avx2 = isas
+                .contains(&Isa::Avx2)
+                .then(|| check_kernel::<Avx2>("avx2", true, &a, k, &panel));
             if isas.contains(&Isa::Avx512) {
-                for rows in 1..=Avx512::ROWS {
-                    let got = tile::<Avx512>(rows, &a, k, &panel);
-                    let want: Vec<f32> = (0..rows * 64)
-                        .map(|e| {
-                            (0..k)
-                                .map(|kk| a[(e / 64) * k + kk] * panel[kk * 64 + e % 64])
-                                .sum()
-                        })
+                let avx512 = check_kernel::<Avx512>("avx512", true, &a, k, &panel);
+                // The same fused multiply-adds in the same order as AVX2: the same bits.
+                for (rows, avx2) in avx2.iter().flatten().enumerate().map(|(i, t)| (i + 1, t)) {
+                    let first: Vec<f32> = (0..rows * 16)
+                        .map(|e| avx512[rows - 1][(e / 16) * 32 + e % 16])
                         .collect();
-                    assert_relative(
-                        &format!("avx512 tile, {rows} rows, k={k}"),
-                        &got,
-                        &want,
-                        &magnitude(rows, 64),
-                        1e-6,
-                    );
-                    // The same fused multiply-adds in the same order as AVX2: the same bits.
-                    if isas.contains(&Isa::Avx2) && rows <= Avx2::ROWS {
-                        let narrow: Vec<f32> = (0..k)
-                            .flat_map(|kk| panel[kk * 64..kk * 64 + 32].to_vec())
-                            .collect();
-                        let avx2 = tile::<Avx2>(rows, &a, k, &narrow);
-                        let first: Vec<f32> = (0..rows * 32)
-                            .map(|e| got[(e / 32) * 64 + e % 32])
-                            .collect();
-                        assert_eq!(first, avx2, "avx512 and avx2 tiles, {rows} rows, k={k}");
-                    }
+                    assert_eq!(&first, avx2, "avx512 and avx2 tiles, {rows} rows, k={k}");
                 }
             }
         }

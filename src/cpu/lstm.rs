@@ -233,28 +233,51 @@ fn lstm_cell_forward_portable<F: Float>(
         let (candidate, output_gate) = rest.split_at_mut(h);
         let (cell_prev, cell) = (&cell_prev[span.clone()], &mut cell[span.clone()]);
         let (tanh_cell, hidden) = (&mut tanh_cell[span.clone()], &mut hidden[span]);
-        for j in 0..h {
-            let pre = [input_gate[j], forget_gate[j], candidate[j], output_gate[j]];
-            let ([i, f, g, o], c, tanh_c) = cell_forward(pre, cell_prev[j]);
-            (input_gate[j], forget_gate[j], candidate[j], output_gate[j]) = (i, f, g, o);
-            cell[j] = c;
-            tanh_cell[j] = tanh_c;
-            hidden[j] = o * tanh_c;
-        }
+        cell_forward_units(
+            input_gate,
+            forget_gate,
+            candidate,
+            output_gate,
+            cell_prev,
+            cell,
+            tanh_cell,
+            hidden,
+        );
     }
 }
 
-/// One unit of [`lstm_cell_forward`]: from the pre-activations (a_i, a_f, a_g, a_o) and c_prev,
-/// the activations (i, f, g, o), c and tanh(c); h is o·tanh(c). The packed kernels' epilogue
-/// runs the same operations, so the pointwise results match to the bit.
+/// One row of [`lstm_cell_forward`] over n units: the four gates' pre-activations become
+/// activations in place, and c = f⊙c_prev + i⊙g, tanh(c), h = o⊙tanh(c) are written. The packed
+/// kernels' epilogue calls it too, so the pointwise results match to the bit; the slices are
+/// separate arguments so that the compiler knows they do not overlap and vectorises the loop.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) fn cell_forward<F: Float>(pre: [F; 4], cell_prev: F) -> ([F; 4], F, F) {
-    let i = pre[0].sigmoid();
-    let f = pre[1].sigmoid();
-    let g = pre[2].tanh();
-    let o = pre[3].sigmoid();
-    let c = f * cell_prev + i * g;
-    ([i, f, g, o], c, c.tanh())
+pub(super) fn cell_forward_units<F: Float>(
+    input_gate: &mut [F],
+    forget_gate: &mut [F],
+    candidate: &mut [F],
+    output_gate: &mut [F],
+    cell_prev: &[F],
+    cell: &mut [F],
+    tanh_cell: &mut [F],
+    hidden: &mut [F],
+) {
+    let n = cell.len();
+    let (input_gate, forget_gate) = (&mut input_gate[..n], &mut forget_gate[..n]);
+    let (candidate, output_gate) = (&mut candidate[..n], &mut output_gate[..n]);
+    let (cell_prev, tanh_cell, hidden) = (&cell_prev[..n], &mut tanh_cell[..n], &mut hidden[..n]);
+    for j in 0..n {
+        let i = input_gate[j].sigmoid();
+        let f = forget_gate[j].sigmoid();
+        let g = candidate[j].tanh();
+        let o = output_gate[j].sigmoid();
+        let c = f * cell_prev[j] + i * g;
+        let tanh_c = c.tanh();
+        (input_gate[j], forget_gate[j], candidate[j], output_gate[j]) = (i, f, g, o);
+        cell[j] = c;
+        tanh_cell[j] = tanh_c;
+        hidden[j] = o * tanh_c;
+    }
 }
 
 /// The scratch and output buffers of [`lstm_backward`].
@@ -469,39 +492,46 @@ pub fn lstm_cell_backward<F: Float>(
         let (d_candidate, d_output_gate) = rest.split_at_mut(h);
         let (cell_prev, tanh_cell) = (&cell_prev[span.clone()], &tanh_cell[span.clone()]);
         let (d_hidden, d_cell) = (&d_hidden[span.clone()], &mut d_cell[span]);
-        for j in 0..h {
-            let gates = [input_gate[j], forget_gate[j], candidate[j], output_gate[j]];
-            let (d_a, d_c) =
-                cell_backward(gates, cell_prev[j], tanh_cell[j], d_hidden[j], d_cell[j]);
-            [
-                d_input_gate[j],
-                d_forget_gate[j],
-                d_candidate[j],
-                d_output_gate[j],
-            ] = d_a;
-            d_cell[j] = d_c;
-        }
+        let gates = [input_gate, forget_gate, candidate, output_gate];
+        let (d_i, d_f, d_g, d_o) = (d_input_gate, d_forget_gate, d_candidate, d_output_gate);
+        cell_backward_units(
+            gates, cell_prev, tanh_cell, d_hidden, d_cell, d_i, d_f, d_g, d_o,
+        );
     }
 }
 
-/// One unit of [`lstm_cell_backward`]: from the activations (i, f, g, o), c_prev, tanh(c), ∂L/∂h
-/// and ∂L/∂c through c_{t+1}, the four ∂L/∂a and dc⊙f. Shared with the packed kernels.
+/// One row of [`lstm_cell_backward`] over n units: from the activations (i, f, g, o), c_prev,
+/// tanh(c) and ∂L/∂h, the four ∂L/∂a, and dc⊙f over ∂L/∂c. Shared with the packed kernels;
+/// the written slices are separate arguments so that the loop vectorises.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(super) fn cell_backward<F: Float>(
-    [i, f, g, o]: [F; 4],
-    cell_prev: F,
-    tanh_c: F,
-    dh: F,
-    d_cell: F,
-) -> ([F; 4], F) {
-    let dc = d_cell + dh * o * (F::ONE - tanh_c * tanh_c);
-    let d_a = [
-        dc * g * i * (F::ONE - i),
-        dc * cell_prev * f * (F::ONE - f),
-        dc * i * (F::ONE - g * g),
-        dh * tanh_c * o * (F::ONE - o),
-    ];
-    (d_a, dc * f)
+pub(super) fn cell_backward_units<F: Float>(
+    [input_gate, forget_gate, candidate, output_gate]: [&[F]; 4],
+    cell_prev: &[F],
+    tanh_cell: &[F],
+    d_hidden: &[F],
+    d_cell: &mut [F],
+    d_input_gate: &mut [F],
+    d_forget_gate: &mut [F],
+    d_candidate: &mut [F],
+    d_output_gate: &mut [F],
+) {
+    let n = d_cell.len();
+    let (d_input_gate, d_forget_gate) = (&mut d_input_gate[..n], &mut d_forget_gate[..n]);
+    let (d_candidate, d_output_gate) = (&mut d_candidate[..n], &mut d_output_gate[..n]);
+    let (input_gate, forget_gate) = (&input_gate[..n], &forget_gate[..n]);
+    let (candidate, output_gate) = (&candidate[..n], &output_gate[..n]);
+    let (cell_prev, tanh_cell, d_hidden) = (&cell_prev[..n], &tanh_cell[..n], &d_hidden[..n]);
+    for j in 0..n {
+        let (i, f, g, o) = (input_gate[j], forget_gate[j], candidate[j], output_gate[j]);
+        let (tanh_c, dh) = (tanh_cell[j], d_hidden[j]);
+        let dc = d_cell[j] + dh * o * (F::ONE - tanh_c * tanh_c);
+        d_input_gate[j] = dc * g * i * (F::ONE - i);
+        d_forget_gate[j] = dc * cell_prev[j] * f * (F::ONE - f);
+        d_candidate[j] = dc * i * (F::ONE - g * g);
+        d_output_gate[j] = dh * tanh_c * o * (F::ONE - o);
+        d_cell[j] = dc * f;
+    }
 }
 
 #[cfg(test)]

@@ -1,69 +1,69 @@
 //! The f32 recurrence on the engine's own kernels (forward over T steps, and ∂L/∂h_{t−1} in
 //! BPTT), the same computation as `lstm::lstm_forward` and the loop of `lstm::lstm_backward`.
 //!
-//! W_hh is packed once per pass into [`super::microkernel`] panels. The H units (with their four
-//! gates) are split across threads, so each thread's slice of the packed weights stays in its own
-//! cache for all T steps while the batch rows stream through it; the threads meet at a spinning
-//! barrier once per step, when every unit's h_t (forward) or ∂L/∂a_t (backward) is written.
+//! W_hh is packed once per pass into [`super::microkernel`] panels. The H units (each with its
+//! four gates) are split across threads in chunks of the kernel's panel width, so each thread's
+//! slice of the packed weights stays in its own cache for all T steps while the batch rows
+//! stream through it; the threads meet at a barrier once per step, when every unit's h_t
+//! (forward) or ∂L/∂a_t (backward) is written.
 //!
-//! Forward, panel p holds units p·L..(p+1)·L (L = the kernel's lanes) with their four gates side
-//! by side, [k][gate][unit]: one tile is every pre-activation of those units for its rows, and the
-//! gate nonlinearities and the c/h update run on it right away (`lstm::cell_forward`), before
-//! anything leaves the thread. Backward, panel p holds W_hh's columns p·4L..(p+1)·4L over all
-//! 4H rows: dh_{t−1} += ∂L/∂a_t · W_hh, tile by tile.
+//! Forward, chunk c of units has one panel per gate, [k][unit] of that gate's rows of W_hh; once
+//! a thread's tiles of a step are added to the input terms, the gate nonlinearities and the c/h
+//! update run over its units of each row while they are in its cache (`lstm::cell_forward_units`,
+//! the reference's own code). Backward, chunk c's panel is W_hh's columns of those units over all
+//! 4H rows: dh_{t−1} += ∂L/∂a_t · W_hh, tile by tile, after the pointwise step of every unit.
 
 use std::any::TypeId;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use super::isa::Isa;
-use super::lstm::{cell_backward, cell_forward, Dims, LayerTape};
-use super::microkernel::{Microkernel, Portable, TileOut, MAX_PANEL, MAX_ROWS};
+use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape};
+use super::microkernel::{Microkernel, Portable, TileOut, MAX_ROWS, MAX_WIDTH};
 use crate::model::Float;
 
 #[cfg(target_arch = "x86_64")]
 use super::microkernel::{Avx2, Avx512};
 
-/// The lanes of `isa`'s microkernel (a panel is four times as wide).
-pub fn lanes(isa: Isa) -> usize {
+/// The panel width of `isa`'s microkernel: the units of one chunk.
+pub fn width(isa: Isa) -> usize {
     match isa {
-        Isa::Portable => Portable::LANES,
+        Isa::Portable => Portable::WIDTH,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Avx2::LANES,
+        Isa::Avx2 => Avx2::WIDTH,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Avx512::LANES,
+        Isa::Avx512 => Avx512::WIDTH,
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("{isa} is x86-64 only"),
     }
 }
 
-/// W_hh [4H][H] into forward panels of `lanes` units: packed[p][k][g][u] = W_hh[g·H + p·L + u][k],
-/// zero beyond unit H.
-pub fn pack_forward(weight_hh: &[f32], h: usize, lanes: usize, packed: &mut Vec<f32>) {
-    let width = 4 * lanes;
+/// W_hh [4H][H] into forward panels, one per chunk of `width` units and gate:
+/// packed[c][g][k][u] = W_hh[g·H + c·width + u][k], zero beyond unit H.
+pub fn pack_forward(weight_hh: &[f32], h: usize, width: usize, packed: &mut Vec<f32>) {
     packed.clear();
-    packed.resize(h.div_ceil(lanes) * h * width, 0.0);
+    packed.resize(h.div_ceil(width) * 4 * h * width, 0.0);
     for g in 0..4 {
         for j in 0..h {
-            let (p, u) = (j / lanes, j % lanes);
-            let source = &weight_hh[(g * h + j) * h..][..h];
-            for (k, &w) in source.iter().enumerate() {
-                packed[(p * h + k) * width + g * lanes + u] = w;
+            let (c, u) = (j / width, j % width);
+            let panel = &mut packed[(c * 4 + g) * h * width..][..h * width];
+            for (k, &w) in weight_hh[(g * h + j) * h..][..h].iter().enumerate() {
+                panel[k * width + u] = w;
             }
         }
     }
 }
 
-/// W_hh [4H][H] into backward panels of 4·`lanes` columns: packed[p][k][c] = W_hh[k][p·4L + c],
-/// zero beyond column H.
-pub fn pack_backward(weight_hh: &[f32], h: usize, lanes: usize, packed: &mut Vec<f32>) {
-    let width = 4 * lanes;
+/// W_hh [4H][H] into backward panels, one per chunk of `width` units:
+/// packed[c][k][u] = W_hh[k][c·width + u] over all 4H rows k, zero beyond unit H.
+pub fn pack_backward(weight_hh: &[f32], h: usize, width: usize, packed: &mut Vec<f32>) {
     packed.clear();
     packed.resize(h.div_ceil(width) * 4 * h * width, 0.0);
     for (k, row) in weight_hh.chunks_exact(h).enumerate() {
-        for (p, columns) in row.chunks(width).enumerate() {
-            let start = (p * 4 * h + k) * width;
-            packed[start..start + columns.len()].copy_from_slice(columns);
+        for (c, units) in row.chunks(width).enumerate() {
+            let start = (c * 4 * h + k) * width;
+            packed[start..start + units.len()].copy_from_slice(units);
         }
     }
 }
@@ -82,8 +82,8 @@ pub fn forward<F: Float>(
         tape.hidden.len() >= dims.steps * b * h,
         "tape shorter than the window"
     );
-    let lanes = lanes(isa);
-    pack_forward(f32s(weight_hh), h, lanes, packed);
+    let width = width(isa);
+    pack_forward(f32s(weight_hh), h, width, packed);
     let pass = ForwardPass {
         dims,
         packed: packed.as_ptr(),
@@ -93,18 +93,18 @@ pub fn forward<F: Float>(
         tanh_cell: f32s_mut(&mut tape.tanh_cell).as_mut_ptr(),
         hidden: f32s_mut(&mut tape.hidden).as_mut_ptr(),
     };
-    on_threads(h.div_ceil(lanes), |panels, barrier| {
+    on_threads(h.div_ceil(width), |chunks, barrier| {
         // SAFETY: the pointers reach the tape's [T][B][·] buffers and the packed panels (sizes
         // checked above and by construction); each thread writes only its own units' columns,
         // and reads other units' h_{t−1} only after the barrier that ends step t−1. `isa` is
         // supported: it came from `Isa::parse`/`Isa::best` or a caller that checked.
         unsafe {
             match isa {
-                Isa::Portable => forward_panels::<Portable>(&pass, panels, barrier),
+                Isa::Portable => forward_chunks::<Portable>(&pass, chunks, barrier),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => forward_panels_avx2(&pass, panels, barrier),
+                Isa::Avx2 => forward_chunks_avx2(&pass, chunks, barrier),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => forward_panels_avx512(&pass, panels, barrier),
+                Isa::Avx512 => forward_chunks_avx512(&pass, chunks, barrier),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("{isa} is x86-64 only"),
             }
@@ -133,8 +133,8 @@ pub fn backward<F: Float>(
         "short gradient buffers"
     );
     assert_eq!(d_cell.len(), b * h, "d_cell is [B][H]");
-    let lanes = lanes(isa);
-    pack_backward(f32s(weight_hh), h, lanes, packed);
+    let width = width(isa);
+    pack_backward(f32s(weight_hh), h, width, packed);
     d_cell.fill(F::ZERO);
     let pass = BackwardPass {
         dims,
@@ -147,17 +147,17 @@ pub fn backward<F: Float>(
         d_gates: f32s_mut(d_gates).as_mut_ptr(),
         d_cell: f32s_mut(d_cell).as_mut_ptr(),
     };
-    on_threads(h.div_ceil(4 * lanes), |panels, barrier| {
+    on_threads(h.div_ceil(width), |chunks, barrier| {
         // SAFETY: as in `forward`: each thread writes only its own units' columns of d_hidden,
         // d_gates and d_cell, and reads other units' ∂L/∂a_t only after the barrier that ends
         // their pointwise step t.
         unsafe {
             match isa {
-                Isa::Portable => backward_panels::<Portable>(&pass, panels, barrier),
+                Isa::Portable => backward_chunks::<Portable>(&pass, chunks, barrier),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => backward_panels_avx2(&pass, panels, barrier),
+                Isa::Avx2 => backward_chunks_avx2(&pass, chunks, barrier),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => backward_panels_avx512(&pass, panels, barrier),
+                Isa::Avx512 => backward_chunks_avx512(&pass, chunks, barrier),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("{isa} is x86-64 only"),
             }
@@ -196,34 +196,34 @@ unsafe impl Sync for BackwardPass {}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_panels_avx2(pass: &ForwardPass, panels: Range<usize>, barrier: &SpinBarrier) {
-    forward_panels::<Avx2>(pass, panels, barrier)
+unsafe fn forward_chunks_avx2(pass: &ForwardPass, chunks: Range<usize>, barrier: &SpinBarrier) {
+    forward_chunks::<Avx2>(pass, chunks, barrier)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn forward_panels_avx512(pass: &ForwardPass, panels: Range<usize>, barrier: &SpinBarrier) {
-    forward_panels::<Avx512>(pass, panels, barrier)
+unsafe fn forward_chunks_avx512(pass: &ForwardPass, chunks: Range<usize>, barrier: &SpinBarrier) {
+    forward_chunks::<Avx512>(pass, chunks, barrier)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn backward_panels_avx2(pass: &BackwardPass, panels: Range<usize>, barrier: &SpinBarrier) {
-    backward_panels::<Avx2>(pass, panels, barrier)
+unsafe fn backward_chunks_avx2(pass: &BackwardPass, chunks: Range<usize>, barrier: &SpinBarrier) {
+    backward_chunks::<Avx2>(pass, chunks, barrier)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn backward_panels_avx512(pass: &BackwardPass, panels: Range<usize>, barrier: &SpinBarrier) {
-    backward_panels::<Avx512>(pass, panels, barrier)
+unsafe fn backward_chunks_avx512(pass: &BackwardPass, chunks: Range<usize>, barrier: &SpinBarrier) {
+    backward_chunks::<Avx512>(pass, chunks, barrier)
 }
 
-/// One thread's forward panels over all T steps: per panel and block of rows, one tile of
-/// W_hh·h_{t−1}, then the cell update of those rows and units from it.
+/// One thread's chunks of units forward over all T steps: per chunk, gate and block of rows, one
+/// tile of W_hh·h_{t−1} added to the input terms; then the cell update of its units, row by row.
 #[inline(always)]
-unsafe fn forward_panels<K: Microkernel>(
+unsafe fn forward_chunks<K: Microkernel>(
     pass: &ForwardPass,
-    panels: Range<usize>,
+    chunks: Range<usize>,
     barrier: &SpinBarrier,
 ) {
     let Dims {
@@ -232,10 +232,12 @@ unsafe fn forward_panels<K: Microkernel>(
         hidden: h,
         ..
     } = pass.dims;
-    let (bh, lanes) = (batch * h, K::LANES);
-    let mut tile: TileOut = [[0.0; MAX_PANEL]; MAX_ROWS];
+    let (bh, width) = (batch * h, K::WIDTH);
+    let units = chunks.start * width..(chunks.end * width).min(h);
+    let n = units.len();
+    let mut tile: TileOut = [[0.0; MAX_WIDTH]; MAX_ROWS];
     for t in 0..steps {
-        // h_{−1} = 0: step 0 has no recurrent term (k = 0) and reads c_{−1} = 0.
+        // h_{−1} = c_{−1} = 0: step 0 has no recurrent term (k = 0).
         let (h_prev, c_prev, k) = match t {
             0 => (pass.zero_state, pass.zero_state, 0),
             _ => (
@@ -244,56 +246,47 @@ unsafe fn forward_panels<K: Microkernel>(
                 h,
             ),
         };
-        for p in panels.clone() {
-            let panel = pass.packed.add(p * h * 4 * lanes);
-            let first = p * lanes;
-            let n = lanes.min(h - first);
-            for r0 in (0..batch).step_by(K::ROWS) {
-                let rows = K::ROWS.min(batch - r0);
-                K::tile(rows, h_prev.add(r0 * h), h, k, panel, &mut tile);
-                for (r, acc) in tile[..rows].iter().enumerate() {
-                    let row = t * batch + r0 + r;
-                    let unit = |buffer: *mut f32| {
-                        std::slice::from_raw_parts_mut(buffer.add(row * h + first), n)
-                    };
-                    let gate_row = pass.gates.add(row * 4 * h + first);
-                    let gate = |g: usize| std::slice::from_raw_parts_mut(gate_row.add(g * h), n);
-                    let (a_i, a_f, a_g, a_o) = (gate(0), gate(1), gate(2), gate(3));
-                    let c_prev = std::slice::from_raw_parts(c_prev.add((r0 + r) * h + first), n);
-                    let (cell, tanh_cell, hidden) =
-                        (unit(pass.cell), unit(pass.tanh_cell), unit(pass.hidden));
-                    for u in 0..n {
-                        let recurrent = [
-                            acc[u],
-                            acc[lanes + u],
-                            acc[2 * lanes + u],
-                            acc[3 * lanes + u],
-                        ];
-                        let pre = [
-                            a_i[u] + recurrent[0],
-                            a_f[u] + recurrent[1],
-                            a_g[u] + recurrent[2],
-                            a_o[u] + recurrent[3],
-                        ];
-                        let ([i, f, g, o], c, tanh_c) = cell_forward(pre, c_prev[u]);
-                        (a_i[u], a_f[u], a_g[u], a_o[u]) = (i, f, g, o);
-                        cell[u] = c;
-                        tanh_cell[u] = tanh_c;
-                        hidden[u] = o * tanh_c;
+        let gates = pass.gates.add(t * 4 * bh);
+        for c in chunks.clone() {
+            let first = c * width;
+            let columns = width.min(h - first);
+            for g in 0..4 {
+                let panel = pass.packed.add((c * 4 + g) * h * width);
+                for r0 in (0..batch).step_by(K::ROWS) {
+                    let rows = K::ROWS.min(batch - r0);
+                    K::tile(rows, h_prev.add(r0 * h), h, k, panel, &mut tile);
+                    for (r, recurrent) in tile[..rows].iter().enumerate() {
+                        let pre = gates.add((r0 + r) * 4 * h + g * h + first);
+                        let pre = std::slice::from_raw_parts_mut(pre, columns);
+                        for (a, &recurrent) in pre.iter_mut().zip(recurrent) {
+                            *a += recurrent;
+                        }
                     }
                 }
             }
+        }
+        for b in 0..batch {
+            let row = t * batch + b;
+            let gate_row = pass.gates.add(row * 4 * h + units.start);
+            let gate = |g: usize| std::slice::from_raw_parts_mut(gate_row.add(g * h), n);
+            let state = |buffer: *mut f32| {
+                std::slice::from_raw_parts_mut(buffer.add(row * h + units.start), n)
+            };
+            let c_prev = std::slice::from_raw_parts(c_prev.add(b * h + units.start), n);
+            let (cell, tanh_cell) = (state(pass.cell), state(pass.tanh_cell));
+            let (i, f, g, o) = (gate(0), gate(1), gate(2), gate(3));
+            cell_forward_units(i, f, g, o, c_prev, cell, tanh_cell, state(pass.hidden));
         }
         barrier.wait();
     }
 }
 
-/// One thread's units backwards over all T steps: the pointwise step for its units (all rows),
-/// then, once every unit's ∂L/∂a_t is written, its columns of ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh.
+/// One thread's chunks of units backwards over all T steps: the pointwise step of its units (all
+/// rows), then, once every unit's ∂L/∂a_t is written, its columns of ∂L/∂h_{t−1} += ∂L/∂a_t·W_hh.
 #[inline(always)]
-unsafe fn backward_panels<K: Microkernel>(
+unsafe fn backward_chunks<K: Microkernel>(
     pass: &BackwardPass,
-    panels: Range<usize>,
+    chunks: Range<usize>,
     barrier: &SpinBarrier,
 ) {
     let Dims {
@@ -302,10 +295,10 @@ unsafe fn backward_panels<K: Microkernel>(
         hidden: h,
         ..
     } = pass.dims;
-    let (bh, width) = (batch * h, 4 * K::LANES);
-    let units = panels.start * width..(panels.end * width).min(h);
+    let (bh, width) = (batch * h, K::WIDTH);
+    let units = chunks.start * width..(chunks.end * width).min(h);
     let n = units.len();
-    let mut tile: TileOut = [[0.0; MAX_PANEL]; MAX_ROWS];
+    let mut tile: TileOut = [[0.0; MAX_WIDTH]; MAX_ROWS];
     for t in (0..steps).rev() {
         let c_prev = match t {
             0 => pass.zero_state,
@@ -317,25 +310,17 @@ unsafe fn backward_panels<K: Microkernel>(
             let gate = |g: usize| std::slice::from_raw_parts(gate_row.add(g * h), n);
             let d_gate_row = pass.d_gates.add(row * 4 * h + units.start);
             let d_gate = |g: usize| std::slice::from_raw_parts_mut(d_gate_row.add(g * h), n);
-            let (i, f, g, o) = (gate(0), gate(1), gate(2), gate(3));
-            let (d_i, d_f, d_g, d_o) = (d_gate(0), d_gate(1), d_gate(2), d_gate(3));
             let at = |buffer: *const f32, row: usize| {
                 std::slice::from_raw_parts(buffer.add(row * h + units.start), n)
             };
             let (c_prev, tanh_cell) = (at(c_prev, b), at(pass.tanh_cell, row));
             let d_hidden = at(pass.d_hidden.cast_const(), row);
             let d_cell = std::slice::from_raw_parts_mut(pass.d_cell.add(b * h + units.start), n);
-            for u in 0..n {
-                let (d_a, d_c) = cell_backward(
-                    [i[u], f[u], g[u], o[u]],
-                    c_prev[u],
-                    tanh_cell[u],
-                    d_hidden[u],
-                    d_cell[u],
-                );
-                [d_i[u], d_f[u], d_g[u], d_o[u]] = d_a;
-                d_cell[u] = d_c;
-            }
+            let gates = [gate(0), gate(1), gate(2), gate(3)];
+            let (d_i, d_f, d_g, d_o) = (d_gate(0), d_gate(1), d_gate(2), d_gate(3));
+            cell_backward_units(
+                gates, c_prev, tanh_cell, d_hidden, d_cell, d_i, d_f, d_g, d_o,
+            );
         }
         barrier.wait();
         if t == 0 {
@@ -343,18 +328,18 @@ unsafe fn backward_panels<K: Microkernel>(
         }
         let d_a = pass.d_gates.add(t * batch * 4 * h).cast_const();
         let d_prev = pass.d_hidden.add((t - 1) * bh);
-        for p in panels.clone() {
-            let panel = pass.packed.add(p * 4 * h * width);
-            let first = p * width;
+        for c in chunks.clone() {
+            let panel = pass.packed.add(c * 4 * h * width);
+            let first = c * width;
             let columns = width.min(h - first);
             for r0 in (0..batch).step_by(K::ROWS) {
                 let rows = K::ROWS.min(batch - r0);
                 K::tile(rows, d_a.add(r0 * 4 * h), 4 * h, 4 * h, panel, &mut tile);
-                for (r, acc) in tile[..rows].iter().enumerate() {
-                    let out =
-                        std::slice::from_raw_parts_mut(d_prev.add((r0 + r) * h + first), columns);
-                    for (d, &a) in out.iter_mut().zip(acc) {
-                        *d += a;
+                for (r, recurrent) in tile[..rows].iter().enumerate() {
+                    let out = d_prev.add((r0 + r) * h + first);
+                    let out = std::slice::from_raw_parts_mut(out, columns);
+                    for (d, &recurrent) in out.iter_mut().zip(recurrent) {
+                        *d += recurrent;
                     }
                 }
             }
@@ -362,13 +347,13 @@ unsafe fn backward_panels<K: Microkernel>(
     }
 }
 
-/// Runs `work(panels, barrier)` on as many threads as rayon has (at most one per panel), each
-/// with its own contiguous range of `panels`; the calling thread takes the first range.
+/// Runs `work(chunks, barrier)` on as many threads as rayon has (at most one per chunk), each
+/// with its own contiguous range of the `chunks`; the calling thread takes the first range.
 /// Dedicated scoped threads, not rayon tasks: every thread must run at once for the barrier.
-fn on_threads(panels: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
-    let threads = rayon::current_num_threads().min(panels).max(1);
+fn on_threads(chunks: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
+    let threads = rayon::current_num_threads().min(chunks).max(1);
     let barrier = SpinBarrier::new(threads);
-    let part = |i: usize| i * panels / threads..(i + 1) * panels / threads;
+    let part = |i: usize| i * chunks / threads..(i + 1) * chunks / threads;
     if threads == 1 {
         return work(part(0), &barrier);
     }
@@ -381,13 +366,19 @@ fn on_threads(panels: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
     });
 }
 
-/// A barrier for threads that meet every few hundred microseconds: they spin (a futex wake
-/// costs tens of microseconds), and yield after a while in case the machine is oversubscribed.
+/// A barrier for threads that meet every few hundred microseconds: they spin first (a futex
+/// wake costs tens of microseconds), then sleep on a condition variable, so that a machine with
+/// more runnable threads than cores is not slowed down further by spinning.
 pub struct SpinBarrier {
     threads: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    sleep: Mutex<()>,
+    wake: Condvar,
 }
+
+/// Spins before sleeping: ≈ 50 µs on current processors.
+const SPINS: u32 = 2_000;
 
 impl SpinBarrier {
     pub fn new(threads: usize) -> Self {
@@ -395,6 +386,8 @@ impl SpinBarrier {
             threads,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
         }
     }
 
@@ -405,19 +398,24 @@ impl SpinBarrier {
         }
         let generation = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
-            // Reset before releasing: the next round's arrivals see 0.
+            // Reset before releasing: the next round's arrivals see 0. The lock orders the
+            // release against a sleeper's last check.
             self.arrived.store(0, Ordering::Relaxed);
+            let guard = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
             self.generation.fetch_add(1, Ordering::Release);
+            drop(guard);
+            self.wake.notify_all();
             return;
         }
-        let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == generation {
-            if spins < 20_000 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
+        for _ in 0..SPINS {
+            if self.generation.load(Ordering::Acquire) != generation {
+                return;
             }
+            std::hint::spin_loop();
+        }
+        let mut guard = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        while self.generation.load(Ordering::Acquire) == generation {
+            guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
