@@ -10,6 +10,8 @@
 //! `lstm_forward`, `lstm_step`, `lstm_backward` and the fused cells), `head` (`head_forward`,
 //! `head_backward`), `matmul` (with the biases around a product), `adam` (`adam_update`) and
 //! `stream`. They are public so that each GPU kernel can be tested against its CPU function.
+//! For f32 the recurrence runs on the engine's own kernels instead (`isa` chooses them,
+//! `microkernel` and `recurrence` are they), unless a workspace is told to use the reference.
 
 pub mod adam;
 pub mod head;
