@@ -144,6 +144,9 @@ impl CpuBackend {
         for ws in self.workspaces.values_mut() {
             ws.use_kernels(kernels);
         }
+        if let Some(stream) = &mut self.stream {
+            stream.use_kernels(kernels);
+        }
         self.kernels = kernels;
     }
 }
@@ -208,6 +211,9 @@ impl Backend for CpuBackend {
         if stats.loss_sum.is_finite() {
             self.adam
                 .step(self.params.as_mut_slice(), self.grads.as_mut_slice());
+            if let Some(stream) = &mut self.stream {
+                stream.params_changed();
+            }
         }
         Ok(stats)
     }
@@ -238,7 +244,9 @@ impl Backend for CpuBackend {
     }
 
     fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
-        self.stream = Some(StreamState::new(&self.params, rows));
+        let mut stream = StreamState::new(&self.params, rows);
+        stream.use_kernels(self.kernels);
+        self.stream = Some(stream);
         Ok(())
     }
 

@@ -308,3 +308,41 @@ fn a_training_step_under_each_instruction_set() {
         );
     }
 }
+
+/// Streaming steps (generation) under each instruction set against the reference path, with a
+/// training step in between: the packed stream then runs on the new parameters (repacked).
+#[test]
+fn streaming_steps_under_each_instruction_set() {
+    let case = case(37, 11, 2, 5, 4);
+    let (b, v) = (case.batch, case.config.vocab_size);
+    let batch = Batch {
+        inputs: &case.inputs,
+        targets: &case.targets,
+        batch: b,
+        steps: case.steps,
+    };
+    let stream = |kernels: Kernels| {
+        let mut backend = CpuBackend::new(case.params.clone(), Adam::new(case.config.num_params()));
+        backend.use_kernels(kernels);
+        backend.stream_reset(b).unwrap();
+        let rows: Vec<usize> = (0..b).collect();
+        let mut probs = vec![0.0; b * v];
+        let mut all = Vec::new();
+        for t in 0..case.steps + 1 {
+            if t == case.steps {
+                backend.train_step(&batch, Objective::All, 3).unwrap();
+            }
+            let inputs = &case.inputs[(t % case.steps) * b..][..b];
+            backend.stream_step(0..b, inputs).unwrap();
+            backend.stream_probs(&rows, &mut probs).unwrap();
+            all.extend_from_slice(&probs);
+        }
+        all
+    };
+    let want = stream(Kernels::Reference);
+    for isa in supported() {
+        let got = stream(Kernels::Packed(isa));
+        let what = format!("streaming probabilities, {isa} vs reference");
+        assert_relative(&what, &got, &want, &buffer_scale(&want), 1e-6);
+    }
+}

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use super::isa::Isa;
-use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape};
+use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape, StepOutput};
 use super::microkernel::{Microkernel, Portable, TileOut, MAX_ROWS, MAX_WIDTH};
 use crate::model::Float;
 
@@ -84,27 +84,82 @@ pub fn forward<F: Float>(
     );
     let width = width(isa);
     pack_forward(f32s(weight_hh), h, width, packed);
+    let zero_state = f32s(&tape.zero_state).as_ptr();
     let pass = ForwardPass {
         dims,
         packed: packed.as_ptr(),
-        zero_state: f32s(&tape.zero_state).as_ptr(),
+        h_before: zero_state,
+        c_before: zero_state,
+        h_before_nonzero: false,
         gates: f32s_mut(&mut tape.gates).as_mut_ptr(),
         cell: f32s_mut(&mut tape.cell).as_mut_ptr(),
         tanh_cell: f32s_mut(&mut tape.tanh_cell).as_mut_ptr(),
         hidden: f32s_mut(&mut tape.hidden).as_mut_ptr(),
     };
-    on_threads(h.div_ceil(width), |chunks, barrier| {
-        // SAFETY: the pointers reach the tape's [T][B][·] buffers and the packed panels (sizes
-        // checked above and by construction); each thread writes only its own units' columns,
+    run_forward(isa, &pass);
+}
+
+/// `lstm::lstm_step` on the packed kernels of `isa`, for streaming: one step of every row from
+/// its carried h and c. `packed` holds W_hh packed for `isa`, or is empty and gets packed here,
+/// so a stream packs once per set of parameters.
+pub fn step<F: Float>(
+    isa: Isa,
+    weight_hh: &[F],
+    packed: &mut Vec<f32>,
+    h: usize,
+    h_prev: &[F],
+    c_prev: &[F],
+    out: StepOutput<'_, F>,
+) {
+    let rows = c_prev.len() / h;
+    assert_eq!(h_prev.len(), rows * h, "h_prev is [rows][H]");
+    assert_eq!(out.gates.len(), rows * 4 * h, "gates are [rows][4H]");
+    let lengths = [out.cell.len(), out.tanh_cell.len(), out.hidden.len()];
+    assert_eq!(lengths, [rows * h; 3], "step outputs are [rows][H]");
+    let width = width(isa);
+    if packed.is_empty() {
+        pack_forward(f32s(weight_hh), h, width, packed);
+    }
+    assert_eq!(
+        packed.len(),
+        h.div_ceil(width) * 4 * h * width,
+        "packed for another shape"
+    );
+    let dims = Dims {
+        steps: 1,
+        batch: rows,
+        hidden: h,
+        vocab: 0,
+    };
+    let pass = ForwardPass {
+        dims,
+        packed: packed.as_ptr(),
+        h_before: f32s(h_prev).as_ptr(),
+        c_before: f32s(c_prev).as_ptr(),
+        h_before_nonzero: true,
+        gates: f32s_mut(out.gates).as_mut_ptr(),
+        cell: f32s_mut(out.cell).as_mut_ptr(),
+        tanh_cell: f32s_mut(out.tanh_cell).as_mut_ptr(),
+        hidden: f32s_mut(out.hidden).as_mut_ptr(),
+    };
+    run_forward(isa, &pass);
+}
+
+/// The threads of one forward pass over the buffers of `pass`.
+fn run_forward(isa: Isa, pass: &ForwardPass) {
+    let ForwardPass { dims, .. } = *pass;
+    on_threads(dims.hidden.div_ceil(width(isa)), |chunks, barrier| {
+        // SAFETY: the pointers reach [T][B][·] buffers and the packed panels (sizes checked by
+        // the callers and by construction); each thread writes only its own units' columns,
         // and reads other units' h_{t−1} only after the barrier that ends step t−1. `isa` is
         // supported: it came from `Isa::parse`/`Isa::best` or a caller that checked.
         unsafe {
             match isa {
-                Isa::Portable => forward_chunks::<Portable>(&pass, chunks, barrier),
+                Isa::Portable => forward_chunks::<Portable>(pass, chunks, barrier),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => forward_chunks_avx2(&pass, chunks, barrier),
+                Isa::Avx2 => forward_chunks_avx2(pass, chunks, barrier),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => forward_chunks_avx512(&pass, chunks, barrier),
+                Isa::Avx512 => forward_chunks_avx512(pass, chunks, barrier),
                 #[cfg(not(target_arch = "x86_64"))]
                 _ => unreachable!("{isa} is x86-64 only"),
             }
@@ -169,7 +224,10 @@ pub fn backward<F: Float>(
 struct ForwardPass {
     dims: Dims,
     packed: *const f32,
-    zero_state: *const f32,
+    /// [B][H]: h and c before the first step, and whether h is nonzero (a recurrent term).
+    h_before: *const f32,
+    c_before: *const f32,
+    h_before_nonzero: bool,
     gates: *mut f32,
     cell: *mut f32,
     tanh_cell: *mut f32,
@@ -237,9 +295,13 @@ unsafe fn forward_chunks<K: Microkernel>(
     let n = units.len();
     let mut tile: TileOut = [[0.0; MAX_WIDTH]; MAX_ROWS];
     for t in 0..steps {
-        // h_{−1} = c_{−1} = 0: step 0 has no recurrent term (k = 0).
+        // From the zero state, step 0 has no recurrent term (k = 0).
         let (h_prev, c_prev, k) = match t {
-            0 => (pass.zero_state, pass.zero_state, 0),
+            0 => (
+                pass.h_before,
+                pass.c_before,
+                h * usize::from(pass.h_before_nonzero),
+            ),
             _ => (
                 pass.hidden.add((t - 1) * bh).cast_const(),
                 pass.cell.add((t - 1) * bh).cast_const(),
