@@ -1,6 +1,8 @@
 //! One training step (dropout mask, forward, BPTT, Adam: what `engine train` does per batch) and
 //! one forward pass to the last step's distribution (what `engine evaluate` does per batch) at the
-//! training shape B=64, T=64, H=256, V=38, one layer, loss at all positions; generation, one
+//! training shape B=64, T=64, H=256, V=38, one layer, loss at all positions (on the selected CPU
+//! kernels and, for comparison, with the recurrence through gemm); the recurrent products alone,
+//! in FLOP/s; generation, one
 //! melody and a batch of 16; and the training step on the CPU and the GPU at B=64 and B=512.
 //! Throughput is in step-samples (B·T positions) per second, the unit the PyTorch peers
 //! (benches/peers/torch_cpu_step.py, torch_cuda_step.py) print, and in symbols per second for
@@ -10,6 +12,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use melody_engine::backend::{Backend, Batch, CpuBackend};
+use melody_engine::cpu::isa::Kernels;
+use melody_engine::cpu::lstm::{Dims, LayerTape};
+use melody_engine::cpu::recurrence;
 use melody_engine::encode::Vocabulary;
 use melody_engine::generate::{generate, GenerateOptions};
 use melody_engine::gpu::{self, CudaBackend};
@@ -17,7 +22,7 @@ use melody_engine::model::{Config, Objective, Params};
 use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 // The test helpers: one random_symbols for tests and benches.
 #[path = "../tests/common/mod.rs"]
@@ -61,12 +66,76 @@ fn train_step(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(10))
         .throughput(Throughput::Elements((BATCH * STEPS) as u64));
+    let kernels = backend.kernels();
+    eprintln!("lstm_b64_t64_h256_v38: train_step runs the recurrence on {kernels}");
     group.bench_function("train_step", |bench| {
         bench.iter(|| backend.train_step(&batch, Objective::All, 7).unwrap())
     });
+    // The same step with the recurrence through gemm, as before the packed kernels: the ratio
+    // of the two rows in one run is the kernels' gain on this machine.
+    backend.use_kernels(Kernels::Reference);
+    group.bench_function("train_step_gemm_recurrence", |bench| {
+        bench.iter(|| backend.train_step(&batch, Objective::All, 7).unwrap())
+    });
+    backend.use_kernels(kernels);
     let mut probs = vec![0.0; BATCH * VOCAB];
     group.bench_function("forward_predict_last", |bench| {
         bench.iter(|| backend.predict_last(&inputs, BATCH, &mut probs).unwrap())
+    });
+    group.finish();
+}
+
+/// The recurrent products alone, forward (W_hh·h_{t−1} with the fused cell update, T steps) and
+/// backward (∂L/∂a_t·W_hh with the pointwise step), on the selected kernels; the throughput is
+/// in FLOP of the products (2·T·B·H·4H), so criterion's elem/s reads as FLOP/s.
+fn recurrence(c: &mut Criterion) {
+    let Kernels::Packed(isa) = Kernels::selected() else {
+        unreachable!("the selected kernels are packed")
+    };
+    let (h, v) = (256, VOCAB);
+    let dims = Dims {
+        steps: STEPS,
+        batch: BATCH,
+        hidden: h,
+        vocab: v,
+    };
+    let params = backend().params().unwrap();
+    let weight_hh = params.lstm_layer(0).weight_hh;
+    let mut tape = LayerTape::<f32>::new(dims);
+    let mut rng = StdRng::seed_from_u64(3);
+    let rows = BATCH * STEPS;
+    let input_terms: Vec<f32> = (0..rows * 4 * h)
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let mut packed = Vec::new();
+    let mut group = c.benchmark_group(format!("recurrence_{isa}_b64_t64_h256"));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements((2 * rows * h * 4 * h) as u64));
+    group.bench_function("forward_gflops", |bench| {
+        bench.iter(|| {
+            tape.gates.copy_from_slice(&input_terms);
+            recurrence::forward(isa, weight_hh, dims, &mut tape, &mut packed)
+        })
+    });
+    let (mut d_hidden, mut d_gates) = (vec![0.0; rows * h], vec![0.0; rows * 4 * h]);
+    let mut d_cell = vec![0.0; BATCH * h];
+    group.bench_function("backward_gflops", |bench| {
+        bench.iter(|| {
+            d_hidden.fill(1e-3);
+            let buffers = (&mut d_hidden[..], &mut d_gates[..], &mut d_cell[..]);
+            recurrence::backward(
+                isa,
+                weight_hh,
+                dims,
+                &tape,
+                buffers.0,
+                buffers.1,
+                buffers.2,
+                &mut packed,
+            )
+        })
     });
     group.finish();
 }
@@ -154,5 +223,5 @@ fn gpu_vs_cpu(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step, generation, gpu_vs_cpu);
+criterion_group!(benches, train_step, recurrence, generation, gpu_vs_cpu);
 criterion_main!(benches);

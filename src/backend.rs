@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
+use crate::cpu::isa::Kernels;
 use crate::cpu::{self, BatchStats, StreamState, Workspace};
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
@@ -112,6 +113,8 @@ pub struct CpuBackend {
     /// One workspace per batch shape (B, T) and use (training or not).
     workspaces: HashMap<(usize, usize, bool), Workspace<f32>>,
     stream: Option<StreamState<f32>>,
+    /// What runs the recurrence in every workspace.
+    kernels: Kernels,
 }
 
 impl CpuBackend {
@@ -125,7 +128,26 @@ impl CpuBackend {
             dropout_mask: Vec::new(),
             workspaces: HashMap::new(),
             stream: None,
+            kernels: Kernels::selected(),
         }
+    }
+
+    /// What runs the recurrence: [`Kernels::selected`] unless changed by
+    /// [`CpuBackend::use_kernels`].
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Runs the recurrence on `kernels` from now on (tests and benches compare them); a packed
+    /// instruction set this processor lacks panics.
+    pub fn use_kernels(&mut self, kernels: Kernels) {
+        for ws in self.workspaces.values_mut() {
+            ws.use_kernels(kernels);
+        }
+        if let Some(stream) = &mut self.stream {
+            stream.use_kernels(kernels);
+        }
+        self.kernels = kernels;
     }
 }
 
@@ -140,15 +162,18 @@ fn workspace<'a>(
     config: &Config,
     (batch, steps): (usize, usize),
     training: bool,
+    kernels: Kernels,
 ) -> &'a mut Workspace<f32> {
     workspaces
         .entry((batch, steps, training))
         .or_insert_with(|| {
-            if training {
+            let mut ws = if training {
                 Workspace::new(config, batch, steps)
             } else {
                 Workspace::for_eval(config, batch, steps)
-            }
+            };
+            ws.use_kernels(kernels);
+            ws
         })
 }
 
@@ -165,6 +190,7 @@ impl Backend for CpuBackend {
             self.params.config(),
             (batch.batch, batch.steps),
             true,
+            self.kernels,
         );
         let mask = (p > 0.0).then(|| {
             let mut mask = std::mem::take(&mut self.dropout_mask);
@@ -185,6 +211,9 @@ impl Backend for CpuBackend {
         if stats.loss_sum.is_finite() {
             self.adam
                 .step(self.params.as_mut_slice(), self.grads.as_mut_slice());
+            if let Some(stream) = &mut self.stream {
+                stream.params_changed();
+            }
         }
         Ok(stats)
     }
@@ -200,6 +229,7 @@ impl Backend for CpuBackend {
             self.params.config(),
             (batch, inputs.len() / batch),
             false,
+            self.kernels,
         );
         cpu::predict_last(&self.params, inputs, ws, out);
         Ok(())
@@ -214,7 +244,9 @@ impl Backend for CpuBackend {
     }
 
     fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
-        self.stream = Some(StreamState::new(&self.params, rows));
+        let mut stream = StreamState::new(&self.params, rows);
+        stream.use_kernels(self.kernels);
+        self.stream = Some(stream);
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! one [`Backend`] interface.
 
 use crate::backend::{Backend, CpuBackend};
+use crate::cpu::Isa;
 use crate::gpu::{self, CudaBackend};
 use crate::model::Params;
 use crate::optim::Adam;
@@ -25,7 +26,7 @@ pub fn open(
     adam: Adam,
 ) -> Result<(Box<dyn Backend>, String), String> {
     if device == Device::Cpu {
-        return Ok(on_cpu(params, adam, ""));
+        return on_cpu(params, adam, "");
     }
     // Opening the device or uploading the model can fail; `auto` then still has the CPU.
     let on_gpu = gpu::open().and_then(|gpu| CudaBackend::new(gpu, params.clone(), adam.clone()));
@@ -35,12 +36,19 @@ pub fn open(
             Ok((Box::new(engine), line))
         }
         Err(e) if device == Device::Cuda => Err(format!("--device cuda: {e}")),
-        Err(e) => Ok(on_cpu(params, adam, &format!(" (no CUDA: {e})"))),
+        Err(e) => on_cpu(params, adam, &format!(" (no CUDA: {e})")),
     }
 }
 
-fn on_cpu(params: Params<f32>, adam: Adam, why: &str) -> (Box<dyn Backend>, String) {
+/// The CPU engine on the kernels of [`Isa::selected`]; an `ENGINE_CPU_ISA` this CPU lacks, or
+/// an unknown one, is an error.
+fn on_cpu(
+    params: Params<f32>,
+    adam: Adam,
+    why: &str,
+) -> Result<(Box<dyn Backend>, String), String> {
+    let isa = Isa::selected()?;
     let threads = rayon::current_num_threads();
-    let line = format!("device: CPU, {threads} threads{why}");
-    (Box::new(CpuBackend::new(params, adam)), line)
+    let line = format!("device: CPU, {threads} threads, {isa} kernels{why}");
+    Ok((Box::new(CpuBackend::new(params, adam)), line))
 }

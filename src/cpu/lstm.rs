@@ -9,9 +9,11 @@
 
 use rayon::prelude::*;
 
+use super::isa::Isa;
 use super::matmul::{
     broadcast_rows, column_sums, matmul, matmul_on_this_thread, matrix, matrix_mut,
 };
+use super::recurrence;
 use crate::model::{Float, LstmLayer, LstmLayerMut};
 
 /// The sizes of one batch of windows.
@@ -231,18 +233,50 @@ fn lstm_cell_forward_portable<F: Float>(
         let (candidate, output_gate) = rest.split_at_mut(h);
         let (cell_prev, cell) = (&cell_prev[span.clone()], &mut cell[span.clone()]);
         let (tanh_cell, hidden) = (&mut tanh_cell[span.clone()], &mut hidden[span]);
-        for j in 0..h {
-            let i = input_gate[j].sigmoid();
-            let f = forget_gate[j].sigmoid();
-            let g = candidate[j].tanh();
-            let o = output_gate[j].sigmoid();
-            let c = f * cell_prev[j] + i * g;
-            let tanh_c = c.tanh();
-            (input_gate[j], forget_gate[j], candidate[j], output_gate[j]) = (i, f, g, o);
-            cell[j] = c;
-            tanh_cell[j] = tanh_c;
-            hidden[j] = o * tanh_c;
-        }
+        cell_forward_units(
+            input_gate,
+            forget_gate,
+            candidate,
+            output_gate,
+            cell_prev,
+            cell,
+            tanh_cell,
+            hidden,
+        );
+    }
+}
+
+/// One row of [`lstm_cell_forward`] over n units: the four gates' pre-activations become
+/// activations in place, and c = f⊙c_prev + i⊙g, tanh(c), h = o⊙tanh(c) are written. The packed
+/// kernels' epilogue calls it too, so the pointwise results match to the bit; the slices are
+/// separate arguments so that the compiler knows they do not overlap and vectorises the loop.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn cell_forward_units<F: Float>(
+    input_gate: &mut [F],
+    forget_gate: &mut [F],
+    candidate: &mut [F],
+    output_gate: &mut [F],
+    cell_prev: &[F],
+    cell: &mut [F],
+    tanh_cell: &mut [F],
+    hidden: &mut [F],
+) {
+    let n = cell.len();
+    let (input_gate, forget_gate) = (&mut input_gate[..n], &mut forget_gate[..n]);
+    let (candidate, output_gate) = (&mut candidate[..n], &mut output_gate[..n]);
+    let (cell_prev, tanh_cell, hidden) = (&cell_prev[..n], &mut tanh_cell[..n], &mut hidden[..n]);
+    for j in 0..n {
+        let i = input_gate[j].sigmoid();
+        let f = forget_gate[j].sigmoid();
+        let g = candidate[j].tanh();
+        let o = output_gate[j].sigmoid();
+        let c = f * cell_prev[j] + i * g;
+        let tanh_c = c.tanh();
+        (input_gate[j], forget_gate[j], candidate[j], output_gate[j]) = (i, f, g, o);
+        cell[j] = c;
+        tanh_cell[j] = tanh_c;
+        hidden[j] = o * tanh_c;
     }
 }
 
@@ -271,8 +305,20 @@ pub fn lstm_backward<F: Float>(
     buffers: LayerGradBuffers<'_, F>,
     grads: LstmLayerMut<'_, F>,
 ) {
-    let (t_len, b, h, v) = (dims.steps, dims.batch, dims.hidden, dims.vocab);
-    let (bh, bg) = (b * h, b * 4 * h);
+    lstm_backward_on(None, layer, input, tape, dims, buffers, grads)
+}
+
+/// [`lstm_backward`] with its loop over the steps on the packed kernels of an instruction set
+/// (`packed`: the ISA and scratch for the packed W_hh), or the reference loop for None.
+pub(super) fn lstm_backward_on<F: Float>(
+    packed: Option<(Isa, &mut Vec<f32>)>,
+    layer: LstmLayer<'_, F>,
+    input: LayerInput<'_, F>,
+    tape: &LayerTape<F>,
+    dims: Dims,
+    buffers: LayerGradBuffers<'_, F>,
+    grads: LstmLayerMut<'_, F>,
+) {
     let LayerGradBuffers {
         d_hidden,
         d_gates,
@@ -280,7 +326,29 @@ pub fn lstm_backward<F: Float>(
         d_table,
         d_input,
     } = buffers;
-    let w_hh = matrix(layer.weight_hh, 4 * h, h);
+    match packed {
+        Some((isa, scratch)) => {
+            let w_hh = layer.weight_hh;
+            recurrence::backward(isa, w_hh, dims, tape, d_hidden, d_gates, d_cell, scratch);
+        }
+        None => bptt_steps(layer.weight_hh, tape, dims, d_hidden, d_gates, d_cell),
+    }
+    weight_gradients(layer, input, tape, dims, d_gates, d_table, d_input, grads);
+}
+
+/// The reference loop of [`lstm_backward`] over the steps, last first: ∂L/∂a_t from the cell,
+/// and ∂L/∂h_{t−1} += ∂L/∂a_t · W_hh.
+fn bptt_steps<F: Float>(
+    weight_hh: &[F],
+    tape: &LayerTape<F>,
+    dims: Dims,
+    d_hidden: &mut [F],
+    d_gates: &mut [F],
+    d_cell: &mut [F],
+) {
+    let (t_len, b, h) = (dims.steps, dims.batch, dims.hidden);
+    let (bh, bg) = (b * h, b * 4 * h);
+    let w_hh = matrix(weight_hh, 4 * h, h);
 
     // Nothing after the window depends on c_{T−1}.
     d_cell.fill(F::ZERO);
@@ -326,6 +394,23 @@ pub fn lstm_backward<F: Float>(
                 }),
         }
     }
+}
+
+/// The parameter gradients of [`lstm_backward`] from ∂L/∂a of every step, each one large
+/// product over all steps; and ∂L/∂x for layers above 0.
+#[allow(clippy::too_many_arguments)]
+fn weight_gradients<F: Float>(
+    layer: LstmLayer<'_, F>,
+    input: LayerInput<'_, F>,
+    tape: &LayerTape<F>,
+    dims: Dims,
+    d_gates: &[F],
+    d_table: &mut [F],
+    d_input: Option<&mut [F]>,
+    grads: LstmLayerMut<'_, F>,
+) {
+    let (t_len, b, h, v) = (dims.steps, dims.batch, dims.hidden, dims.vocab);
+    let bg = b * 4 * h;
 
     // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, as one product over steps 1..T: [4H×(T−1)B]·[(T−1)B×H]
     let recurrent_rows = (t_len - 1) * b;
@@ -407,16 +492,45 @@ pub fn lstm_cell_backward<F: Float>(
         let (d_candidate, d_output_gate) = rest.split_at_mut(h);
         let (cell_prev, tanh_cell) = (&cell_prev[span.clone()], &tanh_cell[span.clone()]);
         let (d_hidden, d_cell) = (&d_hidden[span.clone()], &mut d_cell[span]);
-        for j in 0..h {
-            let (i, f, g, o) = (input_gate[j], forget_gate[j], candidate[j], output_gate[j]);
-            let (tanh_c, dh) = (tanh_cell[j], d_hidden[j]);
-            let dc = d_cell[j] + dh * o * (F::ONE - tanh_c * tanh_c);
-            d_input_gate[j] = dc * g * i * (F::ONE - i);
-            d_forget_gate[j] = dc * cell_prev[j] * f * (F::ONE - f);
-            d_candidate[j] = dc * i * (F::ONE - g * g);
-            d_output_gate[j] = dh * tanh_c * o * (F::ONE - o);
-            d_cell[j] = dc * f;
-        }
+        let gates = [input_gate, forget_gate, candidate, output_gate];
+        let (d_i, d_f, d_g, d_o) = (d_input_gate, d_forget_gate, d_candidate, d_output_gate);
+        cell_backward_units(
+            gates, cell_prev, tanh_cell, d_hidden, d_cell, d_i, d_f, d_g, d_o,
+        );
+    }
+}
+
+/// One row of [`lstm_cell_backward`] over n units: from the activations (i, f, g, o), c_prev,
+/// tanh(c) and ∂L/∂h, the four ∂L/∂a, and dc⊙f over ∂L/∂c. Shared with the packed kernels;
+/// the written slices are separate arguments so that the loop vectorises.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn cell_backward_units<F: Float>(
+    [input_gate, forget_gate, candidate, output_gate]: [&[F]; 4],
+    cell_prev: &[F],
+    tanh_cell: &[F],
+    d_hidden: &[F],
+    d_cell: &mut [F],
+    d_input_gate: &mut [F],
+    d_forget_gate: &mut [F],
+    d_candidate: &mut [F],
+    d_output_gate: &mut [F],
+) {
+    let n = d_cell.len();
+    let (d_input_gate, d_forget_gate) = (&mut d_input_gate[..n], &mut d_forget_gate[..n]);
+    let (d_candidate, d_output_gate) = (&mut d_candidate[..n], &mut d_output_gate[..n]);
+    let (input_gate, forget_gate) = (&input_gate[..n], &forget_gate[..n]);
+    let (candidate, output_gate) = (&candidate[..n], &output_gate[..n]);
+    let (cell_prev, tanh_cell, d_hidden) = (&cell_prev[..n], &tanh_cell[..n], &d_hidden[..n]);
+    for j in 0..n {
+        let (i, f, g, o) = (input_gate[j], forget_gate[j], candidate[j], output_gate[j]);
+        let (tanh_c, dh) = (tanh_cell[j], d_hidden[j]);
+        let dc = d_cell[j] + dh * o * (F::ONE - tanh_c * tanh_c);
+        d_input_gate[j] = dc * g * i * (F::ONE - i);
+        d_forget_gate[j] = dc * cell_prev[j] * f * (F::ONE - f);
+        d_candidate[j] = dc * i * (F::ONE - g * g);
+        d_output_gate[j] = dh * tanh_c * o * (F::ONE - o);
+        d_cell[j] = dc * f;
     }
 }
 

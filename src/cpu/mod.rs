@@ -10,19 +10,26 @@
 //! `lstm_forward`, `lstm_step`, `lstm_backward` and the fused cells), `head` (`head_forward`,
 //! `head_backward`), `matmul` (with the biases around a product), `adam` (`adam_update`) and
 //! `stream`. They are public so that each GPU kernel can be tested against its CPU function.
+//! For f32 the recurrence runs on the engine's own kernels instead (`isa` chooses them,
+//! `microkernel` and `recurrence` are they), unless a workspace is told to use the reference.
 
 pub mod adam;
 pub mod head;
+pub mod isa;
 pub mod lstm;
 pub mod matmul;
+pub mod microkernel;
+pub mod recurrence;
 mod stream;
 
 use std::ops::Range;
 
 use crate::model::{Config, Float, Params};
+use isa::Kernels;
 use lstm::{Dims, LayerGradBuffers, LayerInput, LayerTape};
 
 pub use crate::model::Objective;
+pub use isa::Isa;
 pub use stream::StreamState;
 
 /// Loss and accuracy summed over the positions of one batch.
@@ -40,6 +47,10 @@ pub struct BatchStats {
 pub struct Workspace<F> {
     dims: Dims,
     layers: usize,
+    /// What runs the recurrence; always the reference for f64.
+    kernels: Kernels,
+    /// The packed W_hh of the layer whose recurrence runs (scratch of the packed kernels).
+    packed: Vec<f32>,
     /// One tape per layer when training; when evaluating only, layers ping-pong between two.
     tapes: Vec<LayerTape<F>>,
     /// [V][4H]: W_ih_l0 transposed plus both layer-0 biases, one row per symbol.
@@ -86,6 +97,11 @@ impl<F: Float> Workspace<F> {
         Workspace {
             dims,
             layers: config.layers,
+            kernels: match recurrence::is_f32::<F>() {
+                true => Kernels::selected(),
+                false => Kernels::Reference,
+            },
+            packed: Vec::new(),
             tapes: (0..config.layers.min(2))
                 .map(|_| LayerTape::new(dims))
                 .collect(),
@@ -98,6 +114,22 @@ impl<F: Float> Workspace<F> {
             d_cell: Vec::new(),
             d_table: Vec::new(),
         }
+    }
+
+    /// What runs the recurrence: [`Kernels::selected`] for f32 unless changed by
+    /// [`Workspace::use_kernels`], the reference for f64.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// Runs the recurrence on `kernels` from now on. Packed kernels need f32 and an instruction
+    /// set this processor supports; anything else panics.
+    pub fn use_kernels(&mut self, kernels: Kernels) {
+        if let Kernels::Packed(isa) = kernels {
+            assert!(recurrence::is_f32::<F>(), "the packed kernels are f32 only");
+            assert!(isa.supported(), "this CPU lacks {isa}");
+        }
+        self.kernels = kernels;
     }
 
     /// Layer k's h_t and c_t, [T][B][H], from the last pass of a training workspace (an
@@ -243,7 +275,12 @@ pub fn forward_backward<F: Float>(
             d_input: (k > 0).then_some(&mut ws.d_below[..]),
         };
         let layer = params.lstm_layer(k);
-        lstm::lstm_backward(
+        let packed = match ws.kernels {
+            Kernels::Packed(isa) => Some((isa, &mut ws.packed)),
+            Kernels::Reference => None,
+        };
+        lstm::lstm_backward_on(
+            packed,
             layer,
             input,
             &ws.tapes[k],
@@ -327,7 +364,13 @@ fn forward_layers<F: Float>(params: &Params<F>, inputs: &[u32], ws: &mut Workspa
             let input = LayerInput::Hidden(&below.hidden);
             lstm::input_term(layer, input, ws.dims, &mut ws.input_table, &mut tape.gates);
         }
-        lstm::lstm_forward(layer.weight_hh, ws.dims, &mut ws.tapes[here]);
+        let tape = &mut ws.tapes[here];
+        match ws.kernels {
+            Kernels::Packed(isa) => {
+                recurrence::forward(isa, layer.weight_hh, ws.dims, tape, &mut ws.packed)
+            }
+            Kernels::Reference => lstm::lstm_forward(layer.weight_hh, ws.dims, tape),
+        }
     }
 }
 

@@ -1,10 +1,13 @@
 //! Streaming inference for generation: independent LSTM states (rows) advanced one symbol at a
-//! time with the training path's step, and the next-symbol distribution of any row on demand.
+//! time with the training path's step (for f32 the packed kernels, W_hh packed once per set of
+//! parameters), and the next-symbol distribution of any row on demand.
 
 use std::ops::Range;
 
 use super::head;
+use super::isa::Kernels;
 use super::lstm::{self, Dims, LayerInput};
+use super::recurrence;
 use crate::model::{Float, Params};
 
 /// The carried h and c of every layer for `rows` streams, plus one step's scratch.
@@ -24,6 +27,10 @@ pub struct StreamState<F> {
     input_table: Vec<F>,
     /// [rows][V]: logits of the selected rows.
     logits: Vec<F>,
+    /// What runs the recurrence; always the reference for f64.
+    kernels: Kernels,
+    /// Per layer, W_hh packed for the packed kernels; empty until the next step packs it.
+    packed: Vec<Vec<f32>>,
 }
 
 impl<F: Float> StreamState<F> {
@@ -50,7 +57,27 @@ impl<F: Float> StreamState<F> {
             next_hidden: vec![F::ZERO; rows * h],
             input_table,
             logits: vec![F::ZERO; rows * v],
+            kernels: match recurrence::is_f32::<F>() {
+                true => Kernels::selected(),
+                false => Kernels::Reference,
+            },
+            packed: vec![Vec::new(); config.layers],
         }
+    }
+
+    /// Runs the recurrence on `kernels` from now on (see `Workspace::use_kernels`).
+    pub fn use_kernels(&mut self, kernels: Kernels) {
+        if let Kernels::Packed(isa) = kernels {
+            assert!(recurrence::is_f32::<F>(), "the packed kernels are f32 only");
+            assert!(isa.supported(), "this CPU lacks {isa}");
+        }
+        self.kernels = kernels;
+        self.params_changed();
+    }
+
+    /// The parameters changed (a training step): the next step packs W_hh again.
+    pub fn params_changed(&mut self) {
+        self.packed.iter_mut().for_each(Vec::clear);
     }
 
     /// Resets the given streams to the zero state.
@@ -109,13 +136,16 @@ impl<F: Float> StreamState<F> {
                 tanh_cell: &mut self.tanh_cell[span.clone()],
                 hidden: &mut *next_hidden,
             };
-            lstm::lstm_step(
-                layer.weight_hh,
-                h,
-                Some(&self.hidden[k][span.clone()]),
-                &self.cell[k][span.clone()],
-                next,
-            );
+            let (h_prev, c_prev) = (&self.hidden[k][span.clone()], &self.cell[k][span.clone()]);
+            match self.kernels {
+                Kernels::Packed(isa) => {
+                    let packed = &mut self.packed[k];
+                    recurrence::step(isa, layer.weight_hh, packed, h, h_prev, c_prev, next)
+                }
+                Kernels::Reference => {
+                    lstm::lstm_step(layer.weight_hh, h, Some(h_prev), c_prev, next)
+                }
+            }
             self.cell[k][span.clone()].swap_with_slice(next_cell);
             self.hidden[k][span.clone()].swap_with_slice(next_hidden);
         }

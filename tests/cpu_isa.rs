@@ -1,0 +1,348 @@
+//! The CPU engine's own kernels against each other and against the reference (gemm) path: every
+//! instruction set this processor supports, at odd shapes (H=37, B=5, T=3, V=11) and the bench's
+//! (H=256, B=64, T=64, V=38). Instruction sets the processor lacks are skipped with a message.
+
+use melody_engine::backend::{Backend, Batch, CpuBackend};
+use melody_engine::cpu::isa::{Isa, Kernels};
+use melody_engine::cpu::microkernel::{self, Microkernel, TileOut, MAX_ROWS, MAX_WIDTH};
+use melody_engine::cpu::{self, Objective, Workspace};
+use melody_engine::model::{Config, Params};
+use melody_engine::optim::Adam;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+mod common;
+
+/// The instruction sets to test here; prints the ones this processor lacks.
+fn supported() -> Vec<Isa> {
+    Isa::ALL
+        .into_iter()
+        .filter(|isa| {
+            let ok = isa.supported();
+            if !ok {
+                eprintln!("skipped {isa}: this CPU lacks it");
+            }
+            ok
+        })
+        .collect()
+}
+
+fn random(rng: &mut StdRng, n: usize, range: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.gen_range(-range..range)).collect()
+}
+
+/// The worst of |got − want| / scale over the elements, printed with where it is, and asserted
+/// ≤ `bound`. `scale[i]` is what element i's rounding is relative to.
+fn assert_relative(what: &str, got: &[f32], want: &[f32], scale: &[f32], bound: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let (mut worst, mut at) = (0.0f64, 0);
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+        let error = (g as f64 - w as f64).abs() / (s as f64).max(f32::MIN_POSITIVE as f64);
+        if error > worst || error.is_nan() {
+            (worst, at) = (error, i);
+        }
+    }
+    eprintln!(
+        "{what}: worst relative error {worst:.2e} at element {at} (got {}, want {})",
+        got[at], want[at]
+    );
+    assert!(worst <= bound, "{what}: {worst:e} > {bound:e}");
+}
+
+/// Each buffer's elements relative to the largest magnitude in it: what a sum of products over
+/// the buffer's scale can be expected to round to.
+fn buffer_scale(want: &[f32]) -> Vec<f32> {
+    let max = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    vec![max; want.len()]
+}
+
+/// One tile through kernel K: [rows × WIDTH] of a [rows × k] · panel [k × WIDTH].
+fn tile<K: Microkernel>(rows: usize, a: &[f32], k: usize, panel: &[f32]) -> Vec<f32> {
+    assert!(rows <= K::ROWS && a.len() >= rows * k && panel.len() >= k * K::WIDTH);
+    let mut out: TileOut = [[f32::NAN; MAX_WIDTH]; MAX_ROWS];
+    // SAFETY: the sizes are checked above; callers pass only supported instruction sets.
+    unsafe { K::tile(rows, a.as_ptr(), k, k, panel.as_ptr(), &mut out) };
+    out[..rows]
+        .iter()
+        .flat_map(|row| row[..K::WIDTH].to_vec())
+        .collect()
+}
+
+/// Kernel K against the plain sum over k in order: `fused` kernels within 1e-6 of Σ|a·w| (the
+/// scale their rounding is relative to), the portable one to the bit. Returns K's tiles.
+fn check_kernel<K: Microkernel>(
+    name: &str,
+    fused: bool,
+    a: &[f32],
+    k: usize,
+    panel: &[f32],
+) -> Vec<Vec<f32>> {
+    let width = K::WIDTH;
+    let narrow: Vec<f32> = (0..k)
+        .flat_map(|kk| panel[kk * MAX_WIDTH..][..width].to_vec())
+        .collect();
+    (1..=K::ROWS)
+        .map(|rows| {
+            let got = tile::<K>(rows, a, k, &narrow);
+            let narrow = &narrow;
+            let terms = |e: usize| {
+                (0..k).map(move |kk| a[(e / width) * k + kk] * narrow[kk * width + e % width])
+            };
+            let want: Vec<f32> = (0..rows * width).map(|e| terms(e).sum()).collect();
+            match fused {
+                true => {
+                    let scale: Vec<f32> = (0..rows * width)
+                        .map(|e| terms(e).map(f32::abs).sum())
+                        .collect();
+                    assert_relative(
+                        &format!("{name} tile, {rows} rows, k={k}"),
+                        &got,
+                        &want,
+                        &scale,
+                        1e-6,
+                    );
+                }
+                false => assert_eq!(
+                    got, want,
+                    "{name} tile, {rows} rows, k={k}: sequential sums"
+                ),
+            }
+            got
+        })
+        .collect()
+}
+
+#[test]
+fn microkernels_match_the_sequential_sum_and_each_other() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let isas = supported();
+    for k in [1, 37, 256, 1024] {
+        let a = random(&mut rng, MAX_ROWS * k, 1.0);
+        let panel = random(&mut rng, k * MAX_WIDTH, 1.0);
+        check_kernel::<microkernel::Portable>("portable", false, &a, k, &panel);
+        #[cfg(target_arch = "x86_64")]
+        {
+            use microkernel::{Avx2, Avx512};
+            let avx2 = isas
+                .contains(&Isa::Avx2)
+                .then(|| check_kernel::<Avx2>("avx2", true, &a, k, &panel));
+            if isas.contains(&Isa::Avx512) {
+                let avx512 = check_kernel::<Avx512>("avx512", true, &a, k, &panel);
+                // The same fused multiply-adds in the same order as AVX2: the same bits.
+                for (rows, avx2) in avx2.iter().flatten().enumerate().map(|(i, t)| (i + 1, t)) {
+                    let first: Vec<f32> = (0..rows * 16)
+                        .map(|e| avx512[rows - 1][(e / 16) * 32 + e % 16])
+                        .collect();
+                    assert_eq!(&first, avx2, "avx512 and avx2 tiles, {rows} rows, k={k}");
+                }
+            }
+        }
+    }
+}
+
+/// A model and batch of the given shape, one layer or two.
+struct Case {
+    config: Config,
+    params: Params<f32>,
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    batch: usize,
+    steps: usize,
+}
+
+fn case(hidden: usize, vocab: usize, layers: usize, batch: usize, steps: usize) -> Case {
+    let config = Config {
+        vocab_size: vocab,
+        hidden,
+        layers,
+        dropout: 0.2,
+    };
+    let mut rng = StdRng::seed_from_u64((hidden * 1000 + batch) as u64);
+    let params = Params::<f32>::init(config, &mut rng);
+    let inputs = common::random_symbols(&mut rng, batch * steps, vocab);
+    let targets = common::random_symbols(&mut rng, batch * steps, vocab);
+    Case {
+        config,
+        params,
+        inputs,
+        targets,
+        batch,
+        steps,
+    }
+}
+
+/// forward_backward on `kernels`: every layer's h and c, the logit gradients, the parameter
+/// gradients, and the loss.
+fn pass(case: &Case, kernels: Kernels) -> (Vec<f32>, Vec<f32>, Vec<f32>, f64) {
+    let mut ws = Workspace::new(&case.config, case.batch, case.steps);
+    ws.use_kernels(kernels);
+    let mut mask = vec![0.0; ws.dropout_mask_len(Objective::All)];
+    cpu::fill_dropout_mask(&mut mask, 0.2, 5, 0);
+    let mut grads = Params::zeros(case.config);
+    let stats = cpu::forward_backward(
+        &case.params,
+        &case.inputs,
+        &case.targets,
+        Objective::All,
+        Some(&mask),
+        &mut ws,
+        &mut grads,
+    );
+    let states = (0..case.config.layers)
+        .flat_map(|k| {
+            let (h, c) = ws.layer_states(k);
+            [h, c].concat()
+        })
+        .collect();
+    let logit_grads = ws.logit_grads(Objective::All).to_vec();
+    (
+        states,
+        logit_grads,
+        grads.as_slice().to_vec(),
+        stats.loss_sum,
+    )
+}
+
+/// Every packed instruction set against the portable one (same summation order except for the
+/// fused multiply-add) and against the reference gemm path, on one case.
+fn check_against_portable_and_reference(name: &str, case: &Case) {
+    let reference = pass(case, Kernels::Reference);
+    let portable = pass(case, Kernels::Packed(Isa::Portable));
+    let mut runs = vec![("portable vs reference", &portable, &reference)];
+    let others: Vec<_> = supported()
+        .into_iter()
+        .filter(|&isa| isa != Isa::Portable)
+        .map(|isa| (isa, pass(case, Kernels::Packed(isa))))
+        .collect();
+    let labels: Vec<String> = others
+        .iter()
+        .map(|(isa, _)| format!("{isa} vs portable"))
+        .collect();
+    for ((_, run), label) in others.iter().zip(&labels) {
+        runs.push((label, run, &portable));
+    }
+    for (label, got, want) in runs {
+        let what = |part: &str| format!("{name}, {label}: {part}");
+        assert_relative(
+            &what("h and c"),
+            &got.0,
+            &want.0,
+            &buffer_scale(&want.0),
+            1e-6,
+        );
+        assert_relative(
+            &what("∂L/∂logits"),
+            &got.1,
+            &want.1,
+            &buffer_scale(&want.1),
+            1e-6,
+        );
+        assert_relative(
+            &what("gradients"),
+            &got.2,
+            &want.2,
+            &buffer_scale(&want.2),
+            1e-6,
+        );
+        let loss = (got.3 - want.3).abs() / want.3;
+        assert!(
+            loss < 1e-6,
+            "{}: loss {} vs {}",
+            what("loss"),
+            got.3,
+            want.3
+        );
+    }
+}
+
+#[test]
+fn packed_recurrence_matches_the_reference_at_odd_shapes() {
+    check_against_portable_and_reference("H=37 B=5 T=3 V=11, 2 layers", &case(37, 11, 2, 5, 3));
+    check_against_portable_and_reference("H=37 B=5 T=3 V=11, 1 layer", &case(37, 11, 1, 5, 3));
+}
+
+#[test]
+fn packed_recurrence_matches_the_reference_at_the_bench_shape() {
+    check_against_portable_and_reference("H=256 B=64 T=64 V=38", &case(256, 38, 1, 64, 64));
+}
+
+/// A training step (dropout, forward, BPTT, Adam) through the backend under each instruction
+/// set, chosen through the API: the parameters after it agree with the reference path's.
+#[test]
+fn a_training_step_under_each_instruction_set() {
+    let case = case(48, 11, 2, 7, 9);
+    let step = |kernels: Kernels| {
+        let mut backend = CpuBackend::new(case.params.clone(), Adam::new(case.config.num_params()));
+        backend.use_kernels(kernels);
+        assert_eq!(backend.kernels(), kernels);
+        let batch = Batch {
+            inputs: &case.inputs,
+            targets: &case.targets,
+            batch: case.batch,
+            steps: case.steps,
+        };
+        let stats = backend.train_step(&batch, Objective::All, 3).unwrap();
+        (stats, backend.params().unwrap().as_slice().to_vec())
+    };
+    let (want_stats, want) = step(Kernels::Reference);
+    let before = case.params.as_slice();
+    for isa in supported() {
+        let (stats, got) = step(Kernels::Packed(isa));
+        assert_eq!(stats.count, want_stats.count);
+        assert!((stats.loss_sum - want_stats.loss_sum).abs() < 1e-6 * want_stats.loss_sum);
+        // Adam moves every parameter by about the learning rate: compare the moves.
+        let moved = |after: &[f32]| {
+            after
+                .iter()
+                .zip(before)
+                .map(|(a, b)| a - b)
+                .collect::<Vec<f32>>()
+        };
+        let (got, want) = (moved(&got), moved(&want));
+        assert_relative(
+            &format!("training step, {isa} vs reference"),
+            &got,
+            &want,
+            &buffer_scale(&want),
+            1e-4,
+        );
+    }
+}
+
+/// Streaming steps (generation) under each instruction set against the reference path, with a
+/// training step in between: the packed stream then runs on the new parameters (repacked).
+#[test]
+fn streaming_steps_under_each_instruction_set() {
+    let case = case(37, 11, 2, 5, 4);
+    let (b, v) = (case.batch, case.config.vocab_size);
+    let batch = Batch {
+        inputs: &case.inputs,
+        targets: &case.targets,
+        batch: b,
+        steps: case.steps,
+    };
+    let stream = |kernels: Kernels| {
+        let mut backend = CpuBackend::new(case.params.clone(), Adam::new(case.config.num_params()));
+        backend.use_kernels(kernels);
+        backend.stream_reset(b).unwrap();
+        let rows: Vec<usize> = (0..b).collect();
+        let mut probs = vec![0.0; b * v];
+        let mut all = Vec::new();
+        for t in 0..case.steps + 1 {
+            if t == case.steps {
+                backend.train_step(&batch, Objective::All, 3).unwrap();
+            }
+            let inputs = &case.inputs[(t % case.steps) * b..][..b];
+            backend.stream_step(0..b, inputs).unwrap();
+            backend.stream_probs(&rows, &mut probs).unwrap();
+            all.extend_from_slice(&probs);
+        }
+        all
+    };
+    let want = stream(Kernels::Reference);
+    for isa in supported() {
+        let got = stream(Kernels::Packed(isa));
+        let what = format!("streaming probabilities, {isa} vs reference");
+        assert_relative(&what, &got, &want, &buffer_scale(&want), 1e-6);
+    }
+}
