@@ -41,7 +41,7 @@ use stream::Stream;
 pub use host::open_on_host;
 pub use lstm::TokenRows;
 pub use matmul::{column_sums_scratch, DeviceMatrix};
-pub use persistent::PersistentPlan;
+pub use persistent::{ChunkLayout, PersistentPlan};
 pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult};
 
 /// Where each tensor starts in the flat parameter buffer (and in the gradient and Adam
@@ -224,6 +224,8 @@ pub struct CudaBackend {
     norm_sums: Buffer<f64>,
     workspaces: HashMap<(usize, usize), Workspace>,
     stream: Option<Stream>,
+    /// Why the recurrence runs a step per launch, where it does.
+    per_step_reason: String,
 }
 
 impl CudaBackend {
@@ -247,13 +249,14 @@ impl CudaBackend {
         );
         adam.state.m = Vec::new();
         adam.state.v = Vec::new();
+        let recurrence = gpu.recurrence(config.hidden)?;
         Ok(CudaBackend {
             norm_sums: gpu.alloc(adam::NORM_BLOCKS)?,
             model: Model {
                 grads: gpu.alloc(n)?,
                 params: params_buffer,
                 layout: Layout::of(&params),
-                persistent: gpu.persistent_plan(config.hidden)?,
+                persistent: recurrence.as_ref().ok().copied(),
                 barrier: gpu.alloc(2)?,
                 config,
                 gpu,
@@ -263,14 +266,16 @@ impl CudaBackend {
             adam_v,
             workspaces: HashMap::new(),
             stream: None,
+            per_step_reason: recurrence.err().unwrap_or_default(),
         })
     }
 
-    /// The device's name and compute capability, and how the recurrence runs.
+    /// The device's name and compute capability, and how the recurrence runs (its layout, or why
+    /// not persistent).
     pub fn description(&self) -> String {
-        let recurrence = match self.persistent_recurrence() {
-            true => "persistent",
-            false => "one launch per step",
+        let recurrence = match &self.model.persistent {
+            Some(plan) => format!("persistent, {plan}"),
+            None => format!("one launch per step: {}", self.per_step_reason),
         };
         format!("{}; recurrence: {recurrence}", self.model.gpu.description())
     }
@@ -279,10 +284,12 @@ impl CudaBackend {
     /// device and H allow it; the default) or a step per launch. Both compute the same thing;
     /// tests and benches compare them.
     pub fn use_persistent_recurrence(&mut self, on: bool) -> GpuResult<()> {
-        self.model.persistent = match on {
-            true => self.model.gpu.persistent_plan(self.model.config.hidden)?,
-            false => None,
+        let recurrence = match on {
+            true => self.model.gpu.recurrence(self.model.config.hidden)?,
+            false => Err("asked for".to_string()),
         };
+        self.model.persistent = recurrence.as_ref().ok().copied();
+        self.per_step_reason = recurrence.err().unwrap_or_default();
         Ok(())
     }
 

@@ -126,6 +126,9 @@ pub struct Gpu {
     /// The most blocks a persistent kernel may use, one per multiprocessor; None where
     /// cooperative launches are not supported.
     pub(super) persistent_blocks: Option<usize>,
+    /// The dynamic shared memory a persistent kernel's block may use, opted in to above the
+    /// default 48 KB where the device allows more.
+    pub(super) shared_limit: usize,
     description: String,
 }
 
@@ -178,6 +181,8 @@ fn open_device() -> GpuResult<Gpu> {
         attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
     let cooperative =
         attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)? != 0;
+    let shared_optin =
+        attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
     let mut functions = Vec::with_capacity(Kernel::ALL.len());
     let mut modules = Vec::new();
     for kernel in Kernel::ALL {
@@ -196,6 +201,16 @@ fn open_device() -> GpuResult<Gpu> {
                 kernel.name()
             ))
         })?;
+        if kernel.is_persistent() {
+            // Above 48 KB a launch must have opted in; the planner keeps within what this allows.
+            let attribute =
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            loaded
+                .set_attribute(attribute, shared_optin)
+                .map_err(driver(
+                    "opting in to the shared memory of the persistent kernels",
+                ))?;
+        }
         functions.push(loaded);
     }
     Ok(Gpu {
@@ -206,6 +221,7 @@ fn open_device() -> GpuResult<Gpu> {
         },
         // Without cooperative launches the persistent kernels cannot run.
         persistent_blocks: cooperative.then_some(multiprocessors as usize),
+        shared_limit: shared_optin as usize,
         description: format!("{name} (compute capability {major}.{minor}, {multiprocessors} SMs)"),
     })
 }
@@ -229,6 +245,9 @@ fn load_module(ctx: &Arc<CudaContext>, file: &str, capability: u32) -> GpuResult
     }
 }
 
+/// The dynamic shared memory a block may opt in to on compute capability 9.0 (227 KB).
+const HOPPER_SHARED_LIMIT: usize = 227 * 1024;
+
 /// Which way [`Gpu::copy_bytes`] copies.
 #[derive(Clone, Copy)]
 enum Direction {
@@ -243,6 +262,8 @@ impl Gpu {
             runtime: Runtime::Host(library),
             // The host runs every block at once; 8 makes a small model's launch a few blocks.
             persistent_blocks: Some(8),
+            // An H100's or H200's opt-in limit, so that the host plans as they do.
+            shared_limit: HOPPER_SHARED_LIMIT,
             description,
         }
     }

@@ -16,6 +16,10 @@
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
 };
+// CUDA's 128-bit vector, as aligned (kernels load it from shared memory).
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 extern thread_local dim3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 void __syncthreads();
