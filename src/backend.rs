@@ -91,6 +91,12 @@ pub trait Backend {
 
     /// The optimiser state, for an exact resume.
     fn adam_state(&self) -> Result<AdamState, EngineError>;
+
+    /// The table of per-kernel launch times where the engine records them (the CUDA engine
+    /// under `ENGINE_GPU_TIMINGS=1`), else None.
+    fn timings_table(&self) -> Result<Option<String>, EngineError> {
+        Ok(None)
+    }
 }
 
 /// A time-major batch: `inputs[t * batch + b]` is step t of window b.

@@ -7,7 +7,7 @@ use melody_engine::cpu::{self, Objective, Workspace};
 use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
 use melody_engine::generate::{generate, GenerateOptions};
-use melody_engine::gpu::{CudaBackend, Gpu};
+use melody_engine::gpu::{kernels, CudaBackend, Gpu};
 use melody_engine::model::{Config, Params};
 use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
@@ -334,5 +334,74 @@ fn compare_training(gpu: Gpu, run: &str) {
             on_gpu.params().unwrap().as_slice(),
             on_cpu.params().unwrap().as_slice(),
         );
+    }
+}
+
+/// The reference model (one layer, H = 256, V = 38) on an engine, with fresh Adam state.
+fn reference_model(gpu: Gpu) -> CudaBackend {
+    let config = Config {
+        vocab_size: 38,
+        hidden: 256,
+        layers: 1,
+        dropout: 0.2,
+    };
+    let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));
+    CudaBackend::new(gpu, params, Adam::new(config.num_params())).unwrap()
+}
+
+test_engines! {
+    /// What device/run.sh prints first: the device, where its kernels came from, and which
+    /// recurrence the reference model runs (its layout, or why a step per launch).
+    fn reports_the_engine(gpu, engine) {
+        let description = reference_model(gpu).description();
+        eprintln!("engine: {description}");
+        assert!(description.contains("; recurrence: "), "{description}");
+        match engine {
+            "host" => assert!(description.contains("recurrence: persistent, 8 blocks of 32 units")),
+            _ => assert!(description.contains("; kernels: "), "{description}"),
+        }
+    }
+
+    /// With timings on, the table lists every kernel a training step launches (all but those
+    /// of inference, of the per-step recurrence, of --clip and the probe), each with its calls.
+    fn timings_list_every_kernel_of_a_training_step(gpu) {
+        let mut gpu = gpu;
+        gpu.record_timings();
+        let mut backend = reference_model(gpu);
+        assert!(backend.persistent_recurrence());
+        let (b, t) = (3, 4);
+        let mut rng = StdRng::seed_from_u64(1);
+        let inputs = common::random_symbols(&mut rng, b * t, 38);
+        let targets = common::random_symbols(&mut rng, b * t, 38);
+        let batch = Batch { inputs: &inputs, targets: &targets, batch: b, steps: t };
+        for _ in 0..2 {
+            backend.train_step(&batch, Objective::All, 5).unwrap();
+        }
+        let times = backend.kernel_times().unwrap().expect("timings are on");
+        let not_in_training = ["probe_indices", "lstm_cell_forward", "lstm_cell_backward", "sum_squares"];
+        let mut expected: Vec<&str> = kernels::Kernel::ALL
+            .iter()
+            .map(|k| k.name())
+            .filter(|name| !not_in_training.contains(name))
+            .collect();
+        let mut listed: Vec<&str> = times.iter().map(|t| t.kernel.name()).collect();
+        expected.sort();
+        listed.sort();
+        assert_eq!(listed, expected);
+        for time in &times {
+            assert!(time.calls >= 2 && time.calls % 2 == 0, "{time:?}: two identical steps");
+            assert!(time.total_ms > 0.0, "{time:?}");
+        }
+        let layer_kernels = ["lstm_forward_persistent", "lstm_backward_persistent", "adam_update"];
+        for name in layer_kernels {
+            let time = times.iter().find(|t| t.kernel.name() == name).unwrap();
+            assert_eq!(time.calls, 2, "{name}: once a step");
+        }
+        let table = backend.timings_table().unwrap().unwrap();
+        eprintln!("{table}");
+        assert!(table.lines().count() == times.len() + 3, "{table}");
+        for time in &times {
+            assert!(table.contains(time.kernel.name()));
+        }
     }
 }

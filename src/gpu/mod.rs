@@ -28,6 +28,7 @@ mod persistent;
 mod probe;
 mod runtime;
 mod stream;
+mod timings;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -43,6 +44,7 @@ pub use lstm::TokenRows;
 pub use matmul::{column_sums_scratch, DeviceMatrix};
 pub use persistent::{ChunkLayout, PersistentPlan};
 pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult};
+pub use timings::{KernelTime, TIMINGS_VARIABLE};
 
 /// Where each tensor starts in the flat parameter buffer (and in the gradient and Adam
 /// buffers, which share its layout).
@@ -298,6 +300,12 @@ impl CudaBackend {
         self.model.persistent.is_some()
     }
 
+    /// The kernels launched since timings were turned on ([`Gpu::record_timings`]), with their
+    /// calls and times; None where they are off.
+    pub fn kernel_times(&self) -> GpuResult<Option<Vec<KernelTime>>> {
+        self.model.gpu.kernel_times()
+    }
+
     /// The gradient of the last training step, for the GPU-against-CPU tests.
     pub fn gradients(&self) -> GpuResult<Params<f32>> {
         self.download_params(&self.model.grads)
@@ -419,6 +427,10 @@ impl Backend for CudaBackend {
 
     fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> GpuResult<()> {
         self.stream_distribution(rows, out)
+    }
+
+    fn timings_table(&self) -> GpuResult<Option<String>> {
+        self.model.gpu.timings_table()
     }
 
     fn adam_state(&self) -> GpuResult<AdamState> {

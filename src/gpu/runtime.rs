@@ -6,7 +6,7 @@
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
     result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr as _,
@@ -15,6 +15,7 @@ use cudarc::driver::{
 
 use super::host::HostLibrary;
 use super::kernels::{self, Kernel};
+use super::timings::{self, KernelTime, Timings};
 use crate::backend::EngineError;
 
 pub type GpuResult<T> = Result<T, EngineError>;
@@ -130,6 +131,8 @@ pub struct Gpu {
     /// default 48 KB where the device allows more.
     pub(super) shared_limit: usize,
     description: String,
+    /// Per-kernel launch times, where `ENGINE_GPU_TIMINGS=1` or [`Gpu::record_timings`] asked.
+    timings: Option<Mutex<Timings>>,
 }
 
 enum Runtime {
@@ -185,12 +188,17 @@ fn open_device() -> GpuResult<Gpu> {
         attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
     let mut functions = Vec::with_capacity(Kernel::ALL.len());
     let mut modules = Vec::new();
+    // Where the kernels came from ("embedded PTX compute_90", "NVRTC compute_90"), each once.
+    let mut sources: Vec<String> = Vec::new();
     for kernel in Kernel::ALL {
         let file = kernel.file();
         let module = match modules.iter().find(|(name, _)| *name == file) {
             Some((_, module)) => Arc::clone(module),
             None => {
-                let module = load_module(&ctx, file, capability)?;
+                let (module, source) = load_module(&ctx, file, capability)?;
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
                 modules.push((file, Arc::clone(&module)));
                 module
             }
@@ -222,24 +230,41 @@ fn open_device() -> GpuResult<Gpu> {
         // Without cooperative launches the persistent kernels cannot run.
         persistent_blocks: cooperative.then_some(multiprocessors as usize),
         shared_limit: shared_optin as usize,
-        description: format!("{name} (compute capability {major}.{minor}, {multiprocessors} SMs)"),
+        timings: timings::requested().then(|| Mutex::new(Timings::new(false))),
+        description: format!(
+            "{name} (compute capability {major}.{minor}, {multiprocessors} SMs, {} KB shared \
+             memory a block; kernels: {})",
+            shared_optin / 1024,
+            sources.join(", ")
+        ),
     })
 }
 
-/// The module of kernel file `file`: its embedded PTX, or where the driver refuses that PTX
-/// (built by an nvcc newer than the driver), the source compiled by NVRTC.
-fn load_module(ctx: &Arc<CudaContext>, file: &str, capability: u32) -> GpuResult<Arc<CudaModule>> {
+/// The module of kernel file `file` and where it came from: its embedded PTX, or where the
+/// driver refuses that PTX (built by an nvcc newer than the driver) or the binary has none for
+/// the device, the source compiled by NVRTC.
+fn load_module(
+    ctx: &Arc<CudaContext>,
+    file: &str,
+    capability: u32,
+) -> GpuResult<(Arc<CudaModule>, String)> {
     let kernel_file = kernels::file(file);
-    let ptx = kernels::ptx_for(kernel_file, capability)?;
+    let (ptx, source) = kernels::ptx_for(kernel_file, capability)?;
     let failed = |message: String| {
         EngineError::KernelLoad(format!("CUDA: loading kernels/{file}.cu: {message}"))
     };
     match ctx.load_module(ptx) {
-        Ok(module) => Ok(module),
+        Ok(module) => Ok((module, source)),
         Err(e) if kernels::nvrtc_available() && !kernel_file.ptx.is_empty() => {
-            let ptx = kernels::compile(kernel_file, kernels::nvrtc_arch(capability))?;
-            ctx.load_module(ptx)
-                .map_err(|e2| failed(format!("embedded PTX: {e}; NVRTC's: {e2}")))
+            let arch = kernels::nvrtc_arch(capability);
+            let ptx = kernels::compile(kernel_file, arch)?;
+            let module = ctx
+                .load_module(ptx)
+                .map_err(|e2| failed(format!("embedded PTX: {e}; NVRTC's: {e2}")))?;
+            Ok((
+                module,
+                format!("NVRTC {arch} (the driver refused the embedded PTX: {e})"),
+            ))
         }
         Err(e) => Err(failed(e.to_string())),
     }
@@ -264,6 +289,7 @@ impl Gpu {
             persistent_blocks: Some(8),
             // An H100's or H200's opt-in limit, so that the host plans as they do.
             shared_limit: HOPPER_SHARED_LIMIT,
+            timings: timings::requested().then(|| Mutex::new(Timings::new(true))),
             description,
         }
     }
@@ -298,6 +324,12 @@ impl Gpu {
             kernel: format!("{kernel:?}"),
             message,
         };
+        let device = match &self.runtime {
+            Runtime::Cuda { ctx, stream, .. } => Some((ctx, stream)),
+            Runtime::Host(_) => None,
+        };
+        let mut timings = self.timings.as_ref().map(|t| t.lock().expect("timings"));
+        let start = timings.as_mut().map(|t| t.start(device)).transpose()?;
         match &self.runtime {
             Runtime::Cuda {
                 stream, functions, ..
@@ -313,7 +345,36 @@ impl Gpu {
                 .map_err(|e| failed(e.to_string()))
             }
             Runtime::Host(host) => host.launch(kernel, config, args).map_err(failed),
+        }?;
+        match (timings.as_mut(), start) {
+            (Some(timings), Some(start)) => timings.stop(kernel, start, device),
+            _ => Ok(()),
         }
+    }
+
+    /// Records each launch's time from now on (as `ENGINE_GPU_TIMINGS=1` does when opening).
+    pub fn record_timings(&mut self) {
+        let on_host = self.is_host();
+        self.timings
+            .get_or_insert_with(|| Mutex::new(Timings::new(on_host)));
+    }
+
+    /// Every kernel launched since timings were turned on, with its calls and total time, the
+    /// longest first; None where they are off.
+    pub fn kernel_times(&self) -> GpuResult<Option<Vec<KernelTime>>> {
+        self.timings
+            .as_ref()
+            .map(|t| t.lock().expect("timings").kernel_times())
+            .transpose()
+    }
+
+    /// The table of [`Gpu::kernel_times`]: kernel, calls, total ms, mean µs and share, under a
+    /// header that says how they were measured; None where timings are off.
+    pub fn timings_table(&self) -> GpuResult<Option<String>> {
+        self.timings
+            .as_ref()
+            .map(|t| t.lock().expect("timings").table())
+            .transpose()
     }
 
     /// The loaded function of `kernel`, where a driver runs it.

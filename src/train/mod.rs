@@ -116,7 +116,12 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport, String> {
     if options.progress {
         eprintln!("{device}");
     }
-    train_with(&mut *backend, &data, options, start)
+    let report = train_with(&mut *backend, &data, options, start);
+    // Under ENGINE_GPU_TIMINGS=1, where the CUDA engine's time went.
+    if let Some(table) = backend.timings_table()? {
+        eprintln!("{table}");
+    }
+    report
 }
 
 /// Trains `backend` from `start` until `options.epochs` epochs, `options.max_steps` steps,
