@@ -405,3 +405,49 @@ test_engines! {
         }
     }
 }
+
+test_engines! {
+    /// Queued steps (results read a step late, as `engine train` runs them) report every step's
+    /// statistics in order and leave the parameters and Adam state exactly as blocking steps do.
+    fn queued_steps_match_blocking_steps(gpu) {
+        let config = Config { vocab_size: 11, hidden: 13, layers: 2, dropout: 0.25 };
+        let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(3));
+        let (b, t) = (3, 5);
+        let mut rng = StdRng::seed_from_u64(4);
+        let batches: Vec<(Vec<u32>, Vec<u32>)> = (0..3)
+            .map(|_| {
+                let inputs = common::random_symbols(&mut rng, b * t, config.vocab_size);
+                (inputs, common::random_symbols(&mut rng, b * t, config.vocab_size))
+            })
+            .collect();
+        fn batch((inputs, targets): &(Vec<u32>, Vec<u32>), b: usize, t: usize) -> Batch<'_> {
+            Batch { inputs, targets, batch: b, steps: t }
+        }
+        let adam = || Adam::new(config.num_params());
+        let second = match gpu.is_host() {
+            true => engines::on_host().unwrap(),
+            false => melody_engine::gpu::open().unwrap(),
+        };
+        let mut blocking = CudaBackend::new(second, params.clone(), adam()).unwrap();
+        let expected: Vec<_> = batches
+            .iter()
+            .map(|x| blocking.train_step(&batch(x, b, t), Objective::All, 9).unwrap())
+            .collect();
+        let mut queued = CudaBackend::new(gpu, params, adam()).unwrap();
+        let mut reported = Vec::new();
+        for x in &batches {
+            reported.extend(queued.queue_train_step(&batch(x, b, t), Objective::All, 9).unwrap());
+        }
+        assert_eq!(reported.len(), batches.len() - 1, "one step in flight");
+        reported.extend(queued.finish_train_steps().unwrap());
+        assert_eq!(queued.finish_train_steps().unwrap(), None);
+        for (got, want) in reported.iter().zip(&expected) {
+            assert_eq!(got.loss_sum.to_bits(), want.loss_sum.to_bits());
+            assert_eq!((got.correct, got.count), (want.correct, want.count));
+        }
+        assert_eq!(reported.len(), expected.len());
+        assert_eq!(queued.params().unwrap().as_slice(), blocking.params().unwrap().as_slice());
+        let (a, b) = (queued.adam_state().unwrap(), blocking.adam_state().unwrap());
+        assert_eq!((a.m, a.v, a.step), (b.m, b.v, b.step));
+    }
+}

@@ -9,8 +9,8 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr as _,
-    DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
+    result, sys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream,
+    DevicePtr as _, DeviceRepr, DriverError, LaunchConfig, PinnedHostSlice, ValidAsZeroBits,
 };
 
 use super::host::HostLibrary;
@@ -118,6 +118,59 @@ impl<T> Buffer<T> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// Host memory that a device copies into without the host waiting ([`Gpu::download_later`]):
+/// page-locked on a device, plain on the host emulation.
+pub struct HostStaging<T> {
+    memory: StagingMemory<T>,
+}
+
+enum StagingMemory<T> {
+    Pinned(PinnedHostSlice<T>),
+    Plain(Vec<T>),
+}
+
+impl<T> HostStaging<T> {
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        match &self.memory {
+            StagingMemory::Pinned(pinned) => pinned.len(),
+            StagingMemory::Plain(values) => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A copy into a [`HostStaging`] on its way: [`Landing::read`] waits for it.
+pub struct Landing {
+    /// Recorded after the copy on a device; None on the host, where it has landed already.
+    copied: Option<CudaEvent>,
+    len: usize,
+}
+
+impl Landing {
+    /// The `len` values copied, once they have landed.
+    pub fn read<'a, T: ValidAsZeroBits>(&self, staging: &'a HostStaging<T>) -> GpuResult<&'a [T]> {
+        if let Some(event) = &self.copied {
+            event
+                .synchronize()
+                .map_err(driver("waiting for a copy to the host"))?;
+        }
+        Ok(match &staging.memory {
+            StagingMemory::Pinned(pinned) => {
+                let ptr = pinned
+                    .as_ptr()
+                    .map_err(driver("reading page-locked memory"))?;
+                // SAFETY: the copy of `len` ≤ pinned.len() values has completed (the event).
+                unsafe { std::slice::from_raw_parts(ptr, self.len) }
+            }
+            StagingMemory::Plain(values) => &values[..self.len],
+        })
     }
 }
 
@@ -471,6 +524,65 @@ impl Gpu {
         // SAFETY: as the contract says; the copy is complete when this returns.
         let (bytes, dst) = (std::mem::size_of_val(host), host.as_mut_ptr() as u64);
         unsafe { self.copy_bytes(dst, src.address(), bytes, Direction::ToHost) }
+    }
+
+    /// Host memory for copies of up to `len` values that the host does not wait for.
+    pub fn staging<T: DeviceRepr + ValidAsZeroBits + Clone>(
+        &self,
+        len: usize,
+    ) -> GpuResult<HostStaging<T>> {
+        let memory = match &self.runtime {
+            Runtime::Cuda { ctx, .. } => {
+                // SAFETY: the memory is only read after a copy has filled it (Landing::read);
+                // flags 0: cached, as the host reads it (write-combined memory reads slowly).
+                let pinned = unsafe { ctx.alloc_pinned_with_flags::<T>(len.max(1), 0) }
+                    .map_err(driver("allocating page-locked memory"))?;
+                StagingMemory::Pinned(pinned)
+            }
+            // SAFETY: all-zero bits are a valid T.
+            Runtime::Host(_) => StagingMemory::Plain(vec![unsafe { std::mem::zeroed() }; len]),
+        };
+        Ok(HostStaging { memory })
+    }
+
+    /// Queues a copy of `len` values from `src` into `staging` after everything issued before,
+    /// without waiting for it: the [`Landing`] does.
+    pub fn download_later<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        src: DevicePtr<T>,
+        len: usize,
+        staging: &mut HostStaging<T>,
+    ) -> GpuResult<Landing> {
+        let bytes = len * std::mem::size_of::<T>();
+        match (&self.runtime, &mut staging.memory) {
+            (Runtime::Cuda { stream, .. }, StagingMemory::Pinned(pinned)) => {
+                assert!(
+                    len <= pinned.len(),
+                    "{len} values into a staging of {}",
+                    pinned.len()
+                );
+                self.bind()?;
+                let ptr = pinned
+                    .as_mut_ptr()
+                    .map_err(driver("writing page-locked memory"))?;
+                // SAFETY: `ptr` holds at least `len` values (checked) and `src` holds `len`.
+                let host = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, bytes) };
+                unsafe { result::memcpy_dtoh_async(host, src.address(), stream.cu_stream()) }
+                    .map_err(driver("copying from the device"))?;
+                let copied = stream
+                    .record_event(None)
+                    .map_err(driver("recording a copy to the host"))?;
+                Ok(Landing {
+                    copied: Some(copied),
+                    len,
+                })
+            }
+            (Runtime::Host(_), StagingMemory::Plain(values)) => {
+                self.download(src, &mut values[..len])?;
+                Ok(Landing { copied: None, len })
+            }
+            _ => unreachable!("staging from another runtime"),
+        }
     }
 
     /// Copies `len` floats from `src` to `dst` on the device.
