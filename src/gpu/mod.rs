@@ -11,7 +11,8 @@
 //! ∂L/∂a_t·W_hh), then each weight gradient as one product over all steps (layer 0's ∂L/∂W_ih
 //! as per-symbol sums of ∂L/∂a, its input being one-hot); and one Adam kernel
 //! over the flat parameter buffer. Every buffer lives on the device; one copy to the host per
-//! step brings back the loss (and one more the gradient norm, with --clip).
+//! step brings back the loss, which a queued step (`Backend::queue_train_step`) reads one step
+//! late from page-locked memory (and with --clip one more, the gradient norm, waited for).
 //!
 //! Each kernel's launcher is a public method of [`Gpu`], next to its callers, so that
 //! tests/kernels.rs can check every kernel alone against the CPU function it follows.
