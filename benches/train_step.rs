@@ -6,7 +6,8 @@
 //! melody and a batch of 16; and the training step on the CPU and the GPU at B=64 and B=512.
 //! Throughput is in step-samples (B·T positions) per second, the unit the PyTorch peers
 //! (benches/peers/torch_cpu_step.py, torch_cuda_step.py) print, and in symbols per second for
-//! generation.
+//! generation. Under `ENGINE_GPU_TIMINGS=1` the GPU rows end with each GPU engine's per-kernel
+//! timings table.
 
 use std::time::Duration;
 
@@ -215,12 +216,20 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         };
         group.throughput(Throughput::Elements((batch_size * STEPS) as u64));
         for (name, engine) in &mut engines {
+            // As `engine train` steps: queued, the GPU's losses read one step late.
             group.bench_function(format!("{name}_b{batch_size}"), |bench| {
-                bench.iter(|| engine.train_step(&batch, Objective::All, 7).unwrap())
+                bench.iter(|| engine.queue_train_step(&batch, Objective::All, 7).unwrap())
             });
+            engine.finish_train_steps().unwrap();
         }
     }
     group.finish();
+    // Under ENGINE_GPU_TIMINGS=1, each GPU engine's launches over all its rows.
+    for (name, engine) in &engines {
+        if let Some(table) = engine.timings_table().expect("reading the timings") {
+            eprintln!("{name}: {table}");
+        }
+    }
 }
 
 criterion_group!(benches, train_step, recurrence, generation, gpu_vs_cpu);

@@ -106,16 +106,23 @@ input_term_backward(const float* d_gates, const unsigned int* token_offsets,
 // once per step; a grid-wide barrier separates the steps. The launch must be cooperative (all
 // blocks resident at once), or the barrier would wait forever.
 //
-// Thread (r, j) of a block, r = tid / units_per_block, j = tid % units_per_block, handles hidden
-// unit u = first_unit + j for batch rows r, r + rows_per_chunk, …; the recurrent product for a
-// chunk of rows is staged through shared memory in slices of SLICE_K columns.
+// A step's recurrent product runs a chunk of `rows_per_chunk` batch rows at a time: the chunk's
+// rows of x (h_{t−1}, or ∂L/∂a_{t+1} backwards) are staged whole in shared memory, then thread
+// (share, row group, unit j) multiplies ROWS rows by the W_hh rows of unit j over its share of
+// the k range with 128-bit shared loads: ROWS·4 outputs per thread forwards (the four gates),
+// ROWS·1 backwards. The k shares' partial sums meet in shared memory and are added in share
+// order, so the result does not depend on scheduling. src/gpu/persistent.rs plans the chunk and
+// the number of shares (`k_split`) to fit the device's shared memory, with the same padding
+// (padded_width, shared_stride) as here.
 
-#define SLICE_K 32
+// Rows per thread of the products: forwards × 4 gates, backwards × 1 unit; 8 and 4 outputs.
+#define FORWARD_ROWS 2
+#define BACKWARD_ROWS 4
 
 #ifndef MELODY_ON_HOST
 __device__ __forceinline__ float* dynamic_shared_memory() {
-    extern __shared__ float shared[];
-    return shared;
+    extern __shared__ float4 shared4[];
+    return reinterpret_cast<float*>(shared4);
 }
 __device__ __forceinline__ void spin_pause() { __nanosleep(32); }
 // A load that always goes to memory (never a register or L1 copy): for a value other blocks write.
@@ -143,113 +150,144 @@ __device__ void grid_barrier(unsigned int* barrier) {
     __syncthreads();
 }
 
-// The rows of x [rows][x_stride] staged in a tile: slice k0 of the chunk of rows from first_row,
-// rows_per_chunk × SLICE_K values, at most SLICE_K per thread (threads = rows_per_chunk · units
-// per block), loaded into registers so that the next slice's loads are in flight while this
-// one is multiplied. Rows written by other blocks in the previous step: loaded past L1 (__ldcg).
-struct Staged {
-    float values[SLICE_K];
-};
+// A product's k range, zero-padded to whole float4s in every share.
+__device__ __forceinline__ int padded_width(int width, int k_split) {
+    int quad = 4 * k_split;
+    return (width + quad - 1) / quad * quad;
+}
 
-__device__ __forceinline__ void load_slice(Staged& staged, const float* x, int x_stride, int rows,
-                                           int first_row, int width, int k0, int tile_elements) {
-    int tid = threadIdx.x, threads = blockDim.x;
-#pragma unroll
-    for (int l = 0; l < SLICE_K; ++l) {
-        // Consecutive threads take consecutive k of a row: coalesced loads.
-        int e = tid + l * threads;
-        int row = first_row + e / SLICE_K, k = k0 + e % SLICE_K;
-        bool inside = e < tile_elements && row < rows && k < width;
-        staged.values[l] = inside ? __ldcg(x + (long long)row * x_stride + k) : 0.0f;
+// The shared-memory row stride for padded rows: an odd number of float4s, so that the eight
+// threads of a 128-bit load phase reading eight different rows hit eight different bank groups.
+__device__ __forceinline__ int shared_stride(int padded) {
+    return (padded / 4) % 2 == 0 ? padded + 4 : padded;
+}
+
+// tile[r][k] = x[first_row + r][k] for a chunk of rows, zero past the batch and past `width`.
+// Consecutive threads take consecutive k: coalesced loads, past L1 (other blocks wrote x).
+__device__ __forceinline__ void stage_rows(float* tile, int stride, int padded, const float* x,
+                                           int x_stride, int width, int rows, int first_row,
+                                           int batch) {
+    for (int e = threadIdx.x; e < rows * padded; e += blockDim.x) {
+        int r = e / padded, k = e % padded, row = first_row + r;
+        bool inside = row < batch && k < width;
+        tile[r * stride + k] = inside ? __ldcg(x + (long long)row * x_stride + k) : 0.0f;
     }
 }
 
-// acc[c] = Σ_k x[row][k] · w[c·units_per_block + j][k] over k < width, for the thread's row and
-// unit j: x rows from global memory in SLICE_K-wide tiles, w the block's resident slice with rows
-// of `w_stride` floats. Four partial sums per output keep four FMA chains in flight.
-template <int COUNT>
-__device__ void chunk_product(const float* x, int x_stride, int rows, int first_row, int width,
-                              const float* w, int w_stride, int units_per_block, float* tile,
-                              float* acc) {
-    int tid = threadIdx.x, threads = blockDim.x;
-    int rows_per_chunk = threads / units_per_block;
-    int tile_elements = rows_per_chunk * SLICE_K;
-    int r = tid / units_per_block, j = tid % units_per_block;
-    float partial[COUNT][4];
+// partial[i][c] = Σ_{k_begin ≤ k < k_end} tile[first + i][k] · w[c·units_per_block + j][k], in
+// k order: ROWS·COUNT independent FMA chains, each float4 of w reused by ROWS rows and each
+// float4 of x by COUNT rows of w.
+template <int ROWS, int COUNT>
+__device__ __forceinline__ void product_share(const float* tile, const float* w, int stride,
+                                              int first, int j, int units_per_block, int k_begin,
+                                              int k_end, float (&partial)[ROWS][COUNT]) {
 #pragma unroll
-    for (int c = 0; c < COUNT; ++c)
+    for (int i = 0; i < ROWS; ++i)
 #pragma unroll
-        for (int q = 0; q < 4; ++q) partial[c][q] = 0.0f;
-    Staged staged;
-    load_slice(staged, x, x_stride, rows, first_row, width, 0, tile_elements);
-    for (int k0 = 0; k0 < width; k0 += SLICE_K) {
+        for (int c = 0; c < COUNT; ++c) partial[i][c] = 0.0f;
+    for (int k = k_begin; k < k_end; k += 4) {
+        float4 wv[COUNT];
 #pragma unroll
-        for (int l = 0; l < SLICE_K; ++l) {
-            int e = tid + l * threads;
-            if (e < tile_elements) tile[(e / SLICE_K) * (SLICE_K + 1) + e % SLICE_K] = staged.values[l];
-        }
-        __syncthreads();
-        if (k0 + SLICE_K < width)
-            load_slice(staged, x, x_stride, rows, first_row, width, k0 + SLICE_K, tile_elements);
-        int slice = min(SLICE_K, width - k0);
-        // Unrolled by the four partial sums, so that registers are indexed by constants only.
-        for (int kk = 0; kk < slice; kk += 4) {
+        for (int c = 0; c < COUNT; ++c)
+            wv[c] = *reinterpret_cast<const float4*>(w + (c * units_per_block + j) * stride + k);
 #pragma unroll
-            for (int q = 0; q < 4; ++q) {
-                if (kk + q >= slice) break;
-                float xv = tile[r * (SLICE_K + 1) + kk + q];
+        for (int i = 0; i < ROWS; ++i) {
+            float4 xv = *reinterpret_cast<const float4*>(tile + (first + i) * stride + k);
 #pragma unroll
-                for (int c = 0; c < COUNT; ++c)
-                    partial[c][q] += xv * w[(c * units_per_block + j) * w_stride + k0 + kk + q];
+            for (int c = 0; c < COUNT; ++c) {
+                float p = partial[i][c];
+                p += xv.x * wv[c].x;
+                p += xv.y * wv[c].y;
+                p += xv.z * wv[c].z;
+                p += xv.w * wv[c].w;
+                partial[i][c] = p;
             }
         }
-        __syncthreads();
     }
+}
+
+// The recurrent product of one chunk, step 1 of 2: stages the chunk's rows of x and leaves each
+// thread's partial sums in `sums` [k_split][rows_per_chunk][units_per_block][COUNT]. The caller
+// adds them up with chunk_sum after the block has synchronised.
+template <int ROWS, int COUNT>
+__device__ __forceinline__ void chunk_partials(const float* x, int x_stride, int width, int batch,
+                                               int first_row, const float* w, float* tile,
+                                               float* sums, int units_per_block,
+                                               int rows_per_chunk, int k_split) {
+    int padded = padded_width(width, k_split), stride = shared_stride(padded);
+    stage_rows(tile, stride, padded, x, x_stride, width, rows_per_chunk, first_row, batch);
+    __syncthreads();
+    int tid = threadIdx.x;
+    int groups = rows_per_chunk / ROWS * units_per_block;
+    int j = tid % units_per_block, first = tid / units_per_block % (rows_per_chunk / ROWS) * ROWS;
+    int share = tid / groups, share_width = padded / k_split;
+    float partial[ROWS][COUNT];
+    product_share<ROWS, COUNT>(tile, w, stride, first, j, units_per_block, share * share_width,
+                               (share + 1) * share_width, partial);
 #pragma unroll
-    for (int c = 0; c < COUNT; ++c)
-        acc[c] = (partial[c][0] + partial[c][1]) + (partial[c][2] + partial[c][3]);
+    for (int i = 0; i < ROWS; ++i)
+#pragma unroll
+        for (int c = 0; c < COUNT; ++c)
+            sums[((share * rows_per_chunk + first + i) * units_per_block + j) * COUNT + c] =
+                partial[i][c];
+    __syncthreads();
+}
+
+// Step 2 of 2: output c of (chunk row r, unit j), the k shares added in order.
+template <int COUNT>
+__device__ __forceinline__ float chunk_sum(const float* sums, int r, int j, int c,
+                                           int units_per_block, int rows_per_chunk, int k_split) {
+    float sum = 0.0f;
+    for (int share = 0; share < k_split; ++share)
+        sum += sums[((share * rows_per_chunk + r) * units_per_block + j) * COUNT + c];
+    return sum;
 }
 
 // Forward over all steps. On entry gates [T][B][4H] holds the input terms W_ih·x_t + b; on exit
 // the activations i, f, g, o; cell, tanh_cell, hidden [T][B][H] are written.
 // cpu::lstm::lstm_forward (lstm_step at every t).
-// Shared memory: the W_hh rows of the block's units, 4·units_per_block rows of H (+1 padding),
-// then the staging tile, rows_per_chunk × (SLICE_K + 1).
-extern "C" __global__ void __launch_bounds__(128)
+// Shared memory: the W_hh rows of the block's units, 4·units_per_block rows of H (padded), the
+// staging tile of rows_per_chunk such rows, then the partial sums.
+extern "C" __global__ void __launch_bounds__(256)
 lstm_forward_persistent(float* gates, const float* weight_hh, float* cell, float* tanh_cell,
                         float* hidden, int steps, int batch, int units, int units_per_block,
-                        unsigned int* barrier) {
+                        int rows_per_chunk, int k_split, unsigned int* barrier) {
+    int padded = padded_width(units, k_split), stride = shared_stride(padded);
     float* w = dynamic_shared_memory();
-    int w_stride = units + 1;
-    float* tile = w + 4 * units_per_block * w_stride;
+    float* tile = w + 4 * units_per_block * stride;
+    float* sums = tile + rows_per_chunk * stride;
     int tid = threadIdx.x, threads = blockDim.x;
     int first_unit = blockIdx.x * units_per_block;
     // Row (g, j) of the slice is W_hh row g·H + first_unit + j.
-    for (int e = tid; e < 4 * units_per_block * units; e += threads) {
-        int row = e / units, k = e % units;
-        int g = row / units_per_block, j = row % units_per_block;
-        int u = first_unit + j;
-        w[row * w_stride + k] = u < units ? weight_hh[(long long)(g * units + u) * units + k] : 0.0f;
+    for (int e = tid; e < 4 * units_per_block * padded; e += threads) {
+        int row = e / padded, k = e % padded;
+        int g = row / units_per_block, u = first_unit + row % units_per_block;
+        bool inside = u < units && k < units;
+        w[row * stride + k] = inside ? weight_hh[(long long)(g * units + u) * units + k] : 0.0f;
     }
     __syncthreads();
-    int rows_per_chunk = threads / units_per_block;
-    int r = tid / units_per_block, u = first_unit + tid % units_per_block;
     long long bh = (long long)batch * units;
     for (int t = 0; t < steps; ++t) {
         for (int first_row = 0; first_row < batch; first_row += rows_per_chunk) {
-            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             // h_{−1} = 0: step 0 has no recurrent term.
             if (t > 0)
-                chunk_product<4>(hidden + (t - 1) * bh, units, batch, first_row, units, w,
-                                 w_stride, units_per_block, tile, acc);
-            int b = first_row + r;
-            if (b >= batch || u >= units) continue;
-            float* a = gates + (t * (long long)batch + b) * 4 * units;
+                chunk_partials<FORWARD_ROWS, 4>(hidden + (t - 1) * bh, units, units, batch,
+                                                first_row, w, tile, sums, units_per_block,
+                                                rows_per_chunk, k_split);
+            for (int item = tid; item < rows_per_chunk * units_per_block; item += threads) {
+                int r = item / units_per_block, j = item % units_per_block;
+                int b = first_row + r, u = first_unit + j;
+                if (b >= batch || u >= units) continue;
+                float* a = gates + (t * (long long)batch + b) * 4 * units;
+                if (t > 0)
 #pragma unroll
-            for (int g = 0; g < 4; ++g) a[g * units + u] += acc[g];
-            long long here = t * bh + (long long)b * units + u;
-            cell_forward_at(a, u, units, t > 0 ? cell[here - bh] : 0.0f, cell + here,
-                            tanh_cell + here, hidden + here);
+                    for (int g = 0; g < 4; ++g)
+                        a[g * units + u] +=
+                            chunk_sum<4>(sums, r, j, g, units_per_block, rows_per_chunk, k_split);
+                long long here = t * bh + (long long)b * units + u;
+                cell_forward_at(a, u, units, t > 0 ? cell[here - bh] : 0.0f, cell + here,
+                                tanh_cell + here, hidden + here);
+            }
         }
         // Step t+1 reads every block's h_t; after the last step, the kernel's end suffices.
         if (t + 1 < steps) grid_barrier(barrier);
@@ -260,44 +298,52 @@ lstm_forward_persistent(float* gates, const float* weight_hh, float* cell, float
 // and d_cell [B][H] zeros; on exit d_hidden holds the total ∂L/∂h_t (the recurrent term
 // ∂L/∂a_{t+1}·W_hh added) and d_gates [T][B][4H] holds ∂L/∂a_t. The recurrence of
 // cpu::lstm::lstm_backward (the weight gradients are matmul.cu products after it).
-// Shared memory: the W_hh columns of the block's units, units_per_block rows of 4H (+1), then
-// the staging tile.
-extern "C" __global__ void __launch_bounds__(128)
+// Shared memory: the W_hh columns of the block's units, units_per_block rows of 4H (padded), the
+// staging tile of rows_per_chunk rows of ∂L/∂a, then the partial sums.
+extern "C" __global__ void __launch_bounds__(256)
 lstm_backward_persistent(const float* gates, const float* cell, const float* tanh_cell,
                          const float* weight_hh, float* d_hidden, float* d_cell, float* d_gates,
-                         int steps, int batch, int units, int units_per_block,
-                         unsigned int* barrier) {
+                         int steps, int batch, int units, int units_per_block, int rows_per_chunk,
+                         int k_split, unsigned int* barrier) {
+    int h4 = 4 * units;
+    int padded = padded_width(h4, k_split), stride = shared_stride(padded);
     float* w = dynamic_shared_memory();
-    int h4 = 4 * units, w_stride = h4 + 1;
-    float* tile = w + units_per_block * w_stride;
+    float* tile = w + units_per_block * stride;
+    float* sums = tile + rows_per_chunk * stride;
     int tid = threadIdx.x, threads = blockDim.x;
     int first_unit = blockIdx.x * units_per_block;
     // Row j of the slice is column first_unit + j of W_hh [4H][H]; consecutive threads read
     // consecutive units of a W_hh row.
-    for (int e = tid; e < units_per_block * h4; e += threads) {
+    for (int e = tid; e < units_per_block * padded; e += threads) {
         int k = e / units_per_block, j = e % units_per_block;
         int u = first_unit + j;
-        w[j * w_stride + k] = u < units ? weight_hh[(long long)k * units + u] : 0.0f;
+        bool inside = u < units && k < h4;
+        w[j * stride + k] = inside ? weight_hh[(long long)k * units + u] : 0.0f;
     }
     __syncthreads();
-    int rows_per_chunk = threads / units_per_block;
-    int r = tid / units_per_block, u = first_unit + tid % units_per_block;
     long long bh = (long long)batch * units;
     for (int t = steps - 1; t >= 0; --t) {
         for (int first_row = 0; first_row < batch; first_row += rows_per_chunk) {
-            float recurrent = 0.0f;
             // Nothing after the window depends on h_{T−1} but the loss above it.
-            if (t < steps - 1)
-                chunk_product<1>(d_gates + (t + 1) * bh * 4, h4, batch, first_row, h4, w,
-                                 w_stride, units_per_block, tile, &recurrent);
-            int b = first_row + r;
-            if (b >= batch || u >= units) continue;
-            long long here = t * bh + (long long)b * units + u;
-            long long row = (t * (long long)batch + b) * 4 * units;
-            float dh = d_hidden[here] + recurrent;
-            d_hidden[here] = dh;
-            cell_backward_at(gates + row, d_gates + row, u, units, t > 0 ? cell[here - bh] : 0.0f,
-                             tanh_cell[here], dh, d_cell + (long long)b * units + u);
+            bool recurrent = t < steps - 1;
+            if (recurrent)
+                chunk_partials<BACKWARD_ROWS, 1>(d_gates + (t + 1) * bh * 4, h4, h4, batch,
+                                                 first_row, w, tile, sums, units_per_block,
+                                                 rows_per_chunk, k_split);
+            for (int item = tid; item < rows_per_chunk * units_per_block; item += threads) {
+                int r = item / units_per_block, j = item % units_per_block;
+                int b = first_row + r, u = first_unit + j;
+                if (b >= batch || u >= units) continue;
+                long long here = t * bh + (long long)b * units + u;
+                long long row = (t * (long long)batch + b) * 4 * units;
+                float dh = d_hidden[here];
+                if (recurrent)
+                    dh += chunk_sum<1>(sums, r, j, 0, units_per_block, rows_per_chunk, k_split);
+                d_hidden[here] = dh;
+                cell_backward_at(gates + row, d_gates + row, u, units,
+                                 t > 0 ? cell[here - bh] : 0.0f, tanh_cell[here], dh,
+                                 d_cell + (long long)b * units + u);
+            }
         }
         // Step t−1 reads every block's ∂L/∂a_t; after step 0, the kernel's end suffices.
         if (t > 0) grid_barrier(barrier);

@@ -60,6 +60,25 @@ pub trait Backend {
         dropout_seed: u64,
     ) -> Result<BatchStats, EngineError>;
 
+    /// [`Backend::train_step`] where the engine may run it while the caller goes on: returns the
+    /// statistics of the earliest step not yet reported, if any (the CUDA engine's are one step
+    /// late; [`Backend::finish_train_steps`] reports the last). Steps with finite losses update
+    /// the parameters exactly as `train_step` does.
+    fn queue_train_step(
+        &mut self,
+        batch: &Batch<'_>,
+        objective: Objective,
+        dropout_seed: u64,
+    ) -> Result<Option<BatchStats>, EngineError> {
+        self.train_step(batch, objective, dropout_seed).map(Some)
+    }
+
+    /// Waits for the steps [`Backend::queue_train_step`] has not reported yet and returns the
+    /// statistics of the last of them (at most one is outstanding).
+    fn finish_train_steps(&mut self) -> Result<Option<BatchStats>, EngineError> {
+        Ok(None)
+    }
+
     /// Probabilities of the symbol after each of B windows ([T][B] inputs) → `out` [B][V].
     fn predict_last(
         &mut self,
@@ -92,6 +111,12 @@ pub trait Backend {
 
     /// The optimiser state, for an exact resume.
     fn adam_state(&self) -> Result<AdamState, EngineError>;
+
+    /// The table of per-kernel launch times where the engine records them (the CUDA engine
+    /// under `ENGINE_GPU_TIMINGS=1`), else None.
+    fn timings_table(&self) -> Result<Option<String>, EngineError> {
+        Ok(None)
+    }
 }
 
 /// A time-major batch: `inputs[t * batch + b]` is step t of window b.

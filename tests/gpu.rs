@@ -7,7 +7,7 @@ use melody_engine::cpu::{self, Objective, Workspace};
 use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
 use melody_engine::generate::{generate, GenerateOptions};
-use melody_engine::gpu::{CudaBackend, Gpu};
+use melody_engine::gpu::{kernels, CudaBackend, Gpu};
 use melody_engine::model::{Config, Params};
 use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
@@ -334,5 +334,129 @@ fn compare_training(gpu: Gpu, run: &str) {
             on_gpu.params().unwrap().as_slice(),
             on_cpu.params().unwrap().as_slice(),
         );
+    }
+}
+
+/// The reference model (one layer, H = 256, V = 38) on an engine, with fresh Adam state.
+fn reference_model(gpu: Gpu) -> CudaBackend {
+    let config = Config {
+        vocab_size: 38,
+        hidden: 256,
+        layers: 1,
+        dropout: 0.2,
+    };
+    let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));
+    CudaBackend::new(gpu, params, Adam::new(config.num_params())).unwrap()
+}
+
+test_engines! {
+    /// What device/run.sh prints first: the device, where its kernels came from, and which
+    /// recurrence the reference model runs (its layout, or why a step per launch).
+    fn reports_the_engine(gpu, engine) {
+        let description = reference_model(gpu).description();
+        eprintln!("engine: {description}");
+        assert!(description.contains("; recurrence: "), "{description}");
+        match engine {
+            "host" => assert!(description.contains("recurrence: persistent, 8 blocks of 32 units")),
+            _ => assert!(description.contains("; kernels: "), "{description}"),
+        }
+    }
+
+    /// With timings on, the table lists every kernel a one-layer training step launches (all but
+    /// those of inference, of the per-step recurrence, of --clip, of the input term above layer
+    /// 0 — a product and the bias broadcast — and the probe), each with its calls.
+    fn timings_list_every_kernel_of_a_training_step(gpu) {
+        let mut gpu = gpu;
+        gpu.record_timings();
+        let mut backend = reference_model(gpu);
+        assert!(backend.persistent_recurrence());
+        let (b, t) = (3, 4);
+        let mut rng = StdRng::seed_from_u64(1);
+        let inputs = common::random_symbols(&mut rng, b * t, 38);
+        let targets = common::random_symbols(&mut rng, b * t, 38);
+        let batch = Batch { inputs: &inputs, targets: &targets, batch: b, steps: t };
+        for _ in 0..2 {
+            backend.train_step(&batch, Objective::All, 5).unwrap();
+        }
+        let times = backend.kernel_times().unwrap().expect("timings are on");
+        let not_in_training = [
+            "probe_indices",
+            "lstm_cell_forward",
+            "lstm_cell_backward",
+            "sum_squares",
+            "softmax",
+            "matmul",
+            "broadcast_rows",
+        ];
+        let mut expected: Vec<&str> = kernels::Kernel::ALL
+            .iter()
+            .map(|k| k.name())
+            .filter(|name| !not_in_training.contains(name))
+            .collect();
+        let mut listed: Vec<&str> = times.iter().map(|t| t.kernel.name()).collect();
+        expected.sort();
+        listed.sort();
+        assert_eq!(listed, expected);
+        for time in &times {
+            assert!(time.calls >= 2 && time.calls % 2 == 0, "{time:?}: two identical steps");
+            assert!(time.total_ms > 0.0, "{time:?}");
+        }
+        let layer_kernels = ["lstm_forward_persistent", "lstm_backward_persistent", "adam_update"];
+        for name in layer_kernels {
+            let time = times.iter().find(|t| t.kernel.name() == name).unwrap();
+            assert_eq!(time.calls, 2, "{name}: once a step");
+        }
+        let table = backend.timings_table().unwrap().unwrap();
+        eprintln!("{table}");
+        assert!(table.lines().count() == times.len() + 3, "{table}");
+        for time in &times {
+            assert!(table.contains(time.kernel.name()));
+        }
+    }
+}
+
+test_engines! {
+    /// Queued steps (results read a step late, as `engine train` runs them) report every step's
+    /// statistics in order and leave the parameters and Adam state exactly as blocking steps do.
+    fn queued_steps_match_blocking_steps(gpu) {
+        let config = Config { vocab_size: 11, hidden: 13, layers: 2, dropout: 0.25 };
+        let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(3));
+        let (b, t) = (3, 5);
+        let mut rng = StdRng::seed_from_u64(4);
+        let batches: Vec<(Vec<u32>, Vec<u32>)> = (0..3)
+            .map(|_| {
+                let inputs = common::random_symbols(&mut rng, b * t, config.vocab_size);
+                (inputs, common::random_symbols(&mut rng, b * t, config.vocab_size))
+            })
+            .collect();
+        fn batch((inputs, targets): &(Vec<u32>, Vec<u32>), b: usize, t: usize) -> Batch<'_> {
+            Batch { inputs, targets, batch: b, steps: t }
+        }
+        let adam = || Adam::new(config.num_params());
+        let second = match gpu.is_host() {
+            true => engines::on_host().unwrap(),
+            false => melody_engine::gpu::open().unwrap(),
+        };
+        let mut blocking = CudaBackend::new(second, params.clone(), adam()).unwrap();
+        let expected: Vec<_> = batches
+            .iter()
+            .map(|x| blocking.train_step(&batch(x, b, t), Objective::All, 9).unwrap())
+            .collect();
+        let mut queued = CudaBackend::new(gpu, params, adam()).unwrap();
+        let mut reported = Vec::new();
+        for x in &batches {
+            reported.extend(queued.queue_train_step(&batch(x, b, t), Objective::All, 9).unwrap());
+        }
+        assert_eq!(reported.len(), batches.len() - 1, "one step in flight");
+        reported.extend(queued.finish_train_steps().unwrap());
+        assert_eq!(queued.finish_train_steps().unwrap(), None);
+        for (got, want) in reported.iter().zip(&expected) {
+            assert_eq!(got.loss_sum.to_bits(), want.loss_sum.to_bits());
+            assert_eq!((got.correct, got.count), (want.correct, want.count));
+        }
+        assert_eq!(reported.len(), expected.len());
+        assert_eq!(queued.params().unwrap().as_slice(), blocking.params().unwrap().as_slice());
+        let (a, b) = (queued.adam_state().unwrap(), blocking.adam_state().unwrap());
+        assert_eq!((a.m, a.v, a.step), (b.m, b.v, b.step));
     }
 }

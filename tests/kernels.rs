@@ -6,7 +6,7 @@
 use melody_engine::cpu::lstm::{self, Dims, LayerGradBuffers, LayerInput, LayerTape};
 use melody_engine::cpu::matmul::{matrix, matrix_mut};
 use melody_engine::cpu::{self, adam, head};
-use melody_engine::gpu::{self, Buffer, DeviceMatrix, Gpu};
+use melody_engine::gpu::{self, Buffer, DeviceMatrix, Gpu, PersistentPlan};
 use melody_engine::model::{Dense, DenseMut, LstmLayer, LstmLayerMut};
 use melody_engine::optim::global_norm;
 use ndarray::ArrayView2;
@@ -213,72 +213,21 @@ test_engines! {
         assert_close("∂L/∂W_ih", &download(&gpu, &d_weight_ih), &expected);
     }
 
-    /// All T steps of a layer in one launch, as `lstm_forward`.
+    /// All T steps of a layer in one launch, as `lstm_forward`: the device's layout, over one
+    /// chunk of rows and over two with a ragged end, and a layout squeezed into 7 KB of shared
+    /// memory.
     fn lstm_forward_persistent(gpu) {
-        let Some(plan) = gpu.persistent_plan(H).unwrap() else {
-            eprintln!("skipped: no persistent layout for H = {H} on this device");
-            return;
-        };
-        let mut rng = StdRng::seed_from_u64(5);
-        let input_terms = random(&mut rng, ROWS * 4 * H, 1.0);
-        let weight_hh = random(&mut rng, 4 * H * H, 0.3);
-        let mut tape = LayerTape::new(DIMS);
-        tape.gates.copy_from_slice(&input_terms);
-        lstm::lstm_forward(&weight_hh, DIMS, &mut tape);
-
-        let gates = upload(&gpu, &input_terms);
-        let w_hh = upload(&gpu, &weight_hh);
-        let out: [Buffer<f32>; 3] = std::array::from_fn(|_| gpu.alloc(ROWS * H).unwrap());
-        let barrier = gpu.alloc(2).unwrap();
-        let buffers = (gates.ptr(), w_hh.ptr(), out[0].ptr(), out[1].ptr(), out[2].ptr());
-        gpu.lstm_forward_persistent(&plan, buffers, (T, B, H), &barrier).unwrap();
-        assert_close("activations", &download(&gpu, &gates), &tape.gates);
-        assert_close("c", &download(&gpu, &out[0]), &tape.cell);
-        assert_close("tanh(c)", &download(&gpu, &out[1]), &tape.tanh_cell);
-        assert_close("h", &download(&gpu, &out[2]), &tape.hidden);
+        for (plan, batch) in persistent_cases(&gpu) {
+            persistent_forward(&gpu, &plan, batch);
+        }
     }
 
-    /// All T steps of a layer's BPTT in one launch, as the recurrence of `lstm_backward`.
+    /// All T steps of a layer's BPTT in one launch, as the recurrence of `lstm_backward`, in the
+    /// cases of `lstm_forward_persistent`.
     fn lstm_backward_persistent(gpu) {
-        let Some(plan) = gpu.persistent_plan(H).unwrap() else {
-            eprintln!("skipped: no persistent layout for H = {H} on this device");
-            return;
-        };
-        let mut rng = StdRng::seed_from_u64(6);
-        let layer = Layer::random(&mut rng, H);
-        let below = random(&mut rng, ROWS * H, 1.0);
-        let mut tape = LayerTape::new(DIMS);
-        tape.gates = random(&mut rng, ROWS * 4 * H, 1.0);
-        lstm::lstm_forward(&layer.weight_hh, DIMS, &mut tape);
-        let d_from_above = random(&mut rng, ROWS * H, 1.0);
-        let mut expected = (d_from_above.clone(), vec![0.0; ROWS * 4 * H]);
-        let mut grads = Layer::random(&mut rng, H);
-        let (mut d_cell, mut d_table, mut d_input) = (vec![0.0; B * H], vec![0.0; V * 4 * H], vec![0.0; ROWS * H]);
-        let buffers = LayerGradBuffers {
-            d_hidden: &mut expected.0,
-            d_gates: &mut expected.1,
-            d_cell: &mut d_cell,
-            d_table: &mut d_table,
-            d_input: Some(&mut d_input),
-        };
-        let grads = LstmLayerMut {
-            weight_ih: &mut grads.weight_ih,
-            weight_hh: &mut grads.weight_hh,
-            bias_ih: &mut grads.bias_ih,
-            bias_hh: &mut grads.bias_hh,
-        };
-        lstm::lstm_backward(layer.view(), LayerInput::Hidden(&below), &tape, DIMS, buffers, grads);
-
-        let forward = [&tape.gates, &tape.cell, &tape.tanh_cell, &layer.weight_hh].map(|x| upload(&gpu, x));
-        let d_hidden = upload(&gpu, &d_from_above);
-        let d_cell = gpu.alloc(B * H).unwrap();
-        let d_gates = gpu.alloc(ROWS * 4 * H).unwrap();
-        let barrier = gpu.alloc(2).unwrap();
-        let tape_buffers = (forward[0].ptr(), forward[1].ptr(), forward[2].ptr(), forward[3].ptr());
-        let grads = (d_hidden.ptr(), d_cell.ptr(), d_gates.ptr());
-        gpu.lstm_backward_persistent(&plan, tape_buffers, grads, (T, B, H), &barrier).unwrap();
-        assert_close("total ∂L/∂h", &download(&gpu, &d_hidden), &expected.0);
-        assert_close("∂L/∂a", &download(&gpu, &d_gates), &expected.1);
+        for (plan, batch) in persistent_cases(&gpu) {
+            persistent_backward(&gpu, &plan, batch);
+        }
     }
 
     /// Products of contiguous and transposed (strided) views, written and accumulated, over more
@@ -461,4 +410,153 @@ test_engines! {
             assert!(first.iter().zip(&second).all(|(a, b)| a.to_bits() == b.to_bits()), "runs differ");
         }
     }
+}
+
+/// The persistent kernels' cases: the device's layout at B and at a batch of two chunks with a
+/// ragged end, and one that fits 7 KB of shared memory (backwards, chunks of 4 rows for B = 5).
+fn persistent_cases(gpu: &Gpu) -> Vec<(PersistentPlan, usize)> {
+    let Some(plan) = gpu.persistent_plan(H).unwrap() else {
+        eprintln!("skipped: no persistent layout for H = {H} on this device");
+        return Vec::new();
+    };
+    let two_chunks = plan
+        .forward
+        .rows_per_chunk
+        .max(plan.backward.rows_per_chunk)
+        + 3;
+    let squeezed = PersistentPlan::fit(H, 8, 7 * 1024).unwrap();
+    assert!(squeezed.backward.rows_per_chunk < B && squeezed.backward.k_split > 1);
+    vec![(plan, B), (plan, two_chunks), (squeezed, B)]
+}
+
+fn persistent_forward(gpu: &Gpu, plan: &PersistentPlan, batch: usize) {
+    eprintln!("{plan}, B = {batch}");
+    let dims = Dims { batch, ..DIMS };
+    let rows = T * batch;
+    let mut rng = StdRng::seed_from_u64(5);
+    let input_terms = random(&mut rng, rows * 4 * H, 1.0);
+    let weight_hh = random(&mut rng, 4 * H * H, 0.3);
+    let mut tape = LayerTape::new(dims);
+    tape.gates.copy_from_slice(&input_terms);
+    lstm::lstm_forward(&weight_hh, dims, &mut tape);
+
+    let gates = upload(gpu, &input_terms);
+    let w_hh = upload(gpu, &weight_hh);
+    let out: [Buffer<f32>; 3] = std::array::from_fn(|_| gpu.alloc(rows * H).unwrap());
+    let barrier = gpu.alloc(2).unwrap();
+    let buffers = (
+        gates.ptr(),
+        w_hh.ptr(),
+        out[0].ptr(),
+        out[1].ptr(),
+        out[2].ptr(),
+    );
+    gpu.lstm_forward_persistent(plan, buffers, (T, batch, H), &barrier)
+        .unwrap();
+    assert_close("activations", &download(gpu, &gates), &tape.gates);
+    assert_close("c", &download(gpu, &out[0]), &tape.cell);
+    assert_close("tanh(c)", &download(gpu, &out[1]), &tape.tanh_cell);
+    assert_close("h", &download(gpu, &out[2]), &tape.hidden);
+}
+
+fn persistent_backward(gpu: &Gpu, plan: &PersistentPlan, batch: usize) {
+    eprintln!("{plan}, B = {batch}");
+    let dims = Dims { batch, ..DIMS };
+    let rows = T * batch;
+    let mut rng = StdRng::seed_from_u64(6);
+    let layer = Layer::random(&mut rng, H);
+    let below = random(&mut rng, rows * H, 1.0);
+    let mut tape = LayerTape::new(dims);
+    tape.gates = random(&mut rng, rows * 4 * H, 1.0);
+    lstm::lstm_forward(&layer.weight_hh, dims, &mut tape);
+    let d_from_above = random(&mut rng, rows * H, 1.0);
+    let mut expected = (d_from_above.clone(), vec![0.0; rows * 4 * H]);
+    let mut grads = Layer::random(&mut rng, H);
+    let (mut d_cell, mut d_table, mut d_input) = (
+        vec![0.0; batch * H],
+        vec![0.0; V * 4 * H],
+        vec![0.0; rows * H],
+    );
+    let buffers = LayerGradBuffers {
+        d_hidden: &mut expected.0,
+        d_gates: &mut expected.1,
+        d_cell: &mut d_cell,
+        d_table: &mut d_table,
+        d_input: Some(&mut d_input),
+    };
+    let grads = LstmLayerMut {
+        weight_ih: &mut grads.weight_ih,
+        weight_hh: &mut grads.weight_hh,
+        bias_ih: &mut grads.bias_ih,
+        bias_hh: &mut grads.bias_hh,
+    };
+    lstm::lstm_backward(
+        layer.view(),
+        LayerInput::Hidden(&below),
+        &tape,
+        dims,
+        buffers,
+        grads,
+    );
+
+    let forward =
+        [&tape.gates, &tape.cell, &tape.tanh_cell, &layer.weight_hh].map(|x| upload(gpu, x));
+    let d_hidden = upload(gpu, &d_from_above);
+    let d_cell = gpu.alloc(batch * H).unwrap();
+    let d_gates = gpu.alloc(rows * 4 * H).unwrap();
+    let barrier = gpu.alloc(2).unwrap();
+    let tape_buffers = (
+        forward[0].ptr(),
+        forward[1].ptr(),
+        forward[2].ptr(),
+        forward[3].ptr(),
+    );
+    let grads = (d_hidden.ptr(), d_cell.ptr(), d_gates.ptr());
+    gpu.lstm_backward_persistent(plan, tape_buffers, grads, (T, batch, H), &barrier)
+        .unwrap();
+    assert_close("total ∂L/∂h", &download(gpu, &d_hidden), &expected.0);
+    assert_close("∂L/∂a", &download(gpu, &d_gates), &expected.1);
+}
+
+/// Which recurrence the planner picks for H = 256, 512 and 1024 on an H200's 132
+/// multiprocessors, without opting in (48 KB a block) and with (227 KB).
+#[test]
+fn the_planner_keeps_large_layers_persistent_with_opt_in_shared_memory() {
+    let (sms, default, opt_in) = (132, 48 * 1024, 227 * 1024);
+    let plan = |units, limit| PersistentPlan::fit(units, sms, limit);
+    for units in [256, 512, 1024] {
+        for limit in [default, opt_in] {
+            match plan(units, limit) {
+                Ok(plan) => eprintln!("H = {units}, {} KB: {plan}", limit / 1024),
+                Err(why) => eprintln!(
+                    "H = {units}, {} KB: one launch per step: {why}",
+                    limit / 1024
+                ),
+            }
+        }
+    }
+    // H = 256: 2 units a block; W_hh's slice is 8 KB, so both limits hold it. Without opting in
+    // the forward stages 16 rows of h (1 KB each) at a time and the backward 8 rows of ∂L/∂a
+    // (4 KB each); with it, 64 and 32.
+    let small = plan(256, default).unwrap();
+    assert_eq!((small.blocks, small.units_per_block), (128, 2));
+    let chunks = |p: &PersistentPlan| (p.forward.rows_per_chunk, p.backward.rows_per_chunk);
+    assert_eq!(chunks(&small), (16, 8));
+    let large = plan(256, opt_in).unwrap();
+    assert_eq!(chunks(&large), (64, 32));
+    for (p, limit) in [(small, default), (large, opt_in)] {
+        for layout in [p.forward, p.backward] {
+            assert!(layout.threads <= 256 && layout.shared_bytes <= limit);
+        }
+    }
+    // H = 512: 4 units a block; the backward's slice (32 KB) and 4 staged rows (32 KB) need
+    // opting in.
+    assert!(plan(512, default).unwrap_err().contains("backward"));
+    let h512 = plan(512, opt_in).unwrap();
+    assert_eq!((h512.blocks, h512.units_per_block), (128, 4));
+    // H = 1024: 8 units a block; W_hh's slice alone is 128 KB.
+    assert!(plan(1024, default).unwrap_err().contains("forward"));
+    let h1024 = plan(1024, opt_in).unwrap();
+    assert_eq!((h1024.blocks, h1024.units_per_block), (128, 8));
+    assert!(h1024.forward.shared_bytes > 128 * 1024 && h1024.backward.shared_bytes <= opt_in);
 }

@@ -120,17 +120,24 @@ pub fn compile(file: &KernelFile, arch: &'static str) -> Result<Ptx, EngineError
     })
 }
 
-/// The PTX to load for a device of compute capability `capability` (10·major + minor): the
-/// embedded PTX of the newest architecture the device runs, else the source compiled by NVRTC.
-pub fn ptx_for(file: &KernelFile, capability: u32) -> Result<Ptx, EngineError> {
+/// The PTX to load for a device of compute capability `capability` (10·major + minor), and where
+/// it came from: the embedded PTX of the newest architecture the device runs, else the source
+/// compiled by NVRTC.
+pub fn ptx_for(file: &KernelFile, capability: u32) -> Result<(Ptx, String), EngineError> {
     let embedded = file
         .ptx
         .iter()
         .filter(|(arch, _)| *arch <= capability)
         .max_by_key(|(arch, _)| *arch);
     match embedded {
-        Some((_, ptx)) => Ok(Ptx::from_src(*ptx)),
-        None if nvrtc_available() => compile(file, nvrtc_arch(capability)),
+        Some((arch, ptx)) => Ok((Ptx::from_src(*ptx), format!("embedded PTX compute_{arch}"))),
+        None if nvrtc_available() => {
+            let arch = nvrtc_arch(capability);
+            Ok((
+                compile(file, arch)?,
+                format!("NVRTC {arch} (no embedded PTX fits)"),
+            ))
+        }
         None => Err(EngineError::KernelLoad(format!(
             "this binary has no PTX for compute capability {}.{} and the NVRTC library was not \
              found to compile kernels/{}.cu (install the CUDA toolkit or the nvidia-cuda-nvrtc \

@@ -154,7 +154,7 @@ impl Gpu {
         launch!(
             self,
             Kernel::LstmForwardPersistent,
-            plan.config(plan.forward_shared_bytes),
+            plan.forward.config(plan.blocks),
             gates,
             weight_hh,
             cell,
@@ -164,6 +164,8 @@ impl Gpu {
             batch as i32,
             units as i32,
             plan.units_per_block as i32,
+            plan.forward.rows_per_chunk as i32,
+            plan.forward.k_split as i32,
             barrier.span(0, 2),
         )
     }
@@ -181,7 +183,7 @@ impl Gpu {
         launch!(
             self,
             Kernel::LstmBackwardPersistent,
-            plan.config(plan.backward_shared_bytes),
+            plan.backward.config(plan.blocks),
             gates,
             cell,
             tanh_cell,
@@ -193,6 +195,8 @@ impl Gpu {
             batch as i32,
             units as i32,
             plan.units_per_block as i32,
+            plan.backward.rows_per_chunk as i32,
+            plan.backward.k_split as i32,
             barrier.span(0, 2),
         )
     }

@@ -11,7 +11,8 @@
 //! cell gradient and one product ∂L/∂a_t·W_hh), then each weight gradient as one split-K product
 //! over all steps (layer 0's ∂L/∂W_ih as per-symbol sums of ∂L/∂a, its input being one-hot); and
 //! one Adam kernel over the flat parameter buffer. Every buffer lives on the device; one copy to
-//! the host per step brings back the loss (and one more the gradient norm, with --clip).
+//! the host per step brings back the loss, which a queued step (`Backend::queue_train_step`) reads
+//! one step late from page-locked memory (and with --clip one more, the gradient norm, waited for).
 //!
 //! Each kernel's launcher is a public method of [`Gpu`], next to its callers, so that
 //! tests/kernels.rs can check every kernel alone against the CPU function it follows.
@@ -28,6 +29,7 @@ mod persistent;
 mod probe;
 mod runtime;
 mod stream;
+mod timings;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -41,8 +43,9 @@ use stream::Stream;
 pub use host::open_on_host;
 pub use lstm::TokenRows;
 pub use matmul::{column_sums_scratch, DeviceMatrix};
-pub use persistent::PersistentPlan;
-pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult};
+pub use persistent::{ChunkLayout, PersistentPlan};
+pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult, HostStaging, Landing};
+pub use timings::{KernelTime, TIMINGS_VARIABLE};
 
 /// Where each tensor starts in the flat parameter buffer (and in the gradient and Adam
 /// buffers, which share its layout).
@@ -187,17 +190,17 @@ impl Model {
         (0..self.config.layers).try_for_each(|k| self.lstm_forward(ws, k))
     }
 
-    /// Forward and backward of one batch (inputs by `upload_inputs`, targets already uploaded), as
-    /// `cpu::forward_backward`: the loss, and the gradient of its mean over the loss positions
-    /// in `grads`.
+    /// Queues forward and backward of one batch (inputs by `upload_inputs`, targets already
+    /// uploaded), as `cpu::forward_backward`: per loss position −log p(target) and whether the
+    /// argmax is the target in `ws.results`, and the gradient of the mean loss in `grads`.
+    /// Returns the number of loss positions.
     fn forward_backward(
         &self,
         ws: &Workspace,
         objective: Objective,
         dropout: (u64, u64),
-    ) -> GpuResult<BatchStats> {
+    ) -> GpuResult<usize> {
         let rows = cpu::loss_rows(objective, ws.batch, ws.steps);
-        let n = rows.len();
         self.forward_layers(ws)?;
         self.head_forward_backward(ws, &rows, dropout)?;
         let (mut d_hidden, mut d_below) = (&ws.d_hidden, &ws.d_below);
@@ -206,16 +209,25 @@ impl Model {
             // The layer below's ∂L/∂h is this layer's ∂L/∂x.
             std::mem::swap(&mut d_hidden, &mut d_below);
         }
-        // Read back after the backward pass is queued, so the device works while the host waits.
-        let mut results = vec![0.0f64; 2 * n];
-        self.gpu.download(ws.results.ptr(), &mut results)?;
-        let (losses, correct) = results.split_at(n);
-        Ok(BatchStats {
-            loss_sum: losses.iter().sum(),
-            correct: correct.iter().filter(|&&c| c != 0.0).count(),
-            count: n,
-        })
+        Ok(rows.len())
     }
+}
+
+/// A batch's statistics from its [n losses, n argmax hits] results.
+fn batch_stats(results: &[f64]) -> BatchStats {
+    let n = results.len() / 2;
+    let (losses, correct) = results.split_at(n);
+    BatchStats {
+        loss_sum: losses.iter().sum(),
+        correct: correct.iter().filter(|&&c| c != 0.0).count(),
+        count: n,
+    }
+}
+
+/// The results of a queued training step on their way to the host.
+struct InFlight {
+    staging: HostStaging<f64>,
+    landing: Landing,
 }
 
 /// The CUDA engine behind [`Backend`].
@@ -229,6 +241,12 @@ pub struct CudaBackend {
     norm_sums: Buffer<f64>,
     workspaces: HashMap<(usize, usize), Workspace>,
     stream: Option<Stream>,
+    /// The last queued training step's results, not yet reported ([`Backend::queue_train_step`]).
+    in_flight: Option<InFlight>,
+    /// Host memory for results on their way, reused while no step is in flight.
+    spare_staging: Option<HostStaging<f64>>,
+    /// Why the recurrence runs a step per launch, where it does.
+    per_step_reason: String,
 }
 
 impl CudaBackend {
@@ -252,13 +270,14 @@ impl CudaBackend {
         );
         adam.state.m = Vec::new();
         adam.state.v = Vec::new();
+        let recurrence = gpu.recurrence(config.hidden)?;
         Ok(CudaBackend {
             norm_sums: gpu.alloc(adam::NORM_BLOCKS)?,
             model: Model {
                 grads: gpu.alloc(n)?,
                 params: params_buffer,
                 layout: Layout::of(&params),
-                persistent: gpu.persistent_plan(config.hidden)?,
+                persistent: recurrence.as_ref().ok().copied(),
                 barrier: gpu.alloc(2)?,
                 config,
                 gpu,
@@ -268,14 +287,18 @@ impl CudaBackend {
             adam_v,
             workspaces: HashMap::new(),
             stream: None,
+            in_flight: None,
+            spare_staging: None,
+            per_step_reason: recurrence.err().unwrap_or_default(),
         })
     }
 
-    /// The device's name and compute capability, and how the recurrence runs.
+    /// The device's name and compute capability, and how the recurrence runs (its layout, or why
+    /// not persistent).
     pub fn description(&self) -> String {
-        let recurrence = match self.persistent_recurrence() {
-            true => "persistent",
-            false => "one launch per step",
+        let recurrence = match &self.model.persistent {
+            Some(plan) => format!("persistent, {plan}"),
+            None => format!("one launch per step: {}", self.per_step_reason),
         };
         format!("{}; recurrence: {recurrence}", self.model.gpu.description())
     }
@@ -284,16 +307,24 @@ impl CudaBackend {
     /// device and H allow it; the default) or a step per launch. Both compute the same thing;
     /// tests and benches compare them.
     pub fn use_persistent_recurrence(&mut self, on: bool) -> GpuResult<()> {
-        self.model.persistent = match on {
-            true => self.model.gpu.persistent_plan(self.model.config.hidden)?,
-            false => None,
+        let recurrence = match on {
+            true => self.model.gpu.recurrence(self.model.config.hidden)?,
+            false => Err("asked for".to_string()),
         };
+        self.model.persistent = recurrence.as_ref().ok().copied();
+        self.per_step_reason = recurrence.err().unwrap_or_default();
         Ok(())
     }
 
     /// Whether the recurrence runs persistent.
     pub fn persistent_recurrence(&self) -> bool {
         self.model.persistent.is_some()
+    }
+
+    /// The kernels launched since timings were turned on ([`Gpu::record_timings`]), with their
+    /// calls and times; None where they are off.
+    pub fn kernel_times(&self) -> GpuResult<Option<Vec<KernelTime>>> {
+        self.model.gpu.kernel_times()
     }
 
     /// The gradient of the last training step, for the GPU-against-CPU tests.
@@ -347,13 +378,14 @@ impl CudaBackend {
     }
 }
 
-impl Backend for CudaBackend {
-    fn train_step(
+impl CudaBackend {
+    /// Uploads a batch and queues its forward and backward pass; the number of loss positions.
+    fn queue_forward_backward(
         &mut self,
         batch: &Batch<'_>,
         objective: Objective,
         dropout_seed: u64,
-    ) -> GpuResult<BatchStats> {
+    ) -> GpuResult<usize> {
         let step = self.adam.state.step;
         let positions = batch.batch * batch.steps;
         assert!(
@@ -364,11 +396,72 @@ impl Backend for CudaBackend {
         let (model, ws) = (&self.model, &self.workspaces[&(batch.batch, batch.steps)]);
         model.upload_inputs(ws, batch.inputs)?;
         model.upload_symbols(&ws.targets, batch.targets)?;
-        let stats = model.forward_backward(ws, objective, (dropout_seed, step))?;
+        model.forward_backward(ws, objective, (dropout_seed, step))
+    }
+
+    /// The statistics of the step in flight, once its results have landed.
+    fn land(&mut self) -> GpuResult<Option<BatchStats>> {
+        let Some(InFlight { staging, landing }) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let stats = batch_stats(landing.read(&staging)?);
+        self.spare_staging = Some(staging);
+        Ok(Some(stats))
+    }
+}
+
+impl Backend for CudaBackend {
+    fn train_step(
+        &mut self,
+        batch: &Batch<'_>,
+        objective: Objective,
+        dropout_seed: u64,
+    ) -> GpuResult<BatchStats> {
+        assert!(
+            self.in_flight.is_none(),
+            "finish_train_steps before train_step"
+        );
+        let n = self.queue_forward_backward(batch, objective, dropout_seed)?;
+        let ws = &self.workspaces[&(batch.batch, batch.steps)];
+        // Read back after the backward pass is queued, so the device works while the host waits.
+        let mut results = vec![0.0f64; 2 * n];
+        self.model.gpu.download(ws.results.ptr(), &mut results)?;
+        let stats = batch_stats(&results);
         if stats.loss_sum.is_finite() {
             self.adam_update()?;
         }
         Ok(stats)
+    }
+
+    /// Queues the step and its Adam update, its results copied to page-locked memory without
+    /// waiting, and returns the previous step's statistics: the host prepares and launches step
+    /// n + 1 while the device runs step n. Adam cannot wait for the loss here, so a step with a
+    /// non-finite loss updates the parameters (the trainer stops at it, keeping the last
+    /// checkpoint); with --clip the gradient norm is still read back before the update.
+    fn queue_train_step(
+        &mut self,
+        batch: &Batch<'_>,
+        objective: Objective,
+        dropout_seed: u64,
+    ) -> GpuResult<Option<BatchStats>> {
+        let n = self.queue_forward_backward(batch, objective, dropout_seed)?;
+        let previous = self.land()?;
+        let mut staging = match self.spare_staging.take() {
+            Some(staging) if staging.len() >= 2 * n => staging,
+            _ => self.model.gpu.staging(2 * n)?,
+        };
+        let ws = &self.workspaces[&(batch.batch, batch.steps)];
+        let landing = self
+            .model
+            .gpu
+            .download_later(ws.results.ptr(), 2 * n, &mut staging)?;
+        self.in_flight = Some(InFlight { staging, landing });
+        self.adam_update()?;
+        Ok(previous)
+    }
+
+    fn finish_train_steps(&mut self) -> GpuResult<Option<BatchStats>> {
+        self.land()
     }
 
     fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) -> GpuResult<()> {
@@ -415,6 +508,10 @@ impl Backend for CudaBackend {
 
     fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> GpuResult<()> {
         self.stream_distribution(rows, out)
+    }
+
+    fn timings_table(&self) -> GpuResult<Option<String>> {
+        self.model.gpu.timings_table()
     }
 
     fn adam_state(&self) -> GpuResult<AdamState> {

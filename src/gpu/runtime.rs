@@ -6,15 +6,16 @@
 use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::num::NonZeroU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr as _,
-    DeviceRepr, DriverError, LaunchConfig, ValidAsZeroBits,
+    result, sys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream,
+    DevicePtr as _, DeviceRepr, DriverError, LaunchConfig, PinnedHostSlice, ValidAsZeroBits,
 };
 
 use super::host::HostLibrary;
 use super::kernels::{self, Kernel};
+use super::timings::{self, KernelTime, Timings};
 use crate::backend::EngineError;
 
 pub type GpuResult<T> = Result<T, EngineError>;
@@ -120,6 +121,59 @@ impl<T> Buffer<T> {
     }
 }
 
+/// Host memory that a device copies into without the host waiting ([`Gpu::download_later`]):
+/// page-locked on a device, plain on the host emulation.
+pub struct HostStaging<T> {
+    memory: StagingMemory<T>,
+}
+
+enum StagingMemory<T> {
+    Pinned(PinnedHostSlice<T>),
+    Plain(Vec<T>),
+}
+
+impl<T> HostStaging<T> {
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        match &self.memory {
+            StagingMemory::Pinned(pinned) => pinned.len(),
+            StagingMemory::Plain(values) => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A copy into a [`HostStaging`] on its way: [`Landing::read`] waits for it.
+pub struct Landing {
+    /// Recorded after the copy on a device; None on the host, where it has landed already.
+    copied: Option<CudaEvent>,
+    len: usize,
+}
+
+impl Landing {
+    /// The `len` values copied, once they have landed.
+    pub fn read<'a, T: ValidAsZeroBits>(&self, staging: &'a HostStaging<T>) -> GpuResult<&'a [T]> {
+        if let Some(event) = &self.copied {
+            event
+                .synchronize()
+                .map_err(driver("waiting for a copy to the host"))?;
+        }
+        Ok(match &staging.memory {
+            StagingMemory::Pinned(pinned) => {
+                let ptr = pinned
+                    .as_ptr()
+                    .map_err(driver("reading page-locked memory"))?;
+                // SAFETY: the copy of `len` ≤ pinned.len() values has completed (the event).
+                unsafe { std::slice::from_raw_parts(ptr, self.len) }
+            }
+            StagingMemory::Plain(values) => &values[..self.len],
+        })
+    }
+}
+
 /// An opened device ([`open`]) or the host emulation ([`super::open_on_host`]).
 pub struct Gpu {
     runtime: Runtime,
@@ -128,7 +182,12 @@ pub struct Gpu {
     pub(super) persistent_blocks: Option<usize>,
     /// Multiprocessors (SMs): the split-K weight gradients fill them (src/gpu/matmul.rs).
     pub(super) multiprocessors: usize,
+    /// The dynamic shared memory a persistent kernel's block may use, opted in to above the
+    /// default 48 KB where the device allows more.
+    pub(super) shared_limit: usize,
     description: String,
+    /// Per-kernel launch times, where `ENGINE_GPU_TIMINGS=1` or [`Gpu::record_timings`] asked.
+    timings: Option<Mutex<Timings>>,
 }
 
 enum Runtime {
@@ -180,14 +239,21 @@ fn open_device() -> GpuResult<Gpu> {
         attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
     let cooperative =
         attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH)? != 0;
+    let shared_optin =
+        attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?;
     let mut functions = Vec::with_capacity(Kernel::ALL.len());
     let mut modules = Vec::new();
+    // Where the kernels came from ("embedded PTX compute_90", "NVRTC compute_90"), each once.
+    let mut sources: Vec<String> = Vec::new();
     for kernel in Kernel::ALL {
         let file = kernel.file();
         let module = match modules.iter().find(|(name, _)| *name == file) {
             Some((_, module)) => Arc::clone(module),
             None => {
-                let module = load_module(&ctx, file, capability)?;
+                let (module, source) = load_module(&ctx, file, capability)?;
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
                 modules.push((file, Arc::clone(&module)));
                 module
             }
@@ -198,6 +264,16 @@ fn open_device() -> GpuResult<Gpu> {
                 kernel.name()
             ))
         })?;
+        if kernel.is_persistent() {
+            // Above 48 KB a launch must have opted in; the planner keeps within what this allows.
+            let attribute =
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            loaded
+                .set_attribute(attribute, shared_optin)
+                .map_err(driver(
+                    "opting in to the shared memory of the persistent kernels",
+                ))?;
+        }
         functions.push(loaded);
     }
     Ok(Gpu {
@@ -209,28 +285,49 @@ fn open_device() -> GpuResult<Gpu> {
         // Without cooperative launches the persistent kernels cannot run.
         persistent_blocks: cooperative.then_some(multiprocessors as usize),
         multiprocessors: multiprocessors as usize,
-        description: format!("{name} (compute capability {major}.{minor}, {multiprocessors} SMs)"),
+        shared_limit: shared_optin as usize,
+        timings: timings::requested().then(|| Mutex::new(Timings::new(false))),
+        description: format!(
+            "{name} (compute capability {major}.{minor}, {multiprocessors} SMs, {} KB shared \
+             memory a block; kernels: {})",
+            shared_optin / 1024,
+            sources.join(", ")
+        ),
     })
 }
 
-/// The module of kernel file `file`: its embedded PTX, or where the driver refuses that PTX
-/// (built by an nvcc newer than the driver), the source compiled by NVRTC.
-fn load_module(ctx: &Arc<CudaContext>, file: &str, capability: u32) -> GpuResult<Arc<CudaModule>> {
+/// The module of kernel file `file` and where it came from: its embedded PTX, or where the
+/// driver refuses that PTX (built by an nvcc newer than the driver) or the binary has none for
+/// the device, the source compiled by NVRTC.
+fn load_module(
+    ctx: &Arc<CudaContext>,
+    file: &str,
+    capability: u32,
+) -> GpuResult<(Arc<CudaModule>, String)> {
     let kernel_file = kernels::file(file);
-    let ptx = kernels::ptx_for(kernel_file, capability)?;
+    let (ptx, source) = kernels::ptx_for(kernel_file, capability)?;
     let failed = |message: String| {
         EngineError::KernelLoad(format!("CUDA: loading kernels/{file}.cu: {message}"))
     };
     match ctx.load_module(ptx) {
-        Ok(module) => Ok(module),
+        Ok(module) => Ok((module, source)),
         Err(e) if kernels::nvrtc_available() && !kernel_file.ptx.is_empty() => {
-            let ptx = kernels::compile(kernel_file, kernels::nvrtc_arch(capability))?;
-            ctx.load_module(ptx)
-                .map_err(|e2| failed(format!("embedded PTX: {e}; NVRTC's: {e2}")))
+            let arch = kernels::nvrtc_arch(capability);
+            let ptx = kernels::compile(kernel_file, arch)?;
+            let module = ctx
+                .load_module(ptx)
+                .map_err(|e2| failed(format!("embedded PTX: {e}; NVRTC's: {e2}")))?;
+            Ok((
+                module,
+                format!("NVRTC {arch} (the driver refused the embedded PTX: {e})"),
+            ))
         }
         Err(e) => Err(failed(e.to_string())),
     }
 }
+
+/// The dynamic shared memory a block may opt in to on compute capability 9.0 (227 KB).
+const HOPPER_SHARED_LIMIT: usize = 227 * 1024;
 
 /// Which way [`Gpu::copy_bytes`] copies.
 #[derive(Clone, Copy)]
@@ -248,6 +345,9 @@ impl Gpu {
             persistent_blocks: Some(8),
             // As many as it has blocks for the persistent kernels: a few per product.
             multiprocessors: 8,
+            // An H100's or H200's opt-in limit, so that the host plans as they do.
+            shared_limit: HOPPER_SHARED_LIMIT,
+            timings: timings::requested().then(|| Mutex::new(Timings::new(true))),
             description,
         }
     }
@@ -282,6 +382,12 @@ impl Gpu {
             kernel: format!("{kernel:?}"),
             message,
         };
+        let device = match &self.runtime {
+            Runtime::Cuda { ctx, stream, .. } => Some((ctx, stream)),
+            Runtime::Host(_) => None,
+        };
+        let mut timings = self.timings.as_ref().map(|t| t.lock().expect("timings"));
+        let start = timings.as_mut().map(|t| t.start(device)).transpose()?;
         match &self.runtime {
             Runtime::Cuda {
                 stream, functions, ..
@@ -297,7 +403,36 @@ impl Gpu {
                 .map_err(|e| failed(e.to_string()))
             }
             Runtime::Host(host) => host.launch(kernel, config, args).map_err(failed),
+        }?;
+        match (timings.as_mut(), start) {
+            (Some(timings), Some(start)) => timings.stop(kernel, start, device),
+            _ => Ok(()),
         }
+    }
+
+    /// Records each launch's time from now on (as `ENGINE_GPU_TIMINGS=1` does when opening).
+    pub fn record_timings(&mut self) {
+        let on_host = self.is_host();
+        self.timings
+            .get_or_insert_with(|| Mutex::new(Timings::new(on_host)));
+    }
+
+    /// Every kernel launched since timings were turned on, with its calls and total time, the
+    /// longest first; None where they are off.
+    pub fn kernel_times(&self) -> GpuResult<Option<Vec<KernelTime>>> {
+        self.timings
+            .as_ref()
+            .map(|t| t.lock().expect("timings").kernel_times())
+            .transpose()
+    }
+
+    /// The table of [`Gpu::kernel_times`]: kernel, calls, total ms, mean µs and share, under a
+    /// header that says how they were measured; None where timings are off.
+    pub fn timings_table(&self) -> GpuResult<Option<String>> {
+        self.timings
+            .as_ref()
+            .map(|t| t.lock().expect("timings").table())
+            .transpose()
     }
 
     /// The loaded function of `kernel`, where a driver runs it.
@@ -394,6 +529,65 @@ impl Gpu {
         // SAFETY: as the contract says; the copy is complete when this returns.
         let (bytes, dst) = (std::mem::size_of_val(host), host.as_mut_ptr() as u64);
         unsafe { self.copy_bytes(dst, src.address(), bytes, Direction::ToHost) }
+    }
+
+    /// Host memory for copies of up to `len` values that the host does not wait for.
+    pub fn staging<T: DeviceRepr + ValidAsZeroBits + Clone>(
+        &self,
+        len: usize,
+    ) -> GpuResult<HostStaging<T>> {
+        let memory = match &self.runtime {
+            Runtime::Cuda { ctx, .. } => {
+                // SAFETY: the memory is only read after a copy has filled it (Landing::read);
+                // flags 0: cached, as the host reads it (write-combined memory reads slowly).
+                let pinned = unsafe { ctx.alloc_pinned_with_flags::<T>(len.max(1), 0) }
+                    .map_err(driver("allocating page-locked memory"))?;
+                StagingMemory::Pinned(pinned)
+            }
+            // SAFETY: all-zero bits are a valid T.
+            Runtime::Host(_) => StagingMemory::Plain(vec![unsafe { std::mem::zeroed() }; len]),
+        };
+        Ok(HostStaging { memory })
+    }
+
+    /// Queues a copy of `len` values from `src` into `staging` after everything issued before,
+    /// without waiting for it: the [`Landing`] does.
+    pub fn download_later<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        src: DevicePtr<T>,
+        len: usize,
+        staging: &mut HostStaging<T>,
+    ) -> GpuResult<Landing> {
+        let bytes = len * std::mem::size_of::<T>();
+        match (&self.runtime, &mut staging.memory) {
+            (Runtime::Cuda { stream, .. }, StagingMemory::Pinned(pinned)) => {
+                assert!(
+                    len <= pinned.len(),
+                    "{len} values into a staging of {}",
+                    pinned.len()
+                );
+                self.bind()?;
+                let ptr = pinned
+                    .as_mut_ptr()
+                    .map_err(driver("writing page-locked memory"))?;
+                // SAFETY: `ptr` holds at least `len` values (checked) and `src` holds `len`.
+                let host = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, bytes) };
+                unsafe { result::memcpy_dtoh_async(host, src.address(), stream.cu_stream()) }
+                    .map_err(driver("copying from the device"))?;
+                let copied = stream
+                    .record_event(None)
+                    .map_err(driver("recording a copy to the host"))?;
+                Ok(Landing {
+                    copied: Some(copied),
+                    len,
+                })
+            }
+            (Runtime::Host(_), StagingMemory::Plain(values)) => {
+                self.download(src, &mut values[..len])?;
+                Ok(Landing { copied: None, len })
+            }
+            _ => unreachable!("staging from another runtime"),
+        }
     }
 
     /// Copies `len` floats from `src` to `dst` on the device.

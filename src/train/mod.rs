@@ -116,7 +116,12 @@ pub fn train(options: &TrainOptions) -> Result<TrainReport, String> {
     if options.progress {
         eprintln!("{device}");
     }
-    train_with(&mut *backend, &data, options, start)
+    let report = train_with(&mut *backend, &data, options, start);
+    // Under ENGINE_GPU_TIMINGS=1, where the CUDA engine's time went.
+    if let Some(table) = backend.timings_table()? {
+        eprintln!("{table}");
+    }
+    report
 }
 
 /// Trains `backend` from `start` until `options.epochs` epochs, `options.max_steps` steps,
@@ -232,8 +237,35 @@ pub fn train_with(
 struct EpochRun {
     stats: BatchStats,
     steps: usize,
+    /// The steps whose statistics the engine has reported (up to one fewer than `steps` while
+    /// the last is in flight).
+    reported: usize,
     /// Why the epoch ended before its last batch, if it did.
     stopped: Option<Stop>,
+}
+
+impl EpochRun {
+    /// Adds the statistics of the next reported step, the run's step `first_step + reported + 1`;
+    /// a non-finite loss is an error naming that step.
+    fn report(
+        &mut self,
+        stats: BatchStats,
+        first_step: u64,
+        options: &TrainOptions,
+    ) -> Result<(), String> {
+        self.reported += 1;
+        if !stats.loss_sum.is_finite() {
+            return Err(format!(
+                "the loss became {} at step {}; stopped, {} keeps the last good checkpoint (try a lower --learning-rate or --clip 1)",
+                stats.loss_sum,
+                first_step + self.reported as u64,
+                options.out.display()
+            ));
+        }
+        self.stats.loss_sum += stats.loss_sum;
+        self.stats.count += stats.count;
+        Ok(())
+    }
 }
 
 /// The optimiser steps of one epoch after its first `skip` batches, from step `step`; stops
@@ -255,8 +287,10 @@ fn run_epoch(
     let mut run = EpochRun {
         stats: BatchStats::default(),
         steps: 0,
+        reported: 0,
         stopped: None,
     };
+    let first_step = step;
     let started = Instant::now();
     for starts in batches {
         if options.max_steps.is_some_and(|max| step >= max) {
@@ -274,29 +308,32 @@ fn run_epoch(
             batch: b,
             steps: t,
         };
-        let stats = backend
-            .train_step(&batch, options.objective, options.seed)
+        // The engine may report a step late (the CUDA engine does, so that the device never
+        // waits for the host): `run.reported` counts the steps whose statistics arrived.
+        let reported = backend
+            .queue_train_step(&batch, options.objective, options.seed)
             .map_err(|e| {
                 bar.abandon();
                 stopped_by(options, &e, step + 1)
             })?;
-        if !stats.loss_sum.is_finite() {
-            bar.abandon();
-            return Err(format!(
-                "the loss became {} at step {}; stopped, {} keeps the last good checkpoint (try a lower --learning-rate or --clip 1)",
-                stats.loss_sum,
-                step + 1,
-                options.out.display()
-            ));
-        }
         step += 1;
         run.steps += 1;
-        run.stats.loss_sum += stats.loss_sum;
-        run.stats.count += stats.count;
-        let mean = run.stats.loss_sum / run.stats.count as f64;
+        if let Some(stats) = reported {
+            run.report(stats, first_step, options)
+                .inspect_err(|_| bar.abandon())?;
+        }
+        let mean = run.stats.loss_sum / run.stats.count.max(1) as f64;
         let rate = (run.steps * b * t) as f64 / started.elapsed().as_secs_f64();
         bar.set_message(format!("loss {mean:.4}  {rate:.0} step-samples/s"));
         bar.inc(1);
+    }
+    let last = backend
+        .finish_train_steps()
+        .map_err(|e| stopped_by(options, &e, step))
+        .inspect_err(|_| bar.abandon())?;
+    if let Some(stats) = last {
+        run.report(stats, first_step, options)
+            .inspect_err(|_| bar.abandon())?;
     }
     bar.finish_and_clear();
     Ok(run)

@@ -22,6 +22,10 @@
 struct dim3 {
     unsigned x = 1, y = 1, z = 1;
 };
+// CUDA's 128-bit vector, as aligned (kernels load it from shared memory).
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 extern thread_local dim3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 void __syncthreads();
@@ -67,8 +71,5 @@ inline unsigned atomicExch(unsigned* p, unsigned v) { return std::atomic_ref<uns
 #define __shared__ static
 #define __align__(bytes) __attribute__((aligned(bytes)))
 
-struct __attribute__((aligned(16))) float4 {
-    float x, y, z, w;
-};
 using std::max;
 using std::min;
