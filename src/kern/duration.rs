@@ -64,6 +64,13 @@ impl QuarterLength {
         ))
     }
 
+    /// This length times `num / den`; None where the result would not fit in 64 bits.
+    pub fn scaled(self, num: u64, den: u64) -> Option<QuarterLength> {
+        let num = self.num.checked_mul(num)?;
+        let den = self.den.checked_mul(den)?;
+        (den > 0).then(|| QuarterLength::new(num, den))
+    }
+
     pub fn is_zero(&self) -> bool {
         self.num == 0
     }
