@@ -347,7 +347,7 @@ mod tests {
         let options = Options {
             durations: vec![QuarterLength::new(1, 3), QuarterLength::new(1, 1)],
             step: QuarterLength::new(1, 12),
-            keep_tie_onsets: false,
+            ..Options::default()
         };
         let encoded = encode_song(&song("*C:\n12c\n4d"), &options).unwrap();
         assert_eq!(

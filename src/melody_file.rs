@@ -100,9 +100,10 @@ pub fn read_melodies(
     let mut songs = read_scores(path, part, false).map_err(in_file)?;
     if let Some(tune) = part.filter(|_| path.extension().is_some_and(|e| e == "abc")) {
         let count = songs.len();
-        songs = vec![songs.into_iter().nth(tune).ok_or_else(|| {
-            in_file(format!("no tune {tune} (the file holds {count}, from 0)"))
-        })?];
+        songs = vec![songs
+            .into_iter()
+            .nth(tune)
+            .ok_or_else(|| in_file(format!("no tune {tune} (the file holds {count}, from 0)")))?];
     }
     songs
         .into_iter()

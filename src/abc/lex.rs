@@ -12,18 +12,32 @@ pub(super) struct Token {
 pub(super) enum Kind {
     /// A header line (`K: G`) or an inline field (`[K:G]`): the tag and the text after the colon,
     /// comment removed and trimmed.
-    Field { tag: char, data: String, inline: bool },
+    Field {
+        tag: char,
+        data: String,
+        inline: bool,
+    },
     Bar(Bar),
     /// `(p:q:r`: p notes in the time of q, for the next r notes (`q`, `r` absent when not written).
-    Tuplet { p: u32, q: Option<u32>, r: Option<u32> },
+    Tuplet {
+        p: u32,
+        q: Option<u32>,
+        r: Option<u32>,
+    },
     /// `>`, `<<`, …: the run as written.
     Broken(String),
     Tie,
     /// A note or rest as written (`^c'3/2`, `"Am"z`); `carried` is the accidental an earlier
     /// note of the bar left (ABC 2 files only).
-    Note { text: String, carried: String },
+    Note {
+        text: String,
+        carried: String,
+    },
     /// `[ceg]2`; `notes` is false for brackets holding no pitch.
-    Chord { text: String, notes: bool },
+    Chord {
+        text: String,
+        notes: bool,
+    },
     GraceStart,
     GraceStop,
     /// A slur, decoration or articulation: nothing sounds, but it stands between notes (a broken
@@ -146,7 +160,12 @@ impl Lexer<'_> {
             {
                 let end = self.line_end(pos);
                 let line: String = self.s[pos + 2..end].iter().collect();
-                let data = line.split('%').next().unwrap_or_default().trim().to_string();
+                let data = line
+                    .split('%')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
                 self.push(
                     pos,
                     Kind::Field {
@@ -255,7 +274,9 @@ impl Lexer<'_> {
                         if let Some(a) = self.at(j).filter(|a| ACCIDENTALS.contains(*a)) {
                             accidental.push(a);
                         }
-                    } else if !found && cj.is_alphabetic() && !NOT_PITCH_AFTER_DECORATION.contains(cj)
+                    } else if !found
+                        && cj.is_alphabetic()
+                        && !NOT_PITCH_AFTER_DECORATION.contains(cj)
                     {
                         found = true;
                         abc_pitch = cj.to_string();
@@ -284,8 +305,7 @@ impl Lexer<'_> {
                             accidentalized.push((letter, accidental.clone()));
                         }
                         accidental.clear();
-                    } else if let Some((_, a)) = accidentalized.iter().find(|(l, _)| *l == letter)
-                    {
+                    } else if let Some((_, a)) = accidentalized.iter().find(|(l, _)| *l == letter) {
                         carried = a.clone();
                     }
                 }
@@ -376,7 +396,10 @@ mod tests {
 
     fn kinds(text: &str) -> Vec<Kind> {
         let chars: Vec<char> = text.chars().collect();
-        tokenize(&chars, false).into_iter().map(|t| t.kind).collect()
+        tokenize(&chars, false)
+            .into_iter()
+            .map(|t| t.kind)
+            .collect()
     }
 
     fn note(text: &str) -> Kind {

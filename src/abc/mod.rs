@@ -102,10 +102,19 @@ pub fn decode(bytes: &[u8]) -> String {
 #[derive(Clone, Debug, PartialEq)]
 enum Item {
     /// A note or rest; grace notes are read (they take part in ties and tuplets) but left out.
-    Note { event: Event, grace: bool },
+    Note {
+        event: Event,
+        grace: bool,
+    },
     Bar(lex::Bar),
-    Chord { text: String, line: usize },
-    BadLength { text: String, line: usize },
+    Chord {
+        text: String,
+        line: usize,
+    },
+    BadLength {
+        text: String,
+        line: usize,
+    },
     /// A key field with a mode (`K:G`, `K:Ador`); `K:none` and its like name no key.
     Key(KeyDesignation),
     None,
@@ -289,8 +298,8 @@ impl Tonic {
 /// no key. `HP` is C and `Hp` is D, both without a mode (highland pipes).
 fn parse_key(data: &str) -> (Tonic, Option<Mode>) {
     const NAMES: [&str; 20] = [
-        "f#", "g#", "a#", "bb", "eb", "d#", "ab", "e#", "db", "c#", "gb", "cb", "hp", "c", "g", "d",
-        "a", "e", "b", "f",
+        "f#", "g#", "a#", "bb", "eb", "d#", "ab", "e#", "db", "c#", "gb", "cb", "hp", "c", "g",
+        "d", "a", "e", "b", "f",
     ];
     let lower = data.to_lowercase();
     let name = NAMES.iter().find(|name| lower.starts_with(*name));

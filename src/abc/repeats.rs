@@ -64,7 +64,11 @@ pub(super) fn expand(items: &[&Item]) -> Result<Vec<Event>, (usize, RepeatError)
             }
             Item::Bar(Bar::RepeatEnd) => {
                 let replay_end = first_ending.take().unwrap_or(i);
-                out.extend(items[section_start..replay_end].iter().filter_map(|it| sounding(it)));
+                out.extend(
+                    items[section_start..replay_end]
+                        .iter()
+                        .filter_map(|it| sounding(it)),
+                );
                 section_start = i;
             }
             _ => {}

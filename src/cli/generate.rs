@@ -150,7 +150,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         (Some(seed), _) => seed.split_whitespace().map(String::from).collect(),
         (None, Some(path)) => {
             generate::seed_from_file(path, args.track.or(args.tune), args.seed_steps)?
-        },
+        }
         (None, None) => Vec::new(),
     };
     melody::check_vocabulary(&seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;
