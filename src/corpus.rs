@@ -46,6 +46,15 @@ pub struct SongRecord {
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The first meter, `3/4`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meter: Option<String>,
+    /// Later meters: `[step, "3/4"]` where each takes effect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub meter_changes: Vec<(u64, String)>,
+    /// The step where each bar starts, from the score's barlines (a pickup leaves 0 out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bar_starts: Option<Vec<u64>>,
     /// The file is defective (unreadable, not kern, not monophonic, no notes), not merely
     /// filtered out; `--strict` stops on it.
     #[serde(skip)]
@@ -68,6 +77,9 @@ impl SongRecord {
             title: None,
             id: None,
             region: None,
+            meter: None,
+            meter_changes: Vec::new(),
+            bar_starts: None,
             defective,
         }
     }
@@ -164,15 +176,26 @@ fn song_record(file: String, score: ScoreSong, options: &Options) -> SongRecord 
             title,
             id: song.id,
             region: song.region,
+            meter: song.meter.map(meter_name),
+            meter_changes: (encoded.meter_changes.iter())
+                .map(|&(step, meter)| (step, meter_name(meter)))
+                .collect(),
+            bar_starts: Some(encoded.bar_starts),
             defective: false,
         },
         Err(skip) => SongRecord {
             title,
             id: song.id,
             region: song.region,
+            meter: song.meter.map(meter_name),
             ..dropped(skip.to_string(), matches!(skip, Skip::Bad(_)))
         },
     }
+}
+
+/// `(3, 4)` → `3/4`.
+fn meter_name((count, unit): (u32, u32)) -> String {
+    format!("{count}/{unit}")
 }
 
 /// Processes every file in parallel, with a progress bar on a terminal; records in file order,
@@ -302,7 +325,7 @@ mod tests {
         fs::create_dir_all(input.join("sub")).unwrap();
         fs::write(
             input.join("b.krn"),
-            "!!!OTL: Zwei\n**kern\n*G:\n4g\n4a\n*-\n",
+            "!!!OTL: Zwei\n**kern\n*M2/4\n*G:\n4g\n=1\n4a\n*-\n",
         )
         .unwrap();
         fs::write(input.join("sub/a.krn"), "**kern\n*C:\n8c\n8r\n*-\n").unwrap();
@@ -338,7 +361,7 @@ mod tests {
         let first = songs.lines().next().unwrap();
         assert_eq!(
             first,
-            r#"{"file":"b.krn","kept":true,"tonic":"G","mode":"major","key_source":"declared","shift":-7,"encoding":"60 _ _ _ 62 _ _ _","title":"Zwei"}"#
+            r#"{"file":"b.krn","kept":true,"tonic":"G","mode":"major","key_source":"declared","shift":-7,"encoding":"60 _ _ _ 62 _ _ _","title":"Zwei","meter":"2/4","bar_starts":[4]}"#
         );
         let dataset = fs::read_to_string(out.join("dataset.txt")).unwrap();
         let slashes = vec!["/"; 64].join(" ");

@@ -55,6 +55,10 @@ pub struct Encoded {
     /// Semitones applied (see [`Key::shift`]).
     pub shift: i32,
     pub symbols: Vec<String>,
+    /// The step where each bar starts, from the song's barlines (none at 0 after a pickup).
+    pub bar_starts: Vec<u64>,
+    /// Each meter change after the first meter, at the step where it takes effect.
+    pub meter_changes: Vec<(u64, (u32, u32))>,
 }
 
 /// Why a song is not kept.
@@ -121,10 +125,34 @@ pub fn encode_song(song: &Song, options: &Options) -> Result<Encoded, Skip> {
         });
         symbols.extend(std::iter::repeat_n(HOLD.to_string(), steps as usize - 1));
     }
+    // Where each event starts, on the grid where it lies on it. Every duration passed the
+    // filter, so these sums stay small fractions.
+    let mut onsets = Vec::with_capacity(song.events.len() + 1);
+    let mut offset = QuarterLength::ZERO;
+    for event in &song.events {
+        onsets.push(offset.steps_of(options.step));
+        offset = offset + event.duration;
+    }
+    onsets.push(offset.steps_of(options.step));
+    let step_of_event = |index: usize| onsets.get(index).copied().flatten();
+    let mut bar_starts: Vec<u64> = song
+        .barlines
+        .iter()
+        .filter_map(|&index| step_of_event(index))
+        .filter(|&step| step < total_steps)
+        .collect();
+    bar_starts.dedup();
+    let meter_changes = song
+        .meter_changes
+        .iter()
+        .filter_map(|&(index, meter)| Some((step_of_event(index)?, meter)))
+        .collect();
     Ok(Encoded {
         key,
         shift,
         symbols,
+        bar_starts,
+        meter_changes,
     })
 }
 
@@ -297,6 +325,20 @@ mod tests {
             encode("*C:\n4c\n8.d\n16e\n8r\n2g", false).unwrap(),
             "60 _ _ _ 62 _ _ 64 r _ 67 _ _ _ _ _ _ _"
         );
+    }
+
+    #[test]
+    fn bar_starts_follow_the_barlines_through_a_pickup_ties_and_a_meter_change() {
+        // A 2/4 pickup of an eighth, a bar with a note tied over the barline into a 3/4 bar,
+        // then the final barline, where no bar starts.
+        let body = "*M2/4\n*C:\n8c\n=1\n4f\n[4f\n=2\n*M3/4\n4f]\n2g\n==";
+        let encoded = encode_song(&song(body), &Options::default()).unwrap();
+        assert_eq!(
+            encoded.symbols.join(" "),
+            "60 _ 65 _ _ _ 65 _ _ _ _ _ _ _ 67 _ _ _ _ _ _ _"
+        );
+        assert_eq!(encoded.bar_starts, vec![2, 10]);
+        assert_eq!(encoded.meter_changes, vec![(10, (3, 4))]);
     }
 
     #[test]

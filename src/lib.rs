@@ -12,7 +12,7 @@
 //! 6. `melody`: symbols as notes and rests, transposed, checked, split into songs.
 //! 7. `melody_file`: `.krn`, `.mid` and `.txt` melody files, read by extension.
 //! 8. `plot`: SVG line charts and piano rolls.
-//! 9. `midi`: melodies to and from Standard MIDI Files.
+//! 9. `midi`: generated melodies as Standard MIDI Files.
 //! 10. `corpus`: a whole directory of scores, in parallel, into a dataset.
 //! 11. `dataset`: the dataset as ids; windows, batches, the train / held-out split.
 //! 12. `model`: parameters and checkpoints.

@@ -590,6 +590,9 @@ impl TuneItems<'_> {
             id: None,
             region: self.field('O'),
             meter: self.field('M').as_deref().and_then(parse_meter),
+            // TODO(#15): the tune's bar lines and inline meters.
+            meter_changes: Vec::new(),
+            barlines: Vec::new(),
             keys,
             events,
         })

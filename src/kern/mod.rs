@@ -27,6 +27,11 @@ pub struct Song {
     pub region: Option<String>,
     /// The first meter, `*M3/4` → (3, 4); odd meters such as `*MX` are ignored.
     pub meter: Option<(u32, u32)>,
+    /// Each later meter with the number of events before it.
+    pub meter_changes: Vec<(usize, (u32, u32))>,
+    /// Each barline (`=…`) as the number of events before it, in order, each position once. A
+    /// song that starts with a pickup has no barline at 0.
+    pub barlines: Vec<usize>,
     /// Every key designation (`*G:`, `*f#:`) in order; the first one is the song's key.
     pub keys: Vec<KeyDesignation>,
     pub events: Vec<Event>,
@@ -249,8 +254,12 @@ pub fn parse(bytes: &[u8]) -> Result<Song, KernError> {
         }
         if let Some(interpretation) = line.strip_prefix('*') {
             ended = read_interpretation(interpretation, line_no, &mut song)?;
-        } else if line.starts_with('=') || line == "." {
-            // Barlines carry nothing the encoding needs; null tokens hold no event.
+        } else if line.starts_with('=') {
+            if song.barlines.last() != Some(&song.events.len()) {
+                song.barlines.push(song.events.len());
+            }
+        } else if line == "." {
+            // A null token holds no event.
         } else if line.contains(' ') {
             return Err(KernError::at(
                 line_no,
@@ -306,9 +315,11 @@ fn read_interpretation(text: &str, line_no: usize, song: &mut Song) -> Result<bo
         }
         _ => {}
     }
-    if let Some(meter) = text.strip_prefix('M') {
+    if let Some(meter) = text.strip_prefix('M').and_then(parse_meter) {
         if song.meter.is_none() {
-            song.meter = parse_meter(meter);
+            song.meter = Some(meter);
+        } else {
+            song.meter_changes.push((song.events.len(), meter));
         }
     } else if let Some(tonic) = text.strip_suffix(':') {
         if let Some(key) = KeyDesignation::parse(tonic) {
@@ -393,9 +404,18 @@ mod tests {
     }
 
     #[test]
-    fn barlines_of_every_kind_are_skipped() {
-        let events = song("=\n4c\n=12\n4d\n==\n=:|!\n=3a\n4e").unwrap().events;
-        assert_eq!(events.len(), 3);
+    fn barlines_of_every_kind_are_counted_once_per_position() {
+        let song = song("=\n4c\n=12\n4d\n==\n=:|!\n=3a\n4e").unwrap();
+        assert_eq!(song.events.len(), 3);
+        assert_eq!(song.barlines, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_pickup_has_no_barline_at_the_start_and_meter_changes_keep_their_place() {
+        let song = song("*M2/4\n8c\n=1\n4f\n4f\n=2\n*M3/4\n*MX\n2.g\n==").unwrap();
+        assert_eq!(song.barlines, vec![1, 3, 4]);
+        assert_eq!(song.meter, Some((2, 4)));
+        assert_eq!(song.meter_changes, vec![(3, (3, 4))]);
     }
 
     #[test]
