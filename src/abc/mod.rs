@@ -15,6 +15,7 @@
 //! fails on encoding.
 
 mod lex;
+mod rebar;
 mod repeats;
 
 use std::fmt;
@@ -115,9 +116,24 @@ enum Item {
         text: String,
         line: usize,
     },
+    /// A meter field that names a meter (`M:6/8`, `M:C`), for music21's re-barring.
+    Meter((u32, u32)),
     /// A key field with a mode (`K:G`, `K:Ador`); `K:none` and its like name no key.
     Key(KeyDesignation),
     None,
+}
+
+impl Item {
+    /// The note or rest that sounds: grace notes and everything else are none.
+    fn sounding(&self) -> Option<&Event> {
+        match self {
+            Item::Note {
+                event,
+                grace: false,
+            } => Some(event),
+            _ => None,
+        }
+    }
 }
 
 /// The context music21 carries through the whole file: default length, meter, key signature.
@@ -245,6 +261,9 @@ impl Reader {
                         Some((n, d)) if (n as u64) * 4 < 3 * d as u64 => QuarterLength::new(1, 4),
                         _ => QuarterLength::new(1, 2),
                     });
+                }
+                if let Some(meter) = self.meter {
+                    return Item::Meter(meter);
                 }
             }
             'K' => {
@@ -571,13 +590,14 @@ impl TuneItems<'_> {
                 _ => {}
             }
         }
+        let items = rebar::rebar(&self.items);
         let events = if expand_repeats {
-            repeats::expand(&self.items).map_err(|(line, why)| AbcError {
+            repeats::expand(&items).map_err(|(line, why)| AbcError {
                 line,
                 kind: ErrorKind::Repeats(why),
             })?
         } else {
-            repeats::as_written(&self.items)
+            repeats::as_written(&items)
         };
         if events.is_empty() {
             return Err(AbcError {

@@ -25,30 +25,20 @@ impl fmt::Display for RepeatError {
 }
 
 /// The notes in written order, grace notes left out.
-pub(super) fn as_written(items: &[&Item]) -> Vec<Event> {
-    items.iter().filter_map(|item| sounding(item)).collect()
-}
-
-fn sounding(item: &Item) -> Option<Event> {
-    match item {
-        Item::Note {
-            event,
-            grace: false,
-        } => Some(*event),
-        _ => None,
-    }
+pub(super) fn as_written(items: &[Item]) -> Vec<Event> {
+    items.iter().filter_map(|item| item.sounding().copied()).collect()
 }
 
 /// The notes with every `|: … :|` section played twice; a section with a first ending `[1` plays
 /// it the first time and skips it the second, going on at the `[2` after the `:|`. A `:|` with
 /// no `|:` before it repeats from the start of the tune or from the previous `:|`.
-pub(super) fn expand(items: &[&Item]) -> Result<Vec<Event>, (usize, RepeatError)> {
+pub(super) fn expand(items: &[Item]) -> Result<Vec<Event>, (usize, RepeatError)> {
     let mut out = Vec::new();
     let mut section_start = 0;
     let mut first_ending: Option<usize> = None;
     let mut line = 0;
     for (i, item) in items.iter().enumerate() {
-        if let Some(event) = sounding(item) {
+        if let Some(event) = item.sounding().copied() {
             line = event.line;
             out.push(event);
             continue;
@@ -67,7 +57,7 @@ pub(super) fn expand(items: &[&Item]) -> Result<Vec<Event>, (usize, RepeatError)
                 out.extend(
                     items[section_start..replay_end]
                         .iter()
-                        .filter_map(|it| sounding(it)),
+                        .filter_map(|it| it.sounding().copied()),
                 );
                 section_start = i;
             }
