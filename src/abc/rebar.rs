@@ -36,7 +36,7 @@ fn split_measure(measure: &[&Item], bar: QuarterLength, out: &mut Vec<Item>) {
     let end = measure.iter().try_fold(QuarterLength::ZERO, |end, item| {
         end.checked_add(item.sounding().map_or(QuarterLength::ZERO, |e| e.duration))
     });
-    if end.is_none_or(|end| end <= bar) {
+    if end.is_none_or(|end| end.cmp_value(&bar).is_le()) {
         out.extend(measure.iter().map(|item| (*item).clone()));
         return;
     }
@@ -58,7 +58,7 @@ fn split_measure(measure: &[&Item], bar: QuarterLength, out: &mut Vec<Item>) {
             out.push(Item::Bar(Bar::Plain));
             out.push((*item).clone());
             split = true;
-        } else if start < bar && offset > bar {
+        } else if start.cmp_value(&bar).is_lt() && offset.cmp_value(&bar).is_gt() {
             match pieces(event, bar.checked_sub(start), offset.checked_sub(bar)) {
                 Some((head, tail)) => out.extend([head, Item::Bar(Bar::Plain), tail]),
                 None => out.push((*item).clone()),
@@ -93,4 +93,50 @@ fn pieces(
         grace: false,
     };
     Some((piece(head?, head_tie), piece(tail?, tail_tie)))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::abc::parse;
+
+    /// (duration in quarters, is a rest) of every event of the first tune.
+    fn events(abc: &str) -> Vec<(f64, bool)> {
+        let tunes = parse(abc.as_bytes(), false);
+        let song = tunes[0].song.as_ref().unwrap();
+        song.events
+            .iter()
+            .map(|e| (e.duration.as_f64(), e.pitch.is_none()))
+            .collect()
+    }
+
+    #[test]
+    fn an_over_long_measure_splits_once_at_the_bar() {
+        // music21 10.5.1: `C8 D2 z3 E` in 2/4 → C 2.0 (tie start) | C 6.0 … : the first piece
+        // ends at the bar, the rest stays whole; a rest across the bar becomes two rests.
+        let song = "X:1\nM:2/4\nL:1/4\nK:C\nC8 D2 z3 E | z3 E |]\n";
+        assert_eq!(
+            events(song),
+            vec![
+                (2.0, false),
+                (6.0, false),
+                (2.0, false),
+                (3.0, true),
+                (1.0, false),
+                (2.0, true),
+                (1.0, true),
+                (1.0, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_bar_line_splits_a_rest() {
+        let song = "X:25\nM:3/8\nL:1/16\nK:D\nA | A2AAAA | A2AAAA\nB4A2 | E4z4\nE2F2 | d4z\n";
+        let rests: Vec<f64> = events(song)
+            .into_iter()
+            .filter(|(_, rest)| *rest)
+            .map(|(d, _)| d)
+            .collect();
+        assert_eq!(rests, vec![0.5, 0.5, 0.25]);
+    }
 }

@@ -26,7 +26,10 @@ impl fmt::Display for RepeatError {
 
 /// The notes in written order, grace notes left out.
 pub(super) fn as_written(items: &[Item]) -> Vec<Event> {
-    items.iter().filter_map(|item| item.sounding().copied()).collect()
+    items
+        .iter()
+        .filter_map(|item| item.sounding().copied())
+        .collect()
 }
 
 /// The notes with every `|: … :|` section played twice; a section with a first ending `[1` plays

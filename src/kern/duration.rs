@@ -81,6 +81,11 @@ impl QuarterLength {
         self.combine(other, |ad, cb| ad.checked_sub(cb))
     }
 
+    /// Orders by value (the derived `Ord` orders by numerator, then denominator).
+    pub fn cmp_value(&self, other: &QuarterLength) -> std::cmp::Ordering {
+        (self.num as u128 * other.den as u128).cmp(&(other.num as u128 * self.den as u128))
+    }
+
     /// `a/b ∘ c/d` as `(a·d ∘ c·b) / (b·d)`, exact in 128 bits, then reduced.
     fn combine(
         self,
