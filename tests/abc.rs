@@ -4,22 +4,10 @@
 //! music21 orders the tunes of a file by `X:` number; we keep the written order, so a file's
 //! tunes are compared in `X:` order.
 //!
-//! Not yet at the issue's bar (99.5 %, every difference listed). The differences seen so far, by
-//! cause (the counts are from the first run):
-//! - music21's `reBar` splits a measure longer than its time signature at the bar length, and a
-//!   note across the split becomes two tied pieces whose durations the filter sees (a 6.0 that
-//!   music21 keeps as 4.0 + 2.0), and a rest two rests (`r _ r _` for our `r _ _ _`). We do not
-//!   rebar yet (most of the ~60 Essen differences).
-//! - music21 drops a note whose annotation starts with `>` (`">"D`, O'Neill's accent marks):
-//!   `translate.parseABCNote` returns early for a chord symbol starting with `>`. ABC 2.1 §4.19
-//!   reads `">…"` as an annotation placed right of the note, the note still sounding, so we keep
-//!   the note (most O'Neill's differences, in both readings).
-//! - `expandRepeats()`: music21's expander works on measures and differs from our reading where
-//!   repeats and endings do not pair up (`:|` without `|:`, endings without `:|`); not yet
-//!   matched (most of the expanded differences).
-//!
-//! Until they are, the test holds the figures reached (plain 99.0 %, expanded 95.0 %) so that
-//! they do not fall, and prints every difference.
+//! Every tune that differs is listed below with its cause, so that a new difference fails:
+//! as written 10,471 of 10,523 tunes equal (99.50 %), repeats played out 9,983 of 10,434 (95.68 %;
+//! the 89 tunes where music21's `expandRepeats()` raises are not compared). music21's `reBar`,
+//! which splits an over-long measure (`src/abc/rebar.rs`), is emulated; what remains:
 
 mod common;
 
@@ -30,8 +18,193 @@ use melody_engine::corpus::{find_kern_files, process_file, SongRecord};
 use melody_engine::encode::Options;
 use serde_json::Value;
 
-/// The share of tunes equal to music21's reached so far, in per mille: as written, expanded.
-const FLOOR_PER_MILLE: (usize, usize) = (990, 950);
+/// Why a tune differs from music21's reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cause {
+    /// music21 drops a note whose annotation starts with `>` (O'Neill's accent marks, `">"D`):
+    /// `translate.parseABCNote` returns early for a chord symbol starting with `>`. ABC 2.1
+    /// §4.19 reads `">…"` as an annotation placed right of the note, which still sounds, so we
+    /// keep the note. Every tune listed holds `">` in its text.
+    Accent,
+    /// A tune with a chord and a note of a refused length: music21 names the length first (its
+    /// duration filter runs before its chord check), we name the chord.
+    ChordFirst,
+    /// music21 gives a note a length of 0 (`duration 0.0`) in tunes that mix grace groups, slurs
+    /// and broken rhythm (`({G}Fz(E<D))`); we read the written lengths. Not yet pinned down.
+    ZeroLength,
+    /// `expandRepeats()` works on measures and plays repeats and endings that do not pair up
+    /// (a `:|` without `|:`, endings without `:|`, sections across tunes' parts) otherwise than
+    /// `src/abc/repeats.rs`; not yet matched.
+    Repeats,
+}
+use Cause::*;
+
+/// The tunes that differ as written: file, index in music21's order (by `X:`), cause.
+const AS_WRITTEN: &[(&str, Cause, &[usize])] = &[
+    ("oneills1850/0051-0100.abc", ZeroLength, &[15]),
+    ("oneills1850/0051-0100.abc", Accent, &[16, 39, 40, 45]),
+    (
+        "oneills1850/0101-0200.abc",
+        Accent,
+        &[1, 6, 21, 42, 57, 60, 65, 66, 80, 81],
+    ),
+    ("oneills1850/0101-0200.abc", ZeroLength, &[29]),
+    (
+        "oneills1850/0201-0300.abc",
+        Accent,
+        &[23, 52, 53, 73, 74, 87],
+    ),
+    ("oneills1850/0301-0350.abc", Accent, &[12, 22]),
+    ("oneills1850/0351-0400.abc", Accent, &[18, 19, 24, 37]),
+    ("oneills1850/0401-0486.abc", Accent, &[0, 5]),
+    ("oneills1850/0501-0550.abc", ChordFirst, &[20]),
+    ("oneills1850/0501-0550.abc", Accent, &[23]),
+    ("oneills1850/0550-0625.abc", ZeroLength, &[11]),
+    ("oneills1850/0550-0625.abc", Accent, &[27, 48, 56]),
+    ("oneills1850/0550-0625.abc", ChordFirst, &[47]),
+    ("oneills1850/0626-0700.abc", ZeroLength, &[4, 67]),
+    (
+        "oneills1850/0626-0700.abc",
+        Accent,
+        &[10, 15, 33, 34, 47, 69, 70],
+    ),
+    ("oneills1850/0626-0700.abc", ChordFirst, &[11]),
+    ("oneills1850/0811-0899.abc", Accent, &[51]),
+    ("oneills1850/1556-1624.abc", ChordFirst, &[59]),
+    ("oneills1850/1577-1624.abc", ChordFirst, &[38]),
+    ("oneills1850/1625-1700.abc", ChordFirst, &[21]),
+    ("oneills1850/1701-1780.abc", ChordFirst, &[65]),
+];
+
+/// The tunes that differ with repeats played out.
+const EXPANDED: &[(&str, Cause, &[usize])] = &[
+    ("oneills1850/0051-0100.abc", ZeroLength, &[15]),
+    ("oneills1850/0051-0100.abc", Accent, &[16, 39, 40, 45]),
+    (
+        "oneills1850/0101-0200.abc",
+        Accent,
+        &[1, 6, 21, 42, 57, 60, 65, 66, 80],
+    ),
+    ("oneills1850/0101-0200.abc", ZeroLength, &[29]),
+    ("oneills1850/0101-0200.abc", Repeats, &[62, 95]),
+    ("oneills1850/0201-0300.abc", Repeats, &[9, 68]),
+    (
+        "oneills1850/0201-0300.abc",
+        Accent,
+        &[23, 52, 53, 73, 74, 87],
+    ),
+    ("oneills1850/0301-0350.abc", Repeats, &[11, 45, 47]),
+    ("oneills1850/0301-0350.abc", Accent, &[12, 22]),
+    ("oneills1850/0351-0400.abc", Accent, &[18, 19, 24, 37]),
+    ("oneills1850/0351-0400.abc", Repeats, &[23]),
+    ("oneills1850/0401-0486.abc", Accent, &[0, 5]),
+    ("oneills1850/0401-0486.abc", Repeats, &[76, 79]),
+    ("oneills1850/0501-0550.abc", ChordFirst, &[20]),
+    ("oneills1850/0501-0550.abc", Accent, &[23]),
+    ("oneills1850/0550-0625.abc", Repeats, &[10, 24]),
+    ("oneills1850/0550-0625.abc", ZeroLength, &[11]),
+    ("oneills1850/0550-0625.abc", Accent, &[27, 48, 56]),
+    ("oneills1850/0550-0625.abc", ChordFirst, &[47]),
+    ("oneills1850/0626-0635.abc", Repeats, &[0, 7]),
+    ("oneills1850/0626-0700.abc", ZeroLength, &[4, 67]),
+    ("oneills1850/0626-0700.abc", Repeats, &[7, 19, 46, 51]),
+    (
+        "oneills1850/0626-0700.abc",
+        Accent,
+        &[10, 15, 33, 34, 47, 69, 70],
+    ),
+    ("oneills1850/0626-0700.abc", ChordFirst, &[11]),
+    (
+        "oneills1850/0701-0720.abc",
+        Repeats,
+        &[0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19],
+    ),
+    (
+        "oneills1850/0721-0730.abc",
+        Repeats,
+        &[0, 1, 2, 3, 4, 5, 6, 8],
+    ),
+    ("oneills1850/0731-0731.abc", Repeats, &[0]),
+    ("oneills1850/0732-0758_bs.abc", Repeats, &[15]),
+    (
+        "oneills1850/0732-0758_mh.abc",
+        Repeats,
+        &[
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19, 20, 21, 22, 23, 24,
+            25, 26,
+        ],
+    ),
+    (
+        "oneills1850/0759-0810.abc",
+        Repeats,
+        &[
+            0, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26, 28,
+            29, 30, 31, 33, 34, 35, 36, 37, 39, 40, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51,
+        ],
+    ),
+    (
+        "oneills1850/0811-0899.abc",
+        Repeats,
+        &[
+            1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 23, 24, 25, 26, 27,
+            28, 29, 30, 31, 32, 33, 34, 35, 36, 38, 39, 40, 42, 43, 44, 45, 46, 47, 48, 49, 50, 52,
+            53, 54, 55, 56, 57, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 72, 73, 75, 76, 77, 78,
+            79, 80, 82, 84, 85, 86, 87, 88,
+        ],
+    ),
+    ("oneills1850/0811-0899.abc", Accent, &[51]),
+    (
+        "oneills1850/0900-0950.abc",
+        Repeats,
+        &[
+            0, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 29,
+            30, 31, 32, 33, 34, 35, 36, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50,
+        ],
+    ),
+    (
+        "oneills1850/0951-0981.abc",
+        Repeats,
+        &[
+            0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 25, 26, 27, 28,
+            29, 30,
+        ],
+    ),
+    (
+        "oneills1850/0981-1000.abc",
+        Repeats,
+        &[0, 1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19],
+    ),
+    (
+        "oneills1850/1001-1031.abc",
+        Repeats,
+        &[
+            0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 16, 17, 19, 20, 21, 23, 24, 26, 27, 28, 30,
+        ],
+    ),
+    (
+        "oneills1850/1031-1115.abc",
+        Repeats,
+        &[
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20, 22, 23, 24, 25, 26, 27,
+            28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52,
+            53, 54, 55, 56, 57, 58, 59, 60, 61, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75,
+            76, 77, 78, 80, 81, 82, 83,
+        ],
+    ),
+    ("oneills1850/1116-1135_mh.abc", Repeats, &[11]),
+    ("oneills1850/1116-1135_ml.abc", Repeats, &[11, 14]),
+    ("oneills1850/1136-1175.abc", Repeats, &[0, 27]),
+    ("oneills1850/1556-1576.abc", Repeats, &[0, 8, 9]),
+    ("oneills1850/1556-1624.abc", Repeats, &[16, 31, 61, 64]),
+    ("oneills1850/1556-1624.abc", ChordFirst, &[59]),
+    ("oneills1850/1577-1624.abc", ChordFirst, &[38]),
+    ("oneills1850/1625-1700.abc", Repeats, &[16, 22, 30]),
+    ("oneills1850/1625-1700.abc", ChordFirst, &[21]),
+    ("oneills1850/1701-1780.abc", ChordFirst, &[65]),
+    ("oneills1850/1710-1750.abc", Repeats, &[7, 17, 28, 39]),
+    ("oneills1850/1781-1800.abc", Repeats, &[9, 12, 15, 17]),
+    ("oneills1850/1801-1850.abc", Repeats, &[25, 33, 37]),
+];
 
 type Compared = (
     bool,
@@ -126,12 +299,20 @@ fn differences(expand_repeats: bool) -> Option<(usize, Vec<Difference>)> {
     Some((compared, differing))
 }
 
-fn check(expand_repeats: bool) {
+fn check(expand_repeats: bool, compared_expected: usize, known: &[(&str, Cause, &[usize])]) {
     let Some((compared, differing)) = differences(expand_repeats) else {
         return;
     };
+    let listed: Vec<(&str, usize)> = known
+        .iter()
+        .flat_map(|(file, _, tunes)| tunes.iter().map(move |&tune| (*file, tune)))
+        .collect();
+    let mut unexpected = 0;
     for (file, index, what) in &differing {
-        eprintln!("{file} tune {index}:\n  {what}");
+        if !listed.contains(&(file.as_str(), *index)) {
+            unexpected += 1;
+            eprintln!("{file} tune {index} differs and is not listed:\n  {what}");
+        }
     }
     let equal = compared - differing.len();
     eprintln!(
@@ -139,20 +320,21 @@ fn check(expand_repeats: bool) {
         if expand_repeats { "expanded" } else { "plain" },
         100.0 * equal as f64 / compared as f64
     );
-    let floor = if expand_repeats {
-        FLOOR_PER_MILLE.1
-    } else {
-        FLOOR_PER_MILLE.0
-    };
-    assert!(equal * 1000 >= compared * floor, "{equal} of {compared}");
+    assert_eq!(unexpected, 0, "differences not listed");
+    assert_eq!(compared, compared_expected);
+    assert_eq!(
+        differing.len(),
+        listed.len(),
+        "a listed difference is gone: remove it from the table"
+    );
 }
 
 #[test]
 fn as_written_matches_music21() {
-    check(false);
+    check(false, 10_523, AS_WRITTEN);
 }
 
 #[test]
 fn with_repeats_played_out_matches_music21() {
-    check(true);
+    check(true, 10_434, EXPANDED);
 }
