@@ -1,4 +1,5 @@
-//! A corpus of `**kern` and MIDI files → `songs.jsonl`, `dataset.txt` and `vocab.json`, in parallel.
+//! A corpus of `**kern`, MIDI and ABC files → `songs.jsonl`, `dataset.txt` and `vocab.json`, in
+//! parallel over files.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,13 +13,19 @@ use serde::Serialize;
 
 use crate::atomic;
 use crate::encode::{encode_song, Options, Skip, Vocabulary, DELIMITER, DELIMITER_RUN};
-use crate::melody_file::{is_score, read_song};
+use crate::melody_file::{is_score, read_scores, ScoreSong};
 
-/// One input file's outcome: a line of `songs.jsonl`.
+/// One song's outcome (a `.krn` or `.mid` file's, or one ABC tune's): a line of `songs.jsonl`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SongRecord {
     /// Path relative to its input directory, `/`-separated.
     pub file: String,
+    /// An ABC tune's index in its file, from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tune: Option<usize>,
+    /// An ABC tune's `X:` number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<u32>,
     pub kept: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -58,6 +65,8 @@ impl SongRecord {
     fn dropped(file: String, reason: String, defective: bool) -> SongRecord {
         SongRecord {
             file,
+            tune: None,
+            x: None,
             kept: false,
             reason: Some(reason),
             tonic: None,
@@ -95,7 +104,7 @@ impl KernFile {
     }
 }
 
-/// Every score (`*.krn`, `*.mid`) under each directory, recursively, sorted by relative path within each.
+/// Every score (`*.krn`, `*.mid`, `*.abc`) under each directory, recursively, sorted by relative path within each.
 pub fn find_kern_files(inputs: &[PathBuf]) -> io::Result<Vec<KernFile>> {
     let mut files = Vec::new();
     for root in inputs {
@@ -127,24 +136,44 @@ fn collect(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads, filters and encodes one file; never fails: a bad file becomes a dropped record.
-pub fn process_file(file: &KernFile, options: &Options) -> SongRecord {
+/// Reads, filters and encodes one file: one record, or one per ABC tune. Never fails: a bad file
+/// or tune becomes a dropped record.
+pub fn process_file(file: &KernFile, options: &Options) -> Vec<SongRecord> {
     let name = file.relative();
-    let song = match read_song(&file.path, None) {
-        Ok(song) => song,
-        Err(reason) => return SongRecord::dropped(name, reason, true),
+    match read_scores(&file.path, None, options.expand_repeats) {
+        Ok(songs) => songs
+            .into_iter()
+            .map(|song| song_record(name.clone(), song, options))
+            .collect(),
+        Err(reason) => vec![SongRecord::dropped(name, reason, true)],
+    }
+}
+
+fn song_record(file: String, score: ScoreSong, options: &Options) -> SongRecord {
+    let dropped = |reason, defective| SongRecord {
+        tune: score.tune,
+        x: score.x,
+        title: score.title.clone(),
+        ..SongRecord::dropped(file.clone(), reason, defective)
     };
+    let song = match score.song {
+        Ok(song) => song,
+        Err(reason) => return dropped(reason, true),
+    };
+    let title = score.title.clone().or(song.title.clone());
     match encode_song(&song, options) {
         Ok(encoded) => SongRecord {
-            file: name,
+            file,
+            tune: score.tune,
+            x: score.x,
             kept: true,
             reason: None,
             tonic: Some(encoded.key.tonic.clone()),
-            mode: Some(encoded.key.mode()),
+            mode: Some(encoded.key.mode.name()),
             key_source: Some(encoded.key.source.as_str()),
             shift: Some(encoded.shift),
             encoding: Some(encoded.symbols.join(" ")),
-            title: song.title,
+            title,
             id: song.id,
             region: song.region,
             meter: song.meter.map(meter_name),
@@ -154,16 +183,13 @@ pub fn process_file(file: &KernFile, options: &Options) -> SongRecord {
             bar_starts: Some(encoded.bar_starts),
             defective: false,
         },
-        Err(skip) => {
-            let defective = matches!(skip, Skip::Bad(_));
-            SongRecord {
-                title: song.title,
-                id: song.id,
-                region: song.region,
-                meter: song.meter.map(meter_name),
-                ..SongRecord::dropped(name, skip.to_string(), defective)
-            }
-        }
+        Err(skip) => SongRecord {
+            title,
+            id: song.id,
+            region: song.region,
+            meter: song.meter.map(meter_name),
+            ..dropped(skip.to_string(), matches!(skip, Skip::Bad(_)))
+        },
     }
 }
 
@@ -172,7 +198,8 @@ fn meter_name((count, unit): (u32, u32)) -> String {
     format!("{count}/{unit}")
 }
 
-/// Processes every file in parallel, with a progress bar on a terminal; records in file order.
+/// Processes every file in parallel, with a progress bar on a terminal; records in file order,
+/// an ABC file's tunes in the order written.
 pub fn process_all(files: &[KernFile], options: &Options, progress: bool) -> Vec<SongRecord> {
     let bar = if progress {
         ProgressBar::new(files.len() as u64)
@@ -183,14 +210,15 @@ pub fn process_all(files: &[KernFile], options: &Options, progress: bool) -> Vec
         ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed} {msg}")
             .expect("static template"),
     );
-    let records = files
+    let records: Vec<Vec<SongRecord>> = files
         .par_iter()
         .map(|file| {
-            let record = process_file(file, options);
+            let records = process_file(file, options);
             bar.inc(1);
-            record
+            records
         })
         .collect();
+    let records = records.into_iter().flatten().collect();
     bar.finish_and_clear();
     records
 }
@@ -362,7 +390,7 @@ mod tests {
             root: PathBuf::from("/nonexistent"),
             path: PathBuf::from("/nonexistent/x.krn"),
         };
-        let record = process_file(&file, &Options::default());
+        let record = process_file(&file, &Options::default()).remove(0);
         assert!(!record.kept && record.defective);
         assert!(record.reason.unwrap().starts_with("unreadable: "));
     }

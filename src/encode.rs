@@ -30,6 +30,8 @@ pub struct Options {
     pub step: QuarterLength,
     /// Each notated note restarts, even when tied (the reference work's behaviour).
     pub keep_tie_onsets: bool,
+    /// ABC tunes are read with their repeats and alternative endings played out.
+    pub expand_repeats: bool,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
                 .collect(),
             step: QuarterLength::new(1, 4),
             keep_tie_onsets: false,
+            expand_repeats: false,
         }
     }
 }
@@ -386,7 +389,7 @@ mod tests {
         let options = Options {
             durations: vec![QuarterLength::new(1, 3), QuarterLength::new(1, 1)],
             step: QuarterLength::new(1, 12),
-            keep_tie_onsets: false,
+            ..Options::default()
         };
         let encoded = encode_song(&song("*C:\n12c\n4d"), &options).unwrap();
         assert_eq!(

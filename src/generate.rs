@@ -19,14 +19,15 @@ use crate::melody_file::read_melodies;
 use crate::sample::Sampler;
 
 /// The first `steps` symbols of a melody file's first melody: a seed. A score (`.krn`, `.mid`,
-/// of which `track`) is encoded as in preprocessing, every duration on the grid accepted.
+/// of which `part`: the MIDI track or the ABC tune, default the first) is encoded as in
+/// preprocessing, every duration on the grid accepted.
 pub fn seed_from_file(
     path: &Path,
-    track: Option<usize>,
+    part: Option<usize>,
     steps: usize,
 ) -> Result<Vec<String>, String> {
     let mut melodies =
-        read_melodies(path, track, None).map_err(|e| format!("cannot be used as a seed: {e}"))?;
+        read_melodies(path, part, None).map_err(|e| format!("cannot be used as a seed: {e}"))?;
     if melodies.is_empty() {
         return Err(format!("{}: no melody to seed with", path.display()));
     }

@@ -1,8 +1,8 @@
 //! The song's key: the first key designation, else an estimate by the Krumhansl–Schmuckler method
 //! with the Aarden–Essen profiles, as music21's `analyze('key')` does; and the transposition that
-//! takes it to C major or A minor.
+//! takes it to its mode's white-key tonic (C major, A minor, D dorian … B locrian).
 
-use crate::kern::{Event, Song};
+use crate::kern::{Event, Mode, Song};
 
 /// Aarden–Essen key profiles, tonic first (Humdrum `keycor` documentation; music21's values).
 const MAJOR_PROFILE: [f64; 12] = [
@@ -43,25 +43,22 @@ pub struct Key {
     pub tonic: String,
     /// The tonic in semitones above C, spelling kept (`C-` is −1, `B#` is 12).
     pub tonic_semitones: i32,
-    pub minor: bool,
+    pub mode: Mode,
     pub source: KeySource,
 }
 
 impl Key {
-    pub fn mode(&self) -> &'static str {
-        if self.minor {
-            "minor"
-        } else {
-            "major"
-        }
+    pub fn is_minor(&self) -> bool {
+        self.mode.is_minor()
     }
 
-    /// Semitones that take the tonic to C (major) or A (minor): music21's
-    /// `Interval(tonic, Pitch('C' or 'A')).semitones`. Both pitches sit in octave 4, so the
-    /// shift lies in −11…+11 and follows the spelling: G major → −7, C minor → +9, B♭ minor → −1.
+    /// Semitones that take the tonic to its mode's white-key tonic (C major, A minor, D dorian,
+    /// E phrygian, F lydian, G mixolydian, B locrian): music21's
+    /// `Interval(tonic, Pitch(target)).semitones`. Both pitches sit in octave 4, so the shift
+    /// lies in −11…+11 and follows the spelling: G major → −7, C minor → +9, B♭ minor → −1,
+    /// A mixolydian → −2, G dorian → −5.
     pub fn shift(&self) -> i32 {
-        let target = if self.minor { 9 } else { 0 };
-        target - self.tonic_semitones
+        self.mode.white_key_tonic() - self.tonic_semitones
     }
 }
 
@@ -71,7 +68,7 @@ pub fn song_key(song: &Song) -> Option<Key> {
         Some(declared) => Some(Key {
             tonic: declared.tonic_name(),
             tonic_semitones: declared.tonic_semitones(),
-            minor: declared.minor,
+            mode: declared.mode,
             source: KeySource::Declared,
         }),
         None => estimate(&song.events),
@@ -106,7 +103,7 @@ pub fn estimate_from_histogram(histogram: &[f64; 12]) -> Key {
     Key {
         tonic: name.to_string(),
         tonic_semitones: tonic as i32,
-        minor,
+        mode: if minor { Mode::Minor } else { Mode::Major },
         source: KeySource::Estimated,
     }
 }
@@ -177,7 +174,7 @@ mod tests {
     #[test]
     fn first_designation_wins() {
         let key = song_key(&parse("*C:\n4c\n*G:\n4g")).unwrap();
-        assert_eq!((key.tonic.as_str(), key.minor), ("C", false));
+        assert_eq!((key.tonic.as_str(), key.is_minor()), ("C", false));
     }
 
     #[test]
@@ -186,14 +183,14 @@ mod tests {
         let g_major = parse("2g\n4a\n4b\n4cc\n2dd\n4ee\n4ff#\n2gg\n2d\n1G");
         let key = song_key(&g_major).unwrap();
         assert_eq!(
-            (key.tonic.as_str(), key.minor, key.source),
+            (key.tonic.as_str(), key.is_minor(), key.source),
             ("G", false, KeySource::Estimated)
         );
         assert_eq!(key.shift(), -7);
         // A natural minor with the tonic triad weighted.
         let a_minor = parse("2a\n4b\n2cc\n4dd\n2ee\n4ff\n4gg\n2aa\n2e\n2c\n1A");
         let key = song_key(&a_minor).unwrap();
-        assert_eq!((key.tonic.as_str(), key.minor), ("A", true));
+        assert_eq!((key.tonic.as_str(), key.is_minor()), ("A", true));
     }
 
     #[test]
@@ -202,8 +199,8 @@ mod tests {
         // says A minor.
         let c = estimate(&parse("1c\n8d\n1e\n8f\n1g\n8a\n8b").events).unwrap();
         let a = estimate(&parse("8c\n8d\n1e\n8f\n8g\n1a\n8b\n1cc\n1A").events).unwrap();
-        assert_eq!((c.tonic.as_str(), c.minor), ("C", false));
-        assert_eq!((a.tonic.as_str(), a.minor), ("A", true));
+        assert_eq!((c.tonic.as_str(), c.is_minor()), ("C", false));
+        assert_eq!((a.tonic.as_str(), a.is_minor()), ("A", true));
     }
 
     #[test]

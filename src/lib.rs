@@ -6,6 +6,7 @@
 //! 1. `atomic`: files written whole or not at all.
 //! 2. `kern`: reads one `**kern` score.
 //! 3. `midi_in`: reads one monophonic melody from a Standard MIDI File.
+//! 3. `abc`: reads the tunes of an ABC file.
 //! 4. `key`: a song's declared or estimated key.
 //! 5. `encode`: filter, transpose and encode a song as symbols; the vocabulary.
 //! 6. `melody`: symbols as notes and rests, transposed, checked, split into songs.
@@ -39,6 +40,7 @@
 //! assert_eq!(encoded.symbols.join(" "), "60 _ _ _ 62 _ 64 _ 67 _ _ _ _ _ r _");
 //! ```
 
+pub mod abc;
 pub mod assess;
 pub mod atomic;
 pub mod backend;

@@ -142,7 +142,7 @@ pub fn transpose<S: AsRef<str>>(symbols: &[S], semitones: i32) -> Result<Vec<Str
 /// Semitones that take a melody in C major (or A minor, for a minor key) to `key`, the nearest
 /// way: the result lies in −5…+6 (G major → −5, F major → +5, F♯ major → +6, E minor → −5).
 pub fn semitones_to(key: KeyDesignation) -> i32 {
-    let from = if key.minor { 9 } else { 0 };
+    let from = if key.mode.is_minor() { 9 } else { 0 };
     (key.tonic_semitones() - from + 5).rem_euclid(12) - 5
 }
 

@@ -1,9 +1,11 @@
-//! Every kind of melody file, read by its extension: `.krn` (`**kern`) and `.mid` (Standard MIDI)
-//! scores become a [`Song`]; `.txt` holds our symbols, one melody per line.
+//! Every kind of melody file, read by its extension: `.krn` (`**kern`), `.mid` (Standard MIDI)
+//! and `.abc` (many tunes a file) scores become [`Song`]s; `.txt` holds our symbols, one melody
+//! per line.
 
 use std::fs;
 use std::path::Path;
 
+use crate::abc;
 use crate::encode::{encode_song, Options};
 use crate::kern::{self, Song};
 use crate::melody::split_songs;
@@ -11,31 +13,69 @@ use crate::midi_in;
 
 /// Extensions of melody files, in the order a directory prefers them when one melody comes in
 /// several (`engine generate` writes `melody-001.mid` and its twin `melody-001.krn`).
-pub const EXTENSIONS: [&str; 3] = ["txt", "mid", "krn"];
+pub const EXTENSIONS: [&str; 4] = ["txt", "mid", "krn", "abc"];
 
-/// Whether `path` names a score: a file [`read_song`] reads.
+/// Whether `path` names a score: a file [`read_scores`] reads.
 pub fn is_score(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "krn" || e == "mid")
+    path.extension()
+        .is_some_and(|e| e == "krn" || e == "mid" || e == "abc")
 }
 
-/// Reads a `.krn` or `.mid` score; a MIDI file's melody is `track`, else its first track with
-/// notes. The error is the reason without the path (a kern error starts with its line).
-pub fn read_song(path: &Path, track: Option<usize>) -> Result<Song, String> {
+/// One song of a score file: an ABC file holds many.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreSong {
+    /// Index of the tune in an ABC file; None for `.krn` and `.mid`.
+    pub tune: Option<usize>,
+    /// The ABC tune's `X:` number.
+    pub x: Option<u32>,
+    /// The ABC tune's `T:` (a kern song's title is in the song).
+    pub title: Option<String>,
+    /// The song, or the reason it is none (a kern or ABC error starts with its line).
+    pub song: Result<Song, String>,
+}
+
+/// Reads a `.krn`, `.mid` or `.abc` score: one song, or one per ABC tune, with its repeats
+/// played out if `expand_repeats`. A MIDI file's melody is `track`, else its first track with
+/// notes. The error (the file unreadable) is the reason without the path.
+pub fn read_scores(
+    path: &Path,
+    track: Option<usize>,
+    expand_repeats: bool,
+) -> Result<Vec<ScoreSong>, String> {
     let bytes = fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("krn") => kern::parse(&bytes).map_err(|e| e.to_string()),
-        Some("mid") => midi_in::parse(&bytes, track).map_err(|e| e.to_string()),
-        _ => Err("not a .mid or .krn file".into()),
-    }
+    let single = |song: Result<Song, String>| {
+        vec![ScoreSong {
+            tune: None,
+            x: None,
+            title: None,
+            song,
+        }]
+    };
+    Ok(match path.extension().and_then(|e| e.to_str()) {
+        Some("krn") => single(kern::parse(&bytes).map_err(|e| e.to_string())),
+        Some("mid") => single(midi_in::parse(&bytes, track).map_err(|e| e.to_string())),
+        Some("abc") => abc::parse(&bytes, expand_repeats)
+            .into_iter()
+            .map(|tune| ScoreSong {
+                tune: Some(tune.index),
+                x: tune.x,
+                title: tune.title,
+                song: tune.song.map_err(|e| e.to_string()),
+            })
+            .collect(),
+        _ => return Err("not a .mid, .krn or .abc file".into()),
+    })
 }
 
 /// The melodies of one file as symbols: each line of a `.txt` file (a `/` also separates
-/// melodies), or a score encoded as in preprocessing, transposed to C major / A minor, with
-/// `options` (`None`: on the sixteenth grid with every duration accepted). Errors name the file,
-/// and its line where there is one.
+/// melodies), or a score encoded as in preprocessing, transposed to its mode's white-key tonic,
+/// with `options` (`None`: on the sixteenth grid with every duration accepted). `part` picks a
+/// MIDI file's track or an ABC file's tune (index from 0); without it, a MIDI file's first track
+/// with notes and every tune of an ABC file, as written. Errors name the file, and its line
+/// where there is one.
 pub fn read_melodies(
     path: &Path,
-    track: Option<usize>,
+    part: Option<usize>,
     options: Option<&Options>,
 ) -> Result<Vec<Vec<String>>, String> {
     let in_file = |e: String| match e.strip_prefix("line ") {
@@ -55,20 +95,33 @@ pub fn read_melodies(
         return Ok(melodies);
     }
     if !is_score(path) {
-        return Err(in_file("not a .txt, .mid or .krn file".into()));
+        return Err(in_file("not a .txt, .mid, .krn or .abc file".into()));
     }
-    let song = read_song(path, track).map_err(in_file)?;
-    let every_duration;
-    let options = match options {
-        Some(options) => options,
-        None => {
-            every_duration = Options {
-                durations: song.events.iter().map(|e| e.duration).collect(),
-                ..Options::default()
+    let mut songs = read_scores(path, part, false).map_err(in_file)?;
+    if let Some(tune) = part.filter(|_| path.extension().is_some_and(|e| e == "abc")) {
+        let count = songs.len();
+        songs = vec![songs
+            .into_iter()
+            .nth(tune)
+            .ok_or_else(|| in_file(format!("no tune {tune} (the file holds {count}, from 0)")))?];
+    }
+    songs
+        .into_iter()
+        .map(|score| {
+            let song = score.song.map_err(in_file)?;
+            let every_duration;
+            let options = match options {
+                Some(options) => options,
+                None => {
+                    every_duration = Options {
+                        durations: song.events.iter().map(|e| e.duration).collect(),
+                        ..Options::default()
+                    };
+                    &every_duration
+                }
             };
-            &every_duration
-        }
-    };
-    let encoded = encode_song(&song, options).map_err(|e| in_file(e.to_string()))?;
-    Ok(vec![encoded.symbols])
+            let encoded = encode_song(&song, options).map_err(|e| in_file(e.to_string()))?;
+            Ok(encoded.symbols)
+        })
+        .collect()
 }

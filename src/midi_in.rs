@@ -12,7 +12,7 @@ use std::fmt;
 
 use midly::{MetaMessage, MidiMessage, Smf, Timing, TrackEventKind};
 
-use crate::kern::{Event, KeyDesignation, Pitch, QuarterLength, Song, Tie};
+use crate::kern::{Event, KeyDesignation, Mode, Pitch, QuarterLength, Song, Tie};
 
 /// Steps per quarter note: the grid is the sixteenth.
 const STEPS_PER_QUARTER: u64 = 4;
@@ -237,7 +237,7 @@ fn key_of_signature(sharps: i8, minor: bool) -> Option<KeyDesignation> {
     Some(KeyDesignation {
         step: FIFTHS[position.rem_euclid(7) as usize],
         alter: position.div_euclid(7) as i8,
-        minor,
+        mode: if minor { Mode::Minor } else { Mode::Major },
     })
 }
 
@@ -352,7 +352,7 @@ mod tests {
         let song = parse(&bytes, None).unwrap();
         assert_eq!(song.meter, Some((6, 8)));
         assert_eq!(song.keys[0].tonic_name(), "D");
-        assert!(song.keys[0].minor);
+        assert!(song.keys[0].mode.is_minor());
         // D minor moves up to A minor: 62 → 69.
         let encoded = encode_song(&song, &Options::default()).unwrap();
         assert_eq!(encoded.symbols.join(" "), "69 _ 72 _ r _");
@@ -418,7 +418,7 @@ mod tests {
     fn signatures_name_their_keys() {
         let name = |sharps, minor| {
             let key = key_of_signature(sharps, minor).unwrap();
-            (key.tonic_name(), key.minor)
+            (key.tonic_name(), key.mode.is_minor())
         };
         assert_eq!(name(0, false), ("C".into(), false));
         assert_eq!(name(0, true), ("A".into(), true));

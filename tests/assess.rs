@@ -223,7 +223,7 @@ fn a_directory_reads_each_melody_once_and_txt_lines_are_melodies() {
 
     assert!(read_generated(&[dir.join("notes.md")], None, false)
         .unwrap_err()
-        .contains("not a .txt, .mid or .krn file"));
+        .contains("not a .txt, .mid, .krn or .abc file"));
     let empty = scratch_dir("assess-empty");
     assert_eq!(
         read_generated(&[empty], None, false).unwrap_err(),

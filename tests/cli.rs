@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 mod common;
 
 use melody_engine::encode::{encode_song, Options};
-use melody_engine::{kern, melody, midi, midi_in};
+use melody_engine::{corpus, kern, melody, midi, midi_in};
 
 fn engine(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_engine"))
@@ -424,4 +424,79 @@ fn device_choice_is_reported_and_a_missing_gpu_is_a_clear_error() {
             );
         }
     }
+}
+
+/// The case: a model trained on O'Neill's tunes (ABC) generates from an ABC seed, the
+/// tune chosen with --tune.
+#[test]
+fn a_model_trained_on_oneills_generates_from_an_abc_seed() {
+    let Some(shared) = common::shared_dir() else {
+        return;
+    };
+    let dir = temp_dir("oneills");
+    let oneills = shared.join("data/abc/oneills1850");
+    let preprocessed = engine(
+        &[
+            "preprocess",
+            "--input",
+            oneills.to_str().unwrap(),
+            "--out",
+            "data",
+        ],
+        &dir,
+    );
+    stdout(&preprocessed);
+    let trained = engine(
+        &[
+            "train",
+            "--data",
+            "data",
+            "--out",
+            "m.safetensors",
+            "--hidden",
+            "16",
+            "--layers",
+            "1",
+            "--window",
+            "32",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "3",
+        ],
+        &dir,
+    );
+    stdout(&trained);
+    // The first kept tune after the file's first, as preprocessing encodes it.
+    let seed = oneills.join("0001-0050.abc");
+    let files = corpus::find_kern_files(std::slice::from_ref(&oneills)).unwrap();
+    let file = files.iter().find(|f| f.path == seed).unwrap();
+    let record = corpus::process_file(file, &Options::default())
+        .into_iter()
+        .find(|r| r.kept && r.tune > Some(0))
+        .unwrap();
+    let tune = record.tune.unwrap().to_string();
+    let out = engine(
+        &[
+            "generate",
+            "--model",
+            "m.safetensors",
+            "--seed-file",
+            seed.to_str().unwrap(),
+            "--tune",
+            &tune,
+            "--seed-steps",
+            "16",
+            "--steps",
+            "8",
+            "--out",
+            "m.txt",
+        ],
+        &dir,
+    );
+    let printed = stdout(&out);
+    let symbols: Vec<&str> = record.encoding.as_deref().unwrap().split(' ').collect();
+    let head = symbols[..16].join(" ");
+    assert!(printed.starts_with(&head), "{head}\n{printed}");
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,6 @@
-//! The readers against mutated real files: bytes flipped, lines or chunks cut, lines shuffled,
-//! files spliced, runs of meaningful characters inserted, MIDI length fields and delta times
-//! forged. Every input must give a song or a
+//! The readers against mutated real files (`**kern`, MIDI, ABC): bytes flipped, lines or chunks
+//! cut, lines shuffled, files spliced (tokens of one ABC tune into another), runs of meaningful
+//! characters inserted, MIDI length fields and delta times forged. Every input must give a song or a
 //! reason: no panic (caught per input; the input is saved under target/fuzz-panics), no hang (a
 //! time budget per input) and no allocation blow-up (a counting allocator's peak per input).
 //!
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use melody_engine::abc;
 use melody_engine::encode::{encode_song, Options};
 use melody_engine::kern::{self, Song};
 use melody_engine::midi::write_midi;
@@ -51,11 +52,26 @@ const TIME_BUDGET: Duration = Duration::from_secs(1);
 /// length the encoder takes, 65,536 symbols, needs a few MiB).
 const MEMORY_BUDGET: usize = 64 << 20;
 
-/// Real files to mutate: `**kern` songs from the shared corpus (a few built-in ones without it)
-/// and MIDI files our writer made of them.
+/// Real files to mutate: `**kern` songs from the shared corpus (a few built-in ones without it),
+/// MIDI files our writer made of them, and ABC files of three tunes cut from the corpus's.
 fn real_files() -> Vec<Vec<u8>> {
     let mut kern_files: Vec<Vec<u8>> = Vec::new();
+    let mut abc_files: Vec<Vec<u8>> = Vec::new();
     if let Some(shared) = common::shared_dir() {
+        for file in [
+            "oneills1850/0001-0050.abc",
+            "oneills1850/0051-0100.abc",
+            "essenFolksong/han1.abc",
+        ] {
+            let text = fs::read_to_string(shared.join("data/abc").join(file)).unwrap();
+            let tunes: Vec<&str> = text.split("\nX:").collect();
+            abc_files.extend(
+                tunes
+                    .chunks(3)
+                    .take(20)
+                    .map(|c| c.join("\nX:").into_bytes()),
+            );
+        }
         for collection in ["erk", "kinder", "ballad"] {
             let dir = shared.join("data/essen/deutschl").join(collection);
             let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
@@ -71,6 +87,10 @@ fn real_files() -> Vec<Vec<u8>> {
             b"!!!OTL: A\n**kern\n*M2/4\n*G:\n4g\n8a\n8b\n=1\n4.dd\n8r\n==\n*-\n".to_vec(),
             b"**kern\n*M3/4\n*k[b-]\n{8f\n8a\n[4cc\n=\n4cc]\n12d\n12e\n12f}\n*-\n".to_vec(),
         ]);
+        abc_files.push(
+            b"X:1\nT:A\nM:6/8\nL:1/8\nK:Ador\n|:\"Am\"A>B c2-c|(3def {g}a2 z|1 ^G3:|2 [K:G] G3|]\n"
+                .to_vec(),
+        );
     }
     let midi_files: Vec<Vec<u8>> = kern_files
         .iter()
@@ -81,7 +101,11 @@ fn real_files() -> Vec<Vec<u8>> {
         })
         .collect();
     assert!(!midi_files.is_empty());
-    kern_files.into_iter().chain(midi_files).collect()
+    kern_files
+        .into_iter()
+        .chain(midi_files)
+        .chain(abc_files)
+        .collect()
 }
 
 fn every_duration(song: &Song) -> Options {
@@ -150,11 +174,12 @@ fn mutate(rng: &mut StdRng, files: &[Vec<u8>]) -> Vec<u8> {
                     bytes[at + 4..at + 8].copy_from_slice(&length.to_be_bytes());
                 }
             }
-            // A run of one character that means something in a kern token: dots, digits, accidentals,
-            // pitch letters, so durations, octaves and alterations overflow.
+            // A run of one character that means something in a kern or ABC token: dots, digits,
+            // accidentals, pitch letters, octave marks, slashes, brackets, bars, so durations,
+            // octaves and alterations overflow.
             6 => {
                 let at = rng.gen_range(0..=n);
-                let mark = *b".09#-%qcC[_ \t".choose(rng).unwrap();
+                let mark = *b".09#-%qcC[_ \t^=,'/(<>|:]{\"X".choose(rng).unwrap();
                 let run = vec![mark; rng.gen_range(1..=200)];
                 bytes.splice(at..at, run);
             }
@@ -170,14 +195,21 @@ fn mutate(rng: &mut StdRng, files: &[Vec<u8>]) -> Vec<u8> {
     bytes
 }
 
-/// Both readers on one input, each song encoded as assess and as preprocessing encode it; whether
-/// some reader found a song.
+/// Every reader on one input (ABC as written and with repeats played out), each song encoded as
+/// assess and as preprocessing encode it; whether some reader found a song.
 fn read_everything(bytes: &[u8]) -> bool {
-    let songs = [
+    let mut songs = vec![
         kern::parse(bytes).ok(),
         midi_in::parse(bytes, None).ok(),
         midi_in::parse(bytes, Some(1)).ok(),
     ];
+    for expand_repeats in [false, true] {
+        songs.extend(
+            abc::parse(bytes, expand_repeats)
+                .into_iter()
+                .map(|t| t.song.ok()),
+        );
+    }
     for song in songs.iter().flatten() {
         let _ = encode_song(song, &every_duration(song));
         let _ = encode_song(song, &Options::default());

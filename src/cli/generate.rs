@@ -24,13 +24,18 @@ pub struct GenerateArgs {
     /// Seed melody in the model's symbols, e.g. "67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _".
     #[arg(long, conflicts_with = "seed_file")]
     seed: Option<String>,
-    /// Seed from a melody file: a .krn or .mid score's first --seed-steps symbols, encoded as in
-    /// preprocessing (transposed to C major / A minor), or a .txt file's first melody.
+    /// Seed from a melody file: a .krn, .mid or .abc score's first --seed-steps symbols, encoded
+    /// as in preprocessing (transposed to C major, A minor or the mode's white-key tonic), or a
+    /// .txt file's first melody.
     #[arg(long)]
     seed_file: Option<PathBuf>,
     /// The track of a MIDI --seed-file (0 = the file's first); default: its first with notes.
-    #[arg(long, requires = "seed_file")]
+    #[arg(long, requires = "seed_file", conflicts_with = "tune")]
     track: Option<usize>,
+    /// The tune of an ABC --seed-file by its index in the file (0 = the file's first tune, the
+    /// default; the index, not the X: number, since X: numbers may repeat or be missing).
+    #[arg(long, requires = "seed_file")]
+    tune: Option<usize>,
     #[arg(long, default_value_t = 16, value_parser = args::at_least_one)]
     seed_steps: usize,
     /// Most symbols to generate after the seed.
@@ -143,7 +148,9 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     let (saved, vocab) = checkpoint::load_with_vocabulary(&model).map_err(|e| e.to_string())?;
     let seed_symbols: Vec<String> = match (&args.seed, &args.seed_file) {
         (Some(seed), _) => seed.split_whitespace().map(String::from).collect(),
-        (None, Some(path)) => generate::seed_from_file(path, args.track, args.seed_steps)?,
+        (None, Some(path)) => {
+            generate::seed_from_file(path, args.track.or(args.tune), args.seed_steps)?
+        }
         (None, None) => Vec::new(),
     };
     melody::check_vocabulary(&seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;

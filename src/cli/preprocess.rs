@@ -1,4 +1,5 @@
-//! `engine preprocess`: a corpus of `**kern` and MIDI songs → songs.jsonl, dataset.txt, vocab.json.
+//! `engine preprocess`: a corpus of `**kern`, MIDI and ABC songs → songs.jsonl, dataset.txt,
+//! vocab.json.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,8 +12,9 @@ use super::args;
 
 #[derive(clap::Args)]
 pub struct PreprocessArgs {
-    /// Directories searched recursively for *.krn and *.mid files (a MIDI file's melody: its
-    /// first track with notes).
+    /// Directories searched recursively for *.krn, *.mid and *.abc files (a MIDI file's melody:
+    /// its first track with notes; an ABC file: every X: tune, one songs.jsonl line each, with
+    /// its index in the file as "tune" and its X: number as "x").
     #[arg(long, required = true, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Output directory (created if missing).
@@ -27,6 +29,10 @@ pub struct PreprocessArgs {
     /// Restart every tied note instead of holding it (the reference work's behaviour).
     #[arg(long)]
     keep_tie_onsets: bool,
+    /// Play ABC repeats (|: :|) and first/second endings ([1 [2) out, as music21's
+    /// expandRepeats() does; by default a tune is read as written.
+    #[arg(long)]
+    expand_repeats: bool,
     /// Stop with an error at the first defective file (unreadable, not kern, not
     /// monophonic, no notes) instead of recording it as dropped.
     #[arg(long)]
@@ -39,11 +45,12 @@ pub fn run(args: PreprocessArgs) -> Result<(), String> {
         durations: args.durations,
         step: args.step,
         keep_tie_onsets: args.keep_tie_onsets,
+        expand_repeats: args.expand_repeats,
     };
     let files = corpus::find_kern_files(&args.input).map_err(|e| e.to_string())?;
     if files.is_empty() {
         return Err(format!(
-            "no *.krn or *.mid files under {}",
+            "no *.krn, *.mid or *.abc files under {}",
             args.input
                 .iter()
                 .map(|p| p.display().to_string())

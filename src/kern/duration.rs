@@ -64,6 +64,44 @@ impl QuarterLength {
         ))
     }
 
+    /// This length times `num / den`; None where the result would not fit in 64 bits.
+    pub fn scaled(self, num: u64, den: u64) -> Option<QuarterLength> {
+        let num = self.num.checked_mul(num)?;
+        let den = self.den.checked_mul(den)?;
+        (den > 0).then(|| QuarterLength::new(num, den))
+    }
+
+    /// The sum, None where it would not fit in 64 bits (forged lengths).
+    pub fn checked_add(self, other: QuarterLength) -> Option<QuarterLength> {
+        self.combine(other, |ad, cb| ad.checked_add(cb))
+    }
+
+    /// The difference, None where it would be negative or not fit in 64 bits.
+    pub fn checked_sub(self, other: QuarterLength) -> Option<QuarterLength> {
+        self.combine(other, |ad, cb| ad.checked_sub(cb))
+    }
+
+    /// Orders by value (the derived `Ord` orders by numerator, then denominator).
+    pub fn cmp_value(&self, other: &QuarterLength) -> std::cmp::Ordering {
+        (self.num as u128 * other.den as u128).cmp(&(other.num as u128 * self.den as u128))
+    }
+
+    /// `a/b ∘ c/d` as `(a·d ∘ c·b) / (b·d)`, exact in 128 bits, then reduced.
+    fn combine(
+        self,
+        other: QuarterLength,
+        op: impl Fn(u128, u128) -> Option<u128>,
+    ) -> Option<QuarterLength> {
+        let (a, b) = (self.num as u128, self.den as u128);
+        let (c, d) = (other.num as u128, other.den as u128);
+        let (num, den) = (op(a * d, c * b)?, b * d);
+        let g = gcd128(num, den);
+        Some(QuarterLength::new(
+            u64::try_from(num / g).ok()?,
+            u64::try_from(den / g).ok()?,
+        ))
+    }
+
     pub fn is_zero(&self) -> bool {
         self.num == 0
     }

@@ -37,13 +37,77 @@ pub struct Song {
     pub events: Vec<Event>,
 }
 
-/// A key designation: `*G:` is G major, `*f#:` is F♯ minor.
+/// A key designation: `*G:` is G major, `*f#:` is F♯ minor; ABC's `K:Ddor` is D dorian.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyDesignation {
     /// The tonic's letter (0 = C … 6 = B) and alteration in semitones.
     pub step: u8,
     pub alter: i8,
-    pub minor: bool,
+    pub mode: Mode,
+}
+
+/// The modes a key may name, as music21 names them (`ionian` and `major` are kept apart, as
+/// music21 keeps them, though their scale is the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Major,
+    Minor,
+    Ionian,
+    Aeolian,
+    Dorian,
+    Phrygian,
+    Lydian,
+    Mixolydian,
+    Locrian,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Major => "major",
+            Mode::Minor => "minor",
+            Mode::Ionian => "ionian",
+            Mode::Aeolian => "aeolian",
+            Mode::Dorian => "dorian",
+            Mode::Phrygian => "phrygian",
+            Mode::Lydian => "lydian",
+            Mode::Mixolydian => "mixolydian",
+            Mode::Locrian => "locrian",
+        }
+    }
+
+    /// The scale of natural minor: what a minor key designation means.
+    pub fn is_minor(self) -> bool {
+        matches!(self, Mode::Minor | Mode::Aeolian)
+    }
+
+    /// The white-key tonic of the mode, in semitones above C: the notes of C major read from
+    /// it (major C, dorian D … locrian B).
+    pub fn white_key_tonic(self) -> i32 {
+        match self {
+            Mode::Major | Mode::Ionian => 0,
+            Mode::Dorian => 2,
+            Mode::Phrygian => 4,
+            Mode::Lydian => 5,
+            Mode::Mixolydian => 7,
+            Mode::Minor | Mode::Aeolian => 9,
+            Mode::Locrian => 11,
+        }
+    }
+
+    /// Fifths from the mode's tonic up to the tonic of the major key with the same signature:
+    /// dorian 2 (D → C is two fifths down), lydian −1.
+    pub fn fifths_below_major(self) -> i32 {
+        match self {
+            Mode::Major | Mode::Ionian => 0,
+            Mode::Mixolydian => 1,
+            Mode::Dorian => 2,
+            Mode::Minor | Mode::Aeolian => 3,
+            Mode::Phrygian => 4,
+            Mode::Locrian => 5,
+            Mode::Lydian => -1,
+        }
+    }
 }
 
 impl KeyDesignation {
@@ -64,7 +128,11 @@ impl KeyDesignation {
         Some(KeyDesignation {
             step,
             alter,
-            minor: letter.is_ascii_lowercase(),
+            mode: if letter.is_ascii_lowercase() {
+                Mode::Minor
+            } else {
+                Mode::Major
+            },
         })
     }
 
@@ -294,7 +362,7 @@ mod tests {
             vec![KeyDesignation {
                 step: 3,
                 alter: 0,
-                minor: false
+                mode: Mode::Major
             }]
         );
         let midi: Vec<Option<i32>> = song
@@ -315,7 +383,7 @@ mod tests {
         let keys = song("*G:\n*a:\n*B-:\n*f#:\n4c").unwrap().keys;
         let names: Vec<(String, bool, i32)> = keys
             .iter()
-            .map(|k| (k.tonic_name(), k.minor, k.tonic_semitones()))
+            .map(|k| (k.tonic_name(), k.mode.is_minor(), k.tonic_semitones()))
             .collect();
         assert_eq!(
             names,

@@ -99,7 +99,7 @@ fn key_signature(key: KeyDesignation) -> String {
 /// `C`, `B-`, or lowercase for minor: `a`, `f#`.
 fn key_name(key: KeyDesignation) -> String {
     let name = key.tonic_name();
-    if key.minor {
+    if key.mode.is_minor() {
         name.to_lowercase()
     } else {
         name

@@ -128,10 +128,10 @@ fn written_key(
             histogram[(pitch as i32 - shift).rem_euclid(12) as usize] += span.steps as f64;
         }
     }
-    let minor = key::estimate_from_histogram(&histogram).minor;
+    let minor = key::estimate_from_histogram(&histogram).is_minor();
     let home = if minor { "a" } else { "C" };
     Ok(match transpose_to {
-        Some(target) if target.minor == minor => target,
+        Some(target) if target.mode.is_minor() == minor => target,
         _ => KeyDesignation::parse(home).expect("static key"),
     })
 }

@@ -49,7 +49,11 @@ pub fn write_musicxml<S: AsRef<str>>(
         return Err("no notes or rests to write".into());
     }
     let fifths = key_fifths(key);
-    let mode = if key.minor { "minor" } else { "major" };
+    let mode = if key.mode.is_minor() {
+        "minor"
+    } else {
+        "major"
+    };
     let mut xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n\
          <!DOCTYPE score-partwise PUBLIC \"-//Recordare//DTD MusicXML 4.0 Partwise//EN\" \

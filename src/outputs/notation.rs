@@ -54,15 +54,11 @@ pub fn pieces(span: &Span, start: u32, measure: u32) -> Vec<u32> {
 }
 
 /// The key's place on the line of fifths, which is its signature: sharps > 0, flats < 0.
-/// Major: C 0, G 1, F −1…; a minor key has the signature of its relative major (A minor 0).
+/// Major: C 0, G 1, F −1…; any other mode has the signature of its relative major (A minor 0,
+/// D dorian 0).
 pub fn key_fifths(key: KeyDesignation) -> i32 {
     const LETTER_FIFTHS: [i32; 7] = [0, 2, 4, -1, 1, 3, 5]; // C D E F G A B
-    let major = LETTER_FIFTHS[key.step as usize] + 7 * key.alter as i32;
-    if key.minor {
-        major - 3
-    } else {
-        major
-    }
+    LETTER_FIFTHS[key.step as usize] + 7 * key.alter as i32 - key.mode.fifths_below_major()
 }
 
 /// A written pitch: letter (`C` … `B`), alteration in semitones (♯ 1, ♭ −1) and octave (C4 is
