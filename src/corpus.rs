@@ -1,7 +1,7 @@
 //! A corpus of `**kern`, MIDI and ABC files → `songs.jsonl`, `dataset.txt` and `vocab.json`, in
 //! parallel over files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -227,8 +227,10 @@ pub fn process_all(files: &[KernFile], options: &Options, progress: bool) -> Vec
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
     pub files: usize,
+    /// Songs read: one per kern or MIDI file, one per tune of an ABC file.
+    pub songs: usize,
     pub kept: usize,
-    /// Dropped files per reason (line numbers removed so that reasons group), most frequent first.
+    /// Dropped songs per reason (line numbers removed so that reasons group), most frequent first.
     pub dropped: Vec<(String, usize)>,
     pub symbols: usize,
     pub vocabulary: usize,
@@ -248,8 +250,14 @@ impl Summary {
         let mut dropped: Vec<(String, usize)> = reasons.into_iter().collect();
         dropped.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let kept = records.iter().filter(|r| r.kept).count();
+        let files = records
+            .iter()
+            .map(|r| &r.file)
+            .collect::<BTreeSet<_>>()
+            .len();
         Summary {
-            files: records.len(),
+            files,
+            songs: records.len(),
             kept,
             dropped,
             symbols: dataset_symbols,
@@ -260,12 +268,16 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.songs == self.files {
+            write!(f, "{} files", self.files)?;
+        } else {
+            write!(f, "{} songs in {} files", self.songs, self.files)?;
+        }
         writeln!(
             f,
-            "{} files: {} kept, {} dropped; {} symbols, vocabulary of {}",
-            self.files,
+            ": {} kept, {} dropped; {} symbols, vocabulary of {}",
             self.kept,
-            self.files - self.kept,
+            self.songs - self.kept,
             self.symbols,
             self.vocabulary
         )?;
@@ -317,6 +329,27 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_summary_counts_tunes_apart_from_files() {
+        let summary = |files, songs| Summary {
+            files,
+            songs,
+            kept: 3,
+            dropped: vec![("chord".into(), songs - 3)],
+            symbols: 90,
+            vocabulary: 7,
+        };
+        let first_line = |s: Summary| s.to_string().lines().next().unwrap().to_string();
+        assert_eq!(
+            first_line(summary(2, 5)),
+            "5 songs in 2 files: 3 kept, 2 dropped; 90 symbols, vocabulary of 7"
+        );
+        assert_eq!(
+            first_line(summary(4, 4)),
+            "4 files: 3 kept, 1 dropped; 90 symbols, vocabulary of 7"
+        );
     }
 
     #[test]
