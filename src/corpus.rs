@@ -52,7 +52,8 @@ pub struct SongRecord {
     /// Later meters: `[step, "3/4"]` where each takes effect.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub meter_changes: Vec<(u64, String)>,
-    /// The step where each bar starts, from the score's barlines (a pickup leaves 0 out).
+    /// The step where each bar starts, from the score's barlines (a pickup leaves 0 out);
+    /// absent where the score has none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bar_starts: Option<Vec<u64>>,
     /// The file is defective (unreadable, not kern, not monophonic, no notes), not merely
@@ -180,7 +181,8 @@ fn song_record(file: String, score: ScoreSong, options: &Options) -> SongRecord 
             meter_changes: (encoded.meter_changes.iter())
                 .map(|&(step, meter)| (step, meter_name(meter)))
                 .collect(),
-            bar_starts: Some(encoded.bar_starts),
+            // MIDI has no barlines, and the ABC reader does not record them yet.
+            bar_starts: (!song.barlines.is_empty()).then_some(encoded.bar_starts),
             defective: false,
         },
         Err(skip) => SongRecord {
