@@ -36,7 +36,7 @@ fn split_measure(measure: &[&Item], bar: QuarterLength, out: &mut Vec<Item>) {
     let end = measure.iter().try_fold(QuarterLength::ZERO, |end, item| {
         end.checked_add(item.sounding().map_or(QuarterLength::ZERO, |e| e.duration))
     });
-    if end.is_none_or(|end| end.cmp_value(&bar).is_le()) {
+    if end.is_none_or(|end| end <= bar) {
         out.extend(measure.iter().map(|item| (*item).clone()));
         return;
     }
@@ -58,7 +58,7 @@ fn split_measure(measure: &[&Item], bar: QuarterLength, out: &mut Vec<Item>) {
             out.push(Item::Bar(Bar::Plain));
             out.push((*item).clone());
             split = true;
-        } else if start.cmp_value(&bar).is_lt() && offset.cmp_value(&bar).is_gt() {
+        } else if start < bar && offset > bar {
             match pieces(event, bar.checked_sub(start), offset.checked_sub(bar)) {
                 Some((head, tail)) => out.extend([head, Item::Bar(Bar::Plain), tail]),
                 None => out.push((*item).clone()),

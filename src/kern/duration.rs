@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::Add;
 
 /// A duration in quarter lengths, kept as a reduced fraction (`1/3` for an eighth triplet).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QuarterLength {
     num: u64,
     den: u64,
@@ -81,11 +81,6 @@ impl QuarterLength {
         self.combine(other, |ad, cb| ad.checked_sub(cb))
     }
 
-    /// Orders by value (the derived `Ord` orders by numerator, then denominator).
-    pub fn cmp_value(&self, other: &QuarterLength) -> std::cmp::Ordering {
-        (self.num as u128 * other.den as u128).cmp(&(other.num as u128 * self.den as u128))
-    }
-
     /// `a/b ∘ c/d` as `(a·d ∘ c·b) / (b·d)`, exact in 128 bits, then reduced.
     fn combine(
         self,
@@ -115,6 +110,19 @@ impl QuarterLength {
 
     pub fn as_f64(&self) -> f64 {
         self.num as f64 / self.den as f64
+    }
+}
+
+/// By value: a/b against c/d as a·d against c·b, exact in 128 bits.
+impl Ord for QuarterLength {
+    fn cmp(&self, other: &QuarterLength) -> std::cmp::Ordering {
+        (self.num as u128 * other.den as u128).cmp(&(other.num as u128 * self.den as u128))
+    }
+}
+
+impl PartialOrd for QuarterLength {
+    fn partial_cmp(&self, other: &QuarterLength) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -159,6 +167,13 @@ mod tests {
 
     fn ql(num: u64, den: u64) -> QuarterLength {
         QuarterLength::new(num, den)
+    }
+
+    #[test]
+    fn lengths_order_by_value() {
+        assert!(ql(2, 1) > ql(3, 2), "numerator first would say 2 < 3");
+        assert!(ql(1, 3) < ql(1, 2) && ql(2, 4) == ql(1, 2));
+        assert_eq!(ql(3, 4).max(ql(2, 3)), ql(3, 4));
     }
 
     #[test]
