@@ -14,6 +14,7 @@ use super::matmul::{
     broadcast_rows, column_sums, matmul, matmul_on_this_thread, matrix, matrix_mut,
 };
 use super::recurrence;
+use super::weight_gradient::weight_gradient;
 use crate::model::{Float, LstmLayer, LstmLayerMut};
 
 /// The sizes of one batch of windows.
@@ -326,6 +327,7 @@ pub(super) fn lstm_backward_on<F: Float>(
         d_table,
         d_input,
     } = buffers;
+    let isa = packed.as_ref().map(|(isa, _)| *isa);
     match packed {
         Some((isa, scratch)) => {
             let w_hh = layer.weight_hh;
@@ -333,7 +335,9 @@ pub(super) fn lstm_backward_on<F: Float>(
         }
         None => bptt_steps(layer.weight_hh, tape, dims, d_hidden, d_gates, d_cell),
     }
-    weight_gradients(layer, input, tape, dims, d_gates, d_table, d_input, grads);
+    weight_gradients(
+        isa, layer, input, tape, dims, d_gates, d_table, d_input, grads,
+    );
 }
 
 /// The reference loop of [`lstm_backward`] over the steps, last first: ∂L/∂a_t from the cell,
@@ -397,9 +401,10 @@ fn bptt_steps<F: Float>(
 }
 
 /// The parameter gradients of [`lstm_backward`] from ∂L/∂a of every step, each one large
-/// product over all steps; and ∂L/∂x for layers above 0.
+/// product over all steps (on `isa`'s tiles, else through gemm); and ∂L/∂x for layers above 0.
 #[allow(clippy::too_many_arguments)]
 fn weight_gradients<F: Float>(
+    isa: Option<Isa>,
     layer: LstmLayer<'_, F>,
     input: LayerInput<'_, F>,
     tape: &LayerTape<F>,
@@ -414,10 +419,14 @@ fn weight_gradients<F: Float>(
 
     // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, as one product over steps 1..T: [4H×(T−1)B]·[(T−1)B×H]
     let recurrent_rows = (t_len - 1) * b;
-    let d_a_from_1 = matrix(&d_gates[bg..], recurrent_rows, 4 * h);
-    let h_until_last = matrix(&tape.hidden, recurrent_rows, h);
-    let d_w_hh = matrix_mut(grads.weight_hh, 4 * h, h);
-    matmul(d_w_hh, false, d_a_from_1.t(), h_until_last);
+    let h_until_last = &tape.hidden[..recurrent_rows * h];
+    weight_product(
+        isa,
+        &d_gates[bg..],
+        h_until_last,
+        recurrent_rows,
+        grads.weight_hh,
+    );
 
     // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a.
     column_sums(d_gates, grads.bias_ih);
@@ -429,14 +438,33 @@ fn weight_gradients<F: Float>(
             input_term_backward(d_gates, tokens, v, d_table, grads.weight_ih);
         }
         LayerInput::Hidden(below) => {
-            let d_a = matrix(d_gates, rows, 4 * h);
             // ∂L/∂W_ih = Σ ∂L/∂aᵀ · x: [4H×TB]·[TB×H]
-            let x = matrix(below, rows, h);
-            matmul(matrix_mut(grads.weight_ih, 4 * h, h), false, d_a.t(), x);
+            weight_product(isa, d_gates, below, rows, grads.weight_ih);
+            let d_a = matrix(d_gates, rows, 4 * h);
             // ∂L/∂x = ∂L/∂a · W_ih: [TB×4H]·[4H×H]
             let d_input = d_input.expect("layers above 0 pass ∂L/∂x storage");
             let w_ih = matrix(layer.weight_ih, 4 * h, h);
             matmul(matrix_mut(d_input, rows, h), false, d_a, w_ih);
+        }
+    }
+}
+
+/// out [G][N] = d_aᵀ · x over `rows` rows of d_a [rows][G] and x [rows][N]: on `isa`'s tiles
+/// (f32 only), else through gemm.
+fn weight_product<F: Float>(isa: Option<Isa>, d_a: &[F], x: &[F], rows: usize, out: &mut [F]) {
+    if rows == 0 {
+        // One-step windows have no recurrent term.
+        return out.fill(F::ZERO);
+    }
+    let (g, n) = (d_a.len() / rows, x.len() / rows);
+    match isa {
+        Some(isa) => {
+            let out = recurrence::f32s_mut(out);
+            weight_gradient(isa, recurrence::f32s(d_a), recurrence::f32s(x), rows, out);
+        }
+        None => {
+            let (d_a, x) = (matrix(d_a, rows, g), matrix(x, rows, n));
+            matmul(matrix_mut(out, g, n), false, d_a.t(), x);
         }
     }
 }

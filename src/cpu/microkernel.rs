@@ -1,9 +1,11 @@
-//! The register tiles of the recurrence's products, one per instruction set: a tile of up to
-//! `ROWS` rows of A times one packed panel of `WIDTH` columns, over the whole inner dimension,
+//! The register tiles of the engine's own products, one per instruction set: a tile of up to
+//! `ROWS` rows of A times one panel of `WIDTH` columns, over the whole inner dimension,
 //! accumulated in registers and stored once.
 //!
-//! A is row-major with a stride; the panel is [k][WIDTH] contiguous (see `recurrence`'s
-//! packing). Every kernel sums over k in ascending order from zero, one multiply-add per term:
+//! Both operands are strided: A's element (r, κ) at `a[r·a.row + κ·a.step]` (row-major A has
+//! step 1; a transposed one, row 1), the panel's row κ at `panel + κ·panel_step` (the
+//! recurrence's packed panels have step WIDTH; `weight_gradient` reads rows of its operand in
+//! place). Every kernel sums over k in ascending order from zero, one multiply-add per term:
 //! AVX2 and AVX-512 fuse it (one rounding), so they agree to the bit; the portable kernel rounds
 //! the product and the sum separately.
 
@@ -14,7 +16,33 @@ pub const MAX_WIDTH: usize = 32;
 /// A tile's output, [rows][panel width].
 pub type TileOut = [[f32; MAX_WIDTH]; MAX_ROWS];
 
-/// A microkernel: `out[r][c] = Σ_{κ<k} a[r·lda + κ] · panel[κ·WIDTH + c]` for r < rows ≤ ROWS.
+/// Where a tile's A is: its first element and the distances (in elements) between rows and
+/// between steps of the inner dimension.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided {
+    pub ptr: *const f32,
+    pub row: usize,
+    pub step: usize,
+}
+
+impl Strided {
+    /// A row-major A whose rows are `lda` apart.
+    pub fn rows(ptr: *const f32, lda: usize) -> Strided {
+        Strided {
+            ptr,
+            row: lda,
+            step: 1,
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn at(self, r: usize, kk: usize) -> f32 {
+        *self.ptr.add(r * self.row + kk * self.step)
+    }
+}
+
+/// A microkernel: `out[r][c] = Σ_{κ<k} a(r, κ) · panel[κ·panel_step + c]` for r < rows ≤ ROWS
+/// and c < WIDTH.
 pub trait Microkernel {
     /// Columns of a panel: two vectors.
     const WIDTH: usize;
@@ -22,14 +50,14 @@ pub trait Microkernel {
     const ROWS: usize;
 
     /// # Safety
-    /// `a` reaches rows·lda elements (the last row k of them), `panel` k·WIDTH, and the
-    /// processor supports the kernel's instruction set.
+    /// `a` reaches element (rows − 1, k − 1), `panel` reaches (k − 1)·panel_step + WIDTH
+    /// elements, and the processor supports the kernel's instruction set.
     unsafe fn tile(
         rows: usize,
-        a: *const f32,
-        lda: usize,
+        a: Strided,
         k: usize,
         panel: *const f32,
+        panel_step: usize,
         out: &mut TileOut,
     );
 }
@@ -45,35 +73,35 @@ impl Microkernel for Portable {
     #[inline(always)]
     unsafe fn tile(
         rows: usize,
-        a: *const f32,
-        lda: usize,
+        a: Strided,
         k: usize,
         panel: *const f32,
+        panel_step: usize,
         out: &mut TileOut,
     ) {
         match rows {
-            1 => portable_tile::<1>(a, lda, k, panel, out),
-            2 => portable_tile::<2>(a, lda, k, panel, out),
-            3 => portable_tile::<3>(a, lda, k, panel, out),
-            _ => portable_tile::<4>(a, lda, k, panel, out),
+            1 => portable_tile::<1>(a, k, panel, panel_step, out),
+            2 => portable_tile::<2>(a, k, panel, panel_step, out),
+            3 => portable_tile::<3>(a, k, panel, panel_step, out),
+            _ => portable_tile::<4>(a, k, panel, panel_step, out),
         }
     }
 }
 
 #[inline(always)]
 unsafe fn portable_tile<const R: usize>(
-    a: *const f32,
-    lda: usize,
+    a: Strided,
     k: usize,
     panel: *const f32,
+    panel_step: usize,
     out: &mut TileOut,
 ) {
     const WIDTH: usize = Portable::WIDTH;
     let mut acc = [[0.0f32; WIDTH]; R];
     for kk in 0..k {
-        let w = &*(panel.add(kk * WIDTH) as *const [f32; WIDTH]);
+        let w = &*(panel.add(kk * panel_step) as *const [f32; WIDTH]);
         for (r, acc) in acc.iter_mut().enumerate() {
-            let x = *a.add(r * lda + kk);
+            let x = a.at(r, kk);
             for (acc, &w) in acc.iter_mut().zip(w) {
                 *acc += x * w;
             }
@@ -89,7 +117,7 @@ pub use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Microkernel, TileOut};
+    use super::{Microkernel, Strided, TileOut};
     use std::arch::x86_64::*;
 
     /// AVX2 + FMA: 6 rows × 2 ymm (16 columns): 12 accumulators, the panel's two vectors and a
@@ -103,19 +131,19 @@ mod x86 {
         #[inline(always)]
         unsafe fn tile(
             rows: usize,
-            a: *const f32,
-            lda: usize,
+            a: Strided,
             k: usize,
             panel: *const f32,
+            panel_step: usize,
             out: &mut TileOut,
         ) {
             match rows {
-                1 => avx2_tile::<1>(a, lda, k, panel, out),
-                2 => avx2_tile::<2>(a, lda, k, panel, out),
-                3 => avx2_tile::<3>(a, lda, k, panel, out),
-                4 => avx2_tile::<4>(a, lda, k, panel, out),
-                5 => avx2_tile::<5>(a, lda, k, panel, out),
-                _ => avx2_tile::<6>(a, lda, k, panel, out),
+                1 => avx2_tile::<1>(a, k, panel, panel_step, out),
+                2 => avx2_tile::<2>(a, k, panel, panel_step, out),
+                3 => avx2_tile::<3>(a, k, panel, panel_step, out),
+                4 => avx2_tile::<4>(a, k, panel, panel_step, out),
+                5 => avx2_tile::<5>(a, k, panel, panel_step, out),
+                _ => avx2_tile::<6>(a, k, panel, panel_step, out),
             }
         }
     }
@@ -123,18 +151,18 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_tile<const R: usize>(
-        a: *const f32,
-        lda: usize,
+        a: Strided,
         k: usize,
         panel: *const f32,
+        panel_step: usize,
         out: &mut TileOut,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for kk in 0..k {
-            let w = panel.add(kk * 16);
+            let w = panel.add(kk * panel_step);
             let w = [_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8))];
             for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_set1_ps(*a.add(r * lda + kk));
+                let x = _mm256_set1_ps(a.at(r, kk));
                 acc[0] = _mm256_fmadd_ps(x, w[0], acc[0]);
                 acc[1] = _mm256_fmadd_ps(x, w[1], acc[1]);
             }
@@ -156,21 +184,21 @@ mod x86 {
         #[inline(always)]
         unsafe fn tile(
             rows: usize,
-            a: *const f32,
-            lda: usize,
+            a: Strided,
             k: usize,
             panel: *const f32,
+            panel_step: usize,
             out: &mut TileOut,
         ) {
             match rows {
-                1 => avx512_tile::<1>(a, lda, k, panel, out),
-                2 => avx512_tile::<2>(a, lda, k, panel, out),
-                3 => avx512_tile::<3>(a, lda, k, panel, out),
-                4 => avx512_tile::<4>(a, lda, k, panel, out),
-                5 => avx512_tile::<5>(a, lda, k, panel, out),
-                6 => avx512_tile::<6>(a, lda, k, panel, out),
-                7 => avx512_tile::<7>(a, lda, k, panel, out),
-                _ => avx512_tile::<8>(a, lda, k, panel, out),
+                1 => avx512_tile::<1>(a, k, panel, panel_step, out),
+                2 => avx512_tile::<2>(a, k, panel, panel_step, out),
+                3 => avx512_tile::<3>(a, k, panel, panel_step, out),
+                4 => avx512_tile::<4>(a, k, panel, panel_step, out),
+                5 => avx512_tile::<5>(a, k, panel, panel_step, out),
+                6 => avx512_tile::<6>(a, k, panel, panel_step, out),
+                7 => avx512_tile::<7>(a, k, panel, panel_step, out),
+                _ => avx512_tile::<8>(a, k, panel, panel_step, out),
             }
         }
     }
@@ -178,18 +206,18 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_tile<const R: usize>(
-        a: *const f32,
-        lda: usize,
+        a: Strided,
         k: usize,
         panel: *const f32,
+        panel_step: usize,
         out: &mut TileOut,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for kk in 0..k {
-            let w = panel.add(kk * 32);
+            let w = panel.add(kk * panel_step);
             let w = [_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16))];
             for (r, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(r * lda + kk));
+                let x = _mm512_set1_ps(a.at(r, kk));
                 acc[0] = _mm512_fmadd_ps(x, w[0], acc[0]);
                 acc[1] = _mm512_fmadd_ps(x, w[1], acc[1]);
             }

@@ -21,6 +21,7 @@ pub mod matmul;
 pub mod microkernel;
 pub mod recurrence;
 mod stream;
+pub mod weight_gradient;
 
 use std::ops::Range;
 

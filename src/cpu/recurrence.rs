@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::isa::Isa;
 use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape, StepOutput};
-use super::microkernel::{Microkernel, Portable, TileOut, MAX_ROWS, MAX_WIDTH};
+use super::microkernel::{Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH};
 use crate::model::Float;
 
 #[cfg(target_arch = "x86_64")]
@@ -316,9 +316,21 @@ unsafe fn forward_chunks<K: Microkernel>(
                 let panel = pass.packed.add((c * 4 + g) * h * width);
                 for r0 in (0..batch).step_by(K::ROWS) {
                     let rows = K::ROWS.min(batch - r0);
-                    K::tile(rows, h_prev.add(r0 * h), h, k, panel, &mut tile);
+                    K::tile(
+                        rows,
+                        Strided::rows(h_prev.add(r0 * h), h),
+                        k,
+                        panel,
+                        width,
+                        &mut tile,
+                    );
                     for (r, recurrent) in tile[..rows].iter().enumerate() {
                         let pre = gates.add((r0 + r) * 4 * h + g * h + first);
+                        if t + 1 < steps {
+                            // The input term of the next step, written before the pass and long
+                            // out of cache: fetched while this step computes.
+                            prefetch(pre.add(4 * bh), columns);
+                        }
                         let pre = std::slice::from_raw_parts_mut(pre, columns);
                         for (a, &recurrent) in pre.iter_mut().zip(recurrent) {
                             *a += recurrent;
@@ -396,7 +408,8 @@ unsafe fn backward_chunks<K: Microkernel>(
             let columns = width.min(h - first);
             for r0 in (0..batch).step_by(K::ROWS) {
                 let rows = K::ROWS.min(batch - r0);
-                K::tile(rows, d_a.add(r0 * 4 * h), 4 * h, 4 * h, panel, &mut tile);
+                let a = Strided::rows(d_a.add(r0 * 4 * h), 4 * h);
+                K::tile(rows, a, 4 * h, panel, width, &mut tile);
                 for (r, recurrent) in tile[..rows].iter().enumerate() {
                     let out = d_prev.add((r0 + r) * h + first);
                     let out = std::slice::from_raw_parts_mut(out, columns);
@@ -405,6 +418,22 @@ unsafe fn backward_chunks<K: Microkernel>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Asks for the cache lines of `len` floats at `data` to be brought into L2 (a hint: no fault,
+/// no effect on results).
+#[inline(always)]
+fn prefetch(data: *const f32, len: usize) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, len);
+    #[cfg(target_arch = "x86_64")]
+    for line in (0..len).step_by(16) {
+        // SAFETY: a prefetch reads nothing architecturally and does not fault on any address.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+            _mm_prefetch::<_MM_HINT_T1>(data.wrapping_add(line).cast());
         }
     }
 }
@@ -488,14 +517,14 @@ pub fn is_f32<F: Float>() -> bool {
 }
 
 /// `data` as the f32 slice it is; panics for any other F.
-fn f32s<F: Float>(data: &[F]) -> &[f32] {
+pub(super) fn f32s<F: Float>(data: &[F]) -> &[f32] {
     assert!(is_f32::<F>(), "the packed kernels are f32 only");
     // SAFETY: F is f32 (checked above), so the memory is f32s of the same length.
     unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), data.len()) }
 }
 
 /// [`f32s`], writable.
-fn f32s_mut<F: Float>(data: &mut [F]) -> &mut [f32] {
+pub(super) fn f32s_mut<F: Float>(data: &mut [F]) -> &mut [f32] {
     assert!(is_f32::<F>(), "the packed kernels are f32 only");
     // SAFETY: as in `f32s`; the borrow is unique.
     unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast(), data.len()) }

@@ -1,0 +1,167 @@
+//! ∂L/∂W = Σ_r ∂L/∂a_rᵀ · x_r over every row of a batch (all T·B positions) as one product on the
+//! engine's own tiles: the f32 twin of the GPU's `weight_gradient`, for ∂L/∂W_hh and ∂L/∂W_ih
+//! above layer 0.
+//!
+//! out [G][N] = d_aᵀ · x with d_a [R][G] and x [R][N], both row-major. A tile is ROWS rows of
+//! out (ROWS consecutive columns of d_a) by one panel of WIDTH columns of x. The inner dimension
+//! R (4,032 at the bench's shape) is walked in blocks of `BLOCK` rows: x's block is copied into
+//! panels (in L2) and each tile's columns of d_a into a contiguous block (in L1) that meets
+//! every panel; out's rows are split across threads, so no two threads
+//! write the same element and the sum over R runs in the same order whatever the thread count.
+
+use rayon::prelude::*;
+
+use super::isa::Isa;
+use super::microkernel::{Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH};
+
+#[cfg(target_arch = "x86_64")]
+use super::microkernel::{Avx2, Avx512};
+
+/// Rows of the inner dimension per block: a tile's block of d_a is BLOCK·ROWS floats (3 KB for
+/// AVX2, in L1); x's panels BLOCK·N (128 KB at N = 256) and a thread's tiles of d_a (128 KB at
+/// 2 threads, 4H = 1024) stay in L2.
+const BLOCK: usize = 128;
+
+/// out [G][N] = Σ_r d_a[r][g] · x[r][n] over the `rows` rows of `d_a` [rows][G] and `x`
+/// [rows][N], written over `out` (G = d_a.len() / rows, N = x.len() / rows), on `isa`'s tiles.
+pub fn weight_gradient(isa: Isa, d_a: &[f32], x: &[f32], rows: usize, out: &mut [f32]) {
+    assert!(rows > 0, "a weight gradient over no rows");
+    let (g, n) = (d_a.len() / rows, x.len() / rows);
+    assert_eq!(d_a.len(), rows * g, "d_a is [rows][G]");
+    assert_eq!(x.len(), rows * n, "x is [rows][N]");
+    assert_eq!(out.len(), g * n, "out is [G][N]");
+    assert!(isa.supported(), "this CPU lacks {isa}");
+    let product = Product { d_a, x, rows, g, n };
+    match isa {
+        Isa::Portable => product.run::<Portable>(out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => product.run::<Avx2>(out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => product.run::<Avx512>(out),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("{isa} is x86-64 only"),
+    }
+}
+
+struct Product<'a> {
+    d_a: &'a [f32],
+    x: &'a [f32],
+    rows: usize,
+    g: usize,
+    n: usize,
+}
+
+impl Product<'_> {
+    /// Splits out's rows across rayon's threads in whole tiles.
+    fn run<K: Microkernel>(&self, out: &mut [f32]) {
+        let threads = rayon::current_num_threads().max(1);
+        let tiles = self.g.div_ceil(K::ROWS);
+        let rows_per_part = tiles.div_ceil(threads) * K::ROWS;
+        out.par_chunks_mut(rows_per_part * self.n)
+            .enumerate()
+            .for_each(|(part, out)| self.part::<K>(part * rows_per_part, out));
+    }
+
+    /// Rows first..first + out.len()/N of out.
+    fn part<K: Microkernel>(&self, first: usize, out: &mut [f32]) {
+        let (n, width, tile_rows_max) = (self.n, K::WIDTH, K::ROWS);
+        let out_rows = out.len() / n;
+        let panels = n.div_ceil(width);
+        let mut tile: TileOut = [[0.0; MAX_WIDTH]; MAX_ROWS];
+        // Both operands are copied into contiguous blocks before the tiles read them: read in
+        // place, d_a's rows (4 KB apart at 4H = 1024) and x's (1 KB apart) fall into a few L1
+        // sets and evict each other, and a column of d_a crosses a page every row.
+        let tiles = out_rows.div_ceil(tile_rows_max);
+        let mut x_panels = vec![0.0f32; panels * BLOCK * width];
+        let mut a_tiles = vec![0.0f32; tiles * BLOCK * tile_rows_max];
+        for r0 in (0..self.rows).step_by(BLOCK) {
+            let k = BLOCK.min(self.rows - r0);
+            match width {
+                8 => self.pack_x::<8>(r0, k, &mut x_panels),
+                16 => self.pack_x::<16>(r0, k, &mut x_panels),
+                32 => self.pack_x::<32>(r0, k, &mut x_panels),
+                width => unreachable!("no kernel is {width} wide"),
+            }
+            match tile_rows_max {
+                4 => self.pack_a::<4>(r0, k, first, out_rows, &mut a_tiles),
+                6 => self.pack_a::<6>(r0, k, first, out_rows, &mut a_tiles),
+                8 => self.pack_a::<8>(r0, k, first, out_rows, &mut a_tiles),
+                rows => unreachable!("no kernel has {rows} rows"),
+            }
+            for (t, a_tile) in a_tiles.chunks_exact(BLOCK * tile_rows_max).enumerate() {
+                let (i0, tile_rows) = (
+                    t * tile_rows_max,
+                    tile_rows_max.min(out_rows - t * tile_rows_max),
+                );
+                let a = Strided {
+                    ptr: a_tile.as_ptr(),
+                    row: 1,
+                    step: tile_rows_max,
+                };
+                for (p, panel) in x_panels.chunks_exact(BLOCK * width).enumerate() {
+                    let (c0, columns) = (p * width, width.min(n - p * width));
+                    // SAFETY: the tile reads a_tile[κ·ROWS + i] for κ < k ≤ BLOCK and
+                    // i < tile_rows ≤ ROWS, and k rows of WIDTH floats of its panel, all inside
+                    // the two buffers; run() checked that the processor supports K.
+                    unsafe { K::tile(tile_rows, a, k, panel.as_ptr(), width, &mut tile) };
+                    for (i, sums) in tile[..tile_rows].iter().enumerate() {
+                        let out_row = &mut out[(i0 + i) * n + c0..][..columns];
+                        if r0 == 0 {
+                            out_row.copy_from_slice(&sums[..columns]);
+                        } else {
+                            for (o, &s) in out_row.iter_mut().zip(sums) {
+                                *o += s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// x_panels[p][κ][c] = x[r0 + κ][p·W + c] for κ < k, zero beyond column N (set once: the
+    /// buffer is made zero and every later block writes the same columns).
+    fn pack_x<const W: usize>(&self, r0: usize, k: usize, x_panels: &mut [f32]) {
+        let n = self.n;
+        for kk in 0..k {
+            let source = &self.x[(r0 + kk) * n..][..n];
+            let whole = source.chunks_exact(W);
+            let rest = whole.remainder();
+            for (p, piece) in whole.enumerate() {
+                let to = (p * BLOCK + kk) * W;
+                x_panels[to..to + W].copy_from_slice(piece);
+            }
+            if !rest.is_empty() {
+                let to = (n / W * BLOCK + kk) * W;
+                x_panels[to..to + rest.len()].copy_from_slice(rest);
+            }
+        }
+    }
+
+    /// a_tiles[t][κ][i] = d_a[r0 + κ][first + t·R + i] for κ < k and the `rows` rows of this
+    /// part: read row by row, so that the reads are sequential; R fixed, so that each piece is
+    /// one move rather than a call to memmove.
+    fn pack_a<const R: usize>(
+        &self,
+        r0: usize,
+        k: usize,
+        first: usize,
+        rows: usize,
+        a_tiles: &mut [f32],
+    ) {
+        for kk in 0..k {
+            let from = (r0 + kk) * self.g + first;
+            let source = &self.d_a[from..from + rows];
+            let whole = source.chunks_exact(R);
+            let rest = whole.remainder();
+            for (t, piece) in whole.enumerate() {
+                let to = (t * BLOCK + kk) * R;
+                a_tiles[to..to + R].copy_from_slice(piece);
+            }
+            if !rest.is_empty() {
+                let to = (rows / R * BLOCK + kk) * R;
+                a_tiles[to..to + rest.len()].copy_from_slice(rest);
+            }
+        }
+    }
+}
