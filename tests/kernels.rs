@@ -289,46 +289,61 @@ test_engines! {
     }
 
     /// The fused head against cpu::head's forward then backward: the CPU's dropout mask of the
-    /// same (seed, step) forward (h ⊙ mask) and backward (in ∂L/∂h), the losses, the correct
-    /// rows and ∂(mean loss)/∂logits; with V below one warp's lanes and above, and without
-    /// dropout. Rows fill no block of 8 warps evenly.
+    /// same (seed, step) forward (in the dense gradients) and backward (in ∂L/∂h), the losses,
+    /// the correct rows, ∂(mean loss)/∂logits and the dense gradients; with V below one warp's
+    /// lanes and above, without dropout, over rows that no chunk or group of 8 divides, at the
+    /// model's shape (V = 38, H = 256), and at a V·H that takes two tiles of units. A second run
+    /// gives the same bits (the partials are added in a fixed order).
     fn head_forward_backward(gpu) {
         let mut rng = StdRng::seed_from_u64(10);
-        for (vocab, p) in [(V, 0.3), (2 * 32 + 3, 0.5), (V, 0.0)] {
+        let ragged = 67 * B + 3;
+        let cases = [(ROWS, H, V, 0.3), (ROWS, H, 2 * 32 + 3, 0.5), (ROWS, H, V, 0.0), (ragged, H, V, 0.3), (ragged, 256, 38, 0.3), (40, 1000, 67, 0.3)];
+        for (rows, units, vocab, p) in cases {
             let (seed, step) = (11, 4);
-            let hidden = random(&mut rng, ROWS * H, 1.0);
-            let (weight, bias) = (random(&mut rng, vocab * H, 1.0), random(&mut rng, vocab, 1.0));
-            let targets = common::random_symbols(&mut rng, ROWS, vocab);
+            let hidden = random(&mut rng, rows * units, 1.0);
+            let (weight, bias) = (random(&mut rng, vocab * units, 1.0), random(&mut rng, vocab, 1.0));
+            let targets = common::random_symbols(&mut rng, rows, vocab);
             let dense = Dense { weight: &weight, bias: &bias };
             let mask = (p > 0.0).then(|| {
-                let mut mask = vec![0.0; ROWS * H];
+                let mut mask = vec![0.0; rows * units];
                 cpu::fill_dropout_mask(&mut mask, p, seed, step);
                 mask
             });
-            let (mut dropped, mut logits) = (vec![0.0; ROWS * H], vec![0.0; ROWS * vocab]);
+            let (mut dropped, mut logits) = (vec![0.0; rows * units], vec![0.0; rows * vocab]);
             let stats = head::head_forward(dense, &hidden, mask.as_deref(), &targets, &mut dropped, &mut logits);
-            let (mut d_weight, mut d_bias, mut d_hidden) = (vec![0.0; vocab * H], vec![0.0; vocab], vec![0.0; ROWS * H]);
-            let grads = DenseMut { weight: &mut d_weight, bias: &mut d_bias };
+            let mut d_dense = vec![0.0; vocab * units + vocab];
+            let (d_weight, d_bias) = d_dense.split_at_mut(vocab * units);
+            let mut d_hidden = vec![0.0; rows * units];
+            let grads = DenseMut { weight: d_weight, bias: d_bias };
             let dense = Dense { weight: &weight, bias: &bias };
-            head::head_backward(dense, &dropped, mask.as_deref(), &targets, ROWS, &mut logits, grads, &mut d_hidden);
+            head::head_backward(dense, &dropped, mask.as_deref(), &targets, rows, &mut logits, grads, &mut d_hidden);
 
+            let plan = gpu.head_plan(rows, units, vocab);
+            eprintln!("{rows} rows, H = {units}, V = {vocab}, dropout {p}: {plan:?}");
             let params = (upload(&gpu, &weight), upload(&gpu, &bias));
             let (hidden_gpu, targets_gpu) = (upload(&gpu, &hidden), upload(&gpu, &targets));
-            let out = [ROWS * H, ROWS * vocab, ROWS * H].map(|n| upload(&gpu, &vec![f32::NAN; n]));
-            let results = gpu.alloc::<f64>(2 * ROWS).unwrap();
-            let outputs = (out[0].ptr(), out[1].ptr(), out[2].ptr(), results.ptr());
-            gpu.head_forward_backward((params.0.ptr(), params.1.ptr()), hidden_gpu.ptr(), targets_gpu.ptr(), outputs, (ROWS, H, vocab), (seed, step), p).unwrap();
-            eprintln!("V = {vocab}, dropout {p}");
-            assert_close("h ⊙ mask", &download(&gpu, &out[0]), &dropped);
-            assert_close("∂L/∂logits", &download(&gpu, &out[1]), &logits);
-            assert_close("∂L/∂h, through the mask", &download(&gpu, &out[2]), &d_hidden);
-            let mut per_row = vec![0.0f64; 2 * ROWS];
+            // NaN until written: every element must be.
+            let out = [rows * vocab, rows * units, vocab * units + vocab].map(|n| upload(&gpu, &vec![f32::NAN; n]));
+            let results = gpu.alloc::<f64>(2 * rows).unwrap();
+            let partials = gpu.alloc(gpu.head_scratch(rows, units, vocab)).unwrap();
+            let outputs = (out[0].ptr(), out[1].ptr(), results.ptr(), out[2].ptr());
+            let run = || {
+                gpu.head_forward_backward((params.0.ptr(), params.1.ptr()), hidden_gpu.ptr(), targets_gpu.ptr(), outputs, &partials, (rows, units, vocab), (seed, step), p).unwrap();
+                download(&gpu, &out[2])
+            };
+            let first = run();
+            assert_close("∂L/∂logits", &download(&gpu, &out[0]), &logits);
+            assert_close("∂L/∂h, through the mask", &download(&gpu, &out[1]), &d_hidden);
+            assert_close("∂L/∂W_dense, ∂L/∂b_dense", &first, &d_dense);
+            let mut per_row = vec![0.0f64; 2 * rows];
             gpu.download(results.ptr(), &mut per_row).unwrap();
-            let (losses, correct) = per_row.split_at(ROWS);
+            let (losses, correct) = per_row.split_at(rows);
             let loss_sum: f64 = losses.iter().sum();
             eprintln!("  loss: gpu {loss_sum}, cpu {}", stats.loss_sum);
             assert!((loss_sum - stats.loss_sum).abs() <= 1e-5 * stats.loss_sum.abs().max(1.0));
             assert_eq!(correct.iter().filter(|&&c| c != 0.0).count(), stats.correct);
+            let second = run();
+            assert!(first.iter().zip(&second).all(|(a, b)| a.to_bits() == b.to_bits()), "runs differ");
         }
     }
 

@@ -267,7 +267,7 @@ impl Gpu {
 
     /// out[c] = Σ_i chunks[i][c] for i in order: the deterministic second pass of the column
     /// sums and of the weight gradients.
-    fn sum_chunks(
+    pub(super) fn sum_chunks(
         &self,
         chunks: DevicePtr<f32>,
         out: DevicePtr<f32>,

@@ -40,6 +40,7 @@ use crate::model::{Config, DenseOffsets, LstmOffsets, Objective, Params};
 use crate::optim::{Adam, AdamState};
 use stream::Stream;
 
+pub use head::HeadPlan;
 pub use host::open_on_host;
 pub use lstm::TokenRows;
 pub use matmul::{column_sums_scratch, DeviceMatrix};
@@ -80,8 +81,6 @@ struct Workspace {
     tapes: Vec<Tape>,
     tokens: Buffer<u32>,
     targets: Buffer<u32>,
-    /// [T·B][H]: the dense layer's input (the top layer's h after dropout).
-    dropped: Buffer<f32>,
     /// [T·B][V]: logits, then probabilities, then ∂L/∂logits.
     logits: Buffer<f32>,
     /// [T·B][H] each: ∂L/∂h of the layer being differentiated and of the layer below.
@@ -95,7 +94,8 @@ struct Workspace {
     token_rows: Buffer<u32>,
     /// Scratch of the column sums (bias gradients).
     sums: Buffer<f32>,
-    /// Scratch of the weight gradients' partial products (split-K).
+    /// Scratch of the weight gradients' partial products (split-K) and of the head's partial
+    /// dense gradients.
     partials: Buffer<f32>,
     /// Per loss position −log p(target), then per position 1 or 0 for whether the argmax is the
     /// target: [2·T·B].
@@ -122,7 +122,6 @@ impl Workspace {
                 .collect::<GpuResult<_>>()?,
             tokens: gpu.alloc(rows)?,
             targets: gpu.alloc(rows)?,
-            dropped: gpu.alloc(rows * h)?,
             logits: gpu.alloc(rows * v)?,
             d_hidden: gpu.alloc(rows * h)?,
             d_below: gpu.alloc(rows * h)?,
@@ -130,10 +129,10 @@ impl Workspace {
             d_cell: gpu.alloc(batch * h)?,
             token_offsets: gpu.alloc(v + 1)?,
             token_rows: gpu.alloc(rows)?,
-            sums: gpu.alloc(column_sums_scratch(rows, 4 * h).max(column_sums_scratch(rows, v)))?,
+            sums: gpu.alloc(column_sums_scratch(rows, 4 * h))?,
             partials: gpu.alloc(
                 gpu.weight_gradient_scratch(4 * h, h, rows)
-                    .max(gpu.weight_gradient_scratch(v, h, rows)),
+                    .max(gpu.head_scratch(rows, h, v)),
             )?,
             results: gpu.alloc(2 * rows)?,
         })

@@ -264,14 +264,15 @@ fn open_device() -> GpuResult<Gpu> {
                 kernel.name()
             ))
         })?;
-        if kernel.is_persistent() {
-            // Above 48 KB a launch must have opted in; the planner keeps within what this allows.
+        if kernel.is_persistent() || kernel == Kernel::HeadForwardBackward {
+            // Above 48 KB a launch must have opted in; the planners (the persistent layout and
+            // `Gpu::head_plan`) keep within what this allows.
             let attribute =
                 sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
             loaded
                 .set_attribute(attribute, shared_optin)
                 .map_err(driver(
-                    "opting in to the shared memory of the persistent kernels",
+                    "opting in to the shared memory of the persistent kernels and the head",
                 ))?;
         }
         functions.push(loaded);
