@@ -427,6 +427,90 @@ test_engines! {
     }
 }
 
+// TF32: the weight gradients on tensor cores (the host emulation's twin rounds as they do).
+test_engines! {
+    /// ∂L/∂W = d_outᵀ·x with --tf32 at weight_gradient's odd shapes, against the exact sum (f64).
+    /// Each operand rounded to 10 mantissa bits is within u = 2⁻¹¹ of itself relatively, so a
+    /// product of two within (2u + u²)·|a·b|; fp32 sums of k such terms add at most k·2⁻²⁴ of
+    /// Σ|a·b| (doubled for slack). Bound: (2⁻¹⁰ + 2⁻²² + k·2⁻²³)·Σ_r |d_out[r][i]·x[r][j]|.
+    fn weight_gradient_tf32(gpu) {
+        let mut gpu = gpu;
+        if let Err(why) = gpu.use_tf32(true) {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(16);
+        for (m, n, k) in [(4 * H, H, 67 * B + 3), (132, 2 * 68, 67 * B + 3)] {
+            let d_out = random(&mut rng, k * m, 1.0);
+            let x = random(&mut rng, k * n, 1.0);
+            let (d_out_gpu, x_gpu) = (upload(&gpu, &d_out), upload(&gpu, &x));
+            let partials = gpu.alloc(gpu.weight_gradient_scratch(m, n, k)).unwrap();
+            let out = upload(&gpu, &vec![f32::NAN; m * n]);
+            let views = (DeviceMatrix::new(d_out_gpu.ptr(), k, m), DeviceMatrix::new(x_gpu.ptr(), k, n));
+            gpu.weight_gradient(out.ptr(), views.0, views.1, &partials).unwrap();
+            let got = download(&gpu, &out);
+            let factor = 2f64.powi(-10) + 2f64.powi(-22) + k as f64 * 2f64.powi(-23);
+            let mut worst = (0.0f64, 0);
+            for (e, &g) in got.iter().enumerate() {
+                let (i, j) = (e / n, e % n);
+                let terms = (0..k).map(|r| d_out[r * m + i] as f64 * x[r * n + j] as f64);
+                let (exact, magnitude) = terms.fold((0.0, 0.0), |(s, a), p| (s + p, a + p.abs()));
+                let fraction = (g as f64 - exact).abs() / (factor * magnitude);
+                assert!(fraction <= 1.0, "{m}×{n} over {k} rows [{i}][{j}]: gpu {g}, exact {exact}, Σ|a·b| {magnitude}");
+                if fraction > worst.0 {
+                    worst = (fraction, e);
+                }
+            }
+            eprintln!("  {m}×{n} over {k} rows, TF32: worst element {:.3} of the bound (at {})", worst.0, worst.1);
+        }
+    }
+
+    /// The rounding to TF32 alone, bit for bit against a reference in f64 arithmetic: d_out's
+    /// single row times x = [1.0] gives each rounded operand exactly. Ties (away from zero),
+    /// values just below them, a carry into the exponent, overflow to infinity, infinities and
+    /// NaN; subnormals on the host emulation only (whether tensor cores keep them is the
+    /// device's business). Zero's sign is not compared: the sum starts at +0.
+    fn tf32_rounding(gpu, engine) {
+        let mut gpu = gpu;
+        if let Err(why) = gpu.use_tf32(true) {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let tie = 2f32.powi(-11);
+        let mut values = vec![1.0, 1.0 + tie, -(1.0 + tie), 1.0 + 3.0 * tie, 1.0 + tie - f32::EPSILON, 1.5 - tie, 2.0 - tie,
+            f32::MAX, -f32::MAX, f32::MIN_POSITIVE, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3.0e38, 1.0e-30, -7.25e5];
+        if engine == "host" {
+            let subnormals = [2f32.powi(-137), -2f32.powi(-137), 2f32.powi(-149), f32::MIN_POSITIVE - 2f32.powi(-149), 3.0 * 2f32.powi(-137)];
+            values.extend(subnormals);
+        }
+        let mut rng = StdRng::seed_from_u64(17);
+        values.extend((0..64).map(|_| rng.gen_range(-1.0f32..1.0) * 2f32.powi(rng.gen_range(-60..60))));
+        let m = values.len();
+        let (d_out, x) = (upload(&gpu, &values), upload(&gpu, &[1.0f32]));
+        let out = upload(&gpu, &vec![0.5f32; m]);
+        let partials = gpu.alloc(gpu.weight_gradient_scratch(m, 1, 1)).unwrap();
+        gpu.weight_gradient(out.ptr(), DeviceMatrix::new(d_out.ptr(), 1, m), DeviceMatrix::new(x.ptr(), 1, 1), &partials).unwrap();
+        for (&value, got) in values.iter().zip(download(&gpu, &out)) {
+            let want = tf32_reference(value);
+            assert!(got == want || (got.is_nan() && want.is_nan()), "{value:e} ({:#010x}): gpu {got:e}, reference {want:e}", value.to_bits());
+        }
+        eprintln!("  {m} values rounded to TF32 as the reference rounds them");
+    }
+}
+
+/// `x` rounded to TF32 (10 mantissa bits) to nearest, ties away from zero, in f64 arithmetic:
+/// the multiple of the TF32 spacing at x's binade (2⁻¹³⁶ below the normal range) nearest to
+/// |x|, halves rounded up, with x's sign; beyond f32::MAX infinity. Infinities and NaN unchanged.
+fn tf32_reference(x: f32) -> f32 {
+    if !x.is_finite() {
+        return x;
+    }
+    let exponent = ((x.to_bits() >> 23) & 0xff) as i32;
+    let spacing = 2f64.powi(exponent.max(1) - 127 - 10);
+    let rounded = ((x.abs() as f64 / spacing) + 0.5).floor() * spacing;
+    (rounded as f32).copysign(x)
+}
+
 /// The persistent kernels' cases: the device's layout at B and at a batch of two chunks with a
 /// ragged end, and one that fits 7 KB of shared memory (backwards, chunks of 4 rows for B = 5).
 fn persistent_cases(gpu: &Gpu) -> Vec<(PersistentPlan, usize)> {

@@ -299,7 +299,14 @@ impl CudaBackend {
             Some(plan) => format!("persistent, {plan}"),
             None => format!("one launch per step: {}", self.per_step_reason),
         };
-        format!("{}; recurrence: {recurrence}", self.model.gpu.description())
+        let precision = match self.model.gpu.tf32 {
+            true => "; weight gradients on TF32 tensor cores",
+            false => "",
+        };
+        format!(
+            "{}; recurrence: {recurrence}{precision}",
+            self.model.gpu.description()
+        )
     }
 
     /// Whether the recurrence runs persistent (all steps of a layer in one launch, when the
@@ -313,6 +320,11 @@ impl CudaBackend {
         self.model.persistent = recurrence.as_ref().ok().copied();
         self.per_step_reason = recurrence.err().unwrap_or_default();
         Ok(())
+    }
+
+    /// Runs the weight gradients on TF32 tensor cores ([`Gpu::use_tf32`]): `--tf32`.
+    pub fn use_tf32(&mut self, on: bool) -> Result<(), String> {
+        self.model.gpu.use_tf32(on)
     }
 
     /// Whether the recurrence runs persistent.
@@ -349,6 +361,12 @@ impl CudaBackend {
         let logits = self.workspaces[&shape].logits.ptr();
         self.model.gpu.download(logits, &mut out)?;
         Ok(out)
+    }
+
+    /// ∂L/∂a ([T·B][4H]) of layer 0, the last one the last training step on a (batch, steps)
+    /// shape differentiated, for the GPU-against-CPU tests.
+    pub fn gate_grads(&self, shape: (usize, usize)) -> GpuResult<Vec<f32>> {
+        self.download(&self.workspaces[&shape].d_gates)
     }
 
     fn download(&self, buffer: &Buffer<f32>) -> GpuResult<Vec<f32>> {
