@@ -186,8 +186,14 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(10));
     let mut engines: Vec<(&str, Box<dyn Backend>)> = vec![("cpu", Box::new(backend()))];
-    // The GPU twice: the persistent recurrence (the default) and a step per launch.
-    for (name, persistent) in [("cuda_persistent", true), ("cuda_stepwise", false)] {
+    // The GPU three times: the persistent recurrence (the default), a step per launch, and the
+    // default with --tf32 (beside the PyTorch peer's defaults, which use TF32 too).
+    let variants = [
+        ("cuda_persistent", true, false),
+        ("cuda_stepwise", false, false),
+        ("cuda_persistent_tf32", true, true),
+    ];
+    for (name, persistent, tf32) in variants {
         let device = match gpu::open() {
             Ok(device) => device,
             Err(e) => {
@@ -201,6 +207,10 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         on_gpu
             .use_persistent_recurrence(persistent)
             .expect("the occupancy query");
+        if let Err(why) = on_gpu.use_tf32(tf32) {
+            eprintln!("gpu_vs_cpu: {name} skipped, {why}");
+            continue;
+        }
         match on_gpu.persistent_recurrence() == persistent {
             true => engines.push((name, Box::new(on_gpu))),
             false => eprintln!("gpu_vs_cpu: {name} skipped, no persistent layout here"),

@@ -77,9 +77,32 @@ matmul(const float* a, long long a_row, long long a_col, const float* b, long lo
 // Slices move as 16-byte vectors where the strides and pointers allow, with cp.async on sm_80+
 // (the copy bypasses the registers and overlaps the arithmetic), and element by element at the
 // ragged edges.
+//
+// With `tf32` (engine --tf32, sm_80+) each warp instead feeds the tensor cores: a 64×32 share of
+// the tile as 4×4 mma.sync m16n8k8 products per slice, operands rounded to TF32 (10 mantissa
+// bits) by cvt.rna.tf32.f32, sums in fp32. The host emulation's twin rounds the operands the same
+// way and multiplies in fp32 (round_tf32); src/gpu/matmul.rs never asks below sm_80.
 
 #define WG_TILE 128
 #define WG_SLICE 8
+// A slice's row in shared memory: 8 floats of padding put the mma fragments' rows (t, t + 4 for
+// t < 4) in different banks.
+#define WG_STRIDE (WG_TILE + 8)
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define TENSOR_CORES 1
+#else
+#define TENSOR_CORES 0
+#endif
+
+// x rounded to TF32 as cvt.rna.tf32.f32 does: to nearest with ties away from zero, keeping 10 of
+// the 23 mantissa bits (adding half of the dropped part to the magnitude, then truncating);
+// infinities and NaNs unchanged.
+__device__ __forceinline__ float round_tf32(float x) {
+    unsigned int bits = __float_as_uint(x);
+    if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x1000u) & ~0x1fffu;
+    return __uint_as_float(bits);
+}
 
 // 16 bytes from global to shared memory, asynchronously where the device can.
 __device__ __forceinline__ void copy_vector(float* to, const float* from) {
@@ -106,13 +129,13 @@ __device__ __forceinline__ void copies_landed(int pending) {
 #endif
 }
 
-// One slice [WG_SLICE][WG_TILE] of an operand into shared memory: `rows` and `cols` of it are
-// in the matrix (from `from`, rows `ld` apart), the rest is zero. Thread t loads row t / 32,
-// columns 4·(t % 32) + {0..3}: a warp reads 512 contiguous bytes.
+// One slice [WG_SLICE][WG_TILE] (rows WG_STRIDE apart) of an operand into shared memory: `rows`
+// and `cols` of it are in the matrix (from `from`, rows `ld` apart), the rest is zero. Thread t
+// loads row t / 32, columns 4·(t % 32) + {0..3}: a warp reads 512 contiguous bytes.
 __device__ __forceinline__ void load_slice(float* slice, const float* from, long long ld,
                                            int rows, int cols, bool vectors) {
     int r = threadIdx.x / 32, c = 4 * (threadIdx.x % 32);
-    float* to = slice + r * WG_TILE + c;
+    float* to = slice + r * WG_STRIDE + c;
     if (vectors && r < rows && c + 4 <= cols) {
         copy_vector(to, from + r * ld + c);
         return;
@@ -120,16 +143,82 @@ __device__ __forceinline__ void load_slice(float* slice, const float* from, long
     for (int q = 0; q < 4; ++q) to[q] = (r < rows && c + q < cols) ? from[r * ld + c + q] : 0.0f;
 }
 
+// One slice's outer products into thread (tx, ty)'s 8×8 outputs (rows 4·ty + {0..3} and
+// 64 + 4·ty + {0..3}, columns likewise by tx), in fp32; with Tf32, of operands rounded to TF32
+// (the host emulation's twin of slice_mma).
+template <bool Tf32>
+__device__ __forceinline__ void slice_fma(float (&acc)[8][8], const float* a, const float* b) {
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    #pragma unroll
+    for (int kk = 0; kk < WG_SLICE; ++kk) {
+        float av[8], bv[8];
+        #pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            float4 a4 = *reinterpret_cast<const float4*>(&a[kk * WG_STRIDE + 64 * half + 4 * ty]);
+            float4 b4 = *reinterpret_cast<const float4*>(&b[kk * WG_STRIDE + 64 * half + 4 * tx]);
+            av[4 * half] = a4.x, av[4 * half + 1] = a4.y, av[4 * half + 2] = a4.z, av[4 * half + 3] = a4.w;
+            bv[4 * half] = b4.x, bv[4 * half + 1] = b4.y, bv[4 * half + 2] = b4.z, bv[4 * half + 3] = b4.w;
+        }
+        if (Tf32) {
+            #pragma unroll
+            for (int q = 0; q < 8; ++q) av[q] = round_tf32(av[q]), bv[q] = round_tf32(bv[q]);
+        }
+        #pragma unroll
+        for (int p = 0; p < 8; ++p)
+            #pragma unroll
+            for (int q = 0; q < 8; ++q) acc[p][q] += av[p] * bv[q];
+    }
+}
+
+// One slice on the tensor cores: warp w the rows 64·(w / 4) + [0, 64) and columns
+// 32·(w % 4) + [0, 32) of the tile, as 4×4 m16n8k8 products; lane (g, t) = (lane / 4, lane % 4)
+// holds acc[2·mt + h][2·nt + e] = C(16·mt + 8·h + g, 8·nt + 2·t + e), the mma's D fragment.
+__device__ __forceinline__ void slice_mma(float (&acc)[8][8], const float* a, const float* b) {
+#if TENSOR_CORES
+    int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+    int row0 = 64 * (warp / 4), col0 = 32 * (warp % 4);
+    auto tf32 = [](float x) {
+        unsigned int bits;
+        asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(bits) : "f"(x));
+        return bits;
+    };
+    // A(i, k) = a[k][i] (the slice holds d_out's rows), B(k, j) = b[k][j]. B's fragments are
+    // kept for the slice, A's loaded per row of tiles (fewer registers live).
+    unsigned int bf[4][2];
+    #pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+        int j = col0 + 8 * nt + g;
+        bf[nt][0] = tf32(b[t * WG_STRIDE + j]);
+        bf[nt][1] = tf32(b[(t + 4) * WG_STRIDE + j]);
+    }
+    #pragma unroll
+    for (int mt = 0; mt < 4; ++mt) {
+        int i = row0 + 16 * mt + g;
+        unsigned int af[4] = {tf32(a[t * WG_STRIDE + i]), tf32(a[t * WG_STRIDE + i + 8]),
+                              tf32(a[(t + 4) * WG_STRIDE + i]),
+                              tf32(a[(t + 4) * WG_STRIDE + i + 8])};
+        #pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+            asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, "
+                "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                : "+f"(acc[2 * mt][2 * nt]), "+f"(acc[2 * mt][2 * nt + 1]),
+                  "+f"(acc[2 * mt + 1][2 * nt]), "+f"(acc[2 * mt + 1][2 * nt + 1])
+                : "r"(af[0]), "r"(af[1]), "r"(af[2]), "r"(af[3]), "r"(bf[nt][0]),
+                  "r"(bf[nt][1]));
+    }
+#endif
+}
+
 extern "C" __global__ void __launch_bounds__(256)
 weight_gradient(const float* d_out, long long ld_out, const float* x, long long ld_x,
-                float* partials, int m, int n, int k, int rows_per_split) {
-    __shared__ __align__(16) float a_slices[2][WG_SLICE][WG_TILE];
-    __shared__ __align__(16) float b_slices[2][WG_SLICE][WG_TILE];
-    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+                float* partials, int m, int n, int k, int rows_per_split, int tf32) {
+    __shared__ __align__(16) float a_slices[2][WG_SLICE][WG_STRIDE];
+    __shared__ __align__(16) float b_slices[2][WG_SLICE][WG_STRIDE];
     int row0 = blockIdx.x * WG_TILE, col0 = blockIdx.y * WG_TILE;
     int first = blockIdx.z * rows_per_split, last = min(k, first + rows_per_split);
     bool vectors = (ld_out % 4 == 0) && (ld_x % 4 == 0) &&
                    (((unsigned long long)d_out | (unsigned long long)x) % 16 == 0);
+    bool mma = TENSOR_CORES && tf32;
     auto load = [&](int buffer, int r) {
         int rows = min(WG_SLICE, last - r);
         load_slice(&a_slices[buffer][0][0], d_out + r * ld_out + row0, ld_out, rows, m - row0,
@@ -146,29 +235,24 @@ weight_gradient(const float* d_out, long long ld_out, const float* x, long long 
         if (s + 1 < slices) load(1 - buffer, first + (s + 1) * WG_SLICE);
         copies_landed(s + 1 < slices);
         __syncthreads();
-        #pragma unroll
-        for (int kk = 0; kk < WG_SLICE; ++kk) {
-            float av[8], bv[8];
-            #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                float4 a4 = *reinterpret_cast<const float4*>(&a_slices[buffer][kk][64 * half + 4 * ty]);
-                float4 b4 = *reinterpret_cast<const float4*>(&b_slices[buffer][kk][64 * half + 4 * tx]);
-                av[4 * half] = a4.x, av[4 * half + 1] = a4.y, av[4 * half + 2] = a4.z, av[4 * half + 3] = a4.w;
-                bv[4 * half] = b4.x, bv[4 * half + 1] = b4.y, bv[4 * half + 2] = b4.z, bv[4 * half + 3] = b4.w;
-            }
-            #pragma unroll
-            for (int p = 0; p < 8; ++p)
-                #pragma unroll
-                for (int q = 0; q < 8; ++q) acc[p][q] += av[p] * bv[q];
-        }
+        const float* a = &a_slices[buffer][0][0];
+        const float* b = &b_slices[buffer][0][0];
+        if (mma) slice_mma(acc, a, b);
+        else if (tf32) slice_fma<true>(acc, a, b);
+        else slice_fma<false>(acc, a, b);
         __syncthreads();
     }
+    // Where each accumulator's output lies: slice_fma's 8×8 per thread, or slice_mma's fragments.
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
     float* out = partials + (long long)blockIdx.z * m * n;
     for (int p = 0; p < 8; ++p) {
-        int i = row0 + 64 * (p / 4) + 4 * ty + p % 4;
+        int i = row0 + (mma ? 64 * (warp / 4) + 16 * (p / 2) + 8 * (p % 2) + g
+                            : 64 * (p / 4) + 4 * ty + p % 4);
         if (i >= m) continue;
         for (int q = 0; q < 8; ++q) {
-            int j = col0 + 64 * (q / 4) + 4 * tx + q % 4;
+            int j = col0 + (mma ? 32 * (warp % 4) + 8 * (q / 2) + 2 * t + q % 2
+                                : 64 * (q / 4) + 4 * tx + q % 4);
             if (j < n) out[(long long)i * n + j] = acc[p][q];
         }
     }

@@ -401,7 +401,8 @@ test_engines! {
             assert!(time.calls >= 2 && time.calls % 2 == 0, "{time:?}: two identical steps");
             assert!(time.total_ms > 0.0, "{time:?}");
         }
-        let layer_kernels = ["lstm_forward_persistent", "lstm_backward_persistent", "adam_update"];
+        // The head's dense gradients are fused into it: one launch a step.
+        let layer_kernels = ["lstm_forward_persistent", "lstm_backward_persistent", "head_forward_backward", "adam_update"];
         for name in layer_kernels {
             let time = times.iter().find(|t| t.kernel.name() == name).unwrap();
             assert_eq!(time.calls, 2, "{name}: once a step");
@@ -416,6 +417,54 @@ test_engines! {
 }
 
 test_engines! {
+    /// A training step with --tf32 against the CPU's: every gradient but ∂L/∂W_hh (the one
+    /// TF32 product of a one-layer model) within the usual bound, and ∂L/∂W_hh[i][j] within it
+    /// plus TF32's (see tests/kernels.rs weight_gradient_tf32): (2⁻¹⁰ + 2⁻²² + k·2⁻²³)·S with
+    /// S = Σ_{t ≥ 1, b} |∂L/∂a[t][b][i]·h[t−1][b][j]| over k = (T − 1)·B rows, from the step's
+    /// own ∂L/∂a and h.
+    fn tf32_training_step(gpu) {
+        let config = Config { vocab_size: 11, hidden: 37, layers: 1, dropout: 0.2 };
+        let (b, t, seed) = (5, 9, 11);
+        let mut rng = StdRng::seed_from_u64(23);
+        let params = Params::<f32>::init(config, &mut rng);
+        let inputs = common::random_symbols(&mut rng, b * t, config.vocab_size);
+        let targets = common::random_symbols(&mut rng, b * t, config.vocab_size);
+        let mut ws = Workspace::new(&config, b, t);
+        let mut cpu_grads = Params::zeros(config);
+        let mut mask = vec![0.0; ws.dropout_mask_len(Objective::All)];
+        cpu::fill_dropout_mask(&mut mask, config.dropout, seed, 0);
+        cpu::forward_backward(&params, &inputs, &targets, Objective::All, Some(&mask), &mut ws, &mut cpu_grads);
+
+        let mut backend = CudaBackend::new(gpu, params, Adam::new(config.num_params())).unwrap();
+        if let Err(why) = backend.use_tf32(true) {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        assert!(backend.description().ends_with("; weight gradients on TF32 tensor cores"));
+        let batch = Batch { inputs: &inputs, targets: &targets, batch: b, steps: t };
+        backend.train_step(&batch, Objective::All, seed).unwrap();
+        let (h, units) = (backend.layer_states((b, t), 0).unwrap().0, config.hidden);
+        let d_gates = backend.gate_grads((b, t)).unwrap();
+        let k = (t - 1) * b;
+        let factor = 2f64.powi(-10) + 2f64.powi(-22) + k as f64 * 2f64.powi(-23);
+        for ((name, _, g), (_, _, c)) in backend.gradients().unwrap().tensors().zip(cpu_grads.tensors()) {
+            if name != "lstm.weight_hh_l0" {
+                assert_close(&format!("grad {name}"), g, c);
+                continue;
+            }
+            let mut worst = 0.0f64;
+            for (e, (&g, &c)) in g.iter().zip(c).enumerate() {
+                let (i, j) = (e / units, e % units);
+                let s: f64 = (b..t * b).map(|r| (d_gates[r * 4 * units + i] * h[(r - b) * units + j]).abs() as f64).sum();
+                let bound = (engines::ATOL + engines::RTOL * c.abs()) as f64 + factor * s;
+                let fraction = (g - c).abs() as f64 / bound;
+                assert!(fraction <= 1.0, "{name}[{i}][{j}]: gpu {g}, cpu {c}, bound {bound:e}");
+                worst = worst.max(fraction);
+            }
+            eprintln!("  grad {name} with TF32: worst element {worst:.3} of the bound");
+        }
+    }
+
     /// Queued steps (results read a step late, as `engine train` runs them) report every step's
     /// statistics in order and leave the parameters and Adam state exactly as blocking steps do.
     fn queued_steps_match_blocking_steps(gpu) {
@@ -458,5 +507,28 @@ test_engines! {
         assert_eq!(queued.params().unwrap().as_slice(), blocking.params().unwrap().as_slice());
         let (a, b) = (queued.adam_state().unwrap(), blocking.adam_state().unwrap());
         assert_eq!((a.m, a.v, a.step), (b.m, b.v, b.step));
+    }
+}
+
+/// `--tf32` asks for the CUDA engine's tensor cores: with `--device cpu` it is an error that
+/// says why; `auto` without a GPU runs the CPU and says that --tf32 is ignored.
+#[test]
+fn tf32_needs_the_cuda_engine() {
+    use melody_engine::engine::{self, Device};
+    let config = Config {
+        vocab_size: 5,
+        hidden: 4,
+        layers: 1,
+        dropout: 0.0,
+    };
+    let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(1));
+    let adam = || Adam::new(config.num_params());
+    match engine::open(Device::Cpu, params.clone(), adam(), true) {
+        Ok(_) => panic!("--device cpu --tf32 opened an engine"),
+        Err(e) => assert!(e.contains("--tf32 needs the CUDA engine"), "{e}"),
+    }
+    if melody_engine::gpu::open().is_err() {
+        let (_, line) = engine::open(Device::Auto, params, adam(), true).unwrap();
+        assert!(line.contains("--tf32 ignored"), "{line}");
     }
 }

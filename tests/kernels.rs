@@ -289,46 +289,61 @@ test_engines! {
     }
 
     /// The fused head against cpu::head's forward then backward: the CPU's dropout mask of the
-    /// same (seed, step) forward (h ⊙ mask) and backward (in ∂L/∂h), the losses, the correct
-    /// rows and ∂(mean loss)/∂logits; with V below one warp's lanes and above, and without
-    /// dropout. Rows fill no block of 8 warps evenly.
+    /// same (seed, step) forward (in the dense gradients) and backward (in ∂L/∂h), the losses,
+    /// the correct rows, ∂(mean loss)/∂logits and the dense gradients; with V below one warp's
+    /// lanes and above, without dropout, over rows that no chunk or group of 8 divides, at the
+    /// model's shape (V = 38, H = 256), and at a V·H that takes two tiles of units. A second run
+    /// gives the same bits (the partials are added in a fixed order).
     fn head_forward_backward(gpu) {
         let mut rng = StdRng::seed_from_u64(10);
-        for (vocab, p) in [(V, 0.3), (2 * 32 + 3, 0.5), (V, 0.0)] {
+        let ragged = 67 * B + 3;
+        let cases = [(ROWS, H, V, 0.3), (ROWS, H, 2 * 32 + 3, 0.5), (ROWS, H, V, 0.0), (ragged, H, V, 0.3), (ragged, 256, 38, 0.3), (40, 1000, 67, 0.3)];
+        for (rows, units, vocab, p) in cases {
             let (seed, step) = (11, 4);
-            let hidden = random(&mut rng, ROWS * H, 1.0);
-            let (weight, bias) = (random(&mut rng, vocab * H, 1.0), random(&mut rng, vocab, 1.0));
-            let targets = common::random_symbols(&mut rng, ROWS, vocab);
+            let hidden = random(&mut rng, rows * units, 1.0);
+            let (weight, bias) = (random(&mut rng, vocab * units, 1.0), random(&mut rng, vocab, 1.0));
+            let targets = common::random_symbols(&mut rng, rows, vocab);
             let dense = Dense { weight: &weight, bias: &bias };
             let mask = (p > 0.0).then(|| {
-                let mut mask = vec![0.0; ROWS * H];
+                let mut mask = vec![0.0; rows * units];
                 cpu::fill_dropout_mask(&mut mask, p, seed, step);
                 mask
             });
-            let (mut dropped, mut logits) = (vec![0.0; ROWS * H], vec![0.0; ROWS * vocab]);
+            let (mut dropped, mut logits) = (vec![0.0; rows * units], vec![0.0; rows * vocab]);
             let stats = head::head_forward(dense, &hidden, mask.as_deref(), &targets, &mut dropped, &mut logits);
-            let (mut d_weight, mut d_bias, mut d_hidden) = (vec![0.0; vocab * H], vec![0.0; vocab], vec![0.0; ROWS * H]);
-            let grads = DenseMut { weight: &mut d_weight, bias: &mut d_bias };
+            let mut d_dense = vec![0.0; vocab * units + vocab];
+            let (d_weight, d_bias) = d_dense.split_at_mut(vocab * units);
+            let mut d_hidden = vec![0.0; rows * units];
+            let grads = DenseMut { weight: d_weight, bias: d_bias };
             let dense = Dense { weight: &weight, bias: &bias };
-            head::head_backward(dense, &dropped, mask.as_deref(), &targets, ROWS, &mut logits, grads, &mut d_hidden);
+            head::head_backward(dense, &dropped, mask.as_deref(), &targets, rows, &mut logits, grads, &mut d_hidden);
 
+            let plan = gpu.head_plan(rows, units, vocab);
+            eprintln!("{rows} rows, H = {units}, V = {vocab}, dropout {p}: {plan:?}");
             let params = (upload(&gpu, &weight), upload(&gpu, &bias));
             let (hidden_gpu, targets_gpu) = (upload(&gpu, &hidden), upload(&gpu, &targets));
-            let out = [ROWS * H, ROWS * vocab, ROWS * H].map(|n| upload(&gpu, &vec![f32::NAN; n]));
-            let results = gpu.alloc::<f64>(2 * ROWS).unwrap();
-            let outputs = (out[0].ptr(), out[1].ptr(), out[2].ptr(), results.ptr());
-            gpu.head_forward_backward((params.0.ptr(), params.1.ptr()), hidden_gpu.ptr(), targets_gpu.ptr(), outputs, (ROWS, H, vocab), (seed, step), p).unwrap();
-            eprintln!("V = {vocab}, dropout {p}");
-            assert_close("h ⊙ mask", &download(&gpu, &out[0]), &dropped);
-            assert_close("∂L/∂logits", &download(&gpu, &out[1]), &logits);
-            assert_close("∂L/∂h, through the mask", &download(&gpu, &out[2]), &d_hidden);
-            let mut per_row = vec![0.0f64; 2 * ROWS];
+            // NaN until written: every element must be.
+            let out = [rows * vocab, rows * units, vocab * units + vocab].map(|n| upload(&gpu, &vec![f32::NAN; n]));
+            let results = gpu.alloc::<f64>(2 * rows).unwrap();
+            let partials = gpu.alloc(gpu.head_scratch(rows, units, vocab)).unwrap();
+            let outputs = (out[0].ptr(), out[1].ptr(), results.ptr(), out[2].ptr());
+            let run = || {
+                gpu.head_forward_backward((params.0.ptr(), params.1.ptr()), hidden_gpu.ptr(), targets_gpu.ptr(), outputs, &partials, (rows, units, vocab), (seed, step), p).unwrap();
+                download(&gpu, &out[2])
+            };
+            let first = run();
+            assert_close("∂L/∂logits", &download(&gpu, &out[0]), &logits);
+            assert_close("∂L/∂h, through the mask", &download(&gpu, &out[1]), &d_hidden);
+            assert_close("∂L/∂W_dense, ∂L/∂b_dense", &first, &d_dense);
+            let mut per_row = vec![0.0f64; 2 * rows];
             gpu.download(results.ptr(), &mut per_row).unwrap();
-            let (losses, correct) = per_row.split_at(ROWS);
+            let (losses, correct) = per_row.split_at(rows);
             let loss_sum: f64 = losses.iter().sum();
             eprintln!("  loss: gpu {loss_sum}, cpu {}", stats.loss_sum);
             assert!((loss_sum - stats.loss_sum).abs() <= 1e-5 * stats.loss_sum.abs().max(1.0));
             assert_eq!(correct.iter().filter(|&&c| c != 0.0).count(), stats.correct);
+            let second = run();
+            assert!(first.iter().zip(&second).all(|(a, b)| a.to_bits() == b.to_bits()), "runs differ");
         }
     }
 
@@ -410,6 +425,90 @@ test_engines! {
             assert!(first.iter().zip(&second).all(|(a, b)| a.to_bits() == b.to_bits()), "runs differ");
         }
     }
+}
+
+// TF32: the weight gradients on tensor cores (the host emulation's twin rounds as they do).
+test_engines! {
+    /// ∂L/∂W = d_outᵀ·x with --tf32 at weight_gradient's odd shapes, against the exact sum (f64).
+    /// Each operand rounded to 10 mantissa bits is within u = 2⁻¹¹ of itself relatively, so a
+    /// product of two within (2u + u²)·|a·b|; fp32 sums of k such terms add at most k·2⁻²⁴ of
+    /// Σ|a·b| (doubled for slack). Bound: (2⁻¹⁰ + 2⁻²² + k·2⁻²³)·Σ_r |d_out[r][i]·x[r][j]|.
+    fn weight_gradient_tf32(gpu) {
+        let mut gpu = gpu;
+        if let Err(why) = gpu.use_tf32(true) {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(16);
+        for (m, n, k) in [(4 * H, H, 67 * B + 3), (132, 2 * 68, 67 * B + 3)] {
+            let d_out = random(&mut rng, k * m, 1.0);
+            let x = random(&mut rng, k * n, 1.0);
+            let (d_out_gpu, x_gpu) = (upload(&gpu, &d_out), upload(&gpu, &x));
+            let partials = gpu.alloc(gpu.weight_gradient_scratch(m, n, k)).unwrap();
+            let out = upload(&gpu, &vec![f32::NAN; m * n]);
+            let views = (DeviceMatrix::new(d_out_gpu.ptr(), k, m), DeviceMatrix::new(x_gpu.ptr(), k, n));
+            gpu.weight_gradient(out.ptr(), views.0, views.1, &partials).unwrap();
+            let got = download(&gpu, &out);
+            let factor = 2f64.powi(-10) + 2f64.powi(-22) + k as f64 * 2f64.powi(-23);
+            let mut worst = (0.0f64, 0);
+            for (e, &g) in got.iter().enumerate() {
+                let (i, j) = (e / n, e % n);
+                let terms = (0..k).map(|r| d_out[r * m + i] as f64 * x[r * n + j] as f64);
+                let (exact, magnitude) = terms.fold((0.0, 0.0), |(s, a), p| (s + p, a + p.abs()));
+                let fraction = (g as f64 - exact).abs() / (factor * magnitude);
+                assert!(fraction <= 1.0, "{m}×{n} over {k} rows [{i}][{j}]: gpu {g}, exact {exact}, Σ|a·b| {magnitude}");
+                if fraction > worst.0 {
+                    worst = (fraction, e);
+                }
+            }
+            eprintln!("  {m}×{n} over {k} rows, TF32: worst element {:.3} of the bound (at {})", worst.0, worst.1);
+        }
+    }
+
+    /// The rounding to TF32 alone, bit for bit against a reference in f64 arithmetic: d_out's
+    /// single row times x = [1.0] gives each rounded operand exactly. Ties (away from zero),
+    /// values just below them, a carry into the exponent, overflow to infinity, infinities and
+    /// NaN; subnormals on the host emulation only (whether tensor cores keep them is the
+    /// device's business). Zero's sign is not compared: the sum starts at +0.
+    fn tf32_rounding(gpu, engine) {
+        let mut gpu = gpu;
+        if let Err(why) = gpu.use_tf32(true) {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let tie = 2f32.powi(-11);
+        let mut values = vec![1.0, 1.0 + tie, -(1.0 + tie), 1.0 + 3.0 * tie, 1.0 + tie - f32::EPSILON, 1.5 - tie, 2.0 - tie,
+            f32::MAX, -f32::MAX, f32::MIN_POSITIVE, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 3.0e38, 1.0e-30, -7.25e5];
+        if engine == "host" {
+            let subnormals = [2f32.powi(-137), -2f32.powi(-137), 2f32.powi(-149), f32::MIN_POSITIVE - 2f32.powi(-149), 3.0 * 2f32.powi(-137)];
+            values.extend(subnormals);
+        }
+        let mut rng = StdRng::seed_from_u64(17);
+        values.extend((0..64).map(|_| rng.gen_range(-1.0f32..1.0) * 2f32.powi(rng.gen_range(-60..60))));
+        let m = values.len();
+        let (d_out, x) = (upload(&gpu, &values), upload(&gpu, &[1.0f32]));
+        let out = upload(&gpu, &vec![0.5f32; m]);
+        let partials = gpu.alloc(gpu.weight_gradient_scratch(m, 1, 1)).unwrap();
+        gpu.weight_gradient(out.ptr(), DeviceMatrix::new(d_out.ptr(), 1, m), DeviceMatrix::new(x.ptr(), 1, 1), &partials).unwrap();
+        for (&value, got) in values.iter().zip(download(&gpu, &out)) {
+            let want = tf32_reference(value);
+            assert!(got == want || (got.is_nan() && want.is_nan()), "{value:e} ({:#010x}): gpu {got:e}, reference {want:e}", value.to_bits());
+        }
+        eprintln!("  {m} values rounded to TF32 as the reference rounds them");
+    }
+}
+
+/// `x` rounded to TF32 (10 mantissa bits) to nearest, ties away from zero, in f64 arithmetic:
+/// the multiple of the TF32 spacing at x's binade (2⁻¹³⁶ below the normal range) nearest to
+/// |x|, halves rounded up, with x's sign; beyond f32::MAX infinity. Infinities and NaN unchanged.
+fn tf32_reference(x: f32) -> f32 {
+    if !x.is_finite() {
+        return x;
+    }
+    let exponent = ((x.to_bits() >> 23) & 0xff) as i32;
+    let spacing = 2f64.powi(exponent.max(1) - 127 - 10);
+    let rounded = ((x.abs() as f64 / spacing) + 0.5).floor() * spacing;
+    (rounded as f32).copysign(x)
 }
 
 /// The persistent kernels' cases: the device's layout at B and at a batch of two chunks with a

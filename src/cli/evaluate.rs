@@ -58,8 +58,12 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
         None => all_window_starts(stream.len(), window),
     };
     let num_params = saved.config.model().num_params();
-    let (mut backend, device) =
-        engine::open(args.device.into(), saved.params, Adam::new(num_params))?;
+    let (mut backend, device) = engine::open(
+        args.device.into(),
+        saved.params,
+        Adam::new(num_params),
+        false,
+    )?;
     eprintln!("{device}");
     let bar = indicatif::ProgressBar::new(starts.len() as u64);
     let report = evaluate_windows(&mut *backend, &data.vocab, &stream, &starts, window, |n| {

@@ -175,8 +175,12 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     };
     let sampler = Sampler::new(config, &vocab)?;
     let num_params = saved.config.model().num_params();
-    let (mut backend, device) =
-        engine::open(args.device.into(), saved.params, Adam::new(num_params))?;
+    let (mut backend, device) = engine::open(
+        args.device.into(),
+        saved.params,
+        Adam::new(num_params),
+        false,
+    )?;
     eprintln!("{device}");
     let options = GenerateOptions {
         steps: args.steps,

@@ -25,6 +25,13 @@ pub struct TrainArgs {
     /// the engine the run started on.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     device: DeviceArg,
+    /// Run the CUDA engine's weight gradients (∂L/∂W_hh, ∂L/∂W_ih above layer 0) on TF32 tensor
+    /// cores (compute capability 8.0+): operands rounded to 10 mantissa bits, sums in fp32, so
+    /// each element within about 2⁻¹⁰·Σ|a·b| of strict fp32. Off by default: strict fp32 is the
+    /// path checked against the CPU. An error with --device cpu; a GPU without tensor cores
+    /// says so and runs fp32. Checkpoints record nothing of it.
+    #[arg(long)]
+    tf32: bool,
     /// Stacked LSTM layers.
     #[arg(long, default_value_t = 1, value_parser = args::at_least_one)]
     layers: usize,
@@ -88,6 +95,7 @@ impl From<TrainArgs> for TrainOptions {
             metrics: args.metrics,
             hidden: args.hidden,
             device: args.device.into(),
+            tf32: args.tf32,
             layers: args.layers,
             dropout: args.dropout,
             objective: args.objective.into(),

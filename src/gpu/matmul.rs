@@ -133,7 +133,8 @@ impl Gpu {
     /// out [m × n] = d_outᵀ · x = Σ_r d_out[r]ᵀ·x[r] over the k rows of d_out [k × m] and
     /// x [k × n] (views with contiguous rows): the gradient of a weight W in y = x·Wᵀ. Split
     /// across the device, through `partials` (scratch of [`Gpu::weight_gradient_scratch`]
-    /// floats), then added in a fixed order: the same bits on every run.
+    /// floats), then added in a fixed order: the same bits on every run. On TF32 tensor cores
+    /// where [`Gpu::use_tf32`] asked.
     pub fn weight_gradient(
         &self,
         out: DevicePtr<f32>,
@@ -191,6 +192,7 @@ impl Gpu {
             n as i32,
             k as i32,
             rows_per_split as i32,
+            i32::from(self.tf32),
         )?;
         if splits > 1 {
             self.sum_chunks(partials.ptr(), out, splits, m * n)?;
@@ -267,7 +269,7 @@ impl Gpu {
 
     /// out[c] = Σ_i chunks[i][c] for i in order: the deterministic second pass of the column
     /// sums and of the weight gradients.
-    fn sum_chunks(
+    pub(super) fn sum_chunks(
         &self,
         chunks: DevicePtr<f32>,
         out: DevicePtr<f32>,

@@ -40,6 +40,7 @@ use crate::model::{Config, DenseOffsets, LstmOffsets, Objective, Params};
 use crate::optim::{Adam, AdamState};
 use stream::Stream;
 
+pub use head::HeadPlan;
 pub use host::open_on_host;
 pub use lstm::TokenRows;
 pub use matmul::{column_sums_scratch, DeviceMatrix};
@@ -80,8 +81,6 @@ struct Workspace {
     tapes: Vec<Tape>,
     tokens: Buffer<u32>,
     targets: Buffer<u32>,
-    /// [T·B][H]: the dense layer's input (the top layer's h after dropout).
-    dropped: Buffer<f32>,
     /// [T·B][V]: logits, then probabilities, then ∂L/∂logits.
     logits: Buffer<f32>,
     /// [T·B][H] each: ∂L/∂h of the layer being differentiated and of the layer below.
@@ -95,7 +94,8 @@ struct Workspace {
     token_rows: Buffer<u32>,
     /// Scratch of the column sums (bias gradients).
     sums: Buffer<f32>,
-    /// Scratch of the weight gradients' partial products (split-K).
+    /// Scratch of the weight gradients' partial products (split-K) and of the head's partial
+    /// dense gradients.
     partials: Buffer<f32>,
     /// Per loss position −log p(target), then per position 1 or 0 for whether the argmax is the
     /// target: [2·T·B].
@@ -122,7 +122,6 @@ impl Workspace {
                 .collect::<GpuResult<_>>()?,
             tokens: gpu.alloc(rows)?,
             targets: gpu.alloc(rows)?,
-            dropped: gpu.alloc(rows * h)?,
             logits: gpu.alloc(rows * v)?,
             d_hidden: gpu.alloc(rows * h)?,
             d_below: gpu.alloc(rows * h)?,
@@ -130,10 +129,10 @@ impl Workspace {
             d_cell: gpu.alloc(batch * h)?,
             token_offsets: gpu.alloc(v + 1)?,
             token_rows: gpu.alloc(rows)?,
-            sums: gpu.alloc(column_sums_scratch(rows, 4 * h).max(column_sums_scratch(rows, v)))?,
+            sums: gpu.alloc(column_sums_scratch(rows, 4 * h))?,
             partials: gpu.alloc(
                 gpu.weight_gradient_scratch(4 * h, h, rows)
-                    .max(gpu.weight_gradient_scratch(v, h, rows)),
+                    .max(gpu.head_scratch(rows, h, v)),
             )?,
             results: gpu.alloc(2 * rows)?,
         })
@@ -300,7 +299,14 @@ impl CudaBackend {
             Some(plan) => format!("persistent, {plan}"),
             None => format!("one launch per step: {}", self.per_step_reason),
         };
-        format!("{}; recurrence: {recurrence}", self.model.gpu.description())
+        let precision = match self.model.gpu.tf32 {
+            true => "; weight gradients on TF32 tensor cores",
+            false => "",
+        };
+        format!(
+            "{}; recurrence: {recurrence}{precision}",
+            self.model.gpu.description()
+        )
     }
 
     /// Whether the recurrence runs persistent (all steps of a layer in one launch, when the
@@ -314,6 +320,11 @@ impl CudaBackend {
         self.model.persistent = recurrence.as_ref().ok().copied();
         self.per_step_reason = recurrence.err().unwrap_or_default();
         Ok(())
+    }
+
+    /// Runs the weight gradients on TF32 tensor cores ([`Gpu::use_tf32`]): `--tf32`.
+    pub fn use_tf32(&mut self, on: bool) -> Result<(), String> {
+        self.model.gpu.use_tf32(on)
     }
 
     /// Whether the recurrence runs persistent.
@@ -350,6 +361,12 @@ impl CudaBackend {
         let logits = self.workspaces[&shape].logits.ptr();
         self.model.gpu.download(logits, &mut out)?;
         Ok(out)
+    }
+
+    /// ∂L/∂a ([T·B][4H]) of layer 0, the last one the last training step on a (batch, steps)
+    /// shape differentiated, for the GPU-against-CPU tests.
+    pub fn gate_grads(&self, shape: (usize, usize)) -> GpuResult<Vec<f32>> {
+        self.download(&self.workspaces[&shape].d_gates)
     }
 
     fn download(&self, buffer: &Buffer<f32>) -> GpuResult<Vec<f32>> {

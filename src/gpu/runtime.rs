@@ -185,6 +185,11 @@ pub struct Gpu {
     /// The dynamic shared memory a persistent kernel's block may use, opted in to above the
     /// default 48 KB where the device allows more.
     pub(super) shared_limit: usize,
+    /// Whether the device has TF32 tensor cores (compute capability 8.0 and later; the host
+    /// emulation has a twin of them).
+    tensor_cores: bool,
+    /// Whether the weight gradients run on them ([`Gpu::use_tf32`]).
+    pub(super) tf32: bool,
     description: String,
     /// Per-kernel launch times, where `ENGINE_GPU_TIMINGS=1` or [`Gpu::record_timings`] asked.
     timings: Option<Mutex<Timings>>,
@@ -264,14 +269,15 @@ fn open_device() -> GpuResult<Gpu> {
                 kernel.name()
             ))
         })?;
-        if kernel.is_persistent() {
-            // Above 48 KB a launch must have opted in; the planner keeps within what this allows.
+        if kernel.is_persistent() || kernel == Kernel::HeadForwardBackward {
+            // Above 48 KB a launch must have opted in; the planners (the persistent layout and
+            // `Gpu::head_plan`) keep within what this allows.
             let attribute =
                 sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
             loaded
                 .set_attribute(attribute, shared_optin)
                 .map_err(driver(
-                    "opting in to the shared memory of the persistent kernels",
+                    "opting in to the shared memory of the persistent kernels and the head",
                 ))?;
         }
         functions.push(loaded);
@@ -286,6 +292,8 @@ fn open_device() -> GpuResult<Gpu> {
         persistent_blocks: cooperative.then_some(multiprocessors as usize),
         multiprocessors: multiprocessors as usize,
         shared_limit: shared_optin as usize,
+        tensor_cores: capability >= 80,
+        tf32: false,
         timings: timings::requested().then(|| Mutex::new(Timings::new(false))),
         description: format!(
             "{name} (compute capability {major}.{minor}, {multiprocessors} SMs, {} KB shared \
@@ -347,6 +355,8 @@ impl Gpu {
             multiprocessors: 8,
             // An H100's or H200's opt-in limit, so that the host plans as they do.
             shared_limit: HOPPER_SHARED_LIMIT,
+            tensor_cores: true,
+            tf32: false,
             timings: timings::requested().then(|| Mutex::new(Timings::new(true))),
             description,
         }
@@ -408,6 +418,20 @@ impl Gpu {
             (Some(timings), Some(start)) => timings.stop(kernel, start, device),
             _ => Ok(()),
         }
+    }
+
+    /// Runs the weight gradients on TF32 tensor cores (operands rounded to 10 mantissa bits,
+    /// sums in fp32) or, by default, in strict fp32. A device without them (before compute
+    /// capability 8.0) keeps fp32 and says so in the error.
+    pub fn use_tf32(&mut self, on: bool) -> Result<(), String> {
+        if on && !self.tensor_cores {
+            return Err(format!(
+                "--tf32 needs compute capability 8.0 or later; {} runs strict fp32",
+                self.description
+            ));
+        }
+        self.tf32 = on;
+        Ok(())
     }
 
     /// Records each launch's time from now on (as `ENGINE_GPU_TIMINGS=1` does when opening).

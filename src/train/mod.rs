@@ -44,6 +44,10 @@ pub struct TrainOptions {
     /// the CPU). Both write the same checkpoints and agree to rounding; an exact --resume needs
     /// the engine the run started on.
     pub device: Device,
+    /// The CUDA engine's weight gradients on TF32 tensor cores (sm_80+) instead of strict fp32:
+    /// faster products, each within about 2⁻¹⁰ of Σ|a·b| of the fp32 one. Checkpoints record
+    /// nothing of it.
+    pub tf32: bool,
     /// Stacked LSTM layers.
     pub layers: usize,
     /// Dropout probability on the last LSTM layer's output.
@@ -112,7 +116,7 @@ pub fn best_path(out: &Path) -> PathBuf {
 pub fn train(options: &TrainOptions) -> Result<TrainReport, String> {
     let data = Dataset::load(&options.data)?;
     let (params, data, adam, start) = initial_state(options, data)?;
-    let (mut backend, device) = engine::open(options.device, params, adam)?;
+    let (mut backend, device) = engine::open(options.device, params, adam, options.tf32)?;
     if options.progress {
         eprintln!("{device}");
     }

@@ -69,6 +69,7 @@ pub fn options(data: &Path, out: &str) -> TrainOptions {
         metrics: None,
         hidden: 16,
         device: Device::Cpu,
+        tf32: false,
         layers: 1,
         dropout: 0.2,
         objective: Objective::All,

@@ -12,6 +12,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -57,6 +58,8 @@ T __shfl_down_sync(unsigned mask, T value, unsigned delta) {
     return __shfl_sync(mask, value, int(source < unsigned(warpSize) ? source : lane_id()));
 }
 
+inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }
+inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
 inline void spin_pause() { std::this_thread::yield(); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline float __ldcg(const float* p) { return *p; }
