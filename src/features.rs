@@ -146,12 +146,12 @@ impl FeatureSet {
 
     /// Lays out one step's row of K indices into `row`.
     fn write_row(&self, vocab_len: usize, symbol: u32, step: &StepFeatures, row: &mut [u32]) {
-        let mut indices = Vec::with_capacity(self.inputs_per_step());
+        let mut slots = row.iter_mut();
         let mut offset = 0;
         // Each block: the index of its row `at`, then the next block starts `rows` further.
         let mut block = |at: usize, rows: usize| {
             debug_assert!(at < rows);
-            indices.push((offset + at) as u32);
+            *slots.next().expect("K slots") = (offset + at) as u32;
             offset += rows;
         };
         block(symbol as usize, vocab_len);
@@ -175,7 +175,7 @@ impl FeatureSet {
         if self.meter {
             block(step.meter.map_or(5, |m| m as usize), METER_ROWS);
         }
-        row.copy_from_slice(&indices);
+        debug_assert_eq!(row.len(), self.inputs_per_step());
     }
 }
 
