@@ -15,18 +15,19 @@
 //! 9. `midi`: generated melodies as Standard MIDI Files.
 //! 10. `corpus`: a whole directory of scores, in parallel, into a dataset.
 //! 11. `dataset`: the dataset as ids; windows, batches, the train / held-out split.
-//! 12. `model`: parameters and checkpoints.
-//! 13. `optim`: Adam's hyperparameters and state, which both engines update.
-//! 14. `cpu`: forward pass, BPTT and the Adam update on the CPU, the reference.
-//! 15. `backend`: the interface every engine implements, and the CPU engine.
-//! 16. `gpu`: the CUDA engine.
-//! 17. `engine`: `--device`, the engine that runs.
-//! 18. `evaluate`: the reference accuracy protocol.
-//! 19. `train`: the training loop, its start, metrics and stopping.
-//! 20. `sample`: temperature and biases, one draw.
-//! 21. `generate`: seed → melodies, batched.
-//! 22. `outputs`: generated melodies written as MIDI, `**kern`, text, piano roll.
-//! 23. `assess`: generated melodies against a corpus, feature by feature.
+//! 12. `features`: each step's input indices: the symbol, lookback, bar position, mode, meter.
+//! 13. `model`: parameters and checkpoints.
+//! 14. `optim`: Adam's hyperparameters and state, which both engines update.
+//! 15. `cpu`: forward pass, BPTT and the Adam update on the CPU, the reference.
+//! 16. `backend`: the interface every engine implements, and the CPU engine.
+//! 17. `gpu`: the CUDA engine.
+//! 18. `engine`: `--device`, the engine that runs.
+//! 19. `evaluate`: the reference accuracy protocol.
+//! 20. `train`: the training loop, its start, metrics and stopping.
+//! 21. `sample`: temperature and biases, one draw.
+//! 22. `generate`: seed → melodies, batched.
+//! 23. `outputs`: generated melodies written as MIDI, `**kern`, text, piano roll.
+//! 24. `assess`: generated melodies against a corpus, feature by feature.
 //!
 //! A song from `**kern` to the symbols the model learns, transposed from G major to C major on a
 //! sixteenth-note grid:
@@ -50,6 +51,7 @@ pub mod dataset;
 pub mod encode;
 pub mod engine;
 pub mod evaluate;
+pub mod features;
 pub mod generate;
 pub mod gpu;
 pub mod kern;

@@ -15,22 +15,62 @@ const CHANNEL: u8 = 0;
 /// The tempi a MIDI file can hold: 60,000,000 / bpm µs per quarter must fit 24 bits.
 pub const BPM_RANGE: std::ops::RangeInclusive<u32> = 4..=60_000_000;
 
+/// What a file says about the notation beside its notes, each if given: a time signature and a
+/// key signature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Signatures {
+    /// `(3, 4)`: the unit must be a power of two, as the event stores its logarithm.
+    pub meter: Option<(u32, u32)>,
+    /// Sharps (flats negative, −7 … 7) and whether the key is minor, as the event holds them.
+    pub key: Option<(i8, bool)>,
+}
+
 /// Writes the first melody of `symbols` (up to the first `/`) as an SMF type 1 file.
 ///
-/// Track 0 holds the tempo (60 000 000 / `bpm` µs per quarter); track 1 the program change and
-/// the notes, one grid step = 120 ticks, velocity 80, each note-off before a note-on at the
-/// same tick. Track 1 ends at the melody's last step, so a trailing rest survives in the
-/// end-of-track time. Errors on unreadable symbols or a bpm outside 4…60 000 000 (the tempo's
-/// 24-bit range).
-pub fn write_midi<S: AsRef<str>>(symbols: &[S], bpm: u32, program: u8) -> Result<Vec<u8>, String> {
+/// Track 0 holds the tempo (60 000 000 / `bpm` µs per quarter), then the time and key
+/// signatures that `signatures` gives, all at tick 0 (the click on the meter's unit, 8 32nds a
+/// quarter); track 1 the program change and the notes, one grid step = 120 ticks, velocity 80,
+/// each note-off before a note-on at the same tick. Track 1 ends at the melody's last step, so a
+/// trailing rest survives in the end-of-track time. Errors on unreadable symbols, a bpm outside
+/// 4…60 000 000 (the tempo's 24-bit range), or a signature the events cannot hold.
+pub fn write_midi<S: AsRef<str>>(
+    symbols: &[S],
+    bpm: u32,
+    program: u8,
+    signatures: Signatures,
+) -> Result<Vec<u8>, String> {
     if !BPM_RANGE.contains(&bpm) {
         return Err(format!("tempo {bpm} bpm is outside 4…60000000"));
     }
     let program = u7::try_from(program).ok_or(format!("program {program} is not 0…127"))?;
-    let tempo_track = vec![
-        at(0, meta(MetaMessage::Tempo(u24::new(60_000_000 / bpm)))),
-        at(0, meta(MetaMessage::EndOfTrack)),
-    ];
+    let mut tempo_track = vec![at(0, meta(MetaMessage::Tempo(u24::new(60_000_000 / bpm))))];
+    if let Some((count, unit)) = signatures.meter {
+        let count = u8::try_from(count).ok().filter(|&c| c > 0);
+        let (Some(count), true) = (count, unit.is_power_of_two() && unit <= 64) else {
+            return Err(format!(
+                "meter {count:?}/{unit} is no time signature: 1…255 beats of a power of two"
+            ));
+        };
+        let clocks_per_click = (96 / unit).max(1) as u8;
+        tempo_track.push(at(
+            0,
+            meta(MetaMessage::TimeSignature(
+                count,
+                unit.trailing_zeros() as u8,
+                clocks_per_click,
+                8,
+            )),
+        ));
+    }
+    if let Some((sharps, minor)) = signatures.key {
+        if !(-7..=7).contains(&sharps) {
+            return Err(format!(
+                "a key signature of {sharps} sharps is outside −7…7"
+            ));
+        }
+        tempo_track.push(at(0, meta(MetaMessage::KeySignature(sharps, minor))));
+    }
+    tempo_track.push(at(0, meta(MetaMessage::EndOfTrack)));
 
     let mut note_track = vec![at(
         0,
@@ -99,7 +139,7 @@ mod tests {
 
     /// Writes `text` and reads it back with the MIDI reader, untransposed.
     fn round_trip(text: &str) -> String {
-        let bytes = write_midi(&words(text), 120, 0).unwrap();
+        let bytes = write_midi(&words(text), 120, 0, Signatures::default()).unwrap();
         let song = crate::midi_in::parse(&bytes, None).unwrap();
         let step = crate::kern::QuarterLength::new(1, 4);
         let spans: Vec<Span> = song
@@ -135,7 +175,7 @@ mod tests {
 
     #[test]
     fn header_tempo_and_events() {
-        let bytes = write_midi(&words("r 60 _ 60 r"), 120, 73).unwrap();
+        let bytes = write_midi(&words("r 60 _ 60 r"), 120, 73, Signatures::default()).unwrap();
         let smf = Smf::parse(&bytes).unwrap();
         assert_eq!(smf.header.format, Format::Parallel);
         assert_eq!(smf.header.timing, Timing::Metrical(u15::new(480)));
@@ -164,10 +204,40 @@ mod tests {
     }
 
     #[test]
+    fn signatures_are_meta_events_at_tick_0_that_the_reader_takes_back() {
+        let signatures = Signatures {
+            meter: Some((6, 8)),
+            key: Some((-2, false)),
+        };
+        let bytes = write_midi(&words("60 _ 62"), 120, 0, signatures).unwrap();
+        let smf = Smf::parse(&bytes).unwrap();
+        assert_eq!(
+            smf.tracks[0],
+            vec![
+                at(0, meta(MetaMessage::Tempo(u24::new(500_000)))),
+                at(0, meta(MetaMessage::TimeSignature(6, 3, 12, 8))),
+                at(0, meta(MetaMessage::KeySignature(-2, false))),
+                at(0, meta(MetaMessage::EndOfTrack)),
+            ]
+        );
+        let song = crate::midi_in::parse(&bytes, None).unwrap();
+        let b_flat = crate::kern::KeyDesignation::parse("B-").unwrap();
+        assert_eq!((song.meter, song.keys), (Some((6, 8)), vec![b_flat]));
+        let bad = |meter, key| Signatures { meter, key };
+        for signatures in [
+            bad(Some((3, 5)), None),
+            bad(Some((0, 4)), None),
+            bad(None, Some((8, true))),
+        ] {
+            assert!(write_midi(&words("60"), 120, 0, signatures).is_err());
+        }
+    }
+
+    #[test]
     fn bad_arguments_are_errors() {
-        assert!(write_midi(&words("60"), 0, 0).is_err());
-        assert!(write_midi(&words("60"), 120, 128).is_err());
-        assert!(write_midi(&words("60 C4"), 120, 0)
+        assert!(write_midi(&words("60"), 0, 0, Signatures::default()).is_err());
+        assert!(write_midi(&words("60"), 120, 128, Signatures::default()).is_err());
+        assert!(write_midi(&words("60 C4"), 120, 0, Signatures::default())
             .unwrap_err()
             .contains("\"C4\""));
     }

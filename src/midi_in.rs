@@ -246,7 +246,7 @@ mod tests {
     use super::*;
     use crate::encode::{encode_song, Options};
     use crate::melody::{merge_rests, transpose};
-    use crate::midi::write_midi;
+    use crate::midi::{write_midi, Signatures};
     use midly::num::{u15, u28, u4, u7};
     use midly::{Format, Header, TrackEvent};
     use rand::rngs::StdRng;
@@ -286,7 +286,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(18);
         for _ in 0..500 {
             let melody = random_melody(&mut rng);
-            let bytes = write_midi(&melody, 120, 0).unwrap();
+            let bytes = write_midi(&melody, 120, 0, Signatures::default()).unwrap();
             if melody.iter().all(|s| s == "r" || s == "_") {
                 assert_eq!(parse(&bytes, None), Err(MidiError::Empty));
                 continue;

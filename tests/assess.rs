@@ -10,7 +10,7 @@ use melody_engine::assess::{assess, read_generated, read_melody_file};
 use melody_engine::encode::Vocabulary;
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody::{spans, symbols_of, Span};
-use melody_engine::midi::write_midi;
+use melody_engine::midi::{write_midi, Signatures};
 use melody_engine::outputs::kern::write_kern;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -154,9 +154,17 @@ fn a_hand_counted_melody_reads_the_same_from_txt_midi_and_kern() {
     let mid = dir.join("melody.mid");
     let krn = dir.join("melody.krn");
     fs::write(&txt, format!("{MELODY}\n")).unwrap();
-    fs::write(&mid, write_midi(&symbols, 120, 0).unwrap()).unwrap();
+    fs::write(
+        &mid,
+        write_midi(&symbols, 120, 0, Signatures::default()).unwrap(),
+    )
+    .unwrap();
     let c_major = KeyDesignation::parse("C").unwrap();
-    fs::write(&krn, write_kern(&symbols, (4, 4), c_major, None).unwrap()).unwrap();
+    fs::write(
+        &krn,
+        write_kern(&symbols, (4, 4), 0, c_major, None).unwrap(),
+    )
+    .unwrap();
 
     let expected = spans(&symbols).unwrap();
     for path in [&txt, &mid, &krn] {
@@ -191,7 +199,7 @@ fn a_kern_score_in_another_key_is_moved_to_c_major_like_the_corpus() {
     let in_g: Vec<String> = melody_engine::melody::transpose(&words(MELODY), 7).unwrap();
     let path = dir.join("in-g.krn");
     let g_major = KeyDesignation::parse("G").unwrap();
-    fs::write(&path, write_kern(&in_g, (4, 4), g_major, None).unwrap()).unwrap();
+    fs::write(&path, write_kern(&in_g, (4, 4), 0, g_major, None).unwrap()).unwrap();
     let read = read_melody_file(&path, None).unwrap();
     let pitches: Vec<u8> = read[0].iter().filter_map(|s| s.pitch).collect();
     assert_eq!(pitches, [60, 62, 64, 60, 62, 64, 66]);
@@ -204,13 +212,13 @@ fn a_directory_reads_each_melody_once_and_txt_lines_are_melodies() {
     // `engine generate` writes a MIDI file and its kern twin: one melody.
     fs::write(
         dir.join("melody-001.mid"),
-        write_midi(&symbols, 120, 0).unwrap(),
+        write_midi(&symbols, 120, 0, Signatures::default()).unwrap(),
     )
     .unwrap();
     let c_major = KeyDesignation::parse("C").unwrap();
     fs::write(
         dir.join("melody-001.krn"),
-        write_kern(&symbols, (4, 4), c_major, None).unwrap(),
+        write_kern(&symbols, (4, 4), 0, c_major, None).unwrap(),
     )
     .unwrap();
     fs::write(dir.join("more.txt"), "60 _ 62 _\n\n64 _ _ _ / 67\n").unwrap();

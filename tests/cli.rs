@@ -244,7 +244,7 @@ fn assess_skips_a_file_it_cannot_use_and_strict_stops_at_it() {
     let melody = ["60", "_", "64", "_", "67", "_", "_", "_"];
     fs::write(
         dir.join("gen/d.mid"),
-        midi::write_midi(&melody, 120, 0).unwrap(),
+        midi::write_midi(&melody, 120, 0, midi::Signatures::default()).unwrap(),
     )
     .unwrap();
     let corpus = corpus.to_str().unwrap();
@@ -282,7 +282,7 @@ fn preprocess_reads_midi_files_beside_kern_files() {
     let melody = ["60", "_", "_", "_", "64", "_", "r", "_"];
     fs::write(
         dir.join("in/b.mid"),
-        midi::write_midi(&melody, 120, 0).unwrap(),
+        midi::write_midi(&melody, 120, 0, midi::Signatures::default()).unwrap(),
     )
     .unwrap();
     fs::write(dir.join("in/c.mid"), b"not MIDI").unwrap();

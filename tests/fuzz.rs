@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use melody_engine::abc;
 use melody_engine::encode::{encode_song, Options};
 use melody_engine::kern::{self, Song};
-use melody_engine::midi::write_midi;
+use melody_engine::midi::{write_midi, Signatures};
 use melody_engine::midi_in;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -97,7 +97,7 @@ fn real_files() -> Vec<Vec<u8>> {
         .filter_map(|bytes| {
             let song = kern::parse(bytes).ok()?;
             let encoded = encode_song(&song, &every_duration(&song)).ok()?;
-            write_midi(&encoded.symbols, 100, 0).ok()
+            write_midi(&encoded.symbols, 100, 0, Signatures::default()).ok()
         })
         .collect();
     assert!(!midi_files.is_empty());

@@ -202,6 +202,7 @@ fn written(melody: &str, target: &str, meter: (u32, u32)) -> String {
         program: 73,
         meter,
         transpose_to,
+        conditioning: None,
     };
     assert_eq!(Format::of_path(&out), Format::MusicXml);
     outputs::write_melody(&out, &symbols, &options).unwrap();
@@ -310,6 +311,7 @@ fn music21_reads_the_printed_melody_back() {
             program: 0,
             meter,
             transpose_to,
+            conditioning: None,
         };
         outputs::write_melody(&xml, &symbols, &options).unwrap();
         fs::write(&txt, symbols.join(" ")).unwrap();

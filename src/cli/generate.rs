@@ -219,6 +219,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         program: args.program,
         meter: args.meter,
         transpose_to,
+        conditioning: None,
     };
     for (i, ids) in melodies.iter().enumerate() {
         let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();

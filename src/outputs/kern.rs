@@ -12,8 +12,9 @@ const KERN_VALUES: [&str; NOTE_VALUES.len()] = ["1", "2.", "2", "4.", "4", "8.",
 ///
 /// Layout: `!!!OTL:` (if a title), `**kern`, `*M<meter>`, the key signature `*k[…]`, the key
 /// designation (`*C:`, `*a:`), `=1-`, then the events with `=2`, `=3`… at every measure start,
-/// `==` and `*-`. The melody starts on the downbeat (no pickup) and its last measure may be
-/// incomplete.
+/// `==` and `*-`. The melody starts on the downbeat, or after a pickup of `pickup` steps (less
+/// than a measure): then no `=1-`, and `=1` where the first whole measure starts. Its last
+/// measure may be incomplete.
 ///
 /// A note crossing a barline, or lasting a length that is no single kern value (5 sixteenths =
 /// `4` + `16`), is written as tied pieces: `[` first, `_` middle, `]` last; pieces are taken
@@ -27,11 +28,17 @@ const KERN_VALUES: [&str; NOTE_VALUES.len()] = ["1", "2.", "2", "4.", "4", "8.",
 pub fn write_kern<S: AsRef<str>>(
     symbols: &[S],
     meter: (u32, u32),
+    pickup: u32,
     key: KeyDesignation,
     title: Option<&str>,
 ) -> Result<String, String> {
     let (count, unit) = meter;
     let measure = measure_steps(meter)?;
+    if pickup >= measure {
+        return Err(format!(
+            "a pickup of {pickup} steps is no shorter than a {count}/{unit} measure"
+        ));
+    }
     let spans = spans(symbols)?;
     if spans.is_empty() {
         return Err("no notes or rests to write".into());
@@ -46,16 +53,24 @@ pub fn write_kern<S: AsRef<str>>(
     lines.push(format!("*M{count}/{unit}"));
     lines.push(format!("*k[{}]", key_signature(key)));
     lines.push(format!("*{}:", key_name(key)));
-    lines.push("=1-".into());
+    // Measures are numbered from the first whole one; a pickup is measure 0.
+    let first_number = if pickup == 0 {
+        lines.push("=1-".into());
+        1
+    } else {
+        0
+    };
 
     let fifths = key_fifths(key);
-    let mut position = 0; // steps from the start
+    // Steps from the start of the pickup's measure, had it been whole.
+    let mut position = (measure - pickup) % measure;
+    let start = position;
     for span in &spans {
         let pitch = span.pitch.map(|midi| kern_pitch(midi, fifths));
         let pieces = pieces(span, position, measure);
         for (i, &steps) in pieces.iter().enumerate() {
-            if position > 0 && position % measure == 0 {
-                lines.push(format!("={}", position / measure + 1));
+            if position > start && position.is_multiple_of(measure) {
+                lines.push(format!("={}", position / measure + first_number));
             }
             let duration = KERN_VALUES[note_value(steps)];
             lines.push(match &pitch {
@@ -149,7 +164,7 @@ mod tests {
     }
 
     fn round_trip(melody: &str, meter: (u32, u32), key_text: &str) -> (i32, String) {
-        read_back(&write_kern(&words(melody), meter, key(key_text), None).unwrap())
+        read_back(&write_kern(&words(melody), meter, 0, key(key_text), None).unwrap())
     }
 
     #[test]
@@ -159,6 +174,7 @@ mod tests {
         let kern = write_kern(
             &words("60 _ _ _ _ 62 _ _ _ _ 64 _ _ _ _ _ _ _ _ _ _ _ _ r _ _"),
             (2, 4),
+            0,
             key("C"),
             Some("Test\nsong"),
         )
@@ -166,6 +182,22 @@ mod tests {
         let expected = "!!!OTL: Test song\n**kern\n*M2/4\n*k[]\n*C:\n=1-\n\
                         [4c\n16c]\n[8.d\n=2\n8d]\n[4.e\n=3\n4.e_\n16e]\n16r\n=4\n8r\n==\n*-\n";
         assert_eq!(kern, expected);
+    }
+
+    #[test]
+    fn a_pickup_puts_the_first_barline_after_it() {
+        // 3/4 after an eighth's pickup: the 60 fills measure 1 and is tied over into measure 2.
+        let melody = "67 _ 60 _ _ _ _ _ _ _ _ _ _ _ _ _ 64 _ _ _ _ _ _ _ _ _";
+        let kern = write_kern(&words(melody), (3, 4), 2, key("C"), None).unwrap();
+        let expected = "**kern\n*M3/4\n*k[]\n*C:\n8g\n=1\n[2.c\n=2\n8c]\n[2e\n8e]\n==\n*-\n";
+        assert_eq!(kern, expected);
+        let song = parse(kern.as_bytes()).unwrap();
+        let encoded = encode_song(&song, &Options::default()).unwrap();
+        assert_eq!(encoded.bar_starts, [2, 14]);
+        assert_eq!(encoded.symbols.join(" "), melody);
+        assert!(write_kern(&words(melody), (3, 4), 12, key("C"), None)
+            .unwrap_err()
+            .contains("no shorter than a 3/4 measure"));
     }
 
     #[test]
@@ -193,7 +225,7 @@ mod tests {
     #[test]
     fn a_minor_melody_reads_back_identically() {
         let melody = "69 _ _ _ 71 _ 72 _ _ _ _ _ 68 _ _ _ _ _ _ 69 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _";
-        let kern = write_kern(&words(melody), (4, 4), key("a"), None).unwrap();
+        let kern = write_kern(&words(melody), (4, 4), 0, key("a"), None).unwrap();
         assert!(kern.contains("\n*k[]\n*a:\n"));
         assert!(
             kern.contains("\n[4g#\n=2\n8.g#]\n"),
@@ -216,7 +248,7 @@ mod tests {
     fn a_transposed_melody_in_its_new_key_reads_back_to_the_original() {
         let melody = "60 _ _ _ 62 _ 64 _ _ _ _ _ 65 _ 71 _ 72 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _";
         let in_f = transpose(&words(melody), 5).unwrap();
-        let kern = write_kern(&in_f, (4, 4), key("F"), None).unwrap();
+        let kern = write_kern(&in_f, (4, 4), 0, key("F"), None).unwrap();
         assert!(kern.contains("\n*k[b-]\n*F:\n"));
         assert!(kern.contains("\n8b-\n"), "B flat is spelled from the key");
         assert_eq!(read_back(&kern), (-5, melody.to_string()));
@@ -257,9 +289,9 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error() {
-        assert!(write_kern(&words("60"), (3, 32), key("C"), None).is_err());
-        assert!(write_kern(&words("60"), (0, 4), key("C"), None).is_err());
-        assert!(write_kern(&words("/ 60"), (4, 4), key("C"), None).is_err());
-        assert!(write_kern(&words("60 x"), (4, 4), key("C"), None).is_err());
+        assert!(write_kern(&words("60"), (3, 32), 0, key("C"), None).is_err());
+        assert!(write_kern(&words("60"), (0, 4), 0, key("C"), None).is_err());
+        assert!(write_kern(&words("/ 60"), (4, 4), 0, key("C"), None).is_err());
+        assert!(write_kern(&words("60 x"), (4, 4), 0, key("C"), None).is_err());
     }
 }

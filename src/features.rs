@@ -1,0 +1,791 @@
+//! What each step's input is, as indices into the model's input rows: the symbol itself and, with
+//! `--features`, where the bar lies and what it played a bar ago, and the song's mode and meter.
+//! The same rows for a whole stream (training) and for one melody as it is written (generation).
+//!
+//! # Index layout
+//!
+//! With V symbols, every step reads exactly K indices, one per block, and the input term of the
+//! first layer is the sum of those K columns of W_ih. The blocks follow in this fixed order; a
+//! group left out takes no rows and no index:
+//!
+//! | block                      | rows                                             | indices |
+//! |----------------------------|--------------------------------------------------|---------|
+//! | symbol                     | V: the input symbol                              | 1       |
+//! | lookback (`lookback`)      | V + 1: the symbol one bar before the next step, or none |  |
+//! |                            | V + 1: the symbol two bars before it, or none    |         |
+//! |                            | 2: the input repeats the symbol one bar before it (no, yes) | |
+//! |                            | 2: the input repeats the symbol two bars before it (no, yes) | 4 |
+//! | position (`position`)      | [`MAX_POSITION`] + 2: the next step's place in its bar, 0 … 31, then overflow, none | |
+//! |                            | 2: the next step is a downbeat (no, yes)         | 2       |
+//! | mode (`mode`)              | 3: major, minor, none                            | 1       |
+//! | meter (`meter`)            | 6: duple, triple, compound duple, compound triple, other, none | 1 |
+//!
+//! So D = V + 2V + 6 + 36 + 3 + 6 with every group, K = 9; with none, D = V and K = 1 (the
+//! reference model's one-hot input).
+//!
+//! # Choices
+//!
+//! - **Lookback** follows Magenta's Lookback RNN: the input at step t (predicting t + 1) carries
+//!   the symbols one and two bars before t + 1, "the event that would come next if the melody
+//!   repeated", and flags saying whether the symbol at t repeats the one a bar and two bars
+//!   before t. Magenta fixes a bar at 16 steps; here a bar is the measure of the meter in force
+//!   on the grid (3/4 → 12 sixteenths), and two bars back is one bar back from one bar back, so
+//!   a meter change is honoured. A step before the song's first is none.
+//! - **Position** is where t + 1 lies in its bar: steps since the latest bar start, counted
+//!   modulo the measure, so a bar longer than its measure (a barline missing) restarts at each
+//!   whole measure. Bar starts are the song's barlines (`bar_starts`), so a pickup's steps sit
+//!   at the end of a bar; before the first barline the bars are counted back from it. The
+//!   downbeat flag is position 0. Magenta's binary counter is replaced by a one-hot, which is
+//!   one row of W_ih like every other input.
+//! - **Mode** is the song's, by its third: major, ionian, lydian and mixolydian are major; minor,
+//!   aeolian, dorian, phrygian and locrian are minor.
+//! - **Meter** is the song's first meter by its count: 2 and 4 duple (4/4 counts as duple), 3
+//!   triple, 6 and 12 compound duple, 9 compound triple, anything else other.
+//! - **The `/` runs** between songs: a run leads into the song after it, so every `/` row carries
+//!   that song's mode and meter (a melody is asked for in a mode and meter before its first
+//!   note) and every other group's none row (no position, no lookback, flags no). All rows of a
+//!   run are equal, so a window that starts inside a run reads the same rows wherever it starts.
+//!   The run after the stream's last song leads into no song: mode and meter none too.
+//! - **Songs without barlines** (MIDI, ABC for now) have bars from the meter starting at their
+//!   first step; songs without a meter have 4/4 bars (a MIDI file's default) and meter none.
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+use crate::dataset::{is_held_out, songs, Dataset, Split};
+use crate::kern::{Mode, QuarterLength};
+
+/// The feature groups, in their block order; also their names in `--features` and checkpoints.
+pub const GROUPS: [&str; 4] = ["lookback", "position", "mode", "meter"];
+
+/// Positions in a bar with a row of their own: a bar of 4/2 or 8/4 on the sixteenth grid. Longer
+/// bars share the overflow row from here on.
+pub const MAX_POSITION: usize = 32;
+
+/// The meter a song without one is counted in: a MIDI file's default.
+const DEFAULT_METER: (u32, u32) = (4, 4);
+
+const FLAG_ROWS: usize = 2;
+const POSITION_ROWS: usize = MAX_POSITION + 2;
+const MODE_ROWS: usize = 3;
+const METER_ROWS: usize = 6;
+
+/// Which groups of inputs a model reads besides the symbol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeatureSet {
+    pub lookback: bool,
+    pub position: bool,
+    pub mode: bool,
+    pub meter: bool,
+}
+
+impl FeatureSet {
+    /// The reference model: the symbol alone.
+    pub const NONE: FeatureSet = FeatureSet {
+        lookback: false,
+        position: false,
+        mode: false,
+        meter: false,
+    };
+
+    /// Parses `--features`: group names separated by commas, in any order; `none` or nothing is
+    /// the reference model.
+    pub fn parse(text: &str) -> Result<FeatureSet, String> {
+        let mut set = FeatureSet::NONE;
+        let names: Vec<&str> = text.split(',').map(str::trim).collect();
+        if names == [""] || names == ["none"] {
+            return Ok(set);
+        }
+        for name in names {
+            let flag = match name {
+                "lookback" => &mut set.lookback,
+                "position" => &mut set.position,
+                "mode" => &mut set.mode,
+                "meter" => &mut set.meter,
+                _ => {
+                    return Err(format!(
+                        "{name:?} is no feature group: name any of {} separated by commas, or none",
+                        GROUPS.join(", ")
+                    ))
+                }
+            };
+            if std::mem::replace(flag, true) {
+                return Err(format!("feature group {name:?} is named twice"));
+            }
+        }
+        Ok(set)
+    }
+
+    /// The groups it holds, in block order: what a checkpoint stores.
+    pub fn names(&self) -> Vec<&'static str> {
+        let on = [self.lookback, self.position, self.mode, self.meter];
+        GROUPS
+            .iter()
+            .zip(on)
+            .filter_map(|(&name, on)| on.then_some(name))
+            .collect()
+    }
+
+    /// K: the indices every step reads.
+    pub fn inputs_per_step(&self) -> usize {
+        1 + 4 * self.lookback as usize
+            + 2 * self.position as usize
+            + self.mode as usize
+            + self.meter as usize
+    }
+
+    /// D: the input rows, for a vocabulary of `vocab_len` symbols.
+    pub fn input_width(&self, vocab_len: usize) -> usize {
+        vocab_len
+            + self.lookback as usize * lookback_rows(vocab_len)
+            + self.position as usize * (POSITION_ROWS + FLAG_ROWS)
+            + self.mode as usize * MODE_ROWS
+            + self.meter as usize * METER_ROWS
+    }
+
+    /// Lays out one step's row of K indices into `row`.
+    fn write_row(&self, vocab_len: usize, symbol: u32, step: &StepFeatures, row: &mut [u32]) {
+        let mut slots = row.iter_mut();
+        let mut offset = 0;
+        // Each block: the index of its row `at`, then the next block starts `rows` further.
+        let mut block = |at: usize, rows: usize| {
+            debug_assert!(at < rows);
+            *slots.next().expect("K slots") = (offset + at) as u32;
+            offset += rows;
+        };
+        block(symbol as usize, vocab_len);
+        if self.lookback {
+            let symbol_or_none = |s: Option<u32>| s.map_or(vocab_len, |s| s as usize);
+            block(symbol_or_none(step.one_bar_back), vocab_len + 1);
+            block(symbol_or_none(step.two_bars_back), vocab_len + 1);
+            block(step.repeats_one_bar as usize, FLAG_ROWS);
+            block(step.repeats_two_bars as usize, FLAG_ROWS);
+        }
+        if self.position {
+            let place = step
+                .position
+                .map_or(MAX_POSITION + 1, |p| p.min(MAX_POSITION));
+            block(place, POSITION_ROWS);
+            block((step.position == Some(0)) as usize, FLAG_ROWS);
+        }
+        if self.mode {
+            block(step.mode.map_or(2, |m| m as usize), MODE_ROWS);
+        }
+        if self.meter {
+            block(step.meter.map_or(5, |m| m as usize), METER_ROWS);
+        }
+        debug_assert_eq!(row.len(), self.inputs_per_step());
+    }
+}
+
+impl fmt::Display for FeatureSet {
+    /// `lookback,position`, or `none`: what `--features` takes back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.names() {
+            names if names.is_empty() => f.write_str("none"),
+            names => f.write_str(&names.join(",")),
+        }
+    }
+}
+
+fn lookback_rows(vocab_len: usize) -> usize {
+    2 * (vocab_len + 1) + 2 * FLAG_ROWS
+}
+
+/// A mode by its third, the two the model is conditioned on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModeClass {
+    Major = 0,
+    Minor = 1,
+}
+
+impl ModeClass {
+    /// Major, ionian, lydian and mixolydian have a major third; the other modes a minor one.
+    pub fn of(mode: Mode) -> ModeClass {
+        match mode {
+            Mode::Major | Mode::Ionian | Mode::Lydian | Mode::Mixolydian => ModeClass::Major,
+            Mode::Minor | Mode::Aeolian | Mode::Dorian | Mode::Phrygian | Mode::Locrian => {
+                ModeClass::Minor
+            }
+        }
+    }
+
+    /// Parses `--mode`: `major` or `minor`.
+    pub fn parse(text: &str) -> Result<ModeClass, String> {
+        match text {
+            "major" => Ok(ModeClass::Major),
+            "minor" => Ok(ModeClass::Minor),
+            _ => Err(format!(
+                "{text:?} is not a mode to ask for: major or minor (a melody in another mode is \
+                 read as major or minor by its third: dorian is minor, mixolydian major)"
+            )),
+        }
+    }
+
+    /// The class of a mode as `songs.jsonl` names it (`major`, `dorian`, …).
+    fn of_name(name: &str) -> Option<ModeClass> {
+        const MODES: [Mode; 9] = [
+            Mode::Major,
+            Mode::Minor,
+            Mode::Ionian,
+            Mode::Aeolian,
+            Mode::Dorian,
+            Mode::Phrygian,
+            Mode::Lydian,
+            Mode::Mixolydian,
+            Mode::Locrian,
+        ];
+        MODES
+            .into_iter()
+            .find(|mode| mode.name() == name)
+            .map(ModeClass::of)
+    }
+}
+
+/// A meter by its count of beats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MeterClass {
+    /// 2/4, 4/4, 2/2, …
+    Duple = 0,
+    /// 3/4, 3/8, 3/2.
+    Triple = 1,
+    /// 6/8, 6/4, and 12/8.
+    CompoundDuple = 2,
+    /// 9/8.
+    CompoundTriple = 3,
+    /// 5/4, 7/8, …
+    Other = 4,
+}
+
+impl MeterClass {
+    pub fn of((count, _unit): (u32, u32)) -> MeterClass {
+        match count {
+            2 | 4 => MeterClass::Duple,
+            3 => MeterClass::Triple,
+            6 | 12 => MeterClass::CompoundDuple,
+            9 => MeterClass::CompoundTriple,
+            _ => MeterClass::Other,
+        }
+    }
+}
+
+/// Parses `--meter`: `count/unit` such as 3/4 or 6/8, the count 1 … 255 and the unit a power of
+/// two up to 64, as a time signature can hold them.
+pub fn parse_meter(text: &str) -> Result<(u32, u32), String> {
+    let meter: Option<(u32, u32)> = text
+        .split_once('/')
+        .and_then(|(count, unit)| Some((count.trim().parse().ok()?, unit.trim().parse().ok()?)));
+    match meter {
+        Some((count, unit))
+            if (1..=255).contains(&count) && unit <= 64 && unit.is_power_of_two() =>
+        {
+            Ok((count, unit))
+        }
+        _ => Err(format!(
+            "{text:?} is not a meter such as 4/4, 3/4 or 6/8: beats (1 … 255) / the beat's note \
+             value (1, 2, 4, 8, 16, 32 or 64)"
+        )),
+    }
+}
+
+/// The length of a bar of `meter` in grid steps of `step` quarter lengths: 3/4 on sixteenths is
+/// 12. None when it is not a whole, positive number of steps.
+pub fn measure_steps(meter: (u32, u32), step: QuarterLength) -> Option<usize> {
+    let (count, unit) = meter;
+    if unit == 0 {
+        return None;
+    }
+    let steps = QuarterLength::new(4 * count as u64, unit as u64).steps_of(step)?;
+    (steps > 0).then_some(steps as usize)
+}
+
+/// Where a melody's bars lie on the grid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bars {
+    /// `(first step, measure in steps)` of each meter in force, in order, the first at step 0.
+    measures: Vec<(usize, usize)>,
+    /// The steps where a bar starts, ascending. Beyond them bars start every measure, and before
+    /// the first they are counted back from it.
+    starts: Vec<usize>,
+}
+
+impl Bars {
+    /// Bars of `measure` steps, step 0 lying `position` steps into its bar.
+    pub fn regular(measure: usize, position: usize) -> Bars {
+        Bars {
+            measures: vec![(0, measure)],
+            starts: vec![(measure - position % measure) % measure],
+        }
+    }
+
+    /// The measure in force at `step`.
+    pub fn measure_at(&self, step: usize) -> usize {
+        let later = self.measures.partition_point(|&(from, _)| from <= step);
+        self.measures[later.saturating_sub(1)].1
+    }
+
+    /// Where `step` lies in its bar, 0 on a downbeat.
+    pub fn position(&self, step: usize) -> usize {
+        let later = self.starts.partition_point(|&start| start <= step);
+        let anchor = match later {
+            0 => self.starts.first().copied().unwrap_or(0),
+            n => self.starts[n - 1],
+        };
+        (step as i64 - anchor as i64).rem_euclid(self.measure_at(step) as i64) as usize
+    }
+
+    /// The step one bar before `step`, if the melody has one.
+    fn bar_before(&self, step: usize) -> Option<usize> {
+        step.checked_sub(self.measure_at(step))
+    }
+}
+
+/// One song's metadata that the features need, from its `songs.jsonl` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SongInfo {
+    /// The song's first meter, `(3, 4)`; None where the score gives none.
+    pub meter: Option<(u32, u32)>,
+    /// None where the line names no mode.
+    pub mode: Option<ModeClass>,
+    /// The song's bars on the grid.
+    pub bars: Bars,
+}
+
+impl SongInfo {
+    fn meter_class(&self) -> Option<MeterClass> {
+        self.meter.map(MeterClass::of)
+    }
+}
+
+/// The kept songs of `DIR/songs.jsonl`, in order, checked against the dataset's stream: there must
+/// be as many as the stream has songs, and each line's `encoding` must be its song's symbols.
+/// `step` is the grid preprocessing used (`--step`, a sixteenth by default), on which the meters
+/// become measures. Errors name the file and line.
+pub fn load_songs(
+    dir: &Path,
+    dataset: &Dataset,
+    step: QuarterLength,
+) -> Result<Vec<SongInfo>, String> {
+    let path = dir.join("songs.jsonl");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let delimiter = dataset.delimiter();
+    let mut stream_songs = songs(&dataset.stream, delimiter);
+    let mut infos = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = |why: String| format!("{} line {}: {why}", path.display(), i + 1);
+        let record: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| at(format!("not JSON: {e}")))?;
+        if record["kept"] != serde_json::Value::Bool(true) {
+            continue;
+        }
+        let Some(song) = stream_songs.next() else {
+            return Err(at(format!(
+                "kept song {} of songs.jsonl, but dataset.txt holds only {}",
+                infos.len() + 1,
+                infos.len()
+            )));
+        };
+        let notes = song.iter().take_while(|&&s| s != delimiter);
+        let stream_symbols: Vec<&str> = notes.map(|&s| dataset.vocab.symbol(s)).collect();
+        let encoding: Vec<&str> = record["encoding"]
+            .as_str()
+            .ok_or_else(|| at("a kept song without an encoding".into()))?
+            .split(' ')
+            .collect();
+        if encoding != stream_symbols {
+            let differ = (encoding.iter().zip(&stream_symbols))
+                .position(|(a, b)| a != b)
+                .unwrap_or(encoding.len().min(stream_symbols.len()));
+            return Err(at(format!(
+                "{}'s encoding is not song {} of dataset.txt: they differ from symbol {differ} \
+                 ({} symbols against {}); preprocess again",
+                record["file"],
+                infos.len() + 1,
+                encoding.len(),
+                stream_symbols.len()
+            )));
+        }
+        infos.push(song_info(&record, stream_symbols.len(), step).map_err(at)?);
+    }
+    if stream_songs.next().is_some() {
+        return Err(format!(
+            "{}: {} kept songs, but dataset.txt holds more; preprocess again",
+            path.display(),
+            infos.len()
+        ));
+    }
+    Ok(infos)
+}
+
+/// A `songs.jsonl` line's meter, mode and bars, for a song of `len` steps.
+fn song_info(
+    record: &serde_json::Value,
+    len: usize,
+    step: QuarterLength,
+) -> Result<SongInfo, String> {
+    let meter_of = |value: &serde_json::Value| {
+        let text = value.as_str().ok_or("a meter that is not a string")?;
+        parse_meter(text)
+    };
+    let measure_of = |meter: (u32, u32)| {
+        measure_steps(meter, step).ok_or_else(|| {
+            format!(
+                "meter {}/{} is not a whole number of {step}-quarter steps",
+                meter.0, meter.1
+            )
+        })
+    };
+    let meter = match &record["meter"] {
+        serde_json::Value::Null => None,
+        value => Some(meter_of(value)?),
+    };
+    let mut measures = vec![(0, measure_of(meter.unwrap_or(DEFAULT_METER))?)];
+    for change in record["meter_changes"].as_array().into_iter().flatten() {
+        let at = change[0]
+            .as_u64()
+            .ok_or("a meter change without its step")?;
+        measures.push((at as usize, measure_of(meter_of(&change[1])?)?));
+    }
+    let starts: Vec<usize> = match record["bar_starts"].as_array() {
+        Some(starts) => (starts.iter())
+            .map(|s| {
+                s.as_u64()
+                    .map(|s| s as usize)
+                    .ok_or("a bar start that is no step")
+            })
+            .collect::<Result<_, _>>()?,
+        None => vec![0],
+    };
+    if !starts.windows(2).all(|w| w[0] < w[1]) || starts.iter().any(|&s| s >= len) {
+        return Err(format!(
+            "bar starts {starts:?} are not ascending steps of the song's {len}"
+        ));
+    }
+    // A meter may be declared again at the same step (a repeated `*M3/4`): the last one holds.
+    if !measures.windows(2).all(|w| w[0].0 <= w[1].0) {
+        return Err("meter changes out of order".into());
+    }
+    let mode = match &record["mode"] {
+        serde_json::Value::Null => None,
+        value => Some(
+            value
+                .as_str()
+                .and_then(ModeClass::of_name)
+                .ok_or_else(|| format!("mode {value} is none this engine knows"))?,
+        ),
+    };
+    Ok(SongInfo {
+        meter,
+        mode,
+        bars: Bars { measures, starts },
+    })
+}
+
+/// The songs of one split, as [`Dataset::split`] takes them: with these, [`stream_features`] of
+/// the split's stream gives each of its `/` runs the mode and meter of the song it leads into
+/// there.
+pub fn songs_of_split(songs: &[SongInfo], split: Split, val_fraction: f64) -> Vec<SongInfo> {
+    if split == Split::All {
+        return songs.to_vec();
+    }
+    let want_val = split == Split::Val;
+    (songs.iter().enumerate())
+        .filter(|(i, _)| is_held_out(*i, val_fraction) == want_val)
+        .map(|(_, song)| song.clone())
+        .collect()
+}
+
+/// What a step's input says besides its symbol, before it is laid out as indices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct StepFeatures {
+    one_bar_back: Option<u32>,
+    two_bars_back: Option<u32>,
+    repeats_one_bar: bool,
+    repeats_two_bars: bool,
+    /// Of the next step, in its bar.
+    position: Option<usize>,
+    mode: Option<ModeClass>,
+    meter: Option<MeterClass>,
+}
+
+/// The features of a melody's latest step, whose symbol ends `melody`; it predicts the next.
+fn melody_step(
+    bars: &Bars,
+    melody: &[u32],
+    mode: Option<ModeClass>,
+    meter: Option<MeterClass>,
+) -> StepFeatures {
+    let now = melody.len() - 1;
+    let next = now + 1;
+    let two_bars_before = |step| bars.bar_before(step).and_then(|s| bars.bar_before(s));
+    let repeats = |then: Option<usize>| then.is_some_and(|s| melody[s] == melody[now]);
+    StepFeatures {
+        one_bar_back: bars.bar_before(next).map(|s| melody[s]),
+        two_bars_back: two_bars_before(next).map(|s| melody[s]),
+        repeats_one_bar: repeats(bars.bar_before(now)),
+        repeats_two_bars: repeats(two_bars_before(now)),
+        position: Some(bars.position(next)),
+        mode,
+        meter,
+    }
+}
+
+/// A `/` of a run that leads into a song of this mode and meter (none after the last song).
+fn delimiter_step(mode: Option<ModeClass>, meter: Option<MeterClass>) -> StepFeatures {
+    StepFeatures {
+        mode,
+        meter,
+        ..StepFeatures::default()
+    }
+}
+
+/// The input indices of every step of `stream` (songs, each followed by its run of `/`, as
+/// `dataset.txt` holds them): `[stream.len()][K]`, row-major, so that a training window's inputs
+/// are its rows and its targets the symbols, as without features. `songs` are the stream's songs
+/// in order ([`load_songs`], [`songs_of_split`]).
+pub fn stream_features(
+    set: &FeatureSet,
+    vocab_len: usize,
+    stream: &[u32],
+    delimiter: u32,
+    songs_info: &[SongInfo],
+) -> Result<Vec<u32>, String> {
+    let k = set.inputs_per_step();
+    let units: Vec<&[u32]> = songs(stream, delimiter).collect();
+    if units.len() != songs_info.len() {
+        return Err(format!(
+            "the stream holds {} songs but their metadata {}",
+            units.len(),
+            songs_info.len()
+        ));
+    }
+    let mut rows = vec![0u32; stream.len() * k];
+    let mut rows_left = rows.chunks_exact_mut(k);
+    for (i, (unit, info)) in units.iter().zip(songs_info).enumerate() {
+        let notes = unit.iter().take_while(|&&s| s != delimiter).count();
+        for t in 0..notes {
+            let step = melody_step(&info.bars, &unit[..=t], info.mode, info.meter_class());
+            set.write_row(
+                vocab_len,
+                unit[t],
+                &step,
+                rows_left.next().expect("a row a step"),
+            );
+        }
+        let next = songs_info.get(i + 1);
+        let run = delimiter_step(
+            next.and_then(|song| song.mode),
+            next.and_then(SongInfo::meter_class),
+        );
+        for &symbol in &unit[notes..] {
+            set.write_row(
+                vocab_len,
+                symbol,
+                &run,
+                rows_left.next().expect("a row a step"),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+/// The input indices of a melody as generation writes it, one step at a time: the same rows
+/// [`stream_features`] gives a song of this meter and mode, its bars regular from the first.
+#[derive(Clone, Debug)]
+pub struct FeatureTracker {
+    set: FeatureSet,
+    vocab_len: usize,
+    delimiter: u32,
+    bars: Bars,
+    mode: ModeClass,
+    meter: MeterClass,
+    melody: Vec<u32>,
+}
+
+impl FeatureTracker {
+    /// A melody in `meter` and `mode`, its first step `first_position` steps into its bar (0:
+    /// on a downbeat; a seed from a song takes the place its first step has there), on a grid of
+    /// `step` quarter lengths.
+    pub fn new(
+        set: FeatureSet,
+        vocab_len: usize,
+        delimiter: u32,
+        meter: (u32, u32),
+        mode: ModeClass,
+        first_position: usize,
+        step: QuarterLength,
+    ) -> Result<FeatureTracker, String> {
+        let measure = measure_steps(meter, step).ok_or_else(|| {
+            format!(
+                "meter {}/{} is not a whole number of {step}-quarter steps",
+                meter.0, meter.1
+            )
+        })?;
+        Ok(FeatureTracker {
+            set,
+            vocab_len,
+            delimiter,
+            bars: Bars::regular(measure, first_position),
+            mode,
+            meter: MeterClass::of(meter),
+            melody: Vec::new(),
+        })
+    }
+
+    /// Writes the row of a `/` of the context before the melody into `row` (K indices).
+    pub fn context_row(&self, row: &mut [u32]) {
+        let step = delimiter_step(Some(self.mode), Some(self.meter));
+        self.set
+            .write_row(self.vocab_len, self.delimiter, &step, row);
+    }
+
+    /// Appends the melody's next symbol and writes the row of the step that reads it into `row`.
+    pub fn push(&mut self, symbol: u32, row: &mut [u32]) {
+        self.melody.push(symbol);
+        let step = melody_step(&self.bars, &self.melody, Some(self.mode), Some(self.meter));
+        self.set.write_row(self.vocab_len, symbol, &step, row);
+    }
+
+    /// The melody's steps before its first bar start: 0 when it starts on a downbeat. Its files
+    /// put their barlines there and every measure after.
+    pub fn pickup(&self) -> usize {
+        self.bars.starts[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sixteenth() -> QuarterLength {
+        QuarterLength::new(1, 4)
+    }
+
+    #[test]
+    fn feature_sets_parse_in_any_order_and_print_in_block_order() {
+        let set = FeatureSet::parse("meter, lookback").unwrap();
+        assert_eq!(set.names(), ["lookback", "meter"]);
+        assert_eq!(set.to_string(), "lookback,meter");
+        assert_eq!(FeatureSet::parse(&set.to_string()), Ok(set));
+        assert_eq!(FeatureSet::parse("none"), Ok(FeatureSet::NONE));
+        assert_eq!(FeatureSet::parse(""), Ok(FeatureSet::NONE));
+        assert_eq!(FeatureSet::NONE.to_string(), "none");
+        let all = FeatureSet::parse("lookback,position,mode,meter").unwrap();
+        assert_eq!(all.names(), GROUPS);
+        assert!(FeatureSet::parse("lookback,beat")
+            .unwrap_err()
+            .contains("\"beat\" is no feature group: name any of lookback, position, mode, meter"));
+        assert!(FeatureSet::parse("mode,mode")
+            .unwrap_err()
+            .contains("named twice"));
+        assert!(FeatureSet::parse("none,mode").is_err());
+    }
+
+    #[test]
+    fn widths_and_indices_per_step_for_a_vocabulary_of_38() {
+        let width = |text: &str| {
+            let set = FeatureSet::parse(text).unwrap();
+            (set.input_width(38), set.inputs_per_step())
+        };
+        assert_eq!(width("none"), (38, 1));
+        assert_eq!(width("lookback"), (38 + 39 + 39 + 2 + 2, 5));
+        assert_eq!(width("position"), (38 + 34 + 2, 3));
+        assert_eq!(width("mode"), (41, 2));
+        assert_eq!(width("meter"), (44, 2));
+        assert_eq!(width("lookback,position,mode,meter"), (165, 9));
+    }
+
+    #[test]
+    fn every_index_lies_in_its_own_block() {
+        let set = FeatureSet::parse("lookback,position,mode,meter").unwrap();
+        let v = 5;
+        let step = StepFeatures {
+            one_bar_back: Some(4),
+            two_bars_back: None,
+            repeats_one_bar: true,
+            repeats_two_bars: false,
+            position: Some(40),
+            mode: Some(ModeClass::Minor),
+            meter: None,
+        };
+        let mut row = [0; 9];
+        set.write_row(v, 3, &step, &mut row);
+        // symbol 0…4 | one bar 5…10 | two bars 11…16 | flags 17…18, 19…20 | position 21…54 |
+        // downbeat 55…56 | mode 57…59 | meter 60…65
+        assert_eq!(row, [3, 9, 16, 18, 19, 21 + 32, 55, 58, 65]);
+        assert_eq!(set.input_width(v), 66);
+    }
+
+    #[test]
+    fn meters_and_modes_by_class() {
+        let class = |meter| MeterClass::of(meter);
+        assert_eq!(class((4, 4)), MeterClass::Duple);
+        assert_eq!(class((2, 2)), MeterClass::Duple);
+        assert_eq!(class((3, 8)), MeterClass::Triple);
+        assert_eq!(class((6, 4)), MeterClass::CompoundDuple);
+        assert_eq!(class((12, 8)), MeterClass::CompoundDuple);
+        assert_eq!(class((9, 8)), MeterClass::CompoundTriple);
+        assert_eq!(class((5, 4)), MeterClass::Other);
+        assert_eq!(ModeClass::of_name("dorian"), Some(ModeClass::Minor));
+        assert_eq!(ModeClass::of_name("mixolydian"), Some(ModeClass::Major));
+        assert_eq!(ModeClass::of_name("blues"), None);
+    }
+
+    #[test]
+    fn meter_and_mode_arguments_teach() {
+        assert_eq!(parse_meter("3/4"), Ok((3, 4)));
+        assert_eq!(parse_meter("12/8"), Ok((12, 8)));
+        for bad in ["3-4", "3/5", "0/4", "3/", "3/128", "x/4"] {
+            assert!(
+                parse_meter(bad)
+                    .unwrap_err()
+                    .contains("such as 4/4, 3/4 or 6/8"),
+                "{bad}"
+            );
+        }
+        assert_eq!(ModeClass::parse("minor"), Ok(ModeClass::Minor));
+        assert!(ModeClass::parse("dorian")
+            .unwrap_err()
+            .contains("major or minor"));
+        assert_eq!(measure_steps((3, 4), sixteenth()), Some(12));
+        assert_eq!(measure_steps((6, 8), QuarterLength::new(1, 2)), Some(6));
+        assert_eq!(measure_steps((3, 32), sixteenth()), None);
+    }
+
+    #[test]
+    fn positions_count_from_the_barlines_and_on_by_the_measure() {
+        // 2/4 with an eighth's pickup, a bar starting at 2 and at 10, then no more barlines.
+        let bars = Bars {
+            measures: vec![(0, 8)],
+            starts: vec![2, 10],
+        };
+        let positions: Vec<usize> = (0..20).map(|s| bars.position(s)).collect();
+        assert_eq!(
+            positions,
+            [6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
+        );
+        // A change to 3/4 at the bar starting at 6.
+        let changing = Bars {
+            measures: vec![(0, 4), (6, 12)],
+            starts: vec![2, 6],
+        };
+        let positions: Vec<usize> = (0..20).map(|s| changing.position(s)).collect();
+        assert_eq!(
+            positions,
+            [2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1]
+        );
+        assert_eq!(
+            (changing.bar_before(18), changing.bar_before(5)),
+            (Some(6), Some(1))
+        );
+        assert_eq!(
+            Bars::regular(12, 10),
+            Bars {
+                measures: vec![(0, 12)],
+                starts: vec![2]
+            }
+        );
+        assert_eq!(Bars::regular(12, 0).starts, [0]);
+    }
+}
