@@ -36,12 +36,7 @@ struct Case {
 fn compare_training_step(gpu: Gpu, case: &Case, clip: Option<f32>, persistent: bool) {
     eprintln!("on {}", gpu.description());
     let on_the_host = gpu.is_host();
-    let config = Config {
-        vocab_size: case.vocab,
-        hidden: case.hidden,
-        layers: case.layers,
-        dropout: case.dropout,
-    };
+    let config = Config::one_hot(case.vocab, case.hidden, case.layers, case.dropout);
     let (b, t) = (case.batch, case.steps);
     eprintln!(
         "L={} B={b} T={t} H={} V={} {:?} dropout {} clip {clip:?}",
@@ -207,12 +202,7 @@ test_engines! {
 
 fn compare_inference(gpu: Gpu, persistent: bool) {
     let on_the_host = gpu.is_host();
-    let config = Config {
-        vocab_size: 38,
-        hidden: 96,
-        layers: 2,
-        dropout: 0.2,
-    };
+    let config = Config::one_hot(38, 96, 2, 0.2);
     let (b, t) = (9, 17);
     let mut rng = StdRng::seed_from_u64(5);
     let params = Params::<f32>::init(config, &mut rng);
@@ -269,12 +259,7 @@ test_engines! {
 fn compare_generation(gpu: Gpu) {
     {
         let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67", "r"]);
-        let config = Config {
-            vocab_size: vocab.len(),
-            hidden: 24,
-            layers: 2,
-            dropout: 0.2,
-        };
+        let config = Config::one_hot(vocab.len(), 24, 2, 0.2);
         // Large weights: distributions far from uniform, so a wrong state changes the draws.
         let mut params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(8));
         params.as_mut_slice().iter_mut().for_each(|w| *w *= 6.0);
@@ -339,12 +324,7 @@ fn compare_training(gpu: Gpu, run: &str) {
 
 /// The reference model (one layer, H = 256, V = 38) on an engine, with fresh Adam state.
 fn reference_model(gpu: Gpu) -> CudaBackend {
-    let config = Config {
-        vocab_size: 38,
-        hidden: 256,
-        layers: 1,
-        dropout: 0.2,
-    };
+    let config = Config::one_hot(38, 256, 1, 0.2);
     let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));
     CudaBackend::new(gpu, params, Adam::new(config.num_params())).unwrap()
 }
@@ -419,7 +399,7 @@ test_engines! {
     /// Queued steps (results read a step late, as `engine train` runs them) report every step's
     /// statistics in order and leave the parameters and Adam state exactly as blocking steps do.
     fn queued_steps_match_blocking_steps(gpu) {
-        let config = Config { vocab_size: 11, hidden: 13, layers: 2, dropout: 0.25 };
+        let config = Config::one_hot(11, 13, 2, 0.25);
         let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(3));
         let (b, t) = (3, 5);
         let mut rng = StdRng::seed_from_u64(4);

@@ -29,6 +29,8 @@ const DIMS: Dims = Dims {
     batch: B,
     hidden: H,
     vocab: V,
+    input_width: V,
+    inputs_per_step: 1,
 };
 
 /// `n` values drawn uniformly from (−scale, scale).
@@ -134,7 +136,7 @@ test_engines! {
         let tokens = common::random_symbols(&mut rng, ROWS, V);
         let mut table = vec![0.0; V * 4 * H];
         let mut expected = vec![0.0; ROWS * 4 * H];
-        lstm::input_term(layer.view(), LayerInput::Tokens(&tokens), DIMS, &mut table, &mut expected);
+        lstm::input_term(layer.view(), LayerInput::Indices(&tokens), DIMS, &mut table, &mut expected);
 
         let weights = (upload(&gpu, &layer.weight_ih), upload(&gpu, &layer.bias_ih), upload(&gpu, &layer.bias_hh));
         let gates = gpu.alloc(ROWS * 4 * H).unwrap();
@@ -202,7 +204,7 @@ test_engines! {
             .map(|s| if s >= absent { s + 1 } else { s })
             .collect();
         let (mut d_table, mut expected) = (vec![0.0; V * 4 * H], vec![0.0; 4 * H * V]);
-        lstm::input_term_backward(&d_gates, &tokens, V, &mut d_table, &mut expected);
+        lstm::input_term_backward(&d_gates, &tokens, 1, V, &mut d_table, &mut expected);
         assert!(expected.iter().skip(absent as usize).step_by(V).all(|&d| d == 0.0));
 
         let by_symbol = gpu::TokenRows::of(&tokens, V);
