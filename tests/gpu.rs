@@ -27,6 +27,8 @@ struct Case {
     steps: usize,
     hidden: usize,
     vocab: usize,
+    /// Layer 0's input: D columns, K indices per step (D = V, K = 1 for the one-hot model).
+    input: (usize, usize),
     objective: Objective,
     dropout: f32,
 }
@@ -36,15 +38,17 @@ struct Case {
 fn compare_training_step(gpu: Gpu, case: &Case, clip: Option<f32>, persistent: bool) {
     eprintln!("on {}", gpu.description());
     let on_the_host = gpu.is_host();
-    let config = Config::one_hot(case.vocab, case.hidden, case.layers, case.dropout);
+    let (width, per_step) = case.input;
+    let config = Config::one_hot(case.vocab, case.hidden, case.layers, case.dropout)
+        .multi_hot(width, per_step);
     let (b, t) = (case.batch, case.steps);
     eprintln!(
-        "L={} B={b} T={t} H={} V={} {:?} dropout {} clip {clip:?}",
+        "L={} B={b} T={t} H={} V={} D={width} K={per_step} {:?} dropout {} clip {clip:?}",
         case.layers, case.hidden, case.vocab, case.objective, case.dropout
     );
     let mut rng = StdRng::seed_from_u64(b as u64 * 1000 + t as u64);
     let params = Params::<f32>::init(config, &mut rng);
-    let inputs = common::random_symbols(&mut rng, b * t, case.vocab);
+    let inputs = common::random_multi_hot(&mut rng, b * t, width, per_step);
     let targets = common::random_symbols(&mut rng, b * t, case.vocab);
     let seed = 11;
 
@@ -136,8 +140,15 @@ const ODD: Case = Case {
     steps: 5,
     hidden: 33,
     vocab: 11,
+    input: (11, 1),
     objective: Objective::All,
     dropout: 0.2,
+};
+
+/// [`ODD`] reading K = 3 indices per step among D = 23 columns, some steps repeating one.
+const MULTI_HOT: Case = Case {
+    input: (23, 3),
+    ..ODD
 };
 
 // Both recurrences; the reference shape on CUDA only (the host runs a block at a time).
@@ -151,6 +162,8 @@ test_engines! {
     fn last_position_per_step(gpu) { compare_training_step(gpu, &LAST, None, false) }
     fn one_step_persistent(gpu) { compare_training_step(gpu, &ONE_STEP, None, true) }
     fn one_step_per_step(gpu) { compare_training_step(gpu, &ONE_STEP, None, false) }
+    fn multi_hot_persistent(gpu) { compare_training_step(gpu, &MULTI_HOT, None, true) }
+    fn multi_hot_per_step(gpu) { compare_training_step(gpu, &MULTI_HOT, None, false) }
     /// Clipping: a tiny bound, so the global norm on the device decides the scale.
     fn clipped_persistent(gpu) { compare_training_step(gpu, &ODD, Some(1e-3), true) }
     fn clipped_per_step(gpu) { compare_training_step(gpu, &ODD, Some(1e-3), false) }
@@ -162,6 +175,7 @@ const LAST: Case = Case {
     steps: 3,
     hidden: 65,
     vocab: 70,
+    input: (70, 1),
     objective: Objective::Last,
     dropout: 0.5,
 };
@@ -172,6 +186,7 @@ const ONE_STEP: Case = Case {
     steps: 1,
     hidden: 70,
     vocab: 5,
+    input: (5, 1),
     objective: Objective::All,
     dropout: 0.0,
 };
@@ -187,6 +202,7 @@ fn reference_shape(gpu: Gpu, persistent: bool) {
         steps: 64,
         hidden: 256,
         vocab: 38,
+        input: (38, 1),
         objective: Objective::All,
         dropout: 0.2,
     };
@@ -194,19 +210,20 @@ fn reference_shape(gpu: Gpu, persistent: bool) {
 }
 
 // `predict_last` and the streaming calls generation makes (sub-range steps, zeroed and copied
-// rows) give the CPU's probabilities.
+// rows) give the CPU's probabilities, for one symbol per step and for K = 3 indices among 50.
 test_engines! {
-    fn inference_matches_the_cpu_persistent(gpu) { compare_inference(gpu, true) }
-    fn inference_matches_the_cpu_per_step(gpu) { compare_inference(gpu, false) }
+    fn inference_matches_the_cpu_persistent(gpu) { compare_inference(gpu, true, (38, 1)) }
+    fn inference_matches_the_cpu_per_step(gpu) { compare_inference(gpu, false, (38, 1)) }
+    fn multi_hot_inference_matches_the_cpu(gpu) { compare_inference(gpu, true, (50, 3)) }
 }
 
-fn compare_inference(gpu: Gpu, persistent: bool) {
+fn compare_inference(gpu: Gpu, persistent: bool, (width, per_step): (usize, usize)) {
     let on_the_host = gpu.is_host();
-    let config = Config::one_hot(38, 96, 2, 0.2);
+    let config = Config::one_hot(38, 96, 2, 0.2).multi_hot(width, per_step);
     let (b, t) = (9, 17);
     let mut rng = StdRng::seed_from_u64(5);
     let params = Params::<f32>::init(config, &mut rng);
-    let inputs = common::random_symbols(&mut rng, b * t, config.vocab_size);
+    let inputs = common::random_multi_hot(&mut rng, b * t, width, per_step);
     let adam = Adam::new(config.num_params());
     let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
     let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
@@ -228,13 +245,13 @@ fn compare_inference(gpu: Gpu, persistent: bool) {
         backend
             .stream_step(
                 0..2 * b,
-                &common::random_symbols(&mut StdRng::seed_from_u64(1), 2 * b, 38),
+                &common::random_multi_hot(&mut StdRng::seed_from_u64(1), 2 * b, width, per_step),
             )
             .unwrap();
         backend
             .stream_zero_rows(&(b..2 * b).collect::<Vec<_>>())
             .unwrap();
-        for step in inputs.chunks_exact(b) {
+        for step in inputs.chunks_exact(b * per_step) {
             backend.stream_step(b..2 * b, step).unwrap();
         }
         for row in 0..b {
