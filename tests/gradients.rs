@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use melody_engine::cpu::{self, BatchStats, Objective, Workspace};
 use melody_engine::model::checkpoint::{self, AdamState, CheckpointConfig};
@@ -207,6 +208,98 @@ fn gradients_multi_hot_one_layer() {
 fn gradients_multi_hot_two_layers() {
     check_gradients(MULTI_HOT, 2, Objective::All, true);
     check_gradients(MULTI_HOT, 2, Objective::Last, false);
+}
+
+/// PyTorch (benches/peers/torch_check.py --gradients, float64) fed the same multi-hot input, the sum
+/// of each step's K one-hots, gives the CPU engine's loss and every gradient, at all positions
+/// and at the last; skipped where python3 lacks torch, and in CI, which does not install it.
+#[test]
+fn pytorch_agrees_on_multi_hot_loss_and_gradients() {
+    let has_torch = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if common::in_ci() || !has_torch {
+        eprintln!("skipped: python3 with torch is not here");
+        return;
+    }
+    let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers/torch_check.py");
+    let config = MULTI_HOT.config(2);
+    let mut rng = StdRng::seed_from_u64(31);
+    let params = Params::<f32>::init(config, &mut rng);
+    let (_, vocab, _) = small_checkpoint();
+    let model = temp_path("torch_peer.safetensors");
+    let record = CheckpointConfig::new(config, STEPS, Objective::All, 0, 0);
+    checkpoint::save(&model, &params, &vocab, &record).unwrap();
+    // The engine in f64 from exactly the parameters the file holds.
+    let mut exact = Params::<f64>::zeros(config);
+    for (x, &w) in exact.as_mut_slice().iter_mut().zip(params.as_slice()) {
+        *x = w as f64;
+    }
+    let inputs = MULTI_HOT.random(&mut rng);
+    let targets = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
+    let mut ws = Workspace::new(&config, BATCH, STEPS);
+    for (objective, name) in [(Objective::All, "all"), (Objective::Last, "last")] {
+        let mut grads = Params::<f64>::zeros(config);
+        let stats = cpu::forward_backward(
+            &exact, &inputs, &targets, objective, None, &mut ws, &mut grads,
+        );
+        let nested = |values: &[u32], width: usize| -> Vec<Vec<Vec<u32>>> {
+            values
+                .chunks_exact(BATCH * width)
+                .map(|step| step.chunks_exact(width).map(<[u32]>::to_vec).collect())
+                .collect()
+        };
+        let targets_tb: Vec<Vec<u32>> = nested(&targets, 1)
+            .into_iter()
+            .map(|step| step.concat())
+            .collect();
+        let batch = serde_json::json!({
+            "inputs": nested(&inputs, MULTI_HOT.per_step),
+            "targets": targets_tb,
+            "objective": name,
+        });
+        let batch_path = temp_path(&format!("torch_peer_{name}.json"));
+        std::fs::write(&batch_path, batch.to_string()).unwrap();
+        let out = Command::new("python3")
+            .arg(&peer)
+            .arg("--model")
+            .arg(&model)
+            .arg("--gradients")
+            .arg(&batch_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let torch: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let torch_loss = torch["loss"].as_f64().unwrap();
+        println!("{name}: loss ours {} torch {torch_loss}", mean_loss(stats));
+        assert_eq!(torch["count"], stats.count);
+        assert!((mean_loss(stats) - torch_loss).abs() <= 1e-12 * torch_loss);
+        for (tensor, _, ours) in grads.tensors() {
+            let theirs: Vec<f64> = torch["grads"][tensor]
+                .as_array()
+                .unwrap_or_else(|| panic!("torch has no gradient for {tensor}"))
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(theirs.len(), ours.len(), "{tensor}");
+            let scale = ours.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let worst = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            println!("  {tensor}: worst |Δ| {worst:.1e} (largest |grad| {scale:.1e})");
+            assert!(
+                worst <= 1e-12 * scale.max(1e-3),
+                "{tensor}: worst |Δ| {worst:e}"
+            );
+        }
+    }
 }
 
 /// Each step's input term is the sum of its K columns of W_ih plus both biases, a repeated index
