@@ -419,7 +419,7 @@ fn check_inputs<F: Float>(params: &Params<F>, ws: &Workspace<F>, inputs: &[u32])
 pub fn check_input_indices(inputs: &[u32], config: &Config) {
     let per_step = config.inputs_per_step;
     assert!(
-        inputs.len() % per_step == 0,
+        inputs.len().is_multiple_of(per_step),
         "{} input indices are not whole steps of {per_step} (inputs_per_step)",
         inputs.len()
     );
