@@ -34,12 +34,7 @@ const STEPS: usize = 64;
 const VOCAB: usize = 38;
 
 fn backend() -> CpuBackend {
-    let config = Config {
-        vocab_size: VOCAB,
-        hidden: 256,
-        layers: 1,
-        dropout: 0.2,
-    };
+    let config = Config::one_hot(VOCAB, 256, 1, 0.2);
     let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));
     CpuBackend::new(params, Adam::new(config.num_params()))
 }
@@ -99,6 +94,8 @@ fn recurrence(c: &mut Criterion) {
         batch: BATCH,
         hidden: h,
         vocab: v,
+        input_width: v,
+        inputs_per_step: 1,
     };
     let params = backend().params().unwrap();
     let weight_hh = params.lstm_layer(0).weight_hh;

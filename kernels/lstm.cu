@@ -8,14 +8,21 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-
 
 // Layer 0's input term for a one-hot input: W_ih·onehot(s) is column s of W_ih [4H][V], so
 //   gates[r][j] = W_ih[j][tokens[r]] + b_ih[j] + b_hh[j].
-// One thread per gate value. cpu::lstm::input_term for tokens (its table, gathered).
+// One thread per gate value. cpu::lstm::gather_input_term: row r's `per_step` columns of W_ih
+// [4H][width], at indices[r·per_step..], summed in order, then b_ih, then b_hh (the same additions
+// in the same order, so the same bits).
 extern "C" __global__ void __launch_bounds__(256)
 input_term(const float* weight_ih, const float* bias_ih, const float* bias_hh,
-           const unsigned int* tokens, float* gates, int rows, int gates_per_row, int vocab) {
+           const unsigned int* indices, float* gates, int rows, int gates_per_row, int width,
+           int per_step) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (long long)rows * gates_per_row) return;
     int r = (int)(idx / gates_per_row), j = (int)(idx % gates_per_row);
-    gates[idx] = weight_ih[(long long)j * vocab + tokens[r]] + bias_ih[j] + bias_hh[j];
+    const unsigned int* step = indices + (long long)r * per_step;
+    const float* row = weight_ih + (long long)j * width;
+    float sum = row[step[0]];
+    for (int k = 1; k < per_step; ++k) sum += row[step[k]];
+    gates[idx] = sum + bias_ih[j] + bias_hh[j];
 }
 
 // The cell update of one (row, unit) from its pre-activations a[g·H + u]:
@@ -81,22 +88,23 @@ lstm_cell_backward(const float* gates, const float* cell_prev, const float* tanh
                      tanh_cell[idx], d_hidden[idx], d_cell + idx);
 }
 
-// Layer 0's ∂L/∂W_ih [4H][V] for a one-hot input: ∂L/∂W_ih[j][s] = Σ over rows r with
-// tokens[r] = s of ∂L/∂a[r][j]. token_rows[token_offsets[s]..token_offsets[s+1]] lists those rows
-// in ascending order (a counting sort on the host, gpu::TokenRows), so each sum runs in the order
-// of cpu::lstm::input_term_backward, with no atomics. One thread per (j, s); consecutive threads
-// take consecutive j, so the reads of a row coalesce.
+// Layer 0's ∂L/∂W_ih [4H][width] for a multi-hot input: ∂L/∂W_ih[j][d] = Σ over every (row r,
+// k) whose index is d of ∂L/∂a[r][j]. index_rows[index_offsets[d]..index_offsets[d+1]] lists
+// those rows in ascending (r, k) order, a row once per occurrence (a counting sort on the host,
+// gpu::IndexRows), so each sum runs in the order of cpu::lstm::input_term_backward, with no
+// atomics. One thread per (j, d); consecutive threads take consecutive j, so the reads of a row
+// coalesce.
 extern "C" __global__ void __launch_bounds__(256)
-input_term_backward(const float* d_gates, const unsigned int* token_offsets,
-                    const unsigned int* token_rows, float* d_weight_ih, int gates_per_row,
-                    int vocab) {
+input_term_backward(const float* d_gates, const unsigned int* index_offsets,
+                    const unsigned int* index_rows, float* d_weight_ih, int gates_per_row,
+                    int width) {
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)gates_per_row * vocab) return;
-    int s = (int)(idx / gates_per_row), j = (int)(idx % gates_per_row);
+    if (idx >= (long long)gates_per_row * width) return;
+    int d = (int)(idx / gates_per_row), j = (int)(idx % gates_per_row);
     float sum = 0.0f;
-    for (unsigned int k = token_offsets[s]; k < token_offsets[s + 1]; ++k)
-        sum += d_gates[(long long)token_rows[k] * gates_per_row + j];
-    d_weight_ih[(long long)j * vocab + s] = sum;
+    for (unsigned int k = index_offsets[d]; k < index_offsets[d + 1]; ++k)
+        sum += d_gates[(long long)index_rows[k] * gates_per_row + j];
+    d_weight_ih[(long long)j * width + d] = sum;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ impl From<EngineError> for String {
 /// An engine holding the model's parameters and optimiser state. Its operations fail only where
 /// a device does.
 pub trait Backend {
-    /// One optimiser step on a time-major batch ([T][B] inputs and targets): forward, backward,
-    /// Adam. Dropout masks come from [`cpu::dropout_keeps`] with `(seed, step)`.
+    /// One optimiser step on a time-major batch ([T][B][K] inputs, [T][B] targets): forward,
+    /// backward, Adam. Dropout masks come from [`cpu::dropout_keeps`] with `(seed, step)`.
     fn train_step(
         &mut self,
         batch: &Batch<'_>,
@@ -79,7 +79,7 @@ pub trait Backend {
         Ok(None)
     }
 
-    /// Probabilities of the symbol after each of B windows ([T][B] inputs) → `out` [B][V].
+    /// Probabilities of the symbol after each of B windows ([T][B][K] inputs) → `out` [B][V].
     fn predict_last(
         &mut self,
         inputs: &[u32],
@@ -103,7 +103,8 @@ pub trait Backend {
     /// Copies the state of row `from` into each of the rows `to`.
     fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError>;
 
-    /// Advances the rows in `rows` one step, row `rows.start + k` reading `inputs[k]`.
+    /// Advances the rows in `rows` one step, row `rows.start + r` reading the K input indices
+    /// `inputs[r·K..(r+1)·K]`.
     fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError>;
 
     /// Softmax probabilities after the last step of the given rows → `out` [rows.len()][V].
@@ -119,10 +120,14 @@ pub trait Backend {
     }
 }
 
-/// A time-major batch: `inputs[t * batch + b]` is step t of window b.
+/// A time-major batch: `inputs[(t * batch + b) * K + k]` is input index k of step t of window b
+/// (K = `Config::inputs_per_step`; each below `Config::input_width`), `targets[t * batch + b]`
+/// the symbol id that step is to predict.
 #[derive(Clone, Copy, Debug)]
 pub struct Batch<'a> {
+    /// [T][B][K].
     pub inputs: &'a [u32],
+    /// [T][B].
     pub targets: &'a [u32],
     pub batch: usize,
     pub steps: usize,
@@ -249,10 +254,13 @@ impl Backend for CpuBackend {
         batch: usize,
         out: &mut [f32],
     ) -> Result<(), EngineError> {
+        let config = self.params.config();
+        cpu::check_input_indices(inputs, config);
+        let steps = inputs.len() / (batch * config.inputs_per_step);
         let ws = workspace(
             &mut self.workspaces,
-            self.params.config(),
-            (batch, inputs.len() / batch),
+            config,
+            (batch, steps),
             false,
             self.kernels,
         );

@@ -200,12 +200,7 @@ struct Case {
 }
 
 fn case(hidden: usize, vocab: usize, layers: usize, batch: usize, steps: usize) -> Case {
-    let config = Config {
-        vocab_size: vocab,
-        hidden,
-        layers,
-        dropout: 0.2,
-    };
+    let config = Config::one_hot(vocab, hidden, layers, 0.2);
     let mut rng = StdRng::seed_from_u64((hidden * 1000 + batch) as u64);
     let params = Params::<f32>::init(config, &mut rng);
     let inputs = common::random_symbols(&mut rng, batch * steps, vocab);

@@ -14,12 +14,7 @@ const WINDOW: usize = 8;
 
 fn backend(layers: usize) -> (CpuBackend, Vocabulary) {
     let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67"]);
-    let config = Config {
-        vocab_size: vocab.len(),
-        hidden: 12,
-        layers,
-        dropout: 0.0,
-    };
+    let config = Config::one_hot(vocab.len(), 12, layers, 0.0);
     // Large weights so that the distributions are far from uniform and every step matters.
     let mut params = Params::init(config, &mut StdRng::seed_from_u64(3));
     params.as_mut_slice().iter_mut().for_each(|w| *w *= 6.0);

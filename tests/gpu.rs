@@ -27,6 +27,8 @@ struct Case {
     steps: usize,
     hidden: usize,
     vocab: usize,
+    /// Layer 0's input: D columns, K indices per step (D = V, K = 1 for the one-hot model).
+    input: (usize, usize),
     objective: Objective,
     dropout: f32,
 }
@@ -36,20 +38,17 @@ struct Case {
 fn compare_training_step(gpu: Gpu, case: &Case, clip: Option<f32>, persistent: bool) {
     eprintln!("on {}", gpu.description());
     let on_the_host = gpu.is_host();
-    let config = Config {
-        vocab_size: case.vocab,
-        hidden: case.hidden,
-        layers: case.layers,
-        dropout: case.dropout,
-    };
+    let (width, per_step) = case.input;
+    let config = Config::one_hot(case.vocab, case.hidden, case.layers, case.dropout)
+        .multi_hot(width, per_step);
     let (b, t) = (case.batch, case.steps);
     eprintln!(
-        "L={} B={b} T={t} H={} V={} {:?} dropout {} clip {clip:?}",
+        "L={} B={b} T={t} H={} V={} D={width} K={per_step} {:?} dropout {} clip {clip:?}",
         case.layers, case.hidden, case.vocab, case.objective, case.dropout
     );
     let mut rng = StdRng::seed_from_u64(b as u64 * 1000 + t as u64);
     let params = Params::<f32>::init(config, &mut rng);
-    let inputs = common::random_symbols(&mut rng, b * t, case.vocab);
+    let inputs = common::random_multi_hot(&mut rng, b * t, width, per_step);
     let targets = common::random_symbols(&mut rng, b * t, case.vocab);
     let seed = 11;
 
@@ -141,8 +140,15 @@ const ODD: Case = Case {
     steps: 5,
     hidden: 33,
     vocab: 11,
+    input: (11, 1),
     objective: Objective::All,
     dropout: 0.2,
+};
+
+/// [`ODD`] reading K = 3 indices per step among D = 23 columns, some steps repeating one.
+const MULTI_HOT: Case = Case {
+    input: (23, 3),
+    ..ODD
 };
 
 // Both recurrences; the reference shape on CUDA only (the host runs a block at a time).
@@ -156,6 +162,8 @@ test_engines! {
     fn last_position_per_step(gpu) { compare_training_step(gpu, &LAST, None, false) }
     fn one_step_persistent(gpu) { compare_training_step(gpu, &ONE_STEP, None, true) }
     fn one_step_per_step(gpu) { compare_training_step(gpu, &ONE_STEP, None, false) }
+    fn multi_hot_persistent(gpu) { compare_training_step(gpu, &MULTI_HOT, None, true) }
+    fn multi_hot_per_step(gpu) { compare_training_step(gpu, &MULTI_HOT, None, false) }
     /// Clipping: a tiny bound, so the global norm on the device decides the scale.
     fn clipped_persistent(gpu) { compare_training_step(gpu, &ODD, Some(1e-3), true) }
     fn clipped_per_step(gpu) { compare_training_step(gpu, &ODD, Some(1e-3), false) }
@@ -167,6 +175,7 @@ const LAST: Case = Case {
     steps: 3,
     hidden: 65,
     vocab: 70,
+    input: (70, 1),
     objective: Objective::Last,
     dropout: 0.5,
 };
@@ -177,6 +186,7 @@ const ONE_STEP: Case = Case {
     steps: 1,
     hidden: 70,
     vocab: 5,
+    input: (5, 1),
     objective: Objective::All,
     dropout: 0.0,
 };
@@ -192,6 +202,7 @@ fn reference_shape(gpu: Gpu, persistent: bool) {
         steps: 64,
         hidden: 256,
         vocab: 38,
+        input: (38, 1),
         objective: Objective::All,
         dropout: 0.2,
     };
@@ -199,24 +210,20 @@ fn reference_shape(gpu: Gpu, persistent: bool) {
 }
 
 // `predict_last` and the streaming calls generation makes (sub-range steps, zeroed and copied
-// rows) give the CPU's probabilities.
+// rows) give the CPU's probabilities, for one symbol per step and for K = 3 indices among 50.
 test_engines! {
-    fn inference_matches_the_cpu_persistent(gpu) { compare_inference(gpu, true) }
-    fn inference_matches_the_cpu_per_step(gpu) { compare_inference(gpu, false) }
+    fn inference_matches_the_cpu_persistent(gpu) { compare_inference(gpu, true, (38, 1)) }
+    fn inference_matches_the_cpu_per_step(gpu) { compare_inference(gpu, false, (38, 1)) }
+    fn multi_hot_inference_matches_the_cpu(gpu) { compare_inference(gpu, true, (50, 3)) }
 }
 
-fn compare_inference(gpu: Gpu, persistent: bool) {
+fn compare_inference(gpu: Gpu, persistent: bool, (width, per_step): (usize, usize)) {
     let on_the_host = gpu.is_host();
-    let config = Config {
-        vocab_size: 38,
-        hidden: 96,
-        layers: 2,
-        dropout: 0.2,
-    };
+    let config = Config::one_hot(38, 96, 2, 0.2).multi_hot(width, per_step);
     let (b, t) = (9, 17);
     let mut rng = StdRng::seed_from_u64(5);
     let params = Params::<f32>::init(config, &mut rng);
-    let inputs = common::random_symbols(&mut rng, b * t, config.vocab_size);
+    let inputs = common::random_multi_hot(&mut rng, b * t, width, per_step);
     let adam = Adam::new(config.num_params());
     let mut on_cpu = CpuBackend::new(params.clone(), adam.clone());
     let mut on_gpu = CudaBackend::new(gpu, params, adam).unwrap();
@@ -238,13 +245,13 @@ fn compare_inference(gpu: Gpu, persistent: bool) {
         backend
             .stream_step(
                 0..2 * b,
-                &common::random_symbols(&mut StdRng::seed_from_u64(1), 2 * b, 38),
+                &common::random_multi_hot(&mut StdRng::seed_from_u64(1), 2 * b, width, per_step),
             )
             .unwrap();
         backend
             .stream_zero_rows(&(b..2 * b).collect::<Vec<_>>())
             .unwrap();
-        for step in inputs.chunks_exact(b) {
+        for step in inputs.chunks_exact(b * per_step) {
             backend.stream_step(b..2 * b, step).unwrap();
         }
         for row in 0..b {
@@ -269,12 +276,7 @@ test_engines! {
 fn compare_generation(gpu: Gpu) {
     {
         let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67", "r"]);
-        let config = Config {
-            vocab_size: vocab.len(),
-            hidden: 24,
-            layers: 2,
-            dropout: 0.2,
-        };
+        let config = Config::one_hot(vocab.len(), 24, 2, 0.2);
         // Large weights: distributions far from uniform, so a wrong state changes the draws.
         let mut params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(8));
         params.as_mut_slice().iter_mut().for_each(|w| *w *= 6.0);
@@ -339,12 +341,7 @@ fn compare_training(gpu: Gpu, run: &str) {
 
 /// The reference model (one layer, H = 256, V = 38) on an engine, with fresh Adam state.
 fn reference_model(gpu: Gpu) -> CudaBackend {
-    let config = Config {
-        vocab_size: 38,
-        hidden: 256,
-        layers: 1,
-        dropout: 0.2,
-    };
+    let config = Config::one_hot(38, 256, 1, 0.2);
     let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));
     CudaBackend::new(gpu, params, Adam::new(config.num_params())).unwrap()
 }
@@ -423,7 +420,7 @@ test_engines! {
     /// S = Σ_{t ≥ 1, b} |∂L/∂a[t][b][i]·h[t−1][b][j]| over k = (T − 1)·B rows, from the step's
     /// own ∂L/∂a and h.
     fn tf32_training_step(gpu) {
-        let config = Config { vocab_size: 11, hidden: 37, layers: 1, dropout: 0.2 };
+        let config = Config::one_hot(11, 37, 1, 0.2);
         let (b, t, seed) = (5, 9, 11);
         let mut rng = StdRng::seed_from_u64(23);
         let params = Params::<f32>::init(config, &mut rng);
@@ -468,7 +465,7 @@ test_engines! {
     /// Queued steps (results read a step late, as `engine train` runs them) report every step's
     /// statistics in order and leave the parameters and Adam state exactly as blocking steps do.
     fn queued_steps_match_blocking_steps(gpu) {
-        let config = Config { vocab_size: 11, hidden: 13, layers: 2, dropout: 0.25 };
+        let config = Config::one_hot(11, 13, 2, 0.25);
         let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(3));
         let (b, t) = (3, 5);
         let mut rng = StdRng::seed_from_u64(4);
@@ -515,12 +512,7 @@ test_engines! {
 #[test]
 fn tf32_needs_the_cuda_engine() {
     use melody_engine::engine::{self, Device};
-    let config = Config {
-        vocab_size: 5,
-        hidden: 4,
-        layers: 1,
-        dropout: 0.0,
-    };
+    let config = Config::one_hot(5, 4, 1, 0.0);
     let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(1));
     let adam = || Adam::new(config.num_params());
     match engine::open(Device::Cpu, params.clone(), adam(), true) {

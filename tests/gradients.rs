@@ -1,8 +1,10 @@
-//! Checks of the numerical core: BPTT against finite differences for every tensor, learning a
-//! short sequence, Adam against a hand-computed update, and checkpoint round trips and errors.
+//! Checks of the numerical core: BPTT against finite differences for every tensor (one-hot and
+//! multi-hot inputs), learning a short sequence, Adam against a hand-computed update, and
+//! checkpoint round trips and errors.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use melody_engine::cpu::{self, BatchStats, Objective, Workspace};
 use melody_engine::model::checkpoint::{self, AdamState, CheckpointConfig};
@@ -15,13 +17,42 @@ use safetensors::Dtype;
 
 mod common;
 
-use common::random_symbols;
+use common::{random_multi_hot, random_symbols};
 
 const VOCAB: usize = 7;
 const HIDDEN: usize = 5;
 const STEPS: usize = 6;
 const BATCH: usize = 3;
 const DROPOUT: f32 = 0.3;
+
+/// Layer 0's input of the reference model: one symbol per step (D = V, K = 1).
+const ONE_HOT: Input = Input {
+    width: VOCAB,
+    per_step: 1,
+};
+/// A multi-hot input: three indices per step among V + 12 columns.
+const MULTI_HOT: Input = Input {
+    width: VOCAB + 12,
+    per_step: 3,
+};
+
+/// Layer 0's input shape: D columns, K indices per step.
+#[derive(Clone, Copy, Debug)]
+struct Input {
+    width: usize,
+    per_step: usize,
+}
+
+impl Input {
+    fn config(self, layers: usize) -> Config {
+        Config::one_hot(VOCAB, HIDDEN, layers, DROPOUT).multi_hot(self.width, self.per_step)
+    }
+
+    /// [T][B][K] indices, some steps repeating one.
+    fn random(self, rng: &mut StdRng) -> Vec<u32> {
+        random_multi_hot(rng, STEPS * BATCH, self.width, self.per_step)
+    }
+}
 
 /// The mean loss the gradient is taken of.
 fn mean_loss(stats: BatchStats) -> f64 {
@@ -33,18 +64,15 @@ fn mean_loss(stats: BatchStats) -> f64 {
 const NOISE_FLOOR: f64 = 1e-4;
 
 /// BPTT against central differences for every element of every tensor, in f64.
-fn check_gradients(layers: usize, objective: Objective, with_dropout: bool) {
-    let config = Config {
-        vocab_size: VOCAB,
-        hidden: HIDDEN,
-        layers,
-        dropout: DROPOUT,
-    };
-    let seed =
-        1000 * layers as u64 + 10 * (objective == Objective::Last) as u64 + with_dropout as u64;
+fn check_gradients(input: Input, layers: usize, objective: Objective, with_dropout: bool) {
+    let config = input.config(layers);
+    let seed = 1000 * layers as u64
+        + 100 * (input.per_step - 1) as u64
+        + 10 * (objective == Objective::Last) as u64
+        + with_dropout as u64;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut params = Params::<f64>::init(config, &mut rng);
-    let inputs = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
+    let inputs = input.random(&mut rng);
     let targets = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
     let mut ws = Workspace::new(&config, BATCH, STEPS);
     let mask = with_dropout.then(|| {
@@ -90,7 +118,7 @@ fn check_gradients(layers: usize, objective: Objective, with_dropout: bool) {
         mean_loss(stats)
     };
     let eps = 1e-5;
-    println!("layers {layers}, {objective:?}, dropout {with_dropout}:");
+    println!("{input:?}, layers {layers}, {objective:?}, dropout {with_dropout}:");
     let mut offset = 0;
     let tensors: Vec<(String, usize)> = grads
         .tensors()
@@ -139,50 +167,216 @@ fn check_gradients(layers: usize, objective: Objective, with_dropout: bool) {
 
 #[test]
 fn gradients_one_layer_all_positions() {
-    check_gradients(1, Objective::All, false);
+    check_gradients(ONE_HOT, 1, Objective::All, false);
 }
 
 #[test]
 fn gradients_one_layer_last_position() {
-    check_gradients(1, Objective::Last, false);
+    check_gradients(ONE_HOT, 1, Objective::Last, false);
 }
 
 #[test]
 fn gradients_one_layer_with_dropout() {
-    check_gradients(1, Objective::All, true);
-    check_gradients(1, Objective::Last, true);
+    check_gradients(ONE_HOT, 1, Objective::All, true);
+    check_gradients(ONE_HOT, 1, Objective::Last, true);
 }
 
 #[test]
 fn gradients_two_layers_all_positions() {
-    check_gradients(2, Objective::All, false);
+    check_gradients(ONE_HOT, 2, Objective::All, false);
 }
 
 #[test]
 fn gradients_two_layers_last_position() {
-    check_gradients(2, Objective::Last, false);
+    check_gradients(ONE_HOT, 2, Objective::Last, false);
 }
 
 #[test]
 fn gradients_two_layers_with_dropout() {
-    check_gradients(2, Objective::All, true);
-    check_gradients(2, Objective::Last, true);
+    check_gradients(ONE_HOT, 2, Objective::All, true);
+    check_gradients(ONE_HOT, 2, Objective::Last, true);
+}
+
+/// K = 3 indices per step among D = V + 12 columns, some steps repeating an index.
+#[test]
+fn gradients_multi_hot_one_layer() {
+    check_gradients(MULTI_HOT, 1, Objective::All, false);
+    check_gradients(MULTI_HOT, 1, Objective::Last, true);
+}
+
+#[test]
+fn gradients_multi_hot_two_layers() {
+    check_gradients(MULTI_HOT, 2, Objective::All, true);
+    check_gradients(MULTI_HOT, 2, Objective::Last, false);
+}
+
+/// PyTorch (benches/peers/torch_check.py --gradients, float64) fed the same multi-hot input, the sum
+/// of each step's K one-hots, gives the CPU engine's loss and every gradient, at all positions
+/// and at the last; skipped where python3 lacks torch, and in CI, which does not install it.
+#[test]
+fn pytorch_agrees_on_multi_hot_loss_and_gradients() {
+    let has_torch = Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if common::in_ci() || !has_torch {
+        eprintln!("skipped: python3 with torch is not here");
+        return;
+    }
+    let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers/torch_check.py");
+    let config = MULTI_HOT.config(2);
+    let mut rng = StdRng::seed_from_u64(31);
+    let params = Params::<f32>::init(config, &mut rng);
+    let (_, vocab, _) = small_checkpoint();
+    let model = temp_path("torch_peer.safetensors");
+    let record = CheckpointConfig::new(config, STEPS, Objective::All, 0, 0);
+    checkpoint::save(&model, &params, &vocab, &record).unwrap();
+    // The engine in f64 from exactly the parameters the file holds.
+    let mut exact = Params::<f64>::zeros(config);
+    for (x, &w) in exact.as_mut_slice().iter_mut().zip(params.as_slice()) {
+        *x = w as f64;
+    }
+    let inputs = MULTI_HOT.random(&mut rng);
+    let targets = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
+    let mut ws = Workspace::new(&config, BATCH, STEPS);
+    for (objective, name) in [(Objective::All, "all"), (Objective::Last, "last")] {
+        let mut grads = Params::<f64>::zeros(config);
+        let stats = cpu::forward_backward(
+            &exact, &inputs, &targets, objective, None, &mut ws, &mut grads,
+        );
+        let nested = |values: &[u32], width: usize| -> Vec<Vec<Vec<u32>>> {
+            values
+                .chunks_exact(BATCH * width)
+                .map(|step| step.chunks_exact(width).map(<[u32]>::to_vec).collect())
+                .collect()
+        };
+        let targets_tb: Vec<Vec<u32>> = nested(&targets, 1)
+            .into_iter()
+            .map(|step| step.concat())
+            .collect();
+        let batch = serde_json::json!({
+            "inputs": nested(&inputs, MULTI_HOT.per_step),
+            "targets": targets_tb,
+            "objective": name,
+        });
+        let batch_path = temp_path(&format!("torch_peer_{name}.json"));
+        std::fs::write(&batch_path, batch.to_string()).unwrap();
+        let out = Command::new("python3")
+            .arg(&peer)
+            .arg("--model")
+            .arg(&model)
+            .arg("--gradients")
+            .arg(&batch_path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let torch: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let torch_loss = torch["loss"].as_f64().unwrap();
+        println!("{name}: loss ours {} torch {torch_loss}", mean_loss(stats));
+        assert_eq!(torch["count"], stats.count);
+        assert!((mean_loss(stats) - torch_loss).abs() <= 1e-12 * torch_loss);
+        for (tensor, _, ours) in grads.tensors() {
+            let theirs: Vec<f64> = torch["grads"][tensor]
+                .as_array()
+                .unwrap_or_else(|| panic!("torch has no gradient for {tensor}"))
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(theirs.len(), ours.len(), "{tensor}");
+            let scale = ours.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            let worst = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            println!("  {tensor}: worst |Δ| {worst:.1e} (largest |grad| {scale:.1e})");
+            assert!(
+                worst <= 1e-12 * scale.max(1e-3),
+                "{tensor}: worst |Δ| {worst:e}"
+            );
+        }
+    }
+}
+
+/// Each step's input term is the sum of its K columns of W_ih plus both biases, a repeated index
+/// counted twice: the gates after one step from the zero state, against that sum written out.
+#[test]
+fn multi_hot_input_term_sums_the_columns() {
+    let config = MULTI_HOT.config(1);
+    let mut rng = StdRng::seed_from_u64(5);
+    let params = Params::<f64>::init(config, &mut rng);
+    let inputs = MULTI_HOT.random(&mut rng);
+    let mut ws = Workspace::new(&config, BATCH, STEPS);
+    let mut grads = Params::zeros(config);
+    let targets = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
+    cpu::forward_backward(
+        &params,
+        &inputs,
+        &targets,
+        Objective::All,
+        None,
+        &mut ws,
+        &mut grads,
+    );
+    let layer = params.lstm_layer(0);
+    let (h, d) = (HIDDEN, MULTI_HOT.width);
+    let (hidden, cell) = ws.layer_states(0);
+    // Step 0 (rows 0..B) starts from zero: c = σ(a_i)·tanh(a_g), h = σ(a_o)·tanh(c).
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    for b in 0..BATCH {
+        let step = &inputs[b * 3..(b + 1) * 3];
+        let a = |j: usize| {
+            let columns: f64 = step
+                .iter()
+                .map(|&i| layer.weight_ih[j * d + i as usize])
+                .sum();
+            columns + layer.bias_ih[j] + layer.bias_hh[j]
+        };
+        for u in 0..h {
+            let c = sigmoid(a(u)) * a(2 * h + u).tanh();
+            let expected_h = sigmoid(a(3 * h + u)) * c.tanh();
+            assert!((cell[b * h + u] - c).abs() < 1e-14, "c[{b}][{u}]");
+            assert!(
+                (hidden[b * h + u] - expected_h).abs() < 1e-14,
+                "h[{b}][{u}]"
+            );
+        }
+    }
+    assert_eq!(inputs[0], inputs[1], "step 0 of window 0 repeats an index");
+}
+
+#[test]
+#[should_panic(expected = "input index 19 out of the input width 19")]
+fn an_input_index_beyond_the_width_panics() {
+    let config = MULTI_HOT.config(1);
+    let params = Params::<f64>::init(config, &mut StdRng::seed_from_u64(1));
+    let mut ws = Workspace::for_eval(&config, 1, 1);
+    let mut probs = vec![0.0; VOCAB];
+    cpu::predict_last(&params, &[0, 19, 2], &mut ws, &mut probs);
+}
+
+#[test]
+#[should_panic(expected = "4 input indices are not whole steps of 3 (inputs_per_step)")]
+fn inputs_that_are_not_whole_steps_panic() {
+    let config = MULTI_HOT.config(1);
+    let params = Params::<f64>::init(config, &mut StdRng::seed_from_u64(1));
+    let mut stream = cpu::StreamState::new(&params, 2);
+    stream.step(&params, 0..1, &[0, 1, 2, 3]);
 }
 
 /// Without dropout, the training forward pass, the evaluation pass (its own smaller workspace)
 /// and the predicted probabilities all give the same loss.
 #[test]
 fn eval_and_prediction_agree_with_training_forward() {
-    for layers in [1, 3] {
-        let config = Config {
-            vocab_size: VOCAB,
-            hidden: HIDDEN,
-            layers,
-            dropout: DROPOUT,
-        };
+    for (input, layers) in [(ONE_HOT, 1), (ONE_HOT, 3), (MULTI_HOT, 1), (MULTI_HOT, 3)] {
+        let config = input.config(layers);
         let mut rng = StdRng::seed_from_u64(7);
         let params = Params::<f64>::init(config, &mut rng);
-        let inputs = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
+        let inputs = input.random(&mut rng);
         let targets = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
         let mut train_ws = Workspace::new(&config, BATCH, STEPS);
         let mut eval_ws = Workspace::for_eval(&config, BATCH, STEPS);
@@ -224,12 +418,7 @@ fn eval_and_prediction_agree_with_training_forward() {
 #[test]
 fn tiny_model_learns_a_repeating_sequence() {
     let pattern = [0u32, 1, 2, 1, 3];
-    let config = Config {
-        vocab_size: 4,
-        hidden: 16,
-        layers: 1,
-        dropout: 0.0,
-    };
+    let config = Config::one_hot(4, 16, 1, 0.0);
     let (steps, batch) = (6, pattern.len());
     // Window b starts at phase b of the pattern; [T][B] layout.
     let symbol = |t: usize, b: usize| pattern[(t + b) % pattern.len()];
@@ -333,26 +522,12 @@ fn temp_path(name: &str) -> PathBuf {
 }
 
 fn small_checkpoint() -> (Params<f32>, Vec<String>, CheckpointConfig) {
-    let config = Config {
-        vocab_size: VOCAB,
-        hidden: HIDDEN,
-        layers: 2,
-        dropout: DROPOUT,
-    };
+    let config = Config::one_hot(VOCAB, HIDDEN, 2, DROPOUT);
     let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(11));
     let vocab = ["r", "60_1", "62_0.5", "64", "_", "|", "<s>"]
         .map(String::from)
         .to_vec();
-    let record = CheckpointConfig {
-        layers: 2,
-        hidden: HIDDEN,
-        dropout: DROPOUT,
-        vocab_size: VOCAB,
-        window: 64,
-        objective: Objective::Last,
-        epoch: 3,
-        step: 1234,
-    };
+    let record = CheckpointConfig::new(config, 64, Objective::Last, 3, 1234);
     (params, vocab, record)
 }
 
@@ -381,6 +556,55 @@ fn checkpoint_round_trip_is_bit_identical() {
     assert_eq!(config_json["window"], 64);
 }
 
+/// A multi-hot model's D and K are recorded and read back; a checkpoint written before they were
+/// recorded reads as the one-hot model it is (D = V, K = 1); K = 0 is refused.
+#[test]
+fn checkpoint_records_the_input_shape() {
+    let config = MULTI_HOT.config(2);
+    let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(12));
+    let (_, vocab, _) = small_checkpoint();
+    let record = CheckpointConfig::new(config, 64, Objective::All, 1, 10);
+    let path = temp_path("multi_hot.safetensors");
+    checkpoint::save(&path, &params, &vocab, &record).unwrap();
+    let loaded = checkpoint::load(&path).unwrap();
+    assert_eq!(loaded.config, record);
+    assert_eq!(*loaded.params.config(), config);
+    assert_eq!(loaded.params.as_slice(), params.as_slice());
+    assert_eq!(
+        loaded
+            .params
+            .tensor_range("lstm.weight_ih_l0")
+            .unwrap()
+            .len(),
+        4 * HIDDEN * (VOCAB + 12)
+    );
+
+    let (_, _, one_hot) = small_checkpoint();
+    let mut older = serde_json::to_value(&one_hot).unwrap();
+    let fields = older.as_object_mut().unwrap();
+    assert_eq!(fields["input_width"], VOCAB);
+    assert_eq!(fields["inputs_per_step"], 1);
+    fields.remove("input_width");
+    fields.remove("inputs_per_step");
+    let path = temp_path("before_multi_hot.safetensors");
+    write_raw_with_config(&path, &valid_tensors(), older.clone());
+    let loaded = checkpoint::load(&path).unwrap();
+    assert_eq!(loaded.config, one_hot);
+    assert_eq!(
+        *loaded.params.config(),
+        Config::one_hot(VOCAB, HIDDEN, 2, DROPOUT)
+    );
+
+    older["inputs_per_step"] = 0.into();
+    let path = temp_path("no_inputs.safetensors");
+    write_raw_with_config(&path, &valid_tensors(), older);
+    let message = load_error(&path);
+    assert!(
+        message.contains("no_inputs.safetensors: config has input_width 7 and inputs_per_step 0"),
+        "{message}"
+    );
+}
+
 #[test]
 fn adam_state_round_trip_is_exact() {
     let path = temp_path("model.safetensors");
@@ -404,13 +628,20 @@ fn adam_state_round_trip_is_exact() {
 
 /// Writes a safetensors file with arbitrary tensors and the metadata of `small_checkpoint`.
 fn write_raw(path: &Path, tensors: &[(String, Vec<usize>, Dtype, Vec<u8>)]) {
-    let (_, vocab, record) = small_checkpoint();
+    let (_, _, record) = small_checkpoint();
+    write_raw_with_config(path, tensors, serde_json::to_value(&record).unwrap());
+}
+
+/// [`write_raw`] with the metadata `config` given as JSON.
+fn write_raw_with_config(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Dtype, Vec<u8>)],
+    config: serde_json::Value,
+) {
+    let (_, vocab, _) = small_checkpoint();
     let metadata = HashMap::from([
         ("vocab".to_string(), serde_json::to_string(&vocab).unwrap()),
-        (
-            "config".to_string(),
-            serde_json::to_string(&record).unwrap(),
-        ),
+        ("config".to_string(), config.to_string()),
     ]);
     let views = tensors.iter().map(|(name, shape, dtype, bytes)| {
         (
@@ -523,15 +754,20 @@ fn missing_foreign_and_mistyped_tensors_are_rejected() {
 /// the streams, and a copied stream carries on like its source.
 #[test]
 fn streaming_matches_predict_last() {
-    let config = Config {
-        vocab_size: VOCAB,
-        hidden: HIDDEN,
-        layers: 2,
-        dropout: DROPOUT,
-    };
+    streaming_matches_predict_last_with(ONE_HOT);
+}
+
+#[test]
+fn streaming_matches_predict_last_multi_hot() {
+    streaming_matches_predict_last_with(MULTI_HOT);
+}
+
+fn streaming_matches_predict_last_with(input: Input) {
+    let config = input.config(2);
     let mut rng = StdRng::seed_from_u64(21);
     let params = Params::<f64>::init(config, &mut rng);
-    let inputs = random_symbols(&mut rng, STEPS * BATCH, VOCAB);
+    let inputs = input.random(&mut rng);
+    let k = input.per_step;
     let mut ws = Workspace::for_eval(&config, BATCH, STEPS);
     let mut expected = vec![0.0; BATCH * VOCAB];
     cpu::predict_last(&params, &inputs, &mut ws, &mut expected);
@@ -542,10 +778,10 @@ fn streaming_matches_predict_last() {
     stream.step(
         &params,
         0..2 * BATCH,
-        &[&inputs[..BATCH], &inputs[..BATCH]].concat(),
+        &[&inputs[..BATCH * k], &inputs[..BATCH * k]].concat(),
     );
     stream.zero_rows(&(BATCH..2 * BATCH).collect::<Vec<_>>());
-    for step in inputs.chunks_exact(BATCH) {
+    for step in inputs.chunks_exact(BATCH * k) {
         stream.step(&params, BATCH..2 * BATCH, step);
     }
     for row in 0..BATCH {

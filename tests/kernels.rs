@@ -1,7 +1,7 @@
 //! Kernels one at a time against the CPU function each follows, on every engine (see
 //! tests/engines), as llm.c's dev/cuda tests do: one test per kernel, at shapes that are not
-//! multiples of the kernels' tiles and blocks (H = 37, B = 5, T = 3, V = 11), each printing its
-//! worst element.
+//! multiples of the kernels' tiles and blocks (H = 37, B = 5, T = 3, V = 11, and layer 0 reading
+//! K = 3 indices among D = 23 columns), each printing its worst element.
 
 use melody_engine::cpu::lstm::{self, Dims, LayerGradBuffers, LayerInput, LayerTape};
 use melody_engine::cpu::matmul::{matrix, matrix_mut};
@@ -23,12 +23,17 @@ const H: usize = 37;
 const B: usize = 5;
 const T: usize = 3;
 const V: usize = 11;
+/// Layer 0's input: K indices per step among D columns.
+const D: usize = 23;
+const K: usize = 3;
 const ROWS: usize = T * B;
 const DIMS: Dims = Dims {
     steps: T,
     batch: B,
     hidden: H,
     vocab: V,
+    input_width: D,
+    inputs_per_step: K,
 };
 
 /// `n` values drawn uniformly from (−scale, scale).
@@ -127,20 +132,23 @@ test_engines! {
         assert_eq!(indices, (7..7 + n as u32).collect::<Vec<_>>());
     }
 
-    /// Layer 0's input term: a column of W_ih per symbol, plus both biases.
+    /// Layer 0's input term: per step the sum of K columns of W_ih (a repeated index twice),
+    /// plus both biases; the same additions in the same order as the CPU, so the same bits.
     fn input_term(gpu) {
         let mut rng = StdRng::seed_from_u64(1);
-        let layer = Layer::random(&mut rng, V);
-        let tokens = common::random_symbols(&mut rng, ROWS, V);
-        let mut table = vec![0.0; V * 4 * H];
+        let layer = Layer::random(&mut rng, D);
+        let indices = common::random_multi_hot(&mut rng, ROWS, D, K);
+        let mut table = vec![0.0; D * 4 * H];
         let mut expected = vec![0.0; ROWS * 4 * H];
-        lstm::input_term(layer.view(), LayerInput::Tokens(&tokens), DIMS, &mut table, &mut expected);
+        lstm::input_term(layer.view(), LayerInput::Indices(&indices), DIMS, &mut table, &mut expected);
 
         let weights = (upload(&gpu, &layer.weight_ih), upload(&gpu, &layer.bias_ih), upload(&gpu, &layer.bias_hh));
         let gates = gpu.alloc(ROWS * 4 * H).unwrap();
-        let tokens = upload(&gpu, &tokens);
-        gpu.input_term((weights.0.ptr(), weights.1.ptr(), weights.2.ptr()), tokens.ptr(), gates.ptr(), ROWS, 4 * H, V).unwrap();
-        assert_close("gates", &download(&gpu, &gates), &expected);
+        let indices = upload(&gpu, &indices);
+        gpu.input_term((weights.0.ptr(), weights.1.ptr(), weights.2.ptr()), indices.ptr(), gates.ptr(), ROWS, 4 * H, (D, K)).unwrap();
+        let gates = download(&gpu, &gates);
+        assert_close("gates", &gates, &expected);
+        assert_eq!(gates, expected, "not bit-identical");
     }
 
     /// One step's cell, from a carried c and from the zero state.
@@ -191,26 +199,30 @@ test_engines! {
         }
     }
 
-    /// Layer 0's ∂L/∂W_ih: per symbol, the sum of its rows of ∂L/∂a; a symbol absent from the
-    /// batch gets a zero column.
+    /// Layer 0's ∂L/∂W_ih: per input index, the sum of ∂L/∂a over every (row, k) holding it (a
+    /// row twice where a step repeats the index), in the CPU's order, so the same bits; an index
+    /// absent from the batch gets a zero column.
     fn input_term_backward(gpu) {
         let mut rng = StdRng::seed_from_u64(4);
         let d_gates = random(&mut rng, ROWS * 4 * H, 1.0);
         let absent = 7;
-        let tokens: Vec<u32> = common::random_symbols(&mut rng, ROWS, V - 1)
+        let indices: Vec<u32> = common::random_multi_hot(&mut rng, ROWS, D - 1, K)
             .into_iter()
-            .map(|s| if s >= absent { s + 1 } else { s })
+            .map(|d| if d >= absent { d + 1 } else { d })
             .collect();
-        let (mut d_table, mut expected) = (vec![0.0; V * 4 * H], vec![0.0; 4 * H * V]);
-        lstm::input_term_backward(&d_gates, &tokens, V, &mut d_table, &mut expected);
-        assert!(expected.iter().skip(absent as usize).step_by(V).all(|&d| d == 0.0));
+        let (mut d_table, mut expected) = (vec![0.0; D * 4 * H], vec![0.0; 4 * H * D]);
+        lstm::input_term_backward(&d_gates, &indices, K, D, &mut d_table, &mut expected);
+        assert!(expected.iter().skip(absent as usize).step_by(D).all(|&d| d == 0.0));
 
-        let by_symbol = gpu::TokenRows::of(&tokens, V);
-        let (offsets, rows) = (upload(&gpu, &by_symbol.offsets), upload(&gpu, &by_symbol.rows));
-        // NaN until written: every element, the absent symbol's too, must be.
-        let d_weight_ih = upload(&gpu, &vec![f32::NAN; 4 * H * V]);
-        gpu.input_term_backward(upload(&gpu, &d_gates).ptr(), (offsets.ptr(), rows.ptr()), d_weight_ih.ptr(), 4 * H, V).unwrap();
-        assert_close("∂L/∂W_ih", &download(&gpu, &d_weight_ih), &expected);
+        let by_index = gpu::IndexRows::of(&indices, K, D);
+        assert_eq!(by_index.rows.len(), ROWS * K);
+        let (offsets, rows) = (upload(&gpu, &by_index.offsets), upload(&gpu, &by_index.rows));
+        // NaN until written: every element, the absent index's too, must be.
+        let d_weight_ih = upload(&gpu, &vec![f32::NAN; 4 * H * D]);
+        gpu.input_term_backward(upload(&gpu, &d_gates).ptr(), (offsets.ptr(), rows.ptr()), d_weight_ih.ptr(), 4 * H, D).unwrap();
+        let d_weight_ih = download(&gpu, &d_weight_ih);
+        assert_close("∂L/∂W_ih", &d_weight_ih, &expected);
+        assert_eq!(d_weight_ih, expected, "not bit-identical");
     }
 
     /// All T steps of a layer in one launch, as `lstm_forward`: the device's layout, over one

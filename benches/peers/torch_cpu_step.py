@@ -17,19 +17,30 @@ from torch import nn
 
 
 class Melody(nn.Module):
-    """Submodule names `lstm` and `dense` give the state_dict keys our checkpoints use."""
+    """Submodule names `lstm` and `dense` give the state_dict keys our checkpoints use.
 
-    def __init__(self, vocab: int, hidden: int, layers: int, dropout: float):
+    Layer 0 reads `input_width` columns (default: the vocabulary, one-hot symbols)."""
+
+    def __init__(
+        self, vocab: int, hidden: int, layers: int, dropout: float, input_width: int | None = None
+    ):
         super().__init__()
         self.vocab = vocab
-        self.lstm = nn.LSTM(vocab, hidden, num_layers=layers)  # time-major, like ours
+        self.input_width = input_width or vocab
+        self.lstm = nn.LSTM(self.input_width, hidden, num_layers=layers)  # time-major, like ours
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(hidden, vocab)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [T, B] -> logits [T, B, V], from a zero state."""
-        one_hot = nn.functional.one_hot(tokens, self.vocab).float()
-        hidden, _ = self.lstm(one_hot)
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices [T, B] (one per step) or [T, B, K] -> logits [T, B, V], from a zero state.
+
+        Each step's input is the sum of the one-hots of its K indices (a repeated index counts
+        twice)."""
+        if indices.dim() == 2:
+            indices = indices[:, :, None]
+        weight = self.lstm.weight_ih_l0
+        multi_hot = nn.functional.one_hot(indices, self.input_width).to(weight.dtype).sum(dim=2)
+        hidden, _ = self.lstm(multi_hot)
         return self.dense(self.dropout(hidden))
 
 

@@ -28,6 +28,10 @@ pub struct Dims {
     pub hidden: usize,
     /// V, the number of symbols.
     pub vocab: usize,
+    /// D, layer 0's input columns.
+    pub input_width: usize,
+    /// K, layer 0's input indices per step.
+    pub inputs_per_step: usize,
 }
 
 /// What a layer's forward pass records for its backward pass.
@@ -57,18 +61,18 @@ impl<F: Float> LayerTape<F> {
     }
 }
 
-/// A layer's input x_t: token ids (layer 0, one-hot over V) or the layer below's h_t.
+/// A layer's input x_t: input indices (layer 0, multi-hot over D) or the layer below's h_t.
 #[derive(Clone, Copy)]
 pub enum LayerInput<'a, F> {
-    /// [T][B] symbol ids.
-    Tokens(&'a [u32]),
+    /// [T][B][K] indices below D; x_t is the sum of their one-hots.
+    Indices(&'a [u32]),
     /// [T][B][H].
     Hidden(&'a [F]),
 }
 
 /// Writes the input and bias terms of the pre-activations, for all steps at once:
 /// gates[t,b] = W_ih·x[t,b] + b_ih + b_hh. The recurrent term is added step by step later.
-/// `table` [V][4H] is scratch for layer 0 (see [`input_table`]).
+/// `table` [D][4H] is scratch for layer 0 (see [`input_table`]).
 pub fn input_term<F: Float>(
     layer: LstmLayer<'_, F>,
     input: LayerInput<'_, F>,
@@ -78,9 +82,9 @@ pub fn input_term<F: Float>(
 ) {
     let h4 = 4 * dims.hidden;
     match input {
-        LayerInput::Tokens(tokens) => {
-            input_table(layer, dims.vocab, table);
-            gather_input_term(table, tokens, gates);
+        LayerInput::Indices(indices) => {
+            input_table(layer, dims.input_width, table);
+            gather_input_term(layer, table, indices, dims.inputs_per_step, gates);
         }
         LayerInput::Hidden(below) => {
             broadcast_rows(gates, layer.bias_ih, Some(layer.bias_hh));
@@ -93,23 +97,44 @@ pub fn input_term<F: Float>(
     }
 }
 
-/// W_ih·onehot(s) is column s of W_ih. Transposes W_ih [4H][V] into rows
-/// table[s] = W_ih[:, s] + b_ih + b_hh, [V][4H], so that each step's input term is a row copy.
-pub fn input_table<F: Float>(layer: LstmLayer<'_, F>, v: usize, table: &mut [F]) {
+/// W_ih·onehot(d) is column d of W_ih. Transposes W_ih [4H][D] into rows table[d] = W_ih[:, d],
+/// [D][4H], so that each step's input term is a sum of contiguous rows.
+pub fn input_table<F: Float>(layer: LstmLayer<'_, F>, width: usize, table: &mut [F]) {
     let h4 = layer.bias_ih.len();
-    for (s, table_row) in table.chunks_exact_mut(h4).enumerate() {
+    for (d, table_row) in table.chunks_exact_mut(h4).enumerate() {
         for (j, entry) in table_row.iter_mut().enumerate() {
-            *entry = layer.weight_ih[j * v + s] + layer.bias_ih[j] + layer.bias_hh[j];
+            *entry = layer.weight_ih[j * width + d];
         }
     }
 }
 
-/// gates[r] = table[tokens[r]]: the input and bias terms of a one-hot input.
-pub fn gather_input_term<F: Float>(table: &[F], tokens: &[u32], gates: &mut [F]) {
-    let h4 = gates.len() / tokens.len();
-    for (gate_row, &token) in gates.chunks_exact_mut(h4).zip(tokens) {
-        let s = token as usize;
-        gate_row.copy_from_slice(&table[s * h4..(s + 1) * h4]);
+/// The input and bias terms of a multi-hot input: for each row r of `gates` [rows][4H], with its
+/// `per_step` indices at `indices[r·K..(r+1)·K]`,
+///   gates[r] = ((table[idx_0] + … + table[idx_{K−1}]) + b_ih) + b_hh,
+/// summed in that order (for K = 1 exactly the one-hot model's W_ih[:, s] + b_ih + b_hh). An index
+/// given twice adds its row twice.
+pub fn gather_input_term<F: Float>(
+    layer: LstmLayer<'_, F>,
+    table: &[F],
+    indices: &[u32],
+    per_step: usize,
+    gates: &mut [F],
+) {
+    let h4 = layer.bias_ih.len();
+    let row_of = |index: u32| &table[index as usize * h4..(index as usize + 1) * h4];
+    let steps = gates
+        .chunks_exact_mut(h4)
+        .zip(indices.chunks_exact(per_step));
+    for (gate_row, step) in steps {
+        gate_row.copy_from_slice(row_of(step[0]));
+        for &index in &step[1..] {
+            for (g, &w) in gate_row.iter_mut().zip(row_of(index)) {
+                *g += w;
+            }
+        }
+        for ((g, &b_ih), &b_hh) in gate_row.iter_mut().zip(layer.bias_ih).zip(layer.bias_hh) {
+            *g = *g + b_ih + b_hh;
+        }
     }
 }
 
@@ -290,7 +315,7 @@ pub struct LayerGradBuffers<'a, F> {
     pub d_gates: &'a mut [F],
     /// [B][H]: scratch for ∂L/∂c_t carried from step t+1 to t.
     pub d_cell: &'a mut [F],
-    /// [V][4H]: scratch for layer 0's input-weight gradient, by symbol.
+    /// [D][4H]: scratch for layer 0's input-weight gradient, by input index.
     pub d_table: &'a mut [F],
     /// [T][B][H]: written with ∂L/∂x_t for layers above 0 (the layer below's ∂L/∂h_t).
     pub d_input: Option<&'a mut [F]>,
@@ -414,7 +439,7 @@ fn weight_gradients<F: Float>(
     d_input: Option<&mut [F]>,
     grads: LstmLayerMut<'_, F>,
 ) {
-    let (t_len, b, h, v) = (dims.steps, dims.batch, dims.hidden, dims.vocab);
+    let (t_len, b, h) = (dims.steps, dims.batch, dims.hidden);
     let bg = b * 4 * h;
 
     // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, as one product over steps 1..T: [4H×(T−1)B]·[(T−1)B×H]
@@ -434,8 +459,9 @@ fn weight_gradients<F: Float>(
 
     let rows = t_len * b;
     match input {
-        LayerInput::Tokens(tokens) => {
-            input_term_backward(d_gates, tokens, v, d_table, grads.weight_ih);
+        LayerInput::Indices(indices) => {
+            let (width, per_step) = (dims.input_width, dims.inputs_per_step);
+            input_term_backward(d_gates, indices, per_step, width, d_table, grads.weight_ih);
         }
         LayerInput::Hidden(below) => {
             // ∂L/∂W_ih = Σ ∂L/∂aᵀ · x: [4H×TB]·[TB×H]
@@ -469,27 +495,31 @@ fn weight_product<F: Float>(isa: Option<Isa>, d_a: &[F], x: &[F], rows: usize, o
     }
 }
 
-/// Layer 0's ∂L/∂W_ih [4H][V] from ∂L/∂a [T·B][4H]. x is one-hot, so
-/// ∂L/∂W_ih[:, s] = Σ over rows r with tokens[r] = s of ∂L/∂a_r: scatter-adds the rows by symbol,
-/// in ascending row order, into `d_table` [V][4H], then transposes it into W_ih's layout.
+/// Layer 0's ∂L/∂W_ih [4H][D] from ∂L/∂a [T·B][4H]. x is the sum of the one-hots of each row's
+/// `per_step` indices, so ∂L/∂W_ih[:, d] = Σ over every (row r, k) with indices[r·K + k] = d of
+/// ∂L/∂a_r: scatter-adds the rows by index, in ascending (r, k) order, into `d_table` [D][4H],
+/// then transposes it into W_ih's layout.
 pub fn input_term_backward<F: Float>(
     d_gates: &[F],
-    tokens: &[u32],
-    v: usize,
+    indices: &[u32],
+    per_step: usize,
+    width: usize,
     d_table: &mut [F],
     d_weight_ih: &mut [F],
 ) {
-    let h4 = d_table.len() / v;
+    let h4 = d_table.len() / width;
     d_table.fill(F::ZERO);
-    for (d_a, &token) in d_gates.chunks_exact(h4).zip(tokens) {
-        let s = token as usize;
-        for (acc, &d) in d_table[s * h4..(s + 1) * h4].iter_mut().zip(d_a) {
-            *acc += d;
+    for (d_a, step) in d_gates.chunks_exact(h4).zip(indices.chunks_exact(per_step)) {
+        for &index in step {
+            let d = index as usize;
+            for (acc, &g) in d_table[d * h4..(d + 1) * h4].iter_mut().zip(d_a) {
+                *acc += g;
+            }
         }
     }
-    for (j, d_w_row) in d_weight_ih.chunks_exact_mut(v).enumerate() {
-        for (s, d_w) in d_w_row.iter_mut().enumerate() {
-            *d_w = d_table[s * h4 + j];
+    for (j, d_w_row) in d_weight_ih.chunks_exact_mut(width).enumerate() {
+        for (d, d_w) in d_w_row.iter_mut().enumerate() {
+            *d_w = d_table[d * h4 + j];
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The reference implementation of the model on the CPU: forward pass, loss, and explicit
 //! backpropagation through time, generic over f32 (training) and f64 (gradient checks).
 //!
-//! Model: symbol ids (one-hot over V) → L stacked LSTM layers → dropout on the last layer's
-//! output → dense layer to V logits → softmax cross-entropy. Batches are time-major: `inputs`
-//! and `targets` are [T][B] (row t holds the batch at step t), and every window starts from a
-//! zero state. All buffers live in a [`Workspace`] allocated once per batch shape.
+//! Model: K input indices per step (multi-hot over D; for the reference model one symbol id,
+//! one-hot over V) → L stacked LSTM layers → dropout on the last layer's output → dense layer to
+//! V logits → softmax cross-entropy. Batches are time-major: `inputs` are [T][B][K] and `targets`
+//! [T][B] (row t holds the batch at step t), and every window starts from a zero state. All
+//! buffers live in a [`Workspace`] allocated once per batch shape.
 //!
 //! The operations are in the files `gpu/` mirrors, with the same names: `lstm` (`input_term`,
 //! `lstm_forward`, `lstm_step`, `lstm_backward` and the fused cells), `head` (`head_forward`,
@@ -54,7 +55,7 @@ pub struct Workspace<F> {
     packed: Vec<f32>,
     /// One tape per layer when training; when evaluating only, layers ping-pong between two.
     tapes: Vec<LayerTape<F>>,
-    /// [V][4H]: W_ih_l0 transposed plus both layer-0 biases, one row per symbol.
+    /// [D][4H]: W_ih_l0 transposed, one row per input index.
     input_table: Vec<F>,
     /// [T·B][H]: the last LSTM layer's output after dropout, the dense layer's input.
     dropped: Vec<F>,
@@ -69,7 +70,7 @@ pub struct Workspace<F> {
     d_gates: Vec<F>,
     /// [B][H]: ∂L/∂c carried backwards through time.
     d_cell: Vec<F>,
-    /// [V][4H]: ∂L/∂W_ih_l0 gathered by symbol.
+    /// [D][4H]: ∂L/∂W_ih_l0 gathered by input index.
     d_table: Vec<F>,
 }
 
@@ -78,14 +79,14 @@ impl<F: Float> Workspace<F> {
     pub fn new(config: &Config, batch: usize, steps: usize) -> Self {
         let dims = dims(config, batch, steps);
         let rows = steps * batch;
-        let (h, v) = (config.hidden, config.vocab_size);
+        let (h, d) = (config.hidden, config.input_width);
         let mut ws = Self::for_eval(config, batch, steps);
         ws.tapes = (0..config.layers).map(|_| LayerTape::new(dims)).collect();
         ws.d_hidden = vec![F::ZERO; rows * h];
         ws.d_below = vec![F::ZERO; rows * h];
         ws.d_gates = vec![F::ZERO; rows * 4 * h];
         ws.d_cell = vec![F::ZERO; batch * h];
-        ws.d_table = vec![F::ZERO; v * 4 * h];
+        ws.d_table = vec![F::ZERO; d * 4 * h];
         ws
     }
 
@@ -106,7 +107,7 @@ impl<F: Float> Workspace<F> {
             tapes: (0..config.layers.min(2))
                 .map(|_| LayerTape::new(dims))
                 .collect(),
-            input_table: vec![F::ZERO; v * 4 * h],
+            input_table: vec![F::ZERO; config.input_width * 4 * h],
             dropped: vec![F::ZERO; rows * h],
             logits: vec![F::ZERO; rows * v],
             d_hidden: Vec::new(),
@@ -165,6 +166,8 @@ fn dims(config: &Config, batch: usize, steps: usize) -> Dims {
         batch,
         hidden: config.hidden,
         vocab: config.vocab_size,
+        input_width: config.input_width,
+        inputs_per_step: config.inputs_per_step,
     }
 }
 
@@ -203,8 +206,8 @@ pub fn loss_rows(objective: Objective, batch: usize, steps: usize) -> Range<usiz
     }
 }
 
-/// Training step: the loss of a batch and the gradient of its MEAN over the loss positions,
-/// written over `grads`. `dropout_mask` (see [`Workspace::dropout_mask_len`]) multiplies the last
+/// Training step: the loss of a batch ([T][B][K] `inputs`, [T][B] `targets`) and the gradient
+/// of its MEAN over the loss positions, written over `grads`. `dropout_mask` (see [`Workspace::dropout_mask_len`]) multiplies the last
 /// LSTM layer's output; None means no dropout.
 pub fn forward_backward<F: Float>(
     params: &Params<F>,
@@ -225,8 +228,8 @@ pub fn forward_backward<F: Float>(
         ws.layers,
         "an evaluation workspace cannot train"
     );
-    check_batch(params, ws, inputs);
-    check_batch(params, ws, targets);
+    check_inputs(params, ws, inputs);
+    check_targets(ws, targets);
     let dims = ws.dims;
     let h = dims.hidden;
     let rows = loss_rows(objective, dims.batch, dims.steps);
@@ -265,7 +268,7 @@ pub fn forward_backward<F: Float>(
     );
     for k in (0..ws.layers).rev() {
         let input = match k {
-            0 => LayerInput::Tokens(inputs),
+            0 => LayerInput::Indices(inputs),
             _ => LayerInput::Hidden(&ws.tapes[k - 1].hidden),
         };
         let buffers = LayerGradBuffers {
@@ -303,22 +306,22 @@ pub fn forward_eval<F: Float>(
     objective: Objective,
     ws: &mut Workspace<F>,
 ) -> BatchStats {
-    check_batch(params, ws, inputs);
-    check_batch(params, ws, targets);
+    check_inputs(params, ws, inputs);
+    check_targets(ws, targets);
     let rows = loss_rows(objective, ws.dims.batch, ws.dims.steps);
     let logits = dense_at(params, inputs, rows.clone(), ws);
     head::softmax_cross_entropy(logits, &targets[rows])
 }
 
-/// Softmax probabilities of the symbol after each window, out_probs [B][V]; each window is read
-/// from a zero state.
+/// Softmax probabilities of the symbol after each window ([T][B][K] `inputs`), out_probs [B][V];
+/// each window is read from a zero state.
 pub fn predict_last<F: Float>(
     params: &Params<F>,
     inputs: &[u32],
     ws: &mut Workspace<F>,
     out_probs: &mut [F],
 ) {
-    check_batch(params, ws, inputs);
+    check_inputs(params, ws, inputs);
     let rows = loss_rows(Objective::Last, ws.dims.batch, ws.dims.steps);
     let v = ws.dims.vocab;
     assert_eq!(out_probs.len(), rows.len() * v, "out_probs is [B][V]");
@@ -358,7 +361,7 @@ fn forward_layers<F: Float>(params: &Params<F>, inputs: &[u32], ws: &mut Workspa
         let here = k % n_tapes;
         if k == 0 {
             let gates = &mut ws.tapes[here].gates;
-            let input = LayerInput::Tokens(inputs);
+            let input = LayerInput::Indices(inputs);
             lstm::input_term(layer, input, ws.dims, &mut ws.input_table, gates);
         } else {
             let (below, tape) = below_and_here(&mut ws.tapes, (k - 1) % n_tapes, here);
@@ -390,23 +393,55 @@ fn below_and_here<F>(
     }
 }
 
-/// The workspace fits the model, and `symbols` (inputs or targets) are [T][B] ids within the
-/// vocabulary.
-fn check_batch<F: Float>(params: &Params<F>, ws: &Workspace<F>, symbols: &[u32]) {
+/// The workspace fits the model, and `inputs` are [T][B][K] indices below D.
+fn check_inputs<F: Float>(params: &Params<F>, ws: &Workspace<F>, inputs: &[u32]) {
     let config = params.config();
+    let model = |c: &Config| (c.hidden, c.vocab_size, c.layers, c.input_width);
+    let dims = &ws.dims;
     assert_eq!(
-        (config.hidden, config.vocab_size, config.layers),
-        (ws.dims.hidden, ws.dims.vocab, ws.layers),
+        (model(config), config.inputs_per_step),
+        (
+            (dims.hidden, dims.vocab, ws.layers, dims.input_width),
+            dims.inputs_per_step
+        ),
         "workspace built for another model"
     );
+    check_input_indices(inputs, config);
     assert_eq!(
-        symbols.len(),
-        ws.dims.steps * ws.dims.batch,
-        "symbols are [T][B]"
+        inputs.len(),
+        dims.steps * dims.batch * dims.inputs_per_step,
+        "inputs are [T][B][K]"
     );
-    let v = config.vocab_size as u32;
+}
+
+/// Every engine's check of its inputs where they enter (training, prediction and streaming, on
+/// the CPU and before an upload to the device): whole steps of K indices, each below D. Panics
+/// saying which does not hold, as a symbol id out of the vocabulary does.
+pub fn check_input_indices(inputs: &[u32], config: &Config) {
+    let per_step = config.inputs_per_step;
     assert!(
-        symbols.iter().all(|&s| s < v),
+        inputs.len().is_multiple_of(per_step),
+        "{} input indices are not whole steps of {per_step} (inputs_per_step)",
+        inputs.len()
+    );
+    if let Some(bad) = inputs.iter().find(|&&i| i as usize >= config.input_width) {
+        panic!(
+            "input index {bad} out of the input width {}",
+            config.input_width
+        );
+    }
+}
+
+/// `targets` are [T][B] symbol ids within the vocabulary.
+fn check_targets<F>(ws: &Workspace<F>, targets: &[u32]) {
+    assert_eq!(
+        targets.len(),
+        ws.dims.steps * ws.dims.batch,
+        "targets are [T][B]"
+    );
+    let v = ws.dims.vocab as u32;
+    assert!(
+        targets.iter().all(|&s| s < v),
         "symbol id out of the vocabulary"
     );
 }

@@ -130,6 +130,8 @@ pub fn step<F: Float>(
         batch: rows,
         hidden: h,
         vocab: 0,
+        input_width: 0,
+        inputs_per_step: 0,
     };
     let pass = ForwardPass {
         dims,

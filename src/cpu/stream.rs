@@ -1,5 +1,5 @@
-//! Streaming inference for generation: independent LSTM states (rows) advanced one symbol at a
-//! time with the training path's step (for f32 the packed kernels, W_hh packed once per set of
+//! Streaming inference for generation: independent LSTM states (rows) advanced one step (K input
+//! indices) at a time with the training path's step (for f32 the packed kernels, W_hh packed once per set of
 //! parameters), and the next-symbol distribution of any row on demand.
 
 use std::ops::Range;
@@ -23,7 +23,8 @@ pub struct StreamState<F> {
     next_cell: Vec<F>,
     tanh_cell: Vec<F>,
     next_hidden: Vec<F>,
-    /// [V][4H]: layer 0's input and bias terms per symbol (see `lstm::input_table`).
+    /// [D][4H]: layer 0's W_ih transposed (see `lstm::input_table`); empty until the next step
+    /// builds it from the parameters.
     input_table: Vec<F>,
     /// [rows][V]: logits of the selected rows.
     logits: Vec<F>,
@@ -39,15 +40,14 @@ impl<F: Float> StreamState<F> {
         let config = params.config();
         let (h, v) = (config.hidden, config.vocab_size);
         let per_layer = || vec![vec![F::ZERO; rows * h]; config.layers];
-        // Layer 0's input term depends on the symbol only: one table for the whole stream.
-        let mut input_table = vec![F::ZERO; v * 4 * h];
-        lstm::input_table(params.lstm_layer(0), v, &mut input_table);
         StreamState {
             dims: Dims {
                 steps: 1,
                 batch: rows,
                 hidden: h,
                 vocab: v,
+                input_width: config.input_width,
+                inputs_per_step: config.inputs_per_step,
             },
             hidden: per_layer(),
             cell: per_layer(),
@@ -55,7 +55,7 @@ impl<F: Float> StreamState<F> {
             next_cell: vec![F::ZERO; rows * h],
             tanh_cell: vec![F::ZERO; rows * h],
             next_hidden: vec![F::ZERO; rows * h],
-            input_table,
+            input_table: Vec::new(),
             logits: vec![F::ZERO; rows * v],
             kernels: match recurrence::is_f32::<F>() {
                 true => Kernels::selected(),
@@ -75,9 +75,11 @@ impl<F: Float> StreamState<F> {
         self.params_changed();
     }
 
-    /// The parameters changed (a training step): the next step packs W_hh again.
+    /// The parameters changed (a training step): the next step packs W_hh and transposes
+    /// W_ih again.
     pub fn params_changed(&mut self) {
         self.packed.iter_mut().for_each(Vec::clear);
+        self.input_table.clear();
     }
 
     /// Resets the given streams to the zero state.
@@ -100,16 +102,24 @@ impl<F: Float> StreamState<F> {
         }
     }
 
-    /// Advances the streams in `rows` one step, stream `rows.start + k` reading `inputs[k]`.
+    /// Advances the streams in `rows` one step, stream `rows.start + r` reading the K input
+    /// indices `inputs[r·K..(r+1)·K]`.
     pub fn step(&mut self, params: &Params<F>, rows: Range<usize>, inputs: &[u32]) {
-        let h = self.dims.hidden;
+        let (h, per_step) = (self.dims.hidden, self.dims.inputs_per_step);
         assert!(rows.end <= self.dims.batch, "stream rows out of range");
-        assert_eq!(inputs.len(), rows.len(), "one input symbol per stream");
-        let v = self.dims.vocab as u32;
-        assert!(
-            inputs.iter().all(|&s| s < v),
-            "symbol id out of the vocabulary"
+        super::check_input_indices(inputs, params.config());
+        assert_eq!(
+            inputs.len(),
+            rows.len() * per_step,
+            "K input indices per stream"
         );
+        if self.input_table.is_empty() {
+            // Layer 0's input term depends on the indices only: one table until the parameters
+            // change.
+            let width = self.dims.input_width;
+            self.input_table.resize(width * 4 * h, F::ZERO);
+            lstm::input_table(params.lstm_layer(0), width, &mut self.input_table);
+        }
         let dims = Dims {
             batch: rows.len(),
             ..self.dims
@@ -121,7 +131,10 @@ impl<F: Float> StreamState<F> {
         for k in 0..self.hidden.len() {
             let layer = params.lstm_layer(k);
             match k {
-                0 => lstm::gather_input_term(&self.input_table, inputs, &mut *gates),
+                0 => {
+                    let table = &self.input_table;
+                    lstm::gather_input_term(layer, table, inputs, per_step, &mut *gates)
+                }
                 _ => lstm::input_term(
                     layer,
                     LayerInput::Hidden(&self.hidden[k - 1][span.clone()]),

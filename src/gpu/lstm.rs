@@ -13,47 +13,49 @@ use super::{Model, Workspace};
 /// A layer's tape buffers as the kernels take them.
 type Ptr = DevicePtr<f32>;
 
-/// The rows of a batch's [T·B] tokens grouped by symbol (a counting sort), ascending within a
-/// symbol: what kernel `input_term_backward` sums over, in `cpu::lstm::input_term_backward`'s
-/// order.
-pub struct TokenRows {
-    /// [V+1]: symbol s's rows are `rows[offsets[s]..offsets[s + 1]]`.
+/// The rows of a batch's [T·B][K] input indices grouped by index (a counting sort), a row once
+/// per occurrence, in ascending (row, k) order within an index: what kernel
+/// `input_term_backward` sums over, in `cpu::lstm::input_term_backward`'s order.
+pub struct IndexRows {
+    /// [D+1]: index d's rows are `rows[offsets[d]..offsets[d + 1]]`.
     pub offsets: Vec<u32>,
-    /// [T·B]: row indices.
+    /// [T·B·K]: row numbers.
     pub rows: Vec<u32>,
 }
 
-impl TokenRows {
-    pub fn of(tokens: &[u32], vocab: usize) -> TokenRows {
-        let mut offsets = vec![0u32; vocab + 1];
-        for &s in tokens {
-            offsets[s as usize + 1] += 1;
+impl IndexRows {
+    /// `indices` [rows][per_step], each below `width`.
+    pub fn of(indices: &[u32], per_step: usize, width: usize) -> IndexRows {
+        let mut offsets = vec![0u32; width + 1];
+        for &d in indices {
+            offsets[d as usize + 1] += 1;
         }
-        for s in 0..vocab {
-            offsets[s + 1] += offsets[s];
+        for d in 0..width {
+            offsets[d + 1] += offsets[d];
         }
-        let mut next = offsets[..vocab].to_vec();
-        let mut rows = vec![0u32; tokens.len()];
-        for (r, &s) in tokens.iter().enumerate() {
-            let slot = &mut next[s as usize];
-            rows[*slot as usize] = r as u32;
+        let mut next = offsets[..width].to_vec();
+        let mut rows = vec![0u32; indices.len()];
+        for (entry, &d) in indices.iter().enumerate() {
+            let slot = &mut next[d as usize];
+            rows[*slot as usize] = (entry / per_step) as u32;
             *slot += 1;
         }
-        TokenRows { offsets, rows }
+        IndexRows { offsets, rows }
     }
 }
 
 impl Gpu {
-    /// gates[r] = W_ih[:, tokens[r]] + b_ih + b_hh for `rows` rows of 4H.
+    /// gates[r] = Σ_k W_ih[:, indices[r·K + k]] + b_ih + b_hh for `rows` rows of 4H, W_ih
+    /// [4H][width] and K = `per_step`.
     #[allow(clippy::too_many_arguments)]
     pub fn input_term(
         &self,
         (weight_ih, bias_ih, bias_hh): (Ptr, Ptr, Ptr),
-        tokens: DevicePtr<u32>,
+        indices: DevicePtr<u32>,
         gates: Ptr,
         rows: usize,
         gates_per_row: usize,
-        vocab: usize,
+        (width, per_step): (usize, usize),
     ) -> GpuResult<()> {
         launch!(
             self,
@@ -62,11 +64,12 @@ impl Gpu {
             weight_ih,
             bias_ih,
             bias_hh,
-            tokens,
+            indices,
             gates,
             rows as i32,
             gates_per_row as i32,
-            vocab as i32,
+            width as i32,
+            per_step as i32,
         )
     }
 
@@ -119,26 +122,26 @@ impl Gpu {
         )
     }
 
-    /// Layer 0's d_weight_ih [4H][V] = ∂L/∂W_ih: per symbol, the sum of its rows of d_gates
-    /// [rows][4H], with the rows of each symbol uploaded from a [`TokenRows`].
+    /// Layer 0's d_weight_ih [4H][width] = ∂L/∂W_ih: per input index, the sum of its rows of
+    /// d_gates [rows][4H], with the rows of each index uploaded from an [`IndexRows`].
     pub fn input_term_backward(
         &self,
         d_gates: Ptr,
-        (token_offsets, token_rows): (DevicePtr<u32>, DevicePtr<u32>),
+        (index_offsets, index_rows): (DevicePtr<u32>, DevicePtr<u32>),
         d_weight_ih: Ptr,
         gates_per_row: usize,
-        vocab: usize,
+        width: usize,
     ) -> GpuResult<()> {
         launch!(
             self,
             Kernel::InputTermBackward,
-            elementwise(Kernel::InputTermBackward, gates_per_row * vocab),
+            elementwise(Kernel::InputTermBackward, gates_per_row * width),
             d_gates,
-            token_offsets,
-            token_rows,
+            index_offsets,
+            index_rows,
             d_weight_ih,
             gates_per_row as i32,
-            vocab as i32,
+            width as i32,
         )
     }
 
@@ -203,27 +206,25 @@ impl Gpu {
 }
 
 impl Model {
-    /// gates [rows][4H] = W_ih·x + b_ih + b_hh for layer k: for layer 0 a gather of W_ih's columns
-    /// by the symbols at `tokens`, above it a product with the layer below's h at `below`.
+    /// gates [rows][4H] = W_ih·x + b_ih + b_hh for layer k: for layer 0 a sum of W_ih's columns
+    /// by the [rows][K] input indices at `inputs`, above it a product with the layer below's h at
+    /// `below`.
     pub(super) fn input_term(
         &self,
         k: usize,
-        tokens: DevicePtr<u32>,
+        inputs: DevicePtr<u32>,
         below: Option<Ptr>,
         gates: Ptr,
         rows: usize,
     ) -> GpuResult<()> {
-        let (gpu, layer) = (&self.gpu, self.layout.layers[k]);
-        let (h, v, h4) = (
-            self.config.hidden,
-            self.config.vocab_size,
-            4 * self.config.hidden,
-        );
+        let (gpu, layer, config) = (&self.gpu, self.layout.layers[k], &self.config);
+        let (h, h4) = (config.hidden, 4 * config.hidden);
         let (bias_ih, bias_hh) = (self.param(layer.bias_ih), self.param(layer.bias_hh));
         match below {
             None => {
                 let weights = (self.param(layer.weight_ih), bias_ih, bias_hh);
-                gpu.input_term(weights, tokens, gates, rows, h4, v)
+                let input_shape = (config.input_width, config.inputs_per_step);
+                gpu.input_term(weights, inputs, gates, rows, h4, input_shape)
             }
             Some(below) => {
                 gpu.broadcast_rows(gates, bias_ih, Some(bias_hh), rows, h4)?;
@@ -241,7 +242,7 @@ impl Model {
         let tape = &ws.tapes[k];
         // a_t = W_ih·x_t + b_ih + b_hh for every t at once.
         let below = (k > 0).then(|| ws.tapes[k - 1].hidden.ptr());
-        self.input_term(k, ws.tokens.ptr(), below, tape.gates.ptr(), rows)?;
+        self.input_term(k, ws.inputs.ptr(), below, tape.gates.ptr(), rows)?;
         let w_hh = self.param(self.layout.layers[k].weight_hh);
         if let Some(plan) = &self.persistent {
             let buffers = (
@@ -301,7 +302,7 @@ impl Model {
         d_input: &Buffer<f32>,
     ) -> GpuResult<()> {
         let (gpu, b, t) = (&self.gpu, ws.batch, ws.steps);
-        let (h, v, rows) = (self.config.hidden, self.config.vocab_size, b * t);
+        let (h, rows) = (self.config.hidden, b * t);
         let h4 = 4 * h;
         let (tape, layer) = (&ws.tapes[k], self.layout.layers[k]);
         let w_hh = DeviceMatrix::new(self.param(layer.weight_hh), h4, h);
@@ -350,10 +351,10 @@ impl Model {
         gpu.copy(self.grad(layer.bias_hh), d_bias_ih, h4)?;
 
         if k == 0 {
-            // x is one-hot: ∂L/∂W_ih[:, s] = Σ over rows with token s of ∂L/∂a.
-            let token_rows = (ws.token_offsets.ptr(), ws.token_rows.ptr());
-            let d_weight_ih = self.grad(layer.weight_ih);
-            gpu.input_term_backward(ws.d_gates.ptr(), token_rows, d_weight_ih, h4, v)
+            // x is multi-hot: ∂L/∂W_ih[:, d] = Σ over every (row, k) with index d of ∂L/∂a.
+            let index_rows = (ws.index_offsets.ptr(), ws.index_rows.ptr());
+            let (d_weight_ih, width) = (self.grad(layer.weight_ih), self.config.input_width);
+            gpu.input_term_backward(ws.d_gates.ptr(), index_rows, d_weight_ih, h4, width)
         } else {
             let d_a = DeviceMatrix::new(ws.d_gates.ptr(), rows, h4);
             let below = DeviceMatrix::new(ws.tapes[k - 1].hidden.ptr(), rows, h);

@@ -9,7 +9,7 @@
 //! product h_{t−1}·W_hhᵀ and the fused cell; the head over all loss positions at once, forward
 //! and backward in one kernel; backwards, the recurrence again (persistent, or per step the fused
 //! cell gradient and one product ∂L/∂a_t·W_hh), then each weight gradient as one split-K product
-//! over all steps (layer 0's ∂L/∂W_ih as per-symbol sums of ∂L/∂a, its input being one-hot); and
+//! over all steps (layer 0's ∂L/∂W_ih as per-index sums of ∂L/∂a, its input being multi-hot); and
 //! one Adam kernel over the flat parameter buffer. Every buffer lives on the device; one copy to
 //! the host per step brings back the loss, which a queued step (`Backend::queue_train_step`) reads
 //! one step late from page-locked memory (and with --clip one more, the gradient norm, waited for).
@@ -42,7 +42,7 @@ use stream::Stream;
 
 pub use head::HeadPlan;
 pub use host::open_on_host;
-pub use lstm::TokenRows;
+pub use lstm::IndexRows;
 pub use matmul::{column_sums_scratch, DeviceMatrix};
 pub use persistent::{ChunkLayout, PersistentPlan};
 pub use runtime::{open, Buffer, DevicePtr, Gpu, GpuResult, HostStaging, Landing};
@@ -79,7 +79,8 @@ struct Workspace {
     batch: usize,
     steps: usize,
     tapes: Vec<Tape>,
-    tokens: Buffer<u32>,
+    /// [T·B][K] input indices, [T·B] target symbols.
+    inputs: Buffer<u32>,
     targets: Buffer<u32>,
     /// [T·B][V]: logits, then probabilities, then ∂L/∂logits.
     logits: Buffer<f32>,
@@ -89,9 +90,9 @@ struct Workspace {
     /// [T·B][4H], [B][H]: ∂L/∂a, and ∂L/∂c carried back through time.
     d_gates: Buffer<f32>,
     d_cell: Buffer<f32>,
-    /// [V+1] and [T·B]: the tokens' rows by symbol (a [`TokenRows`]), for layer 0's ∂L/∂W_ih.
-    token_offsets: Buffer<u32>,
-    token_rows: Buffer<u32>,
+    /// [D+1] and [T·B·K]: the rows by input index (an [`IndexRows`]), for layer 0's ∂L/∂W_ih.
+    index_offsets: Buffer<u32>,
+    index_rows: Buffer<u32>,
     /// Scratch of the column sums (bias gradients).
     sums: Buffer<f32>,
     /// Scratch of the weight gradients' partial products (split-K) and of the head's partial
@@ -120,15 +121,15 @@ impl Workspace {
             tapes: (0..config.layers)
                 .map(|_| tape())
                 .collect::<GpuResult<_>>()?,
-            tokens: gpu.alloc(rows)?,
+            inputs: gpu.alloc(rows * config.inputs_per_step)?,
             targets: gpu.alloc(rows)?,
             logits: gpu.alloc(rows * v)?,
             d_hidden: gpu.alloc(rows * h)?,
             d_below: gpu.alloc(rows * h)?,
             d_gates: gpu.alloc(rows * 4 * h)?,
             d_cell: gpu.alloc(batch * h)?,
-            token_offsets: gpu.alloc(v + 1)?,
-            token_rows: gpu.alloc(rows)?,
+            index_offsets: gpu.alloc(config.input_width + 1)?,
+            index_rows: gpu.alloc(rows * config.inputs_per_step)?,
             sums: gpu.alloc(column_sums_scratch(rows, 4 * h))?,
             partials: gpu.alloc(
                 gpu.weight_gradient_scratch(4 * h, h, rows)
@@ -161,7 +162,7 @@ impl Model {
         self.grads.at(offset)
     }
 
-    /// Uploads [T][B] symbol ids into `dst` after checking them.
+    /// Uploads [T][B] target symbol ids into `dst` after checking them.
     fn upload_symbols(&self, dst: &Buffer<u32>, symbols: &[u32]) -> GpuResult<()> {
         let v = self.config.vocab_size as u32;
         assert!(
@@ -175,13 +176,24 @@ impl Model {
         self.gpu.upload(dst.ptr(), symbols)
     }
 
-    /// Uploads a training batch's [T][B] inputs, and their rows by symbol for layer 0's ∂L/∂W_ih.
+    /// Uploads [..][K] input indices into `dst` after checking them (`cpu::check_input_indices`).
+    fn upload_indices(&self, dst: &Buffer<u32>, inputs: &[u32]) -> GpuResult<()> {
+        cpu::check_input_indices(inputs, &self.config);
+        assert!(
+            inputs.len() <= dst.len(),
+            "more inputs than the buffer holds"
+        );
+        self.gpu.upload(dst.ptr(), inputs)
+    }
+
+    /// Uploads a training batch's [T][B][K] inputs, and their rows by index for layer 0's
+    /// ∂L/∂W_ih.
     fn upload_inputs(&self, ws: &Workspace, inputs: &[u32]) -> GpuResult<()> {
-        self.upload_symbols(&ws.tokens, inputs)?;
-        let by_symbol = TokenRows::of(inputs, self.config.vocab_size);
-        self.gpu
-            .upload(ws.token_offsets.ptr(), &by_symbol.offsets)?;
-        self.gpu.upload(ws.token_rows.ptr(), &by_symbol.rows)
+        self.upload_indices(&ws.inputs, inputs)?;
+        let (width, per_step) = (self.config.input_width, self.config.inputs_per_step);
+        let by_index = IndexRows::of(inputs, per_step, width);
+        self.gpu.upload(ws.index_offsets.ptr(), &by_index.offsets)?;
+        self.gpu.upload(ws.index_rows.ptr(), &by_index.rows)
     }
 
     /// Every LSTM layer over the window: the tapes' h, c, tanh(c) and gate activations.
@@ -405,9 +417,11 @@ impl CudaBackend {
     ) -> GpuResult<usize> {
         let step = self.adam.state.step;
         let positions = batch.batch * batch.steps;
+        cpu::check_input_indices(batch.inputs, &self.model.config);
         assert!(
-            batch.inputs.len() == positions && batch.targets.len() == positions,
-            "inputs and targets are [T][B]"
+            batch.inputs.len() == positions * self.model.config.inputs_per_step
+                && batch.targets.len() == positions,
+            "inputs are [T][B][K] and targets [T][B]"
         );
         self.ensure_workspace(batch.batch, batch.steps)?;
         let (model, ws) = (&self.model, &self.workspaces[&(batch.batch, batch.steps)]);
@@ -482,13 +496,19 @@ impl Backend for CudaBackend {
     }
 
     fn predict_last(&mut self, inputs: &[u32], batch: usize, out: &mut [f32]) -> GpuResult<()> {
-        let steps = inputs.len() / batch;
-        assert_eq!(steps * batch, inputs.len(), "inputs are [T][B]");
+        cpu::check_input_indices(inputs, &self.model.config);
+        let per_step = self.model.config.inputs_per_step;
+        let steps = inputs.len() / (batch * per_step);
+        assert_eq!(
+            steps * batch * per_step,
+            inputs.len(),
+            "inputs are [T][B][K]"
+        );
         self.ensure_workspace(batch, steps)?;
         let (model, ws) = (&self.model, &self.workspaces[&(batch, steps)]);
         let (h, v) = (model.config.hidden, model.config.vocab_size);
         assert_eq!(out.len(), batch * v, "out is [B][V]");
-        model.upload_symbols(&ws.tokens, inputs)?;
+        model.upload_indices(&ws.inputs, inputs)?;
         model.forward_layers(ws)?;
         let top = &ws.tapes[model.config.layers - 1];
         let last = top.hidden.at((steps - 1) * batch * h);

@@ -16,7 +16,8 @@ pub(super) struct Stream {
     /// [rows][4H], [rows][H]: one step's gates and tanh(c).
     gates: Buffer<f32>,
     tanh_cell: Buffer<f32>,
-    tokens: Buffer<u32>,
+    /// [rows][K]: one step's input indices.
+    inputs: Buffer<u32>,
     /// [rows][H]: the top h of the rows whose distribution is asked for, gathered.
     selected: Buffer<f32>,
     /// [rows][V].
@@ -38,7 +39,7 @@ impl Stream {
             cell: per_layer()?,
             gates: gpu.alloc(rows * 4 * h)?,
             tanh_cell: gpu.alloc(rows * h)?,
-            tokens: gpu.alloc(rows)?,
+            inputs: gpu.alloc(rows * config.inputs_per_step)?,
             selected: gpu.alloc(rows * h)?,
             logits: gpu.alloc(rows * v)?,
         })
@@ -85,12 +86,16 @@ impl CudaBackend {
         let (model, stream) = (&self.model, self.stream());
         let (h, n) = (model.config.hidden, rows.len());
         assert!(rows.end <= stream.rows, "stream rows out of range");
-        assert_eq!(inputs.len(), n, "one input symbol per stream");
-        model.upload_symbols(&stream.tokens, inputs)?;
+        model.upload_indices(&stream.inputs, inputs)?;
+        assert_eq!(
+            inputs.len(),
+            n * model.config.inputs_per_step,
+            "K input indices per stream"
+        );
         let scratch = (stream.gates.ptr(), stream.tanh_cell.ptr());
         for k in 0..model.config.layers {
             let below = (k > 0).then(|| stream.hidden[k - 1].at(rows.start * h));
-            model.input_term(k, stream.tokens.ptr(), below, scratch.0, n)?;
+            model.input_term(k, stream.inputs.ptr(), below, scratch.0, n)?;
             let state = (
                 stream.hidden[k].at(rows.start * h),
                 stream.cell[k].at(rows.start * h),

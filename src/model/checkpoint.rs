@@ -19,26 +19,82 @@ use crate::encode::Vocabulary;
 /// What a checkpoint records besides the tensors (metadata key `config`). The caller fills in
 /// `window`, `objective`, `epoch` and `step`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredConfig")]
 pub struct CheckpointConfig {
     pub layers: usize,
     pub hidden: usize,
     pub dropout: f32,
     pub vocab_size: usize,
+    /// D and K of [`Config`].
+    pub input_width: usize,
+    pub inputs_per_step: usize,
     pub window: usize,
     pub objective: Objective,
     pub epoch: usize,
     pub step: u64,
 }
 
+/// [`CheckpointConfig`] as a file may hold it: checkpoints written before multi-hot inputs lack
+/// D and K, and read as the one-hot model they are (D = V, K = 1).
+#[derive(Deserialize)]
+struct StoredConfig {
+    layers: usize,
+    hidden: usize,
+    dropout: f32,
+    vocab_size: usize,
+    input_width: Option<usize>,
+    inputs_per_step: Option<usize>,
+    window: usize,
+    objective: Objective,
+    epoch: usize,
+    step: u64,
+}
+
+impl From<StoredConfig> for CheckpointConfig {
+    fn from(stored: StoredConfig) -> CheckpointConfig {
+        CheckpointConfig {
+            layers: stored.layers,
+            hidden: stored.hidden,
+            dropout: stored.dropout,
+            vocab_size: stored.vocab_size,
+            input_width: stored.input_width.unwrap_or(stored.vocab_size),
+            inputs_per_step: stored.inputs_per_step.unwrap_or(1),
+            window: stored.window,
+            objective: stored.objective,
+            epoch: stored.epoch,
+            step: stored.step,
+        }
+    }
+}
+
 impl CheckpointConfig {
+    /// The record of a model of shape `model`, trained on windows of `window` steps for `epoch`
+    /// epochs and `step` optimiser steps.
+    pub fn new(
+        model: Config,
+        window: usize,
+        objective: Objective,
+        epoch: usize,
+        step: u64,
+    ) -> CheckpointConfig {
+        CheckpointConfig {
+            layers: model.layers,
+            hidden: model.hidden,
+            dropout: model.dropout,
+            vocab_size: model.vocab_size,
+            input_width: model.input_width,
+            inputs_per_step: model.inputs_per_step,
+            window,
+            objective,
+            epoch,
+            step,
+        }
+    }
+
     /// The architecture part of the record.
     pub fn model(&self) -> Config {
-        Config {
-            vocab_size: self.vocab_size,
-            hidden: self.hidden,
-            layers: self.layers,
-            dropout: self.dropout,
-        }
+        Config::one_hot(self.vocab_size, self.hidden, self.layers, self.dropout)
+            .multi_hot(self.input_width, self.inputs_per_step)
     }
 }
 
@@ -153,6 +209,15 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 "vocab has {} symbols, config says {}",
                 vocab.len(),
                 config.vocab_size
+            ),
+        ));
+    }
+    if config.input_width == 0 || config.inputs_per_step == 0 {
+        return Err(format_error(
+            path,
+            format!(
+                "config has input_width {} and inputs_per_step {}; both must be at least 1",
+                config.input_width, config.inputs_per_step
             ),
         ));
     }

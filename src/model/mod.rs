@@ -4,8 +4,12 @@
 //!
 //! Names, shapes and gate order (i, f, g, o) are exactly PyTorch's `nn.LSTM` + `nn.Linear`, in
 //! `state_dict` order: per layer k `lstm.weight_ih_l{k}` [4H, in], `lstm.weight_hh_l{k}` [4H, H],
-//! `lstm.bias_ih_l{k}` [4H], `lstm.bias_hh_l{k}` [4H] (in = V for layer 0, H above), then
+//! `lstm.bias_ih_l{k}` [4H], `lstm.bias_hh_l{k}` [4H] (in = D for layer 0, H above), then
 //! `dense.weight` [V, H] and `dense.bias` [V].
+//!
+//! Layer 0 reads K input indices per step, each below D, as the multi-hot vector that is the sum
+//! of their one-hots: its input term is the sum of K columns of W_ih. The reference model reads
+//! one symbol per step (D = V, K = 1).
 
 pub mod checkpoint;
 mod float;
@@ -18,14 +22,19 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// The architecture: V symbols in and out, `layers` stacked LSTMs of width `hidden`, dropout
-/// probability on the last LSTM layer's output.
+/// The architecture: V symbols out, `layers` stacked LSTMs of width `hidden`, dropout
+/// probability on the last LSTM layer's output, and layer 0 reading `inputs_per_step` indices
+/// below `input_width` per step.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub vocab_size: usize,
     pub hidden: usize,
     pub layers: usize,
     pub dropout: f32,
+    /// D: layer 0's input columns (W_ih of layer 0 is [4H][D]).
+    pub input_width: usize,
+    /// K: the input indices of each step. An index given twice in a step adds its column twice.
+    pub inputs_per_step: usize,
 }
 
 /// Which positions of a window the loss is taken at.
@@ -39,12 +48,42 @@ pub enum Objective {
 }
 
 impl Config {
+    /// The reference model: one symbol per step in, one-hot over the V symbols (D = V, K = 1).
+    pub fn one_hot(vocab_size: usize, hidden: usize, layers: usize, dropout: f32) -> Config {
+        Config {
+            vocab_size,
+            hidden,
+            layers,
+            dropout,
+            input_width: vocab_size,
+            inputs_per_step: 1,
+        }
+    }
+
+    /// The same model reading `inputs_per_step` indices below `input_width` per step.
+    pub fn multi_hot(self, input_width: usize, inputs_per_step: usize) -> Config {
+        assert!(
+            input_width > 0 && inputs_per_step > 0,
+            "a model reads at least one index of at least one column"
+        );
+        Config {
+            input_width,
+            inputs_per_step,
+            ..self
+        }
+    }
+
+    /// Whether layer 0 reads exactly one symbol per step (the reference model's input).
+    pub fn is_one_hot(&self) -> bool {
+        self.input_width == self.vocab_size && self.inputs_per_step == 1
+    }
+
     /// Every parameter tensor, in PyTorch `state_dict` order: (name, shape).
     pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let (v, h) = (self.vocab_size, self.hidden);
         let mut shapes = Vec::with_capacity(4 * self.layers + 2);
         for k in 0..self.layers {
-            let input = if k == 0 { v } else { h };
+            let input = if k == 0 { self.input_width } else { h };
             shapes.push((format!("lstm.weight_ih_l{k}"), vec![4 * h, input]));
             shapes.push((format!("lstm.weight_hh_l{k}"), vec![4 * h, h]));
             shapes.push((format!("lstm.bias_ih_l{k}"), vec![4 * h]));
@@ -173,15 +212,22 @@ impl<F: Float> Params<F> {
         &self.config
     }
 
-    /// The same model for a vocabulary `extra` symbols larger, the new symbols last: their
-    /// columns of `weight_ih_l0` and rows of the dense layer initialised as [`Params::init`]
-    /// does, every other value kept.
+    /// The same one-hot model (see [`Config::is_one_hot`]) for a vocabulary `extra` symbols
+    /// larger, the new symbols last: their columns of `weight_ih_l0` and rows of the dense layer
+    /// initialised as [`Params::init`] does, every other value kept. A multi-hot model's input
+    /// columns mean what its caller made them mean, so it has no such growth here: it panics.
     pub fn with_extra_symbols(&self, extra: usize, rng: &mut StdRng) -> Self {
+        assert!(
+            self.config.is_one_hot(),
+            "only a one-hot model grows its vocabulary"
+        );
         let old_v = self.config.vocab_size;
-        let config = Config {
-            vocab_size: old_v + extra,
-            ..self.config
-        };
+        let config = Config::one_hot(
+            old_v + extra,
+            self.config.hidden,
+            self.config.layers,
+            self.config.dropout,
+        );
         let mut grown = Self::init(config, rng);
         for (name, _, old) in self.tensors() {
             let new = grown.tensor_mut(name).expect("same tensor names");
@@ -322,15 +368,10 @@ mod tests {
 
     #[test]
     fn extra_symbols_keep_every_old_value() {
-        let config = Config {
-            vocab_size: 3,
-            hidden: 2,
-            layers: 2,
-            dropout: 0.0,
-        };
+        let config = Config::one_hot(3, 2, 2, 0.0);
         let old = Params::<f32>::init(config, &mut StdRng::seed_from_u64(1));
         let grown = old.with_extra_symbols(2, &mut StdRng::seed_from_u64(2));
-        assert_eq!(grown.config().vocab_size, 5);
+        assert_eq!(*grown.config(), Config::one_hot(5, 2, 2, 0.0));
         let w_old = old.tensor("lstm.weight_ih_l0").unwrap();
         let w_new = grown.tensor("lstm.weight_ih_l0").unwrap();
         for j in 0..8 {

@@ -395,17 +395,13 @@ fn save(
     step: u64,
 ) -> Result<(), String> {
     let params = backend.params()?;
-    let model = *params.config();
-    let config = CheckpointConfig {
-        layers: model.layers,
-        hidden: model.hidden,
-        dropout: model.dropout,
-        vocab_size: model.vocab_size,
-        window: options.window,
-        objective: options.objective,
+    let config = CheckpointConfig::new(
+        *params.config(),
+        options.window,
+        options.objective,
         epoch,
         step,
-    };
+    );
     checkpoint::save(path, &params, data.vocab.symbols(), &config).map_err(|e| e.to_string())?;
     checkpoint::save_adam(&checkpoint::adam_path(path), &backend.adam_state()?)
         .map_err(|e| e.to_string())

@@ -48,12 +48,12 @@ pub fn initial_state(
         let adam = adam(params.config());
         return Ok((params, data, adam, fresh_start));
     }
-    let config = Config {
-        vocab_size: data.vocab.len(),
-        hidden: options.hidden,
-        layers: options.layers,
-        dropout: options.dropout,
-    };
+    let config = Config::one_hot(
+        data.vocab.len(),
+        options.hidden,
+        options.layers,
+        options.dropout,
+    );
     let params = Params::init(config, &mut StdRng::seed_from_u64(options.seed));
     Ok((params, data, adam(&config), fresh_start))
 }

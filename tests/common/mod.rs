@@ -95,3 +95,20 @@ pub fn random_symbols(rng: &mut rand::rngs::StdRng, n: usize, vocab: usize) -> V
     use rand::Rng;
     (0..n).map(|_| rng.gen_range(0..vocab as u32)).collect()
 }
+
+/// `steps` steps of `per_step` input indices each, drawn uniformly below `width`; every third
+/// step gives its first index twice (an index repeated within a step counts twice).
+pub fn random_multi_hot(
+    rng: &mut rand::rngs::StdRng,
+    steps: usize,
+    width: usize,
+    per_step: usize,
+) -> Vec<u32> {
+    let mut indices = random_symbols(rng, steps * per_step, width);
+    if per_step > 1 {
+        for step in indices.chunks_exact_mut(per_step).step_by(3) {
+            step[1] = step[0];
+        }
+    }
+    indices
+}
