@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use crate::atomic;
 use crate::dataset::{Dataset, Split};
 use crate::melody::{spans, split_songs, Span};
-use crate::melody_file::{self, read_melodies};
+use crate::melody_file::{self, read_each_melody, read_melodies};
 use crate::plot::{line_chart, Series};
 use density::{compare, Densities};
 use features::{Feature, MelodyFeatures, Shape};
@@ -300,14 +300,15 @@ pub fn read_generated(
             vec![path.clone()]
         };
         for file in files {
-            // A file that cannot be read is one reason; in a readable one, each melody is.
-            let melodies = read_melodies(&file, track, None).map(|melodies| {
-                let in_file = |(i, e)| format!("{}: melody {}: {e}", file.display(), i + 1);
+            // A file that cannot be read is one reason; in a readable one, each melody (each
+            // tune of an ABC file) is.
+            let melodies = read_each_melody(&file, track, None).map(|melodies| {
+                let in_file = |i: usize, e| format!("{}: melody {}: {e}", file.display(), i + 1);
                 let read = melodies
-                    .iter()
+                    .into_iter()
                     .enumerate()
-                    .map(|(i, m)| spans(m).map_err(|e| (i, e)));
-                read.map(|m| m.map_err(in_file)).collect::<Vec<_>>()
+                    .map(|(i, melody)| melody.and_then(|m| spans(&m).map_err(|e| in_file(i, e))));
+                read.collect::<Vec<_>>()
             });
             for melody in melodies.unwrap_or_else(|e| vec![Err(e)]) {
                 match melody {

@@ -72,12 +72,24 @@ pub fn read_scores(
 /// with `options` (`None`: on the sixteenth grid with every duration accepted). `part` picks a
 /// MIDI file's track or an ABC file's tune (index from 0); without it, a MIDI file's first track
 /// with notes and every tune of an ABC file, as written. Errors name the file, and its line
-/// where there is one.
+/// where there is one; one melody that cannot be read fails the file ([`read_each_melody`]
+/// keeps the others).
 pub fn read_melodies(
     path: &Path,
     part: Option<usize>,
     options: Option<&Options>,
 ) -> Result<Vec<Vec<String>>, String> {
+    read_each_melody(path, part, options)?.into_iter().collect()
+}
+
+/// The melodies of one file as [`read_melodies`] reads them, each its own result: a tune of a
+/// many-tune ABC file that cannot be read is its own error, its line named, beside the others.
+/// The outer error is the file's own (unreadable, unknown kind, no such tune).
+pub fn read_each_melody(
+    path: &Path,
+    part: Option<usize>,
+    options: Option<&Options>,
+) -> Result<Vec<Result<Vec<String>, String>>, String> {
     let in_file = |e: String| match e.strip_prefix("line ") {
         Some(at_line) => format!("{}:{at_line}", path.display()),
         None => format!("{}: {e}", path.display()),
@@ -89,7 +101,7 @@ pub fn read_melodies(
         for line in text.lines() {
             let words: Vec<&str> = line.split_ascii_whitespace().collect();
             for song in split_songs(&words) {
-                melodies.push(song.iter().map(|s| s.to_string()).collect());
+                melodies.push(Ok(song.iter().map(|s| s.to_string()).collect()));
             }
         }
         return Ok(melodies);
@@ -105,7 +117,7 @@ pub fn read_melodies(
             .nth(tune)
             .ok_or_else(|| in_file(format!("no tune {tune} (the file holds {count}, from 0)")))?];
     }
-    songs
+    Ok(songs
         .into_iter()
         .map(|score| {
             let song = score.song.map_err(in_file)?;
@@ -123,5 +135,5 @@ pub fn read_melodies(
             let encoded = encode_song(&song, options).map_err(|e| in_file(e.to_string()))?;
             Ok(encoded.symbols)
         })
-        .collect()
+        .collect())
 }

@@ -5,9 +5,10 @@
 //! tunes are compared in `X:` order.
 //!
 //! Every tune that differs is listed below with its cause, so that a new difference fails:
-//! as written 10,471 of 10,523 tunes equal (99.51 %), repeats played out 9,983 of 10,434 (95.68 %;
-//! the 89 tunes where music21's `expandRepeats()` raises are not compared). music21's `reBar`,
-//! which splits an over-long measure (`src/abc/rebar.rs`), is emulated; what remains:
+//! as written 10,471 of 10,523 tunes equal (99.51 %), repeats played out 10,382 of 10,434
+//! (99.50 %; the 89 tunes where music21's `expandRepeats()` raises are not compared). music21's
+//! `reBar`, which splits an over-long measure (`src/abc/rebar.rs`), and its measure-wise
+//! `repeat.Expander` (`src/abc/repeats.rs`) are emulated; what remains:
 
 mod common;
 
@@ -29,26 +30,37 @@ enum Cause {
     /// A tune with a chord and a note of a refused length: music21 names the length first (its
     /// duration filter runs before its chord check), we name the chord.
     ChordFirst,
-    /// music21 gives a note a length of 0 (`duration 0.0`) in tunes that mix grace groups, slurs
-    /// and broken rhythm (`({G}Fz(E<D))`); we read the written lengths. Not yet pinned down.
-    ZeroLength,
-    /// `expandRepeats()` works on measures and plays repeats and endings that do not pair up
-    /// (a `:|` without `|:`, endings without `:|`, sections across tunes' parts) otherwise than
-    /// `src/abc/repeats.rs`; not yet matched.
-    Repeats,
+    /// O'Neill's transcribers wrote forte as a bare `"f"` (beside `"p"`). music21 reads it as a
+    /// chord symbol, `harmony.ChordSymbol('f')` (F major), of length 0; `flatten().notesAndRests`
+    /// holds chord symbols, so the reference's length filter meets it and says `duration 0.0`.
+    /// ABC 2.1 §4.18 writes a chord symbol's root A–G (`"f"` is none) and places a chord symbol
+    /// before "the note it is sounded with": it is no note of the melody, so we ignore it, as we
+    /// ignore every quoted string. With music21's chord symbols taken out before the same
+    /// filter, its readings equal ours: 0051-0100 #15 (`"f"A>F`) and 0101-0200 #29
+    /// (`"f"(E>F)`) are dropped for `duration 1/3` and `duration 0.375`, 0550-0625 #11
+    /// (`"f"D2`) and 0626-0700 #4 (`"f"kD2`, five times) kept with equal encodings, both
+    /// readings; 0626-0700 #67 (`"f"{^c}d2`) also holds `">".C2` and then differs as `Accent`.
+    /// `"f"` is the only quoted string of the corpus that music21 takes for a chord; in its four
+    /// other tunes a refused length comes first, which music21 names instead.
+    ForteAsChord,
+    /// Played out, the tune is longer than the 65,536 sixteenths `encode` accepts (a bound
+    /// against forged input); music21 has none. O'Neill's "Morgan Rattler" has nine `:|` and
+    /// one `|:`: each `:|` without `|:` replays the tune from its start, repeats already played
+    /// out included, so music21's reading is 111,424 sixteenths long (its `expanded` field).
+    TooLong,
 }
 use Cause::*;
 
 /// The tunes that differ as written: file, index in music21's order (by `X:`), cause.
 const AS_WRITTEN: &[(&str, Cause, &[usize])] = &[
-    ("oneills1850/0051-0100.abc", ZeroLength, &[15]),
+    ("oneills1850/0051-0100.abc", ForteAsChord, &[15]),
     ("oneills1850/0051-0100.abc", Accent, &[16, 39, 40, 45]),
     (
         "oneills1850/0101-0200.abc",
         Accent,
         &[1, 6, 21, 42, 57, 60, 65, 66, 80, 81],
     ),
-    ("oneills1850/0101-0200.abc", ZeroLength, &[29]),
+    ("oneills1850/0101-0200.abc", ForteAsChord, &[29]),
     (
         "oneills1850/0201-0300.abc",
         Accent,
@@ -59,10 +71,10 @@ const AS_WRITTEN: &[(&str, Cause, &[usize])] = &[
     ("oneills1850/0401-0486.abc", Accent, &[0, 5]),
     ("oneills1850/0501-0550.abc", ChordFirst, &[20]),
     ("oneills1850/0501-0550.abc", Accent, &[23]),
-    ("oneills1850/0550-0625.abc", ZeroLength, &[11]),
+    ("oneills1850/0550-0625.abc", ForteAsChord, &[11]),
     ("oneills1850/0550-0625.abc", Accent, &[27, 48, 56]),
     ("oneills1850/0550-0625.abc", ChordFirst, &[47]),
-    ("oneills1850/0626-0700.abc", ZeroLength, &[4, 67]),
+    ("oneills1850/0626-0700.abc", ForteAsChord, &[4, 67]),
     (
         "oneills1850/0626-0700.abc",
         Accent,
@@ -76,134 +88,43 @@ const AS_WRITTEN: &[(&str, Cause, &[usize])] = &[
     ("oneills1850/1701-1780.abc", ChordFirst, &[65]),
 ];
 
-/// The tunes that differ with repeats played out.
+/// The tunes that differ with repeats played out: those that differ as written, but O'Neill's
+/// 182 (`0101-0200.abc` 81), whose repeats music21 cannot play out, plus one too long.
 const EXPANDED: &[(&str, Cause, &[usize])] = &[
-    ("oneills1850/0051-0100.abc", ZeroLength, &[15]),
+    ("oneills1850/0051-0100.abc", ForteAsChord, &[15]),
     ("oneills1850/0051-0100.abc", Accent, &[16, 39, 40, 45]),
     (
         "oneills1850/0101-0200.abc",
         Accent,
         &[1, 6, 21, 42, 57, 60, 65, 66, 80],
     ),
-    ("oneills1850/0101-0200.abc", ZeroLength, &[29]),
-    ("oneills1850/0101-0200.abc", Repeats, &[62, 95]),
-    ("oneills1850/0201-0300.abc", Repeats, &[9, 68]),
+    ("oneills1850/0101-0200.abc", ForteAsChord, &[29]),
     (
         "oneills1850/0201-0300.abc",
         Accent,
         &[23, 52, 53, 73, 74, 87],
     ),
-    ("oneills1850/0301-0350.abc", Repeats, &[11, 45, 47]),
     ("oneills1850/0301-0350.abc", Accent, &[12, 22]),
     ("oneills1850/0351-0400.abc", Accent, &[18, 19, 24, 37]),
-    ("oneills1850/0351-0400.abc", Repeats, &[23]),
     ("oneills1850/0401-0486.abc", Accent, &[0, 5]),
-    ("oneills1850/0401-0486.abc", Repeats, &[76, 79]),
     ("oneills1850/0501-0550.abc", ChordFirst, &[20]),
     ("oneills1850/0501-0550.abc", Accent, &[23]),
-    ("oneills1850/0550-0625.abc", Repeats, &[10, 24]),
-    ("oneills1850/0550-0625.abc", ZeroLength, &[11]),
+    ("oneills1850/0550-0625.abc", ForteAsChord, &[11]),
     ("oneills1850/0550-0625.abc", Accent, &[27, 48, 56]),
     ("oneills1850/0550-0625.abc", ChordFirst, &[47]),
-    ("oneills1850/0626-0635.abc", Repeats, &[0, 7]),
-    ("oneills1850/0626-0700.abc", ZeroLength, &[4, 67]),
-    ("oneills1850/0626-0700.abc", Repeats, &[7, 19, 46, 51]),
+    ("oneills1850/0626-0700.abc", ForteAsChord, &[4, 67]),
     (
         "oneills1850/0626-0700.abc",
         Accent,
         &[10, 15, 33, 34, 47, 69, 70],
     ),
     ("oneills1850/0626-0700.abc", ChordFirst, &[11]),
-    (
-        "oneills1850/0701-0720.abc",
-        Repeats,
-        &[0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19],
-    ),
-    (
-        "oneills1850/0721-0730.abc",
-        Repeats,
-        &[0, 1, 2, 3, 4, 5, 6, 8],
-    ),
-    ("oneills1850/0731-0731.abc", Repeats, &[0]),
-    ("oneills1850/0732-0758_bs.abc", Repeats, &[15]),
-    (
-        "oneills1850/0732-0758_mh.abc",
-        Repeats,
-        &[
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19, 20, 21, 22, 23, 24,
-            25, 26,
-        ],
-    ),
-    (
-        "oneills1850/0759-0810.abc",
-        Repeats,
-        &[
-            0, 3, 4, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 26, 28,
-            29, 30, 31, 33, 34, 35, 36, 37, 39, 40, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51,
-        ],
-    ),
-    (
-        "oneills1850/0811-0899.abc",
-        Repeats,
-        &[
-            1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 23, 24, 25, 26, 27,
-            28, 29, 30, 31, 32, 33, 34, 35, 36, 38, 39, 40, 42, 43, 44, 45, 46, 47, 48, 49, 50, 52,
-            53, 54, 55, 56, 57, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 72, 73, 75, 76, 77, 78,
-            79, 80, 82, 84, 85, 86, 87, 88,
-        ],
-    ),
     ("oneills1850/0811-0899.abc", Accent, &[51]),
-    (
-        "oneills1850/0900-0950.abc",
-        Repeats,
-        &[
-            0, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 29,
-            30, 31, 32, 33, 34, 35, 36, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50,
-        ],
-    ),
-    (
-        "oneills1850/0951-0981.abc",
-        Repeats,
-        &[
-            0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 15, 16, 17, 18, 19, 20, 21, 25, 26, 27, 28,
-            29, 30,
-        ],
-    ),
-    (
-        "oneills1850/0981-1000.abc",
-        Repeats,
-        &[0, 1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 19],
-    ),
-    (
-        "oneills1850/1001-1031.abc",
-        Repeats,
-        &[
-            0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 16, 17, 19, 20, 21, 23, 24, 26, 27, 28, 30,
-        ],
-    ),
-    (
-        "oneills1850/1031-1115.abc",
-        Repeats,
-        &[
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20, 22, 23, 24, 25, 26, 27,
-            28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52,
-            53, 54, 55, 56, 57, 58, 59, 60, 61, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75,
-            76, 77, 78, 80, 81, 82, 83,
-        ],
-    ),
-    ("oneills1850/1116-1135_mh.abc", Repeats, &[11]),
-    ("oneills1850/1116-1135_ml.abc", Repeats, &[11, 14]),
-    ("oneills1850/1136-1175.abc", Repeats, &[0, 27]),
-    ("oneills1850/1556-1576.abc", Repeats, &[0, 8, 9]),
-    ("oneills1850/1556-1624.abc", Repeats, &[16, 31, 61, 64]),
+    ("oneills1850/1031-1115.abc", TooLong, &[15]),
     ("oneills1850/1556-1624.abc", ChordFirst, &[59]),
     ("oneills1850/1577-1624.abc", ChordFirst, &[38]),
-    ("oneills1850/1625-1700.abc", Repeats, &[16, 22, 30]),
     ("oneills1850/1625-1700.abc", ChordFirst, &[21]),
     ("oneills1850/1701-1780.abc", ChordFirst, &[65]),
-    ("oneills1850/1710-1750.abc", Repeats, &[7, 17, 28, 39]),
-    ("oneills1850/1781-1800.abc", Repeats, &[9, 12, 15, 17]),
-    ("oneills1850/1801-1850.abc", Repeats, &[25, 33, 37]),
 ];
 
 type Compared = (

@@ -240,6 +240,31 @@ fn a_directory_reads_each_melody_once_and_txt_lines_are_melodies() {
 }
 
 #[test]
+fn each_tune_of_an_abc_file_is_its_own_melody_and_a_bad_one_skips_alone() {
+    let dir = scratch_dir("assess-abc");
+    let path = dir.join("tunes.abc");
+    // Tune 2 holds a chord (not monophonic); tunes 1 and 3 are read, in C major.
+    let abc = "X:1\nL:1/8\nK:C\nCDEF|G4|\n\nX:2\nL:1/8\nK:C\n[CEG]2 C2|\n\n\
+               X:3\nL:1/8\nK:G\nGABc|d4|\n";
+    fs::write(&path, abc).unwrap();
+    let read = read_generated(std::slice::from_ref(&path), None, false).unwrap();
+    let texts: Vec<String> = read
+        .melodies
+        .iter()
+        .map(|m| symbols_of(m).join(" "))
+        .collect();
+    assert_eq!(texts, ["60 _ 62 _ 64 _ 65 _ 67 _ _ _ _ _ _ _"; 2]);
+    assert_eq!(read.skipped.len(), 1);
+    assert!(
+        read.skipped[0].starts_with(&format!("{}:9: not monophonic", path.display())),
+        "{}",
+        read.skipped[0]
+    );
+    let strict = read_generated(&[path], None, true).unwrap_err();
+    assert!(strict.contains(":9: not monophonic") && strict.ends_with("(--strict)"));
+}
+
+#[test]
 fn too_few_melodies_is_an_error() {
     let one = features(&c_major_melodies(1, 3));
     assert!(assess(&[], &one).is_err());

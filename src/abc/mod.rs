@@ -120,6 +120,10 @@ enum Item {
     Meter((u32, u32)),
     /// A key field with a mode (`K:G`, `K:Ador`); `K:none` and its like name no key.
     Key(KeyDesignation),
+    /// Any other field: music21 cuts measures at fields too.
+    Field,
+    /// Where music21's `reBar` split an over-long measure in two.
+    Split,
     None,
 }
 
@@ -280,7 +284,7 @@ impl Reader {
             }
             _ => {}
         }
-        Item::None
+        Item::Field
     }
 
     /// The `q` of `(p` when not written: music21's table, 5, 7 and 9 depending on the meter.

@@ -5,22 +5,29 @@
 //! 6.0 in 4/4 passes as 4.0 + 2.0, and the tie merges it back into one 6.0); a rest across it
 //! becomes two rests (`r _ r _` where the tune wrote `r _ _ _`). The second piece is not split
 //! again, however long. A tune with no time signature before its first bar line is left as
-//! written, as music21 gives up there.
+//! written, as music21 gives up there. A meter field right after a bar line and right before a
+//! note (`d2:|` newline `M:9/8` newline `B|`) is lost to music21's measure splitter
+//! (`ABCHandler.splitByMeasure` clips a field that starts a measure), so the split goes on at
+//! the old meter: ABC 2.1 §3.1.6 says the meter changes there, but the reference's repeats,
+//! which follow the split measures, need music21's reading (O'Neill's 964, "Paddy the Piper").
 
-use super::lex::Bar;
 use super::Item;
 use crate::kern::{Event, QuarterLength, Tie};
 
-/// The tune's items with every over-long measure split, a plain bar line at the split.
+/// The tune's items with every over-long measure split, an [`Item::Split`] at the split.
 pub(super) fn rebar(items: &[&Item]) -> Vec<Item> {
     let mut out = Vec::with_capacity(items.len() + 8);
     let mut bar: Option<QuarterLength> = None;
+    let mut start = 0;
     for measure in items.split_inclusive(|item| matches!(item, Item::Bar(_))) {
-        for item in measure {
+        for (i, item) in (start..).zip(measure) {
             if let Item::Meter((n, d)) = item {
-                bar = Some(QuarterLength::new(4 * *n as u64, *d as u64));
+                if !lost_to_the_splitter(items, i) {
+                    bar = Some(QuarterLength::new(4 * *n as u64, *d as u64));
+                }
             }
         }
+        start += measure.len();
         let Some(bar) = bar else {
             out.extend(items[out.len()..].iter().map(|item| (*item).clone()));
             return out;
@@ -28,6 +35,17 @@ pub(super) fn rebar(items: &[&Item]) -> Vec<Item> {
         split_measure(measure, bar, &mut out);
     }
     out
+}
+
+/// Whether music21's measure splitter drops the field at `i`: one right after a bar line and
+/// right before a note.
+fn lost_to_the_splitter(items: &[&Item], i: usize) -> bool {
+    i > 0
+        && matches!(items[i - 1], Item::Bar(_))
+        && matches!(
+            items.get(i + 1),
+            Some(Item::Note { .. } | Item::Chord { .. } | Item::BadLength { .. })
+        )
 }
 
 /// One measure (its closing bar line included) into `out`, split at `bar` when it is longer.
@@ -55,12 +73,12 @@ fn split_measure(measure: &[&Item], bar: QuarterLength, out: &mut Vec<Item>) {
         };
         offset = next;
         if start == bar {
-            out.push(Item::Bar(Bar::Plain));
+            out.push(Item::Split);
             out.push((*item).clone());
             split = true;
         } else if start < bar && offset > bar {
             match pieces(event, bar.checked_sub(start), offset.checked_sub(bar)) {
-                Some((head, tail)) => out.extend([head, Item::Bar(Bar::Plain), tail]),
+                Some((head, tail)) => out.extend([head, Item::Split, tail]),
                 None => out.push((*item).clone()),
             }
             split = true;

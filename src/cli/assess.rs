@@ -10,10 +10,11 @@ use super::args::{self, SplitArg};
 #[derive(clap::Args)]
 pub struct AssessArgs {
     /// Generated melodies: files or directories. A .txt file holds our symbols, one melody per
-    /// line (as `engine generate` prints them); .mid and .krn files hold one melody each. A
-    /// directory gives its .txt, .mid and .krn files; files that differ only in extension are
-    /// one melody, read from the first of .txt, .mid, .krn. A file or melody that cannot be read
-    /// is skipped and listed with its reason.
+    /// line (as `engine generate` prints them); .mid and .krn files hold one melody each; an
+    /// .abc file one per tune (X:), as written. A directory gives its .txt, .mid, .krn and .abc
+    /// files; files that differ only in extension are one melody, read from the first of .txt,
+    /// .mid, .krn, .abc. A file or melody (an ABC tune) that cannot be read is skipped and
+    /// listed with its reason.
     #[arg(long, required = true, num_args = 1..)]
     generated: Vec<PathBuf>,
     /// Preprocessed corpus directory (dataset.txt and vocab.json) to compare with.
