@@ -23,11 +23,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Turn a corpus of **kern songs into a dataset: songs.jsonl, dataset.txt, vocab.json.
+    /// Turn a corpus of **kern, MIDI and ABC songs into a dataset: songs.jsonl, dataset.txt,
+    /// vocab.json.
     ///
-    /// Finds *.krn and *.mid files under each input directory, drops songs with a note or rest of a
-    /// duration outside --durations, transposes to C major / A minor (first key designation, else
-    /// a Krumhansl–Schmuckler estimate), and encodes each song on a grid of --step quarter notes:
+    /// Finds *.krn, *.mid and *.abc files under each input directory (every X: tune of an ABC
+    /// file is a song), drops songs with a note or rest of a duration outside --durations,
+    /// transposes to C major / A minor (first key designation, else a Krumhansl–Schmuckler
+    /// estimate; a church mode to its white-key tonic, dorian to D, …), and encodes each song on a grid of --step quarter notes:
     /// a MIDI number at a note onset, `r` at a rest onset, `_` for every further step. The
     /// dataset joins the kept songs, each followed by 64 `/`.
     Preprocess(preprocess::PreprocessArgs),
