@@ -6,8 +6,9 @@
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-// Layer 0's input term for a one-hot input: W_ih·onehot(s) is column s of W_ih [4H][V], so
-//   gates[r][j] = W_ih[j][tokens[r]] + b_ih[j] + b_hh[j].
+// Layer 0's input term for a multi-hot input: W_ih·x_r is the sum of the columns of W_ih that
+// row r's indices name, so
+//   gates[r][j] = (Σ_k W_ih[j][indices[r·K + k]]) + b_ih[j] + b_hh[j].
 // One thread per gate value. cpu::lstm::gather_input_term: row r's `per_step` columns of W_ih
 // [4H][width], at indices[r·per_step..], summed in order, then b_ih, then b_hh (the same additions
 // in the same order, so the same bits).

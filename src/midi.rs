@@ -44,11 +44,11 @@ pub fn write_midi<S: AsRef<str>>(
     }
     let program = u7::try_from(program).ok_or(format!("program {program} is not 0…127"))?;
     let mut tempo_track = vec![at(0, meta(MetaMessage::Tempo(u24::new(60_000_000 / bpm))))];
-    if let Some((count, unit)) = signatures.meter {
-        let count = u8::try_from(count).ok().filter(|&c| c > 0);
+    if let Some((beats, unit)) = signatures.meter {
+        let count = u8::try_from(beats).ok().filter(|&c| c > 0);
         let (Some(count), true) = (count, unit.is_power_of_two() && unit <= 64) else {
             return Err(format!(
-                "meter {count:?}/{unit} is no time signature: 1…255 beats of a power of two"
+                "meter {beats}/{unit} is no time signature: 1…255 beats of a power of two"
             ));
         };
         let clocks_per_click = (96 / unit).max(1) as u8;

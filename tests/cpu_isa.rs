@@ -68,7 +68,6 @@ fn tile<K: Microkernel>(rows: usize, a: &[f32], k: usize, panel: &[f32]) -> Vec<
             Strided::rows(a.as_ptr(), k),
             k,
             panel.as_ptr(),
-            K::WIDTH,
             &mut out,
         )
     };
@@ -151,7 +150,7 @@ fn microkernels_match_the_sequential_sum_and_each_other() {
 }
 
 /// `weight_gradient` on every instruction set against the plain sum Σ_r d_a[r][g]·x[r][n] in f64,
-/// within 1e-6 of Σ|d_a·x| (the tiles sum in f32 blocks of 256 rows, in row order), at shapes
+/// within 1e-6 of Σ|d_a·x| (the tiles sum in f32 blocks of 128 rows, in row order), at shapes
 /// that fill no tile, panel or block evenly; AVX-512 and AVX2 differ only in tile shape, so each
 /// element is the same sum of the same fused products: the same bits.
 #[test]

@@ -330,14 +330,14 @@ test_engines! {
             let dense = Dense { weight: &weight, bias: &bias };
             head::head_backward(dense, &dropped, mask.as_deref(), &targets, rows, &mut logits, grads, &mut d_hidden);
 
-            let plan = gpu.head_plan(rows, units, vocab);
+            let plan = gpu.head_plan(rows, units, vocab).unwrap();
             eprintln!("{rows} rows, H = {units}, V = {vocab}, dropout {p}: {plan:?}");
             let params = (upload(&gpu, &weight), upload(&gpu, &bias));
             let (hidden_gpu, targets_gpu) = (upload(&gpu, &hidden), upload(&gpu, &targets));
             // NaN until written: every element must be.
             let out = [rows * vocab, rows * units, vocab * units + vocab].map(|n| upload(&gpu, &vec![f32::NAN; n]));
             let results = gpu.alloc::<f64>(2 * rows).unwrap();
-            let partials = gpu.alloc(gpu.head_scratch(rows, units, vocab)).unwrap();
+            let partials = gpu.alloc(gpu.head_scratch(rows, units, vocab).unwrap()).unwrap();
             let outputs = (out[0].ptr(), out[1].ptr(), results.ptr(), out[2].ptr());
             let run = || {
                 gpu.head_forward_backward((params.0.ptr(), params.1.ptr()), hidden_gpu.ptr(), targets_gpu.ptr(), outputs, &partials, (rows, units, vocab), (seed, step), p).unwrap();

@@ -30,7 +30,7 @@ pub enum RepeatError {
     UnpairedEndings,
     /// A repeat or ending whose end cannot be found while playing it out.
     LostEnd,
-    /// Played out, more than 65,536 measures: each `:|` without `|:` doubles what
+    /// Played out, more than 65,536 measures or notes: each `:|` without `|:` doubles what
     /// comes before it, so forged input would never end.
     TooLong,
 }
@@ -41,7 +41,7 @@ impl fmt::Display for RepeatError {
             RepeatError::UnpairedRepeats => "start and end repeats that do not pair up",
             RepeatError::UnpairedEndings => "an ending that no :| closes, or endings out of order",
             RepeatError::LostEnd => "a repeat whose end cannot be found",
-            RepeatError::TooLong => "more than 65,536 measures played out",
+            RepeatError::TooLong => "more than 65,536 measures or notes played out",
         })
     }
 }
@@ -334,8 +334,10 @@ struct Expander {
 /// `Expander.process`'s safety bound on passes.
 const MAX_PASSES: usize = 100;
 
-/// Our bound on the measures played out; a tune that long is past what `encode` takes anyway.
-const MAX_MEASURES: usize = 1 << 16;
+/// Our bound on the measures, and on the notes, played out: a tune that long is past the 65,536
+/// steps `encode` takes anyway (every note it keeps fills at least one step), and a few
+/// kilobytes of `:|` would otherwise ask for gigabytes.
+const MAX_PLAYED: usize = 1 << 16;
 
 impl Expander {
     fn process(mut self, source: Vec<Measure>) -> Result<Vec<Measure>, RepeatError> {
@@ -352,7 +354,8 @@ impl Expander {
         let mut used = HashSet::new();
         for _ in 0..MAX_PASSES {
             stream = self.innermost_repeats_and_brackets(stream, &mut used)?;
-            if stream.len() > MAX_MEASURES {
+            let notes: usize = stream.iter().map(|m| m.events.len()).sum();
+            if stream.len() > MAX_PLAYED || notes > MAX_PLAYED {
                 return Err(RepeatError::TooLong);
             }
             if !has_repeat(&stream) {
@@ -631,6 +634,18 @@ mod tests {
             played(tune),
             Err(ErrorKind::Repeats(RepeatError::UnpairedEndings))
         );
+    }
+
+    #[test]
+    fn a_long_measure_doubled_stops_at_the_note_bound() {
+        // 5,000 notes in one measure (no meter: nothing splits it) and 15 end repeats: about
+        // 32,000 copies of it, 160 million notes, were it played out; the bound stops at 65,536.
+        let tune = format!(
+            "X:1\nL:1/8\nK:C\n{} |{}\n",
+            "A".repeat(5000),
+            " B :|".repeat(15)
+        );
+        assert_eq!(played(&tune), Err(ErrorKind::Repeats(RepeatError::TooLong)));
     }
 
     #[test]

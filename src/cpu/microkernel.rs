@@ -2,10 +2,10 @@
 //! `ROWS` rows of A times one panel of `WIDTH` columns, over the whole inner dimension,
 //! accumulated in registers and stored once.
 //!
-//! Both operands are strided: A's element (r, κ) at `a[r·a.row + κ·a.step]` (row-major A has
-//! step 1; a transposed one, row 1), the panel's row κ at `panel + κ·panel_step` (the
-//! recurrence's packed panels have step WIDTH; `weight_gradient` reads rows of its operand in
-//! place). Every kernel sums over k in ascending order from zero, one multiply-add per term:
+//! A is strided: its element (r, κ) at `a[r·a.row + κ·a.step]` (a row-major A has step 1, as
+//! the recurrence's h and ∂L/∂a; `weight_gradient`'s packed columns of ∂L/∂a have row 1). The
+//! panel is [k][WIDTH] contiguous (packed by both). Every kernel sums over k in ascending order
+//! from zero, one multiply-add per term:
 //! AVX2 and AVX-512 fuse it (one rounding), so they agree to the bit; the portable kernel rounds
 //! the product and the sum separately.
 
@@ -41,8 +41,8 @@ impl Strided {
     }
 }
 
-/// A microkernel: `out[r][c] = Σ_{κ<k} a(r, κ) · panel[κ·panel_step + c]` for r < rows ≤ ROWS
-/// and c < WIDTH.
+/// A microkernel: `out[r][c] = Σ_{κ<k} a(r, κ) · panel[κ·WIDTH + c]` for r < rows ≤ ROWS and
+/// c < WIDTH.
 pub trait Microkernel {
     /// Columns of a panel: two vectors.
     const WIDTH: usize;
@@ -50,16 +50,9 @@ pub trait Microkernel {
     const ROWS: usize;
 
     /// # Safety
-    /// `a` reaches element (rows − 1, k − 1), `panel` reaches (k − 1)·panel_step + WIDTH
-    /// elements, and the processor supports the kernel's instruction set.
-    unsafe fn tile(
-        rows: usize,
-        a: Strided,
-        k: usize,
-        panel: *const f32,
-        panel_step: usize,
-        out: &mut TileOut,
-    );
+    /// `a` reaches element (rows − 1, k − 1), `panel` k·WIDTH elements, and the processor
+    /// supports the kernel's instruction set.
+    unsafe fn tile(rows: usize, a: Strided, k: usize, panel: *const f32, out: &mut TileOut);
 }
 
 /// Plain Rust, vectorised by the compiler for the baseline target: 4 rows × 8 columns (eight
@@ -71,19 +64,12 @@ impl Microkernel for Portable {
     const ROWS: usize = 4;
 
     #[inline(always)]
-    unsafe fn tile(
-        rows: usize,
-        a: Strided,
-        k: usize,
-        panel: *const f32,
-        panel_step: usize,
-        out: &mut TileOut,
-    ) {
+    unsafe fn tile(rows: usize, a: Strided, k: usize, panel: *const f32, out: &mut TileOut) {
         match rows {
-            1 => portable_tile::<1>(a, k, panel, panel_step, out),
-            2 => portable_tile::<2>(a, k, panel, panel_step, out),
-            3 => portable_tile::<3>(a, k, panel, panel_step, out),
-            _ => portable_tile::<4>(a, k, panel, panel_step, out),
+            1 => portable_tile::<1>(a, k, panel, out),
+            2 => portable_tile::<2>(a, k, panel, out),
+            3 => portable_tile::<3>(a, k, panel, out),
+            _ => portable_tile::<4>(a, k, panel, out),
         }
     }
 }
@@ -93,13 +79,12 @@ unsafe fn portable_tile<const R: usize>(
     a: Strided,
     k: usize,
     panel: *const f32,
-    panel_step: usize,
     out: &mut TileOut,
 ) {
     const WIDTH: usize = Portable::WIDTH;
     let mut acc = [[0.0f32; WIDTH]; R];
     for kk in 0..k {
-        let w = &*(panel.add(kk * panel_step) as *const [f32; WIDTH]);
+        let w = &*(panel.add(kk * WIDTH) as *const [f32; WIDTH]);
         for (r, acc) in acc.iter_mut().enumerate() {
             let x = a.at(r, kk);
             for (acc, &w) in acc.iter_mut().zip(w) {
@@ -129,21 +114,14 @@ mod x86 {
         const ROWS: usize = 6;
 
         #[inline(always)]
-        unsafe fn tile(
-            rows: usize,
-            a: Strided,
-            k: usize,
-            panel: *const f32,
-            panel_step: usize,
-            out: &mut TileOut,
-        ) {
+        unsafe fn tile(rows: usize, a: Strided, k: usize, panel: *const f32, out: &mut TileOut) {
             match rows {
-                1 => avx2_tile::<1>(a, k, panel, panel_step, out),
-                2 => avx2_tile::<2>(a, k, panel, panel_step, out),
-                3 => avx2_tile::<3>(a, k, panel, panel_step, out),
-                4 => avx2_tile::<4>(a, k, panel, panel_step, out),
-                5 => avx2_tile::<5>(a, k, panel, panel_step, out),
-                _ => avx2_tile::<6>(a, k, panel, panel_step, out),
+                1 => avx2_tile::<1>(a, k, panel, out),
+                2 => avx2_tile::<2>(a, k, panel, out),
+                3 => avx2_tile::<3>(a, k, panel, out),
+                4 => avx2_tile::<4>(a, k, panel, out),
+                5 => avx2_tile::<5>(a, k, panel, out),
+                _ => avx2_tile::<6>(a, k, panel, out),
             }
         }
     }
@@ -154,12 +132,11 @@ mod x86 {
         a: Strided,
         k: usize,
         panel: *const f32,
-        panel_step: usize,
         out: &mut TileOut,
     ) {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for kk in 0..k {
-            let w = panel.add(kk * panel_step);
+            let w = panel.add(kk * 16);
             let w = [_mm256_loadu_ps(w), _mm256_loadu_ps(w.add(8))];
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = _mm256_set1_ps(a.at(r, kk));
@@ -182,23 +159,16 @@ mod x86 {
         const ROWS: usize = 8;
 
         #[inline(always)]
-        unsafe fn tile(
-            rows: usize,
-            a: Strided,
-            k: usize,
-            panel: *const f32,
-            panel_step: usize,
-            out: &mut TileOut,
-        ) {
+        unsafe fn tile(rows: usize, a: Strided, k: usize, panel: *const f32, out: &mut TileOut) {
             match rows {
-                1 => avx512_tile::<1>(a, k, panel, panel_step, out),
-                2 => avx512_tile::<2>(a, k, panel, panel_step, out),
-                3 => avx512_tile::<3>(a, k, panel, panel_step, out),
-                4 => avx512_tile::<4>(a, k, panel, panel_step, out),
-                5 => avx512_tile::<5>(a, k, panel, panel_step, out),
-                6 => avx512_tile::<6>(a, k, panel, panel_step, out),
-                7 => avx512_tile::<7>(a, k, panel, panel_step, out),
-                _ => avx512_tile::<8>(a, k, panel, panel_step, out),
+                1 => avx512_tile::<1>(a, k, panel, out),
+                2 => avx512_tile::<2>(a, k, panel, out),
+                3 => avx512_tile::<3>(a, k, panel, out),
+                4 => avx512_tile::<4>(a, k, panel, out),
+                5 => avx512_tile::<5>(a, k, panel, out),
+                6 => avx512_tile::<6>(a, k, panel, out),
+                7 => avx512_tile::<7>(a, k, panel, out),
+                _ => avx512_tile::<8>(a, k, panel, out),
             }
         }
     }
@@ -209,12 +179,11 @@ mod x86 {
         a: Strided,
         k: usize,
         panel: *const f32,
-        panel_step: usize,
         out: &mut TileOut,
     ) {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for kk in 0..k {
-            let w = panel.add(kk * panel_step);
+            let w = panel.add(kk * 32);
             let w = [_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16))];
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = _mm512_set1_ps(a.at(r, kk));

@@ -323,7 +323,6 @@ unsafe fn forward_chunks<K: Microkernel>(
                         Strided::rows(h_prev.add(r0 * h), h),
                         k,
                         panel,
-                        width,
                         &mut tile,
                     );
                     for (r, recurrent) in tile[..rows].iter().enumerate() {
@@ -411,7 +410,7 @@ unsafe fn backward_chunks<K: Microkernel>(
             for r0 in (0..batch).step_by(K::ROWS) {
                 let rows = K::ROWS.min(batch - r0);
                 let a = Strided::rows(d_a.add(r0 * 4 * h), 4 * h);
-                K::tile(rows, a, 4 * h, panel, width, &mut tile);
+                K::tile(rows, a, 4 * h, panel, &mut tile);
                 for (r, recurrent) in tile[..rows].iter().enumerate() {
                     let out = d_prev.add((r0 + r) * h + first);
                     let out = std::slice::from_raw_parts_mut(out, columns);

@@ -18,7 +18,7 @@ use super::microkernel::{Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_
 use super::microkernel::{Avx2, Avx512};
 
 /// Rows of the inner dimension per block: a tile's block of d_a is BLOCK·ROWS floats (3 KB for
-/// AVX2, in L1); x's panels BLOCK·N (128 KB at N = 256) and a thread's tiles of d_a (128 KB at
+/// AVX2, in L1); x's panels BLOCK·N (128 KB at N = 256) and a thread's tiles of d_a (256 KB at
 /// 2 threads, 4H = 1024) stay in L2.
 const BLOCK: usize = 128;
 
@@ -102,8 +102,8 @@ impl Product<'_> {
                     let (c0, columns) = (p * width, width.min(n - p * width));
                     // SAFETY: the tile reads a_tile[κ·ROWS + i] for κ < k ≤ BLOCK and
                     // i < tile_rows ≤ ROWS, and k rows of WIDTH floats of its panel, all inside
-                    // the two buffers; run() checked that the processor supports K.
-                    unsafe { K::tile(tile_rows, a, k, panel.as_ptr(), width, &mut tile) };
+                    // the two buffers; weight_gradient() asserted that the processor supports K.
+                    unsafe { K::tile(tile_rows, a, k, panel.as_ptr(), &mut tile) };
                     for (i, sums) in tile[..tile_rows].iter().enumerate() {
                         let out_row = &mut out[(i0 + i) * n + c0..][..columns];
                         if r0 == 0 {

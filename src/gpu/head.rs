@@ -11,6 +11,7 @@ use super::launch::launch;
 use super::matmul::DeviceMatrix;
 use super::runtime::{Buffer, DevicePtr, Gpu, GpuResult};
 use super::{Model, Workspace};
+use crate::backend::EngineError;
 use cudarc::driver::LaunchConfig;
 
 /// One warp per row, in blocks of the kernel's size.
@@ -56,35 +57,42 @@ pub struct HeadPlan {
 impl Gpu {
     /// The fused head's split of `rows` rows of `units` units and `vocab` symbols: about one
     /// chunk of rows per multiprocessor (each a partial the reduction reads, so no more), and the
-    /// widest tile of units whose partial fits the shared memory a block may have.
-    pub fn head_plan(&self, rows: usize, units: usize, vocab: usize) -> HeadPlan {
+    /// widest tile of units whose partial fits the shared memory a block may have. A model whose
+    /// rows alone do not fit (a very wide layer or vocabulary) is an error, not a launch.
+    pub fn head_plan(&self, rows: usize, units: usize, vocab: usize) -> GpuResult<HeadPlan> {
         let warps = (Kernel::HeadForwardBackward.block_threads() / 32) as usize;
         let chunks = rows.div_ceil(warps).clamp(1, self.multiprocessors);
         let floats = self.shared_limit / 4;
         let rows_floats = warps * (units + vocab) + vocab;
-        assert!(
-            rows_floats + vocab <= floats,
-            "a head of {units} units and {vocab} symbols does not fit {} KB of shared memory",
-            self.shared_limit / 1024
-        );
+        if rows_floats + vocab > floats {
+            return Err(EngineError::OutOfMemory {
+                action: "planning the fused head".into(),
+                message: format!(
+                    "a head of {units} units and {vocab} symbols needs {} KB of shared memory \
+                     per block; this device allows {} KB (use --device cpu)",
+                    4 * (rows_floats + vocab) / 1024,
+                    self.shared_limit / 1024
+                ),
+            });
+        }
         let tiles = units.div_ceil((floats - rows_floats) / vocab);
         let tile_units = units.div_ceil(tiles);
-        HeadPlan {
+        Ok(HeadPlan {
             chunks,
             rows_per_block: rows.div_ceil(chunks).max(1),
             tiles,
             tile_units,
             shared_bytes: 4 * (vocab * tile_units + rows_floats),
-        }
+        })
     }
 
     /// Floats of scratch [`Gpu::head_forward_backward`] needs for `rows` rows: one partial of
     /// the dense gradients per chunk, where there are several.
-    pub fn head_scratch(&self, rows: usize, units: usize, vocab: usize) -> usize {
-        match self.head_plan(rows, units, vocab).chunks {
+    pub fn head_scratch(&self, rows: usize, units: usize, vocab: usize) -> GpuResult<usize> {
+        Ok(match self.head_plan(rows, units, vocab)?.chunks {
             1 => 0,
             chunks => chunks * (vocab * units + vocab),
-        }
+        })
     }
 
     /// The fused head over `rows` loss rows of the top layer's `hidden` [rows][H] with their
@@ -110,7 +118,7 @@ impl Gpu {
         let scale = (1.0 / (1.0 - p as f64)) as f32;
         let inv_count = (1.0 / rows as f64) as f32;
         assert!(rows * units.max(vocab) <= i32::MAX as usize);
-        let plan = self.head_plan(rows, units, vocab);
+        let plan = self.head_plan(rows, units, vocab)?;
         let target = match plan.chunks {
             1 => d_dense,
             chunks => {

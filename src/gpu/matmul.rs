@@ -268,7 +268,7 @@ impl Gpu {
     }
 
     /// out[c] = Σ_i chunks[i][c] for i in order: the deterministic second pass of the column
-    /// sums and of the weight gradients.
+    /// sums, the weight gradients and the fused head's dense gradients.
     pub(super) fn sum_chunks(
         &self,
         chunks: DevicePtr<f32>,

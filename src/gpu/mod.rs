@@ -79,8 +79,9 @@ struct Workspace {
     batch: usize,
     steps: usize,
     tapes: Vec<Tape>,
-    /// [T·B][K] input indices, [T·B] target symbols.
+    /// [T·B][K] input indices.
     inputs: Buffer<u32>,
+    /// [T·B] target symbols.
     targets: Buffer<u32>,
     /// [T·B][V]: logits, then probabilities, then ∂L/∂logits.
     logits: Buffer<f32>,
@@ -133,7 +134,7 @@ impl Workspace {
             sums: gpu.alloc(column_sums_scratch(rows, 4 * h))?,
             partials: gpu.alloc(
                 gpu.weight_gradient_scratch(4 * h, h, rows)
-                    .max(gpu.head_scratch(rows, h, v)),
+                    .max(gpu.head_scratch(rows, h, v)?),
             )?,
             results: gpu.alloc(2 * rows)?,
         })

@@ -425,10 +425,9 @@ impl Gpu {
     /// capability 8.0) keeps fp32 and says so in the error.
     pub fn use_tf32(&mut self, on: bool) -> Result<(), String> {
         if on && !self.tensor_cores {
-            return Err(format!(
-                "--tf32 needs compute capability 8.0 or later; {} runs strict fp32",
-                self.description
-            ));
+            return Err(
+                "--tf32 needs compute capability 8.0 or later; this device runs strict fp32".into(),
+            );
         }
         self.tf32 = on;
         Ok(())

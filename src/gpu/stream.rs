@@ -86,12 +86,12 @@ impl CudaBackend {
         let (model, stream) = (&self.model, self.stream());
         let (h, n) = (model.config.hidden, rows.len());
         assert!(rows.end <= stream.rows, "stream rows out of range");
-        model.upload_indices(&stream.inputs, inputs)?;
         assert_eq!(
             inputs.len(),
             n * model.config.inputs_per_step,
             "K input indices per stream"
         );
+        model.upload_indices(&stream.inputs, inputs)?;
         let scratch = (stream.gates.ptr(), stream.tanh_cell.ptr());
         for k in 0..model.config.layers {
             let below = (k > 0).then(|| stream.hidden[k - 1].at(rows.start * h));
