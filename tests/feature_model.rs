@@ -1,0 +1,183 @@
+//! A model with every feature group, end to end on a small `**kern` corpus: training records the
+//! groups and the common meter and mode and resumes exactly; `engine evaluate` reads the same
+//! rows the training log's evaluation read; errors name what is wrong.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use melody_engine::corpus::{find_kern_files, process_all, write_outputs};
+use melody_engine::encode::Options;
+use melody_engine::features::FeatureSet;
+use melody_engine::model::checkpoint::{self, FeatureRecord};
+use melody_engine::train::{train, Stop, TrainOptions};
+
+mod common;
+use common::{metrics, options};
+
+const ALL: &str = "lookback,position,mode,meter";
+
+/// 2/4 in G major with an eighth's pickup.
+const PICKUP_2_4: &str =
+    "**kern\n*M2/4\n*G:\n8d\n=1\n4g\n8a\n8b\n=2\n4.dd\n8r\n=3\n4b\n4a\n=4\n2g\n==\n*-\n";
+/// 3/4 in A minor.
+const MINOR_3_4: &str =
+    "**kern\n*M3/4\n*a:\n=1\n4a\n4b\n4cc\n=2\n2ee\n4r\n=3\n4a\n8g\n8f\n4e\n=4\n2.a\n==\n*-\n";
+/// 6/8 in F major.
+const COMPOUND_6_8: &str =
+    "**kern\n*M6/8\n*F:\n=1\n4f\n8g\n4a\n8f\n=2\n4.cc\n4.a\n=3\n8g\n8a\n8g\n4f\n8r\n==\n*-\n";
+
+/// 40 songs preprocessed as `engine preprocess` does: the 2/4 song, the 3/4 one, the 6/8 one and
+/// the 2/4 one again, in turn, so that 2/4 and major are the most common in the training split.
+fn kern_corpus(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("feature-model-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let scores = dir.join("scores");
+    fs::create_dir_all(&scores).unwrap();
+    for i in 0..40 {
+        let text = [PICKUP_2_4, MINOR_3_4, COMPOUND_6_8, PICKUP_2_4][i % 4];
+        fs::write(scores.join(format!("song{i:02}.krn")), text).unwrap();
+    }
+    let records = process_all(
+        &find_kern_files(&[scores]).unwrap(),
+        &Options::default(),
+        false,
+    );
+    assert!(records.iter().all(|r| r.kept), "every song is kept");
+    let data = dir.join("data");
+    write_outputs(&data, &records).unwrap();
+    data
+}
+
+fn with_features(data: &Path, out: &str) -> TrainOptions {
+    TrainOptions {
+        features: FeatureSet::parse(ALL).unwrap(),
+        eval_windows: 5000,
+        ..options(data, out)
+    }
+}
+
+#[test]
+fn a_feature_model_records_its_inputs_and_resumes_exactly() {
+    let data = kern_corpus("resume");
+    let straight = with_features(&data, "straight.safetensors");
+    let report = train(&straight).unwrap();
+    assert_eq!((report.stop, report.epochs), (Stop::Finished, 3));
+    let saved = checkpoint::load(&straight.out).unwrap();
+    // D and K as features.rs lays the blocks out for this corpus's V symbols.
+    let v = saved.config.vocab_size;
+    assert_eq!(
+        (saved.config.input_width, saved.config.inputs_per_step),
+        (v + 2 * (v + 1) + 4 + 36 + 3 + 6, 9)
+    );
+    assert_eq!(
+        saved.config.features,
+        Some(FeatureRecord {
+            groups: ALL.split(',').map(String::from).collect(),
+            common_meter: Some("2/4".into()),
+            common_mode: Some("major".into()),
+        })
+    );
+
+    let steps_per_epoch = report.steps / 3;
+    let interrupted = TrainOptions {
+        max_steps: Some(steps_per_epoch + 2),
+        ..with_features(&data, "resumed.safetensors")
+    };
+    assert_eq!(train(&interrupted).unwrap().stop, Stop::MaxSteps);
+    let resumed = TrainOptions {
+        resume: true,
+        max_steps: None,
+        ..interrupted.clone()
+    };
+    assert_eq!(train(&resumed).unwrap().steps, report.steps);
+    assert_eq!(
+        fs::read(&straight.out).unwrap(),
+        fs::read(&resumed.out).unwrap(),
+        "resume is exact"
+    );
+    assert_eq!(
+        fs::read(checkpoint::adam_path(&straight.out)).unwrap(),
+        fs::read(checkpoint::adam_path(&resumed.out)).unwrap()
+    );
+
+    // Resuming or fine-tuning with other groups names both sets.
+    let other = TrainOptions {
+        features: FeatureSet::parse("lookback,meter").unwrap(),
+        ..resumed.clone()
+    };
+    let error = train(&other).unwrap_err();
+    assert!(
+        error.contains(&format!(
+            "reads features {ALL}, but --features asks for lookback,meter"
+        )),
+        "{error}"
+    );
+    let tune = TrainOptions {
+        init: Some(straight.out.clone()),
+        features: FeatureSet::NONE,
+        ..options(&data, "tuned.safetensors")
+    };
+    let error = train(&tune).unwrap_err();
+    assert!(
+        error.starts_with("--init") && error.contains("asks for none"),
+        "{error}"
+    );
+    fs::remove_dir_all(data.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn evaluate_reads_the_rows_the_training_log_read() {
+    let data = kern_corpus("evaluate");
+    let opts = with_features(&data, "model.safetensors");
+    train(&opts).unwrap();
+    let logged = metrics(&data.join("model.metrics.jsonl"));
+    let last = logged.last().unwrap();
+    // With more --eval-windows than the held-out split has, the log evaluated all its windows:
+    // the windows `engine evaluate --split val` reads, from the same checkpoint.
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["evaluate", "--device", "cpu", "--split", "val", "--json"])
+        .arg("--model")
+        .arg(&opts.out)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (field, logged_field) in [
+        ("loss", "val_loss"),
+        ("accuracy", "val_accuracy"),
+        ("windows", "val_windows"),
+    ] {
+        assert!(report[field].is_number(), "{field}");
+        assert_eq!(report[field], last[logged_field], "{field}");
+    }
+    assert!(report["events"]["windows"].as_u64().unwrap() > 0);
+    assert_eq!(report["events"]["accuracy"], last["val_events_accuracy"]);
+    assert_eq!(report["song_ends"]["loss"], last["val_song_ends_loss"]);
+
+    // Without songs.jsonl the rows cannot be made: the error says what the features need.
+    fs::remove_file(data.join("songs.jsonl")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["evaluate", "--device", "cpu"])
+        .arg("--model")
+        .arg(&opts.out)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && error.contains(&format!(
+                "features {ALL} read each song's meter, mode and barlines from songs.jsonl"
+            )),
+        "{error}"
+    );
+    fs::remove_dir_all(data.parent().unwrap()).unwrap();
+}
