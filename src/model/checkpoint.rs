@@ -136,22 +136,20 @@ impl CheckpointConfig {
         Ok(set)
     }
 
-    /// The training songs' most common meter and mode, as recorded (None where none was).
-    pub fn common_meter_and_mode(&self) -> Result<(Option<(u32, u32)>, Option<ModeClass>), String> {
-        let Some(record) = &self.features else {
-            return Ok((None, None));
-        };
-        let meter = record
-            .common_meter
-            .as_deref()
+    /// The training songs' most common meter, as recorded (None where none was).
+    pub fn common_meter(&self) -> Result<Option<(u32, u32)>, String> {
+        let record = self.features.as_ref();
+        (record.and_then(|r| r.common_meter.as_deref()))
             .map(parse_meter)
-            .transpose()?;
-        let mode = record
-            .common_mode
-            .as_deref()
+            .transpose()
+    }
+
+    /// The training songs' most common mode, as recorded (None where none was).
+    pub fn common_mode(&self) -> Result<Option<ModeClass>, String> {
+        let record = self.features.as_ref();
+        (record.and_then(|r| r.common_mode.as_deref()))
             .map(ModeClass::parse)
-            .transpose()?;
-        Ok((meter, mode))
+            .transpose()
     }
 }
 
@@ -280,7 +278,8 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     }
     config
         .feature_set()
-        .and_then(|_| config.common_meter_and_mode())
+        .and_then(|_| config.common_meter())
+        .and_then(|_| config.common_mode())
         .map_err(|e| format_error(path, e))?;
     let mut params = Params::zeros(config.model());
     let expected: Vec<(String, Vec<usize>)> = config.model().tensor_shapes();
