@@ -741,6 +741,11 @@ impl FeatureTracker {
         })
     }
 
+    /// K: the indices of each row it writes.
+    pub fn inputs_per_step(&self) -> usize {
+        self.set.inputs_per_step()
+    }
+
     /// Writes the row of a `/` of the context before the melody into `row` (K indices).
     pub fn context_row(&self, row: &mut [u32]) {
         let step = delimiter_step(Some(self.mode), Some(self.meter));

@@ -3,14 +3,25 @@
 //! rows the training log's evaluation read; errors name what is wrong.
 
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use melody_engine::backend::{Backend, Batch, CpuBackend, EngineError};
 use melody_engine::corpus::{find_kern_files, process_all, write_outputs};
-use melody_engine::encode::Options;
-use melody_engine::features::FeatureSet;
+use melody_engine::cpu::BatchStats;
+use melody_engine::encode::{Options, Vocabulary};
+use melody_engine::features::{
+    grid_step, stream_features, Bars, FeatureSet, FeatureTracker, ModeClass, SongInfo,
+};
+use melody_engine::generate::{generate, GenerateOptions};
 use melody_engine::model::checkpoint::{self, FeatureRecord};
+use melody_engine::model::{Config, Objective, Params};
+use melody_engine::optim::{Adam, AdamState};
+use melody_engine::sample::{Sampler, SamplingConfig};
 use melody_engine::train::{train, Stop, TrainOptions};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 mod common;
 use common::{metrics, options};
@@ -180,4 +191,126 @@ fn evaluate_reads_the_rows_the_training_log_read() {
         "{error}"
     );
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
+}
+
+/// The CPU engine, recording the input row of stream row 0 (melody 0's) at every step.
+struct Recording {
+    engine: CpuBackend,
+    row_zero: Vec<Vec<u32>>,
+}
+
+impl Backend for Recording {
+    fn train_step(
+        &mut self,
+        _: &Batch<'_>,
+        _: Objective,
+        _: u64,
+    ) -> Result<BatchStats, EngineError> {
+        unreachable!("generation only")
+    }
+    fn predict_last(&mut self, _: &[u32], _: usize, _: &mut [f32]) -> Result<(), EngineError> {
+        unreachable!("generation only")
+    }
+    fn config(&self) -> Config {
+        self.engine.config()
+    }
+    fn params(&self) -> Result<Params<f32>, EngineError> {
+        self.engine.params()
+    }
+    fn adam_state(&self) -> Result<AdamState, EngineError> {
+        self.engine.adam_state()
+    }
+    fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
+        self.engine.stream_reset(rows)
+    }
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), EngineError> {
+        self.engine.stream_zero_rows(rows)
+    }
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError> {
+        self.engine.stream_copy_row(from, to)
+    }
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError> {
+        let k = self.engine.config().inputs_per_step;
+        assert_eq!(rows.start, 0);
+        self.row_zero.push(inputs[..k].to_vec());
+        self.engine.stream_step(rows, inputs)
+    }
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), EngineError> {
+        self.engine.stream_probs(rows, out)
+    }
+}
+
+#[test]
+fn generation_feeds_the_rows_stream_features_gives_its_melody() {
+    let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67"]);
+    let (v, delimiter) = (vocab.len(), vocab.id("/").unwrap());
+    let set = FeatureSet::parse(ALL).unwrap();
+    let config =
+        Config::one_hot(v, 12, 1, 0.0).multi_hot(set.input_width(v), set.inputs_per_step());
+    let params = Params::init(config, &mut StdRng::seed_from_u64(5));
+    let mut backend = Recording {
+        engine: CpuBackend::new(params, Adam::new(config.num_params())),
+        row_zero: Vec::new(),
+    };
+    // 3/4 in minor, the seed's first step the last eighth of a bar (a pickup of 2 steps).
+    let first_position = 10;
+    let tracker = FeatureTracker::new(
+        set,
+        v,
+        delimiter,
+        (3, 4),
+        ModeClass::Minor,
+        first_position,
+        grid_step(),
+    )
+    .unwrap();
+    assert_eq!(tracker.pickup(), 2);
+    let window = 8;
+    let options = GenerateOptions {
+        steps: 60,
+        count: 3,
+        rng_seed: 2,
+        window,
+        features: Some(tracker),
+    };
+    let sampler = Sampler::new(
+        SamplingConfig {
+            min_steps: 40,
+            ..Default::default()
+        },
+        &vocab,
+    )
+    .unwrap();
+    let seed: Vec<u32> = ["64", "_", "62", "_"]
+        .iter()
+        .map(|s| vocab.id(s).unwrap())
+        .collect();
+    let melody = generate(&mut backend, delimiter, &seed, &sampler, &options)
+        .unwrap()
+        .remove(0);
+    assert!(melody.len() >= 40, "{} symbols", melody.len());
+
+    // The stream training would read: a `/` run leading into the melody, then the melody.
+    let stream: Vec<u32> = (std::iter::repeat_n(delimiter, window))
+        .chain(melody.iter().copied())
+        .chain([delimiter])
+        .collect();
+    let song = SongInfo {
+        meter: Some((3, 4)),
+        mode: Some(ModeClass::Minor),
+        bars: Bars::regular(12, first_position),
+    };
+    let rows = stream_features(&set, v, &stream, delimiter, &[song.clone(), song]).unwrap();
+    let expected: Vec<&[u32]> = rows.chunks_exact(set.inputs_per_step()).collect();
+    let fed = &backend.row_zero;
+    // Every step of the context and the melody is read, except perhaps its last symbol.
+    assert!(
+        fed.len() + 1 >= window + melody.len() && fed.len() <= window + melody.len(),
+        "{} rows fed for {} steps",
+        fed.len(),
+        window + melody.len()
+    );
+    for (step, (fed, expected)) in fed.iter().zip(&expected).enumerate() {
+        assert_eq!(&fed[..], *expected, "step {step}");
+    }
 }

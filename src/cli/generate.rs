@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use melody_engine::encode::DELIMITER;
 use melody_engine::engine;
+use melody_engine::features::{self, FeatureSet, FeatureTracker, ModeClass};
 use melody_engine::generate::{self, GenerateOptions};
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody;
 use melody_engine::model::checkpoint;
 use melody_engine::optim::Adam;
-use melody_engine::outputs::{self, Format, WriteOptions};
+use melody_engine::outputs::{self, Conditioning, Format, WriteOptions};
 use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
 
 use super::args::{self, DeviceArg};
@@ -88,9 +89,19 @@ pub struct GenerateArgs {
     /// General MIDI program (0 = piano, 73 = flute; up to 127).
     #[arg(long, default_value_t = 0, value_parser = args::midi_program)]
     program: u8,
-    /// Meter of the **kern and MusicXML output, e.g. 3/4.
-    #[arg(long, default_value = "4/4", value_parser = args::meter)]
-    meter: (u32, u32),
+    /// The meter, e.g. 3/4. A model trained with --features writes its bars in it: the bar
+    /// positions and lookback it reads follow it, and the MIDI, **kern and MusicXML files carry
+    /// it with barlines where the model's bars fall [default: the seed score's meter, else the
+    /// training songs' most common]. For the reference model it is only the meter the **kern
+    /// and MusicXML output is notated in [default: 4/4].
+    #[arg(long, value_parser = features::parse_meter)]
+    meter: Option<(u32, u32)>,
+    /// Ask a model trained with --features mode for a melody in major or minor (modes read by
+    /// their third: dorian is minor). The files are written in C major or A minor (or moved
+    /// there by --transpose-to) with that key signature [default: the seed score's mode, else
+    /// the training songs' most common]. An error for a model that does not read the mode.
+    #[arg(long, value_parser = ModeClass::parse)]
+    mode: Option<ModeClass>,
     /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
     #[arg(long)]
     transpose_to: Option<String>,
@@ -174,6 +185,50 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         min_steps: args.min_steps,
     };
     let sampler = Sampler::new(config, &vocab)?;
+    let delimiter = vocab
+        .id(DELIMITER)
+        .ok_or("the model's vocabulary has no `/`")?;
+    let set = (saved.config.feature_set()).map_err(|e| format!("{}: {e}", model.display()))?;
+    if !set.mode && args.mode.is_some() {
+        return Err(format!(
+            "--mode: {} does not read the mode (its features: {set}; train with --features \
+             including mode), so there is no mode to ask it for",
+            model.display()
+        ));
+    }
+    let tracker = match set {
+        FeatureSet::NONE => None,
+        _ => {
+            let common = |e: String| format!("{}: {e}", model.display());
+            let meter = (args.meter)
+                .or(saved.config.common_meter().map_err(common)?)
+                .unwrap_or((4, 4));
+            let mode = (args.mode)
+                .or(saved.config.common_mode().map_err(common)?)
+                .unwrap_or(ModeClass::Major);
+            let tracker = FeatureTracker::new(
+                set,
+                vocab.len(),
+                delimiter,
+                meter,
+                mode,
+                0,
+                features::grid_step(),
+            )
+            .map_err(|e| format!("--meter: {e}"))?;
+            Some((tracker, meter, mode))
+        }
+    };
+    let (meter, conditioning) = match &tracker {
+        Some((tracker, meter, mode)) => (
+            *meter,
+            Some(Conditioning {
+                mode: *mode,
+                pickup: tracker.pickup() as u32,
+            }),
+        ),
+        None => (args.meter.unwrap_or((4, 4)), None),
+    };
     let num_params = saved.config.model().num_params();
     let (mut backend, device) = engine::open(
         args.device.into(),
@@ -187,10 +242,8 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         count: args.count,
         rng_seed: args.rng_seed,
         window: saved.config.window,
+        features: tracker.map(|(tracker, _, _)| tracker),
     };
-    let delimiter = vocab
-        .id(DELIMITER)
-        .ok_or("the model's vocabulary has no `/`")?;
     let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
     // Checked before anything is printed or written, so that a batch is all there or not at all.
     let empty: Vec<String> = melodies
@@ -217,9 +270,9 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         format: args.format.map(Format::from),
         bpm: args.bpm,
         program: args.program,
-        meter: args.meter,
+        meter,
         transpose_to,
-        conditioning: None,
+        conditioning,
     };
     for (i, ids) in melodies.iter().enumerate() {
         let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
@@ -237,7 +290,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         outputs::write_melody(&out, &symbols, &write_options)?;
         if let (Some(plot), 0) = (&args.plot, i) {
             let title = out.display().to_string();
-            outputs::write_piano_roll(plot, &title, &symbols, seed.len(), args.meter)?;
+            outputs::write_piano_roll(plot, &title, &symbols, seed.len(), meter)?;
         }
     }
     Ok(())
