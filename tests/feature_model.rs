@@ -15,6 +15,7 @@ use melody_engine::features::{
     grid_step, stream_features, Bars, FeatureSet, FeatureTracker, ModeClass, SongInfo,
 };
 use melody_engine::generate::{generate, GenerateOptions};
+use melody_engine::kern;
 use melody_engine::model::checkpoint::{self, FeatureRecord};
 use melody_engine::model::{Config, Objective, Params};
 use melody_engine::optim::{Adam, AdamState};
@@ -313,4 +314,81 @@ fn generation_feeds_the_rows_stream_features_gives_its_melody() {
     for (step, (fed, expected)) in fed.iter().zip(&expected).enumerate() {
         assert_eq!(&fed[..], *expected, "step {step}");
     }
+}
+
+/// The grid step at which each barline of a `**kern` score lies.
+fn barline_steps(song: &kern::Song) -> Vec<u64> {
+    let mut at = vec![0];
+    for event in &song.events {
+        at.push(at.last().unwrap() + event.duration.steps_of(grid_step()).unwrap());
+    }
+    song.barlines.iter().map(|&events| at[events]).collect()
+}
+
+#[test]
+fn asked_meter_and_mode_reach_the_score() {
+    let data = kern_corpus("generate");
+    let opts = with_features(&data, "model.safetensors");
+    train(&opts).unwrap();
+    let out = data.join("melody.krn");
+    let generate = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["generate", "--device", "cpu", "--seed", "60 _ _ _"])
+            .args(["--steps", "80", "--min-steps", "60", "--rng-seed", "3"])
+            .arg("--model")
+            .arg(&opts.out)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = generate(&["--meter", "3/4", "--mode", "minor"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let song = kern::parse(&fs::read(&out).unwrap()).unwrap();
+    assert_eq!(song.meter, Some((3, 4)));
+    assert!(song.keys[0].mode.is_minor(), "{:?}", song.keys);
+    // The seed starts on a downbeat: a barline every 12 steps, none elsewhere but the end.
+    let melody_steps: u64 = (song.events.iter())
+        .map(|e| e.duration.steps_of(grid_step()).unwrap())
+        .sum();
+    assert!(melody_steps >= 60, "{melody_steps} steps");
+    let inner: Vec<u64> = (barline_steps(&song).into_iter())
+        .filter(|&at| at > 0 && at < melody_steps)
+        .collect();
+    assert_eq!(
+        inner,
+        (1..)
+            .map(|bar| 12 * bar)
+            .take(inner.len())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(inner.len() as u64, (melody_steps - 1) / 12);
+
+    // Without --meter and --mode: the training songs' most common, 2/4 in major.
+    assert!(generate(&[]).status.success());
+    let song = kern::parse(&fs::read(&out).unwrap()).unwrap();
+    assert_eq!(song.meter, Some((2, 4)));
+    assert!(!song.keys[0].mode.is_minor(), "{:?}", song.keys);
+
+    // The reference model reads no mode: asking for one is an error that says why.
+    let reference = options(&data, "reference.safetensors");
+    train(&reference).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["generate", "--device", "cpu", "--mode", "minor", "--model"])
+        .arg(&reference.out)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && error.contains("does not read the mode (its features: none"),
+        "{error}"
+    );
+    fs::remove_dir_all(data.parent().unwrap()).unwrap();
 }
