@@ -15,25 +15,58 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::backend::Backend;
-use crate::features::FeatureTracker;
-use crate::melody_file::read_melodies;
+use crate::features::{FeatureTracker, ModeClass};
+use crate::melody_file::{is_score, read_encoded, read_melodies};
 use crate::sample::Sampler;
+
+/// A seed melody, with what its score says of its meter, mode and bars.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    pub symbols: Vec<String>,
+    /// The score's first meter; None for a `.txt` melody or a score without one.
+    pub meter: Option<(u32, u32)>,
+    /// The score's mode by its third; None for a `.txt` melody.
+    pub mode: Option<ModeClass>,
+    /// The steps before the score's first barline (its pickup); 0 for a `.txt` melody or a score
+    /// without barlines.
+    pub pickup: usize,
+}
 
 /// The first `steps` symbols of a melody file's first melody: a seed. A score (`.krn`, `.mid`,
 /// of which `part`: the MIDI track or the ABC tune, default the first) is encoded as in
-/// preprocessing, every duration on the grid accepted.
-pub fn seed_from_file(
-    path: &Path,
-    part: Option<usize>,
-    steps: usize,
-) -> Result<Vec<String>, String> {
-    let mut melodies =
-        read_melodies(path, part, None).map_err(|e| format!("cannot be used as a seed: {e}"))?;
-    if melodies.is_empty() {
-        return Err(format!("{}: no melody to seed with", path.display()));
-    }
-    let mut seed = melodies.swap_remove(0);
-    seed.truncate(steps);
+/// preprocessing, every duration on the grid accepted, and gives its meter, mode and pickup.
+pub fn seed_from_file(path: &Path, part: Option<usize>, steps: usize) -> Result<Seed, String> {
+    let unusable = |e: String| format!("cannot be used as a seed: {e}");
+    let mut seed = if is_score(path) {
+        let (song, encoded) = (read_encoded(path, part, None).map_err(unusable)?)
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no melody to seed with", path.display()))?;
+        Seed {
+            meter: song.meter,
+            mode: Some(ModeClass::of(encoded.key.mode)),
+            pickup: match song.barlines.is_empty() {
+                true => 0,
+                false => encoded
+                    .bar_starts
+                    .first()
+                    .map_or(0, |&start| start as usize),
+            },
+            symbols: encoded.symbols,
+        }
+    } else {
+        let melody = (read_melodies(path, part, None).map_err(unusable)?)
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no melody to seed with", path.display()))?;
+        Seed {
+            symbols: melody,
+            meter: None,
+            mode: None,
+            pickup: 0,
+        }
+    };
+    seed.symbols.truncate(steps);
     Ok(seed)
 }
 

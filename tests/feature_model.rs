@@ -375,6 +375,50 @@ fn asked_meter_and_mode_reach_the_score() {
     assert_eq!(song.meter, Some((2, 4)));
     assert!(!song.keys[0].mode.is_minor(), "{:?}", song.keys);
 
+    // A seed score gives its meter, mode and pickup: 2/4 in major, bars after an eighth.
+    let seed = data.join("seed.krn");
+    fs::write(&seed, PICKUP_2_4).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "generate",
+            "--device",
+            "cpu",
+            "--steps",
+            "60",
+            "--min-steps",
+            "40",
+        ])
+        .args(["--mode", "minor", "--model"])
+        .arg(&opts.out)
+        .arg("--seed-file")
+        .arg(&seed)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let song = kern::parse(&fs::read(&out).unwrap()).unwrap();
+    assert_eq!(song.meter, Some((2, 4)));
+    assert!(song.keys[0].mode.is_minor(), "--mode wins over the seed's");
+    let melody_steps: u64 = (song.events.iter())
+        .map(|e| e.duration.steps_of(grid_step()).unwrap())
+        .sum();
+    let inner: Vec<u64> = (barline_steps(&song).into_iter())
+        .filter(|&at| at > 0 && at < melody_steps)
+        .collect();
+    assert_eq!(
+        inner,
+        (0..)
+            .map(|bar| 2 + 8 * bar)
+            .take(inner.len())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(inner.len() as u64, (melody_steps - 3) / 8 + 1);
+
     // The reference model reads no mode: asking for one is an error that says why.
     let reference = options(&data, "reference.safetensors");
     train(&reference).unwrap();

@@ -157,14 +157,21 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     }
     let model = args.model.clone().unwrap_or_else(default_model);
     let (saved, vocab) = checkpoint::load_with_vocabulary(&model).map_err(|e| e.to_string())?;
-    let seed_symbols: Vec<String> = match (&args.seed, &args.seed_file) {
-        (Some(seed), _) => seed.split_whitespace().map(String::from).collect(),
+    let from_symbols = |symbols: Vec<String>| generate::Seed {
+        symbols,
+        meter: None,
+        mode: None,
+        pickup: 0,
+    };
+    let seed_melody = match (&args.seed, &args.seed_file) {
+        (Some(seed), _) => from_symbols(seed.split_whitespace().map(String::from).collect()),
         (None, Some(path)) => {
             generate::seed_from_file(path, args.track.or(args.tune), args.seed_steps)?
         }
-        (None, None) => Vec::new(),
+        (None, None) => from_symbols(Vec::new()),
     };
-    melody::check_vocabulary(&seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;
+    let seed_symbols = &seed_melody.symbols;
+    melody::check_vocabulary(seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;
     let seed: Vec<u32> = seed_symbols
         .iter()
         .map(|s| vocab.id(s).expect("checked"))
@@ -200,22 +207,32 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         FeatureSet::NONE => None,
         _ => {
             let common = |e: String| format!("{}: {e}", model.display());
-            let meter = (args.meter)
+            let meter = (args.meter.or(seed_melody.meter))
                 .or(saved.config.common_meter().map_err(common)?)
                 .unwrap_or((4, 4));
-            let mode = (args.mode)
+            let mode = (args.mode.or(seed_melody.mode))
                 .or(saved.config.common_mode().map_err(common)?)
                 .unwrap_or(ModeClass::Major);
+            let measure = features::measure_steps(meter, features::grid_step())
+                .ok_or_else(|| format!("--meter {}/{}: not whole sixteenths", meter.0, meter.1))?;
+            // The seed's first step lies as far before a downbeat as its score's pickup.
+            let first_position = (measure - seed_melody.pickup % measure) % measure;
             let tracker = FeatureTracker::new(
                 set,
                 vocab.len(),
                 delimiter,
                 meter,
                 mode,
-                0,
+                first_position,
                 features::grid_step(),
             )
             .map_err(|e| format!("--meter: {e}"))?;
+            eprintln!(
+                "features {set}: melodies in {}/{}, {}",
+                meter.0,
+                meter.1,
+                mode.name()
+            );
             Some((tracker, meter, mode))
         }
     };
