@@ -45,12 +45,13 @@ pub fn seed_from_file(path: &Path, part: Option<usize>, steps: usize) -> Result<
         Seed {
             meter: song.meter,
             mode: Some(ModeClass::of(encoded.key.mode)),
-            pickup: match song.barlines.is_empty() {
-                true => 0,
-                false => encoded
+            pickup: if song.barlines.is_empty() {
+                0
+            } else {
+                encoded
                     .bar_starts
                     .first()
-                    .map_or(0, |&start| start as usize),
+                    .map_or(0, |&start| start as usize)
             },
             symbols: encoded.symbols,
         }

@@ -276,11 +276,15 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             ),
         ));
     }
-    config
-        .feature_set()
-        .and_then(|_| config.common_meter())
-        .and_then(|_| config.common_mode())
-        .map_err(|e| format_error(path, e))?;
+    // A recorded feature set must fit the input shape (a multi-hot model without one is the
+    // engines' own business: it is refused where features are read).
+    if config.features.is_some() {
+        config
+            .feature_set()
+            .and_then(|_| config.common_meter())
+            .and_then(|_| config.common_mode())
+            .map_err(|e| format_error(path, e))?;
+    }
     let mut params = Params::zeros(config.model());
     let expected: Vec<(String, Vec<usize>)> = config.model().tensor_shapes();
     check_no_foreign(path, &file, &expected)?;
