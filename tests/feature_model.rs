@@ -135,6 +135,23 @@ fn a_feature_model_records_its_inputs_and_resumes_exactly() {
         error.starts_with("--init") && error.contains("asks for none"),
         "{error}"
     );
+    // A feature model's rows are laid out by its vocabulary: it cannot grow one.
+    let other_corpus = common::corpus("feature-extend");
+    let text = fs::read_to_string(other_corpus.join("dataset.txt")).unwrap();
+    fs::write(other_corpus.join("dataset.txt"), text.replace("65", "73")).unwrap();
+    let vocab = Vocabulary::from_symbols(["60", "62", "64", "67", "73"]);
+    fs::write(other_corpus.join("vocab.json"), vocab.to_json()).unwrap();
+    let extend = TrainOptions {
+        init: Some(straight.out.clone()),
+        extend_vocab: true,
+        ..with_features(&other_corpus, "extended.safetensors")
+    };
+    let error = train(&extend).unwrap_err();
+    assert!(
+        error.contains("--init --extend-vocab") && error.contains("cannot learn new symbols"),
+        "{error}"
+    );
+    fs::remove_dir_all(&other_corpus).unwrap();
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
 }
 
