@@ -164,6 +164,7 @@ fn generation(c: &mut Criterion) {
             count,
             rng_seed: 1,
             window: 64,
+            features: None,
         };
         group.throughput(Throughput::Elements((256 * count) as u64));
         group.bench_function(format!("melodies_{count}"), |bench| {

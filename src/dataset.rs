@@ -155,22 +155,28 @@ pub fn sample_window_starts(
     starts
 }
 
-/// Fills time-major `inputs` and `targets` ([steps][batch], row t holds step t of every window):
-/// window b reads `stream[start_b + t]` and predicts `stream[start_b + t + 1]`.
+/// Fills time-major `inputs` ([steps][batch][K]) and `targets` ([steps][batch]): window b reads
+/// the input row of step `start_b + t` and predicts `stream[start_b + t + 1]`. `rows` holds K
+/// indices for each step of `stream`; the stream itself is the rows of a one-hot model (K = 1).
 pub fn fill_batch(
     stream: &[u32],
+    rows: &[u32],
     starts: &[usize],
     steps: usize,
     inputs: &mut [u32],
     targets: &mut [u32],
 ) {
     let batch = starts.len();
-    assert_eq!(inputs.len(), steps * batch);
+    let k = rows.len() / stream.len();
+    assert_eq!(rows.len(), stream.len() * k, "K rows for every step");
+    assert_eq!(inputs.len(), steps * batch * k);
     assert_eq!(targets.len(), steps * batch);
     for (b, &start) in starts.iter().enumerate() {
         for t in 0..steps {
-            inputs[t * batch + b] = stream[start + t];
-            targets[t * batch + b] = stream[start + t + 1];
+            let at = t * batch + b;
+            inputs[at * k..(at + 1) * k]
+                .copy_from_slice(&rows[(start + t) * k..(start + t + 1) * k]);
+            targets[at] = stream[start + t + 1];
         }
     }
 }
@@ -242,8 +248,14 @@ mod tests {
 
         let stream: Vec<u32> = (0..10).collect();
         let (mut inputs, mut targets) = (vec![0; 6], vec![0; 6]);
-        fill_batch(&stream, &[0, 5], 3, &mut inputs, &mut targets);
+        fill_batch(&stream, &stream, &[0, 5], 3, &mut inputs, &mut targets);
         assert_eq!(inputs, vec![0, 5, 1, 6, 2, 7]);
+        assert_eq!(targets, vec![1, 6, 2, 7, 3, 8]);
+        // Two indices a step: window b's row t is the rows of step start_b + t.
+        let rows: Vec<u32> = (0..10).flat_map(|s| [s, 100 + s]).collect();
+        let mut wide = vec![0; 12];
+        fill_batch(&stream, &rows, &[0, 5], 3, &mut wide, &mut targets);
+        assert_eq!(wide, vec![0, 100, 5, 105, 1, 101, 6, 106, 2, 102, 7, 107]);
         assert_eq!(targets, vec![1, 6, 2, 7, 3, 8]);
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::dataset::fill_batch;
 use crate::encode::{Vocabulary, DELIMITER, HOLD};
+use crate::features::SplitInputs;
 
 /// Windows evaluated together; large enough to keep the matrix products efficient.
 const EVAL_BATCH: usize = 128;
@@ -102,12 +103,13 @@ impl Tally {
     }
 }
 
-/// Evaluates the windows of `stream` starting at `starts`; `on_batch` is called with the number
-/// of windows done after each batch (for a progress bar).
+/// Evaluates the windows of `split` starting at `starts`, each reading its steps' input rows;
+/// `on_batch` is called with the number of windows done after each batch (for a progress bar).
+/// The kinds of target follow the symbols, whatever else the rows hold.
 pub fn evaluate_windows(
     backend: &mut dyn Backend,
     vocab: &Vocabulary,
-    stream: &[u32],
+    split: &SplitInputs,
     starts: &[usize],
     window: usize,
     mut on_batch: impl FnMut(usize),
@@ -118,18 +120,27 @@ pub fn evaluate_windows(
     // Indexed by TargetKind as usize.
     let mut tallies = [Tally::default(); 4];
     let mut baseline_correct = 0;
-    let mut inputs = vec![0; window * EVAL_BATCH];
+    let stream = &split.symbols;
+    // K; an empty split has no windows to fill.
+    let k = split.rows.len().checked_div(stream.len()).unwrap_or(1);
+    let mut inputs = vec![0; window * EVAL_BATCH * k];
     let mut targets = vec![0; window * EVAL_BATCH];
     let mut probs = vec![0.0f32; EVAL_BATCH * v];
     for chunk in starts.chunks(EVAL_BATCH) {
         let (b, n) = (chunk.len(), chunk.len() * window);
-        fill_batch(stream, chunk, window, &mut inputs[..n], &mut targets[..n]);
-        backend.predict_last(&inputs[..n], b, &mut probs[..b * v])?;
-        // The last step's row of the time-major batch: the last input and the target after it.
-        let last_inputs = &inputs[n - b..n];
+        fill_batch(
+            stream,
+            &split.rows,
+            chunk,
+            window,
+            &mut inputs[..n * k],
+            &mut targets[..n],
+        );
+        backend.predict_last(&inputs[..n * k], b, &mut probs[..b * v])?;
+        // The last step's row of the time-major batch holds the target after each window.
         let last_targets = &targets[n - b..n];
         for (w, p) in probs[..b * v].chunks_exact(v).enumerate() {
-            let (previous, target) = (last_inputs[w], last_targets[w]);
+            let (previous, target) = (stream[chunk[w] + window - 1], last_targets[w]);
             let predicted = argmax(p);
             // −ln p, with p floored so that a certain mistake costs a large finite loss.
             let loss = -(p[target as usize].max(f32::MIN_POSITIVE) as f64).ln();
@@ -241,7 +252,11 @@ mod tests {
         };
         // Windows of 2: targets are the symbols at 2 … 11.
         let starts: Vec<usize> = (0..stream.len() - 2).collect();
-        let report = evaluate_windows(&mut backend, &vocab, &stream, &starts, 2, |_| {}).unwrap();
+        let split = SplitInputs {
+            symbols: stream.clone(),
+            rows: stream,
+        };
+        let report = evaluate_windows(&mut backend, &vocab, &split, &starts, 2, |_| {}).unwrap();
         // Targets (previous → target): _→62 62→_ _→/ /→/ /→/ /→62 62→_ _→_ _→/ /→/
         // Baseline: _ after non-/, / after /:  ✗ ✓ ✗ ✓ ✓ ✗ ✓ ✓ ✗ ✓ = 6 of 10.
         assert_eq!(report.all.windows, 10);

@@ -211,6 +211,14 @@ impl ModeClass {
         }
     }
 
+    /// `major` or `minor`: what [`ModeClass::parse`] reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModeClass::Major => "major",
+            ModeClass::Minor => "minor",
+        }
+    }
+
     /// Parses `--mode`: `major` or `minor`.
     pub fn parse(text: &str) -> Result<ModeClass, String> {
         match text {
@@ -482,6 +490,45 @@ fn song_info(
     })
 }
 
+/// The grid the features count bars on: preprocessing's default, the sixteenth (a dataset does
+/// not record its `--step`, and generation writes sixteenths).
+pub fn grid_step() -> QuarterLength {
+    crate::encode::Options::default().step
+}
+
+/// The songs' metadata a model reading `set` needs: none for the reference model, else
+/// `DIR/songs.jsonl` on the [`grid_step`], which must record meters or barlines when the bars
+/// matter. Errors say what is missing and how to get it.
+pub fn songs_for(
+    set: &FeatureSet,
+    dir: &Path,
+    dataset: &Dataset,
+) -> Result<Option<Vec<SongInfo>>, String> {
+    if *set == FeatureSet::NONE {
+        return Ok(None);
+    }
+    let need = |e: String| {
+        format!("features {set} read each song's meter, mode and barlines from songs.jsonl: {e}")
+    };
+    let songs = load_songs(dir, dataset, grid_step()).map_err(need)?;
+    let unbarred = Bars::regular(measure_steps(DEFAULT_METER, grid_step()).expect("4/4"), 0);
+    let bars_matter = set.lookback || set.position || set.meter;
+    if bars_matter && (songs.iter()).all(|song| song.meter.is_none() && song.bars == unbarred) {
+        return Err(need(format!(
+            "{} records no song's meter or barlines (written by an engine before features? run \
+             `engine preprocess` again)",
+            dir.join("songs.jsonl").display()
+        )));
+    }
+    if set.mode && songs.iter().all(|song| song.mode.is_none()) {
+        return Err(need(format!(
+            "{} records no song's mode",
+            dir.join("songs.jsonl").display()
+        )));
+    }
+    Ok(Some(songs))
+}
+
 /// The songs of one split, as [`Dataset::split`] takes them: with these, [`stream_features`] of
 /// the split's stream gives each of its `/` runs the mode and meter of the song it leads into
 /// there.
@@ -494,6 +541,67 @@ pub fn songs_of_split(songs: &[SongInfo], split: Split, val_fraction: f64) -> Ve
         .filter(|(i, _)| is_held_out(*i, val_fraction) == want_val)
         .map(|(_, song)| song.clone())
         .collect()
+}
+
+/// The most common meter and mode of `songs` (ties to the one seen first), None where no song
+/// has one: what generation asks for when the user and the seed say nothing.
+pub fn most_common(songs: &[SongInfo]) -> (Option<(u32, u32)>, Option<ModeClass>) {
+    fn mode_of<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> Option<T> {
+        let mut counts: Vec<(T, usize)> = Vec::new();
+        for value in values {
+            match counts.iter_mut().find(|(seen, _)| *seen == value) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((value, 1)),
+            }
+        }
+        // The first of the largest counts: `max_by_key` would take the last.
+        let most = counts.iter().map(|&(_, count)| count).max()?;
+        counts
+            .into_iter()
+            .find(|&(_, count)| count == most)
+            .map(|(value, _)| value)
+    }
+    (
+        mode_of(songs.iter().filter_map(|song| song.meter)),
+        mode_of(songs.iter().filter_map(|song| song.mode)),
+    )
+}
+
+/// A split's stream and the input row of each of its steps: what its windows read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitInputs {
+    /// The split's symbols: the windows' targets.
+    pub symbols: Vec<u32>,
+    /// `[symbols.len()][K]`: the symbols themselves for the reference model (K = 1), else
+    /// [`stream_features`] of the split.
+    pub rows: Vec<u32>,
+}
+
+impl SplitInputs {
+    /// The rows of `split` of `dataset` for a model reading `set`; `songs` are all the dataset's
+    /// songs ([`load_songs`]), needed unless `set` is none. The split is taken before the rows
+    /// are, so that each `/` run leads into the song that follows it in the split.
+    pub fn of(
+        set: &FeatureSet,
+        dataset: &Dataset,
+        songs: Option<&[SongInfo]>,
+        split: Split,
+        val_fraction: f64,
+    ) -> Result<SplitInputs, String> {
+        let symbols = dataset.split(split, val_fraction);
+        let rows = match songs {
+            _ if *set == FeatureSet::NONE => symbols.clone(),
+            Some(songs) => stream_features(
+                set,
+                dataset.vocab.len(),
+                &symbols,
+                dataset.delimiter(),
+                &songs_of_split(songs, split, val_fraction),
+            )?,
+            None => return Err(format!("features {set} need the songs' metadata")),
+        };
+        Ok(SplitInputs { symbols, rows })
+    }
 }
 
 /// What a step's input says besides its symbol, before it is laid out as indices.
@@ -631,6 +739,11 @@ impl FeatureTracker {
             meter: MeterClass::of(meter),
             melody: Vec::new(),
         })
+    }
+
+    /// K: the indices of each row it writes.
+    pub fn inputs_per_step(&self) -> usize {
+        self.set.inputs_per_step()
     }
 
     /// Writes the row of a `/` of the context before the melody into `row` (K indices).

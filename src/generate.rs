@@ -15,24 +15,59 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::backend::Backend;
-use crate::melody_file::read_melodies;
+use crate::features::{FeatureTracker, ModeClass};
+use crate::melody_file::{is_score, read_encoded, read_melodies};
 use crate::sample::Sampler;
+
+/// A seed melody, with what its score says of its meter, mode and bars.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seed {
+    pub symbols: Vec<String>,
+    /// The score's first meter; None for a `.txt` melody or a score without one.
+    pub meter: Option<(u32, u32)>,
+    /// The score's mode by its third; None for a `.txt` melody.
+    pub mode: Option<ModeClass>,
+    /// The steps before the score's first barline (its pickup); 0 for a `.txt` melody or a score
+    /// without barlines.
+    pub pickup: usize,
+}
 
 /// The first `steps` symbols of a melody file's first melody: a seed. A score (`.krn`, `.mid`,
 /// of which `part`: the MIDI track or the ABC tune, default the first) is encoded as in
-/// preprocessing, every duration on the grid accepted.
-pub fn seed_from_file(
-    path: &Path,
-    part: Option<usize>,
-    steps: usize,
-) -> Result<Vec<String>, String> {
-    let mut melodies =
-        read_melodies(path, part, None).map_err(|e| format!("cannot be used as a seed: {e}"))?;
-    if melodies.is_empty() {
-        return Err(format!("{}: no melody to seed with", path.display()));
-    }
-    let mut seed = melodies.swap_remove(0);
-    seed.truncate(steps);
+/// preprocessing, every duration on the grid accepted, and gives its meter, mode and pickup.
+pub fn seed_from_file(path: &Path, part: Option<usize>, steps: usize) -> Result<Seed, String> {
+    let unusable = |e: String| format!("cannot be used as a seed: {e}");
+    let mut seed = if is_score(path) {
+        let (song, encoded) = (read_encoded(path, part, None).map_err(unusable)?)
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no melody to seed with", path.display()))?;
+        Seed {
+            meter: song.meter,
+            mode: Some(ModeClass::of(encoded.key.mode)),
+            pickup: if song.barlines.is_empty() {
+                0
+            } else {
+                encoded
+                    .bar_starts
+                    .first()
+                    .map_or(0, |&start| start as usize)
+            },
+            symbols: encoded.symbols,
+        }
+    } else {
+        let melody = (read_melodies(path, part, None).map_err(unusable)?)
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no melody to seed with", path.display()))?;
+        Seed {
+            symbols: melody,
+            meter: None,
+            mode: None,
+            pickup: 0,
+        }
+    };
+    seed.symbols.truncate(steps);
     Ok(seed)
 }
 
@@ -46,10 +81,41 @@ pub struct GenerateOptions {
     pub rng_seed: u64,
     /// Symbols each prediction reads (the training window).
     pub window: usize,
+    /// For a model with feature inputs: the tracker every melody starts from (its meter, mode
+    /// and the place of its first step in its bar). None for the reference model.
+    pub features: Option<FeatureTracker>,
+}
+
+/// A melody's history as the model reads it: K indices a step, the symbol alone (K = 1) or its
+/// features as its own tracker computes them while the melody grows.
+struct MelodyRows {
+    tracker: Option<FeatureTracker>,
+    k: usize,
+    rows: Vec<u32>,
+}
+
+impl MelodyRows {
+    fn push(&mut self, symbol: u32) {
+        match &mut self.tracker {
+            Some(tracker) => {
+                let at = self.rows.len();
+                self.rows.resize(at + self.k, 0);
+                tracker.push(symbol, &mut self.rows[at..]);
+            }
+            None => self.rows.push(symbol),
+        }
+    }
+
+    /// The row of history step `step`, if the melody has come that far.
+    fn row(&self, step: usize) -> Option<&[u32]> {
+        self.rows.get(step * self.k..(step + 1) * self.k)
+    }
 }
 
 /// Generates `options.count` melodies from the same seed (ids, without the `/` context). Each
 /// result is the seed followed by the generated symbols, up to (not including) the first `/`.
+/// A model with features reads every step's row from its melody's own tracker, the `/` context
+/// and the seed included.
 pub fn generate(
     backend: &mut dyn Backend,
     delimiter: u32,
@@ -59,6 +125,30 @@ pub fn generate(
 ) -> Result<Vec<Vec<u32>>, String> {
     let (w, n) = (options.window, options.count);
     let vocab_size = backend.config().vocab_size;
+    let k = backend.config().inputs_per_step;
+    let fed = (options.features.as_ref()).map_or(1, FeatureTracker::inputs_per_step);
+    if fed != k {
+        return Err(format!(
+            "the model reads {k} indices a step, but its melodies would give it {fed} (a model \
+             with features needs their tracker)"
+        ));
+    }
+    // The row of every `/` before the melody; a finished melody's windows read it too.
+    let mut context_row = vec![delimiter; k];
+    if let Some(tracker) = &options.features {
+        tracker.context_row(&mut context_row);
+    }
+    let mut rows: Vec<MelodyRows> = (0..n)
+        .map(|_| {
+            let mut melody = MelodyRows {
+                tracker: options.features.clone(),
+                k,
+                rows: context_row.repeat(w),
+            };
+            seed.iter().for_each(|&symbol| melody.push(symbol));
+            melody
+        })
+        .collect();
     // Every melody's history: the `/` context, the seed, then what was drawn.
     let mut histories: Vec<Vec<u32>> = (0..n)
         .map(|_| {
@@ -79,23 +169,26 @@ pub fn generate(
     // holds one of the states S_1 … S_w of a single `/` run: row r holds S_{w−r} after tick w.
     // One row computes the run and the others copy it, instead of w batched steps.
     for k in 1..=w {
-        backend.stream_step(0..1, &[delimiter])?;
+        backend.stream_step(0..1, &context_row)?;
         let to: Vec<usize> = (0..n)
             .map(|i| i * w + (w - k))
             .filter(|&r| r != 0)
             .collect();
         backend.stream_copy_row(0, &to)?;
     }
-    let mut inputs = vec![0u32; n * w];
+    let mut inputs = vec![0u32; n * w * k];
     let mut probs = vec![0f32; n * vocab_size];
     // Tick j reads symbol j−1 into every window in flight and completes W_j.
     for j in w..last {
         if j > w {
             let fresh = (j + w - 1) % w;
             backend.stream_zero_rows(&(0..n).map(|i| i * w + fresh).collect::<Vec<_>>())?;
-            for (i, history) in histories.iter().enumerate() {
+            for (i, melody) in rows.iter().enumerate() {
                 // A finished melody's rows run on, reading `/`, until the batch is done.
-                inputs[i * w..(i + 1) * w].fill(history.get(j - 1).copied().unwrap_or(delimiter));
+                let row = melody.row(j - 1).unwrap_or(&context_row);
+                for window in inputs[i * w * k..(i + 1) * w * k].chunks_exact_mut(k) {
+                    window.copy_from_slice(row);
+                }
             }
             backend.stream_step(0..n * w, &inputs)?;
         }
@@ -117,6 +210,7 @@ pub fn generate(
                 finished[i] = true;
             } else {
                 histories[i].push(next);
+                rows[i].push(next);
             }
         }
         if finished.iter().all(|&f| f) {

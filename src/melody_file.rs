@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::abc;
-use crate::encode::{encode_song, Options};
+use crate::encode::{encode_song, Encoded, Options};
 use crate::kern::{self, Song};
 use crate::melody::split_songs;
 use crate::midi_in;
@@ -90,10 +90,7 @@ pub fn read_each_melody(
     part: Option<usize>,
     options: Option<&Options>,
 ) -> Result<Vec<Result<Vec<String>, String>>, String> {
-    let in_file = |e: String| match e.strip_prefix("line ") {
-        Some(at_line) => format!("{}:{at_line}", path.display()),
-        None => format!("{}: {e}", path.display()),
-    };
+    let in_file = |e: String| in_file(path, e);
     if path.extension().is_some_and(|e| e == "txt") {
         let bytes = fs::read(path).map_err(|e| in_file(e.to_string()))?;
         let text = String::from_utf8(bytes).map_err(|e| in_file(e.to_string()))?;
@@ -109,6 +106,33 @@ pub fn read_each_melody(
     if !is_score(path) {
         return Err(in_file("not a .txt, .mid, .krn or .abc file".into()));
     }
+    let encoded = read_each_encoded(path, part, options)?;
+    Ok(encoded
+        .into_iter()
+        .map(|song| song.map(|(_, e)| e.symbols))
+        .collect())
+}
+
+/// The songs of a score (`.krn`, `.mid`, `.abc`) as [`read_melodies`] reads them, each with its
+/// encoding: its symbols, and the key and bars a seed carries into generation. One song that
+/// cannot be read fails the file.
+pub fn read_encoded(
+    path: &Path,
+    part: Option<usize>,
+    options: Option<&Options>,
+) -> Result<Vec<(Song, Encoded)>, String> {
+    read_each_encoded(path, part, options)?
+        .into_iter()
+        .collect()
+}
+
+/// [`read_encoded`], each song its own result.
+fn read_each_encoded(
+    path: &Path,
+    part: Option<usize>,
+    options: Option<&Options>,
+) -> Result<Vec<Result<(Song, Encoded), String>>, String> {
+    let in_file = |e: String| in_file(path, e);
     let mut songs = read_scores(path, part, false).map_err(in_file)?;
     if let Some(tune) = part.filter(|_| path.extension().is_some_and(|e| e == "abc")) {
         let count = songs.len();
@@ -133,7 +157,15 @@ pub fn read_each_melody(
                 }
             };
             let encoded = encode_song(&song, options).map_err(|e| in_file(e.to_string()))?;
-            Ok(encoded.symbols)
+            Ok((song, encoded))
         })
         .collect())
+}
+
+/// An error about `path`, at its line where the reason starts with one.
+fn in_file(path: &Path, e: String) -> String {
+    match e.strip_prefix("line ") {
+        Some(at_line) => format!("{}:{at_line}", path.display()),
+        None => format!("{}: {e}", path.display()),
+    }
 }

@@ -38,6 +38,7 @@ fn options(count: usize) -> GenerateOptions {
         count,
         rng_seed: 11,
         window: WINDOW,
+        features: None,
     }
 }
 

@@ -287,6 +287,7 @@ fn compare_generation(gpu: Gpu) {
             count: 3,
             rng_seed: 4,
             window: 16,
+            features: None,
         };
         let seed = [vocab.id("60").unwrap(), vocab.id("_").unwrap()];
         let delimiter = vocab.id("/").unwrap();

@@ -348,6 +348,7 @@ fn fine_tuning_refuses_or_extends_unknown_symbols() {
         count: 1,
         rng_seed: 1,
         window: 8,
+        features: None,
     };
     let melody = melody_engine::generate::generate(
         &mut backend,

@@ -1,5 +1,5 @@
 //! The command line's values: parsers that refuse a number out of range as the arguments are read,
-//! before any work starts, with the range it should be in; meters and quarter lengths; and the
+//! before any work starts, with the range it should be in; quarter lengths; and the
 //! named choices (`--device`, `--split`, `--objective`), each converted into the library's enum.
 
 use std::fmt::Display;
@@ -83,14 +83,6 @@ pub fn midi_program(text: &str) -> Result<u8, String> {
         |p: u8| p <= 127,
         "a General MIDI program from 0 to 127",
     )
-}
-
-/// A meter such as 4/4 or 6/8.
-pub fn meter(text: &str) -> Result<(u32, u32), String> {
-    text.split_once('/')
-        .and_then(|(n, d)| Some((n.parse().ok()?, d.parse().ok()?)))
-        .filter(|&(n, d): &(u32, u32)| n > 0 && d > 0)
-        .ok_or_else(|| format!("{text:?} is not a meter such as 4/4 or 6/8"))
 }
 
 /// A positive quarter length: a decimal or a fraction.
@@ -188,6 +180,8 @@ mod tests {
             (Ok(4), Ok(127))
         );
         assert!(beats_per_minute("3").is_err() && midi_program("128").is_err());
+        // `--meter` is read by the one meter parser, features::parse_meter.
+        let meter = melody_engine::features::parse_meter;
         assert_eq!(meter("6/8"), Ok((6, 8)));
         assert!(meter("0/4").is_err() && meter("4").is_err());
         assert!(quarter_length("1/3").is_ok() && quarter_length("0").is_err());

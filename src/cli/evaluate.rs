@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use melody_engine::dataset::{all_window_starts, sample_window_starts, Dataset};
 use melody_engine::engine;
 use melody_engine::evaluate::{evaluate_windows, Report};
+use melody_engine::features::{self, SplitInputs};
 use melody_engine::model::checkpoint;
 use melody_engine::optim::Adam;
 
@@ -18,7 +19,7 @@ use super::args::{self, DeviceArg, SplitArg};
 pub struct EvaluateArgs {
     #[arg(long)]
     model: PathBuf,
-    /// Directory with dataset.txt and vocab.json.
+    /// Directory with dataset.txt and vocab.json, and songs.jsonl for a model with --features.
     #[arg(long)]
     data: PathBuf,
     /// `all`: dataset.txt as is; `train` / `val`: the songs of that side of the split.
@@ -52,10 +53,22 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
             )
         })?;
     let window = saved.config.window;
-    let stream = data.split(args.split.into(), args.val_fraction);
+    let set = saved
+        .config
+        .feature_set()
+        .map_err(|e| format!("{}: {e}", args.model.display()))?;
+    let songs = features::songs_for(&set, &args.data, &data)?;
+    let split = SplitInputs::of(
+        &set,
+        &data,
+        songs.as_deref(),
+        args.split.into(),
+        args.val_fraction,
+    )?;
+    let len = split.symbols.len();
     let starts = match args.max_windows {
-        Some(n) => sample_window_starts(stream.len(), window, n, &mut StdRng::seed_from_u64(0)),
-        None => all_window_starts(stream.len(), window),
+        Some(n) => sample_window_starts(len, window, n, &mut StdRng::seed_from_u64(0)),
+        None => all_window_starts(len, window),
     };
     let num_params = saved.config.model().num_params();
     let (mut backend, device) = engine::open(
@@ -66,7 +79,7 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
     )?;
     eprintln!("{device}");
     let bar = indicatif::ProgressBar::new(starts.len() as u64);
-    let report = evaluate_windows(&mut *backend, &data.vocab, &stream, &starts, window, |n| {
+    let report = evaluate_windows(&mut *backend, &data.vocab, &split, &starts, window, |n| {
         bar.inc(n as u64)
     });
     bar.finish_and_clear();

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use melody_engine::encode::DELIMITER;
 use melody_engine::engine;
+use melody_engine::features::{self, FeatureSet, FeatureTracker, ModeClass};
 use melody_engine::generate::{self, GenerateOptions};
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody;
 use melody_engine::model::checkpoint;
 use melody_engine::optim::Adam;
-use melody_engine::outputs::{self, Format, WriteOptions};
+use melody_engine::outputs::{self, Conditioning, Format, WriteOptions};
 use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
 
 use super::args::{self, DeviceArg};
@@ -88,9 +89,19 @@ pub struct GenerateArgs {
     /// General MIDI program (0 = piano, 73 = flute; up to 127).
     #[arg(long, default_value_t = 0, value_parser = args::midi_program)]
     program: u8,
-    /// Meter of the **kern and MusicXML output, e.g. 3/4.
-    #[arg(long, default_value = "4/4", value_parser = args::meter)]
-    meter: (u32, u32),
+    /// The meter, e.g. 3/4. A model trained with --features writes its bars in it: the bar
+    /// positions and lookback it reads follow it, and the MIDI, **kern and MusicXML files carry
+    /// it with barlines where the model's bars fall [default: the seed score's meter, else the
+    /// training songs' most common]. For the reference model it is only the meter the **kern
+    /// and MusicXML output is notated in [default: 4/4].
+    #[arg(long, value_parser = features::parse_meter)]
+    meter: Option<(u32, u32)>,
+    /// Ask a model trained with --features mode for a melody in major or minor (modes read by
+    /// their third: dorian is minor). The files are written in C major or A minor (or moved
+    /// there by --transpose-to) with that key signature [default: the seed score's mode, else
+    /// the training songs' most common]. An error for a model that does not read the mode.
+    #[arg(long, value_parser = ModeClass::parse)]
+    mode: Option<ModeClass>,
     /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
     #[arg(long)]
     transpose_to: Option<String>,
@@ -146,14 +157,21 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     }
     let model = args.model.clone().unwrap_or_else(default_model);
     let (saved, vocab) = checkpoint::load_with_vocabulary(&model).map_err(|e| e.to_string())?;
-    let seed_symbols: Vec<String> = match (&args.seed, &args.seed_file) {
-        (Some(seed), _) => seed.split_whitespace().map(String::from).collect(),
+    let from_symbols = |symbols: Vec<String>| generate::Seed {
+        symbols,
+        meter: None,
+        mode: None,
+        pickup: 0,
+    };
+    let seed_melody = match (&args.seed, &args.seed_file) {
+        (Some(seed), _) => from_symbols(seed.split_whitespace().map(String::from).collect()),
         (None, Some(path)) => {
             generate::seed_from_file(path, args.track.or(args.tune), args.seed_steps)?
         }
-        (None, None) => Vec::new(),
+        (None, None) => from_symbols(Vec::new()),
     };
-    melody::check_vocabulary(&seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;
+    let seed_symbols = &seed_melody.symbols;
+    melody::check_vocabulary(seed_symbols, &vocab).map_err(|e| format!("--seed: {e}"))?;
     let seed: Vec<u32> = seed_symbols
         .iter()
         .map(|s| vocab.id(s).expect("checked"))
@@ -174,6 +192,60 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         min_steps: args.min_steps,
     };
     let sampler = Sampler::new(config, &vocab)?;
+    let delimiter = vocab
+        .id(DELIMITER)
+        .ok_or("the model's vocabulary has no `/`")?;
+    let set = (saved.config.feature_set()).map_err(|e| format!("{}: {e}", model.display()))?;
+    if !set.mode && args.mode.is_some() {
+        return Err(format!(
+            "--mode: {} does not read the mode (its features: {set}; train with --features \
+             including mode), so there is no mode to ask it for",
+            model.display()
+        ));
+    }
+    let tracker = match set {
+        FeatureSet::NONE => None,
+        _ => {
+            let common = |e: String| format!("{}: {e}", model.display());
+            let meter = (args.meter.or(seed_melody.meter))
+                .or(saved.config.common_meter().map_err(common)?)
+                .unwrap_or((4, 4));
+            let mode = (args.mode.or(seed_melody.mode))
+                .or(saved.config.common_mode().map_err(common)?)
+                .unwrap_or(ModeClass::Major);
+            let measure = features::measure_steps(meter, features::grid_step())
+                .ok_or_else(|| format!("--meter {}/{}: not whole sixteenths", meter.0, meter.1))?;
+            // The seed's first step lies as far before a downbeat as its score's pickup.
+            let first_position = (measure - seed_melody.pickup % measure) % measure;
+            let tracker = FeatureTracker::new(
+                set,
+                vocab.len(),
+                delimiter,
+                meter,
+                mode,
+                first_position,
+                features::grid_step(),
+            )
+            .map_err(|e| format!("--meter: {e}"))?;
+            eprintln!(
+                "features {set}: melodies in {}/{}, {}",
+                meter.0,
+                meter.1,
+                mode.name()
+            );
+            Some((tracker, meter, mode))
+        }
+    };
+    let (meter, conditioning) = match &tracker {
+        Some((tracker, meter, mode)) => (
+            *meter,
+            Some(Conditioning {
+                mode: *mode,
+                pickup: tracker.pickup() as u32,
+            }),
+        ),
+        None => (args.meter.unwrap_or((4, 4)), None),
+    };
     let num_params = saved.config.model().num_params();
     let (mut backend, device) = engine::open(
         args.device.into(),
@@ -187,10 +259,8 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         count: args.count,
         rng_seed: args.rng_seed,
         window: saved.config.window,
+        features: tracker.map(|(tracker, _, _)| tracker),
     };
-    let delimiter = vocab
-        .id(DELIMITER)
-        .ok_or("the model's vocabulary has no `/`")?;
     let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
     // Checked before anything is printed or written, so that a batch is all there or not at all.
     let empty: Vec<String> = melodies
@@ -217,9 +287,9 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         format: args.format.map(Format::from),
         bpm: args.bpm,
         program: args.program,
-        meter: args.meter,
+        meter,
         transpose_to,
-        conditioning: None,
+        conditioning,
     };
     for (i, ids) in melodies.iter().enumerate() {
         let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
@@ -237,7 +307,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         outputs::write_melody(&out, &symbols, &write_options)?;
         if let (Some(plot), 0) = (&args.plot, i) {
             let title = out.display().to_string();
-            outputs::write_piano_roll(plot, &title, &symbols, seed.len(), args.meter)?;
+            outputs::write_piano_roll(plot, &title, &symbols, seed.len(), meter)?;
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use melody_engine::features::FeatureSet;
 use melody_engine::train::{self, Stop, TrainOptions};
 
 use super::args::{self, DeviceArg, ObjectiveArg};
@@ -88,6 +89,16 @@ pub struct TrainArgs {
     /// Continue from OUT and its Adam state (same options as the run that wrote them).
     #[arg(long, conflicts_with = "init")]
     resume: bool,
+    /// Inputs besides the symbol, any of `lookback,position,mode,meter` (comma-separated) or
+    /// `none`, the reference model. lookback: the symbols one and two bars before the next step
+    /// and whether the current one repeats them; position: the next step's place in its bar
+    /// and a downbeat flag; mode: the song's major or minor; meter: its meter's class (duple,
+    /// triple, compound …). Bars follow each song's meter and barlines from songs.jsonl (on
+    /// the default sixteenth grid). The checkpoint records the groups and the training songs'
+    /// most common meter and mode (generation's defaults); --resume and --init need the same
+    /// groups.
+    #[arg(long, default_value = "none", value_parser = FeatureSet::parse)]
+    features: FeatureSet,
 }
 
 impl From<TrainArgs> for TrainOptions {
@@ -115,6 +126,7 @@ impl From<TrainArgs> for TrainOptions {
             init: args.init,
             extend_vocab: args.extend_vocab,
             resume: args.resume,
+            features: args.features,
             progress: true,
         }
     }

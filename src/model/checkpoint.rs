@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{Config, Objective, Params};
 use crate::atomic;
 use crate::encode::Vocabulary;
+use crate::features::{parse_meter, FeatureSet, ModeClass};
 
 /// What a checkpoint records besides the tensors (metadata key `config`). The caller fills in
 /// `window`, `objective`, `epoch` and `step`.
@@ -32,6 +33,22 @@ pub struct CheckpointConfig {
     pub objective: Objective,
     pub epoch: usize,
     pub step: u64,
+    /// What a model with feature inputs was trained with; absent for the reference model, whose
+    /// record stays as it was before features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<FeatureRecord>,
+}
+
+/// A feature model's groups, and its training songs' most common meter and mode: what
+/// generation asks for when neither `--meter` / `--mode` nor the seed says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureRecord {
+    /// [`FeatureSet::names`], in block order.
+    pub groups: Vec<String>,
+    /// `3/4`; None when no training song has a meter.
+    pub common_meter: Option<String>,
+    /// `major` or `minor`; None when no training song has a mode.
+    pub common_mode: Option<String>,
 }
 
 /// [`CheckpointConfig`] as a file may hold it: checkpoints written before multi-hot inputs lack
@@ -48,6 +65,8 @@ struct StoredConfig {
     objective: Objective,
     epoch: usize,
     step: u64,
+    #[serde(default)]
+    features: Option<FeatureRecord>,
 }
 
 impl From<StoredConfig> for CheckpointConfig {
@@ -63,6 +82,7 @@ impl From<StoredConfig> for CheckpointConfig {
             objective: stored.objective,
             epoch: stored.epoch,
             step: stored.step,
+            features: stored.features,
         }
     }
 }
@@ -88,6 +108,7 @@ impl CheckpointConfig {
             objective,
             epoch,
             step,
+            features: None,
         }
     }
 
@@ -95,6 +116,40 @@ impl CheckpointConfig {
     pub fn model(&self) -> Config {
         Config::one_hot(self.vocab_size, self.hidden, self.layers, self.dropout)
             .multi_hot(self.input_width, self.inputs_per_step)
+    }
+
+    /// The feature groups the model reads (none for the reference model), checked against its
+    /// input width D and indices per step K.
+    pub fn feature_set(&self) -> Result<FeatureSet, String> {
+        let set = match &self.features {
+            Some(record) => FeatureSet::parse(&record.groups.join(","))?,
+            None => FeatureSet::NONE,
+        };
+        let expected = (set.input_width(self.vocab_size), set.inputs_per_step());
+        if (self.input_width, self.inputs_per_step) != expected {
+            return Err(format!(
+                "features {set} with {} symbols read {} indices of {} columns a step, but the \
+                 model reads {} of {}",
+                self.vocab_size, expected.1, expected.0, self.inputs_per_step, self.input_width
+            ));
+        }
+        Ok(set)
+    }
+
+    /// The training songs' most common meter, as recorded (None where none was).
+    pub fn common_meter(&self) -> Result<Option<(u32, u32)>, String> {
+        let record = self.features.as_ref();
+        (record.and_then(|r| r.common_meter.as_deref()))
+            .map(parse_meter)
+            .transpose()
+    }
+
+    /// The training songs' most common mode, as recorded (None where none was).
+    pub fn common_mode(&self) -> Result<Option<ModeClass>, String> {
+        let record = self.features.as_ref();
+        (record.and_then(|r| r.common_mode.as_deref()))
+            .map(ModeClass::parse)
+            .transpose()
     }
 }
 
@@ -220,6 +275,15 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 config.input_width, config.inputs_per_step
             ),
         ));
+    }
+    // A recorded feature set must fit the input shape (a multi-hot model without one is the
+    // engines' own business: it is refused where features are read).
+    if config.features.is_some() {
+        config
+            .feature_set()
+            .and_then(|_| config.common_meter())
+            .and_then(|_| config.common_mode())
+            .map_err(|e| format_error(path, e))?;
     }
     let mut params = Params::zeros(config.model());
     let expected: Vec<(String, Vec<usize>)> = config.model().tensor_shapes();

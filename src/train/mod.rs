@@ -26,7 +26,8 @@ use crate::dataset::{
 };
 use crate::engine::{self, Device};
 use crate::evaluate::evaluate_windows;
-use crate::model::checkpoint::{self, CheckpointConfig};
+use crate::features::{self, FeatureSet, SplitInputs};
+use crate::model::checkpoint::{self, CheckpointConfig, FeatureRecord};
 use crate::model::Objective;
 
 /// What and how to train (`engine train`'s options).
@@ -85,6 +86,9 @@ pub struct TrainOptions {
     pub extend_vocab: bool,
     /// Continue from OUT and its Adam state (same options as the run that wrote them).
     pub resume: bool,
+    /// The inputs besides the symbol (`--features`); none: the reference model. --resume and
+    /// --init must name the checkpoint's.
+    pub features: FeatureSet,
     /// Progress bars and a line per epoch on stderr.
     pub progress: bool,
 }
@@ -139,9 +143,37 @@ pub fn train_with(
     start: Start,
 ) -> Result<TrainReport, String> {
     stopping::catch_interrupt();
-    let train = data.split(Split::Train, options.val_fraction);
-    let val = data.split(Split::Val, options.val_fraction);
-    for (name, split) in [("training", &train), ("held-out", &val)] {
+    let set = &options.features;
+    let model = backend.config();
+    if (model.input_width, model.inputs_per_step)
+        != (set.input_width(model.vocab_size), set.inputs_per_step())
+    {
+        return Err(format!(
+            "features {set} need {} indices of {} input columns a step; the model reads {} of {}",
+            set.inputs_per_step(),
+            set.input_width(model.vocab_size),
+            model.inputs_per_step,
+            model.input_width
+        ));
+    }
+    let songs = features::songs_for(set, &options.data, data)?;
+    let inputs_of =
+        |split| SplitInputs::of(set, data, songs.as_deref(), split, options.val_fraction);
+    let (train, val) = (inputs_of(Split::Train)?, inputs_of(Split::Val)?);
+    // A feature model records its groups, and the training songs' most common meter and mode.
+    let record = songs.as_deref().map(|songs| {
+        let train_songs = features::songs_of_split(songs, Split::Train, options.val_fraction);
+        let (meter, mode) = features::most_common(&train_songs);
+        FeatureRecord {
+            groups: set.names().iter().map(|name| name.to_string()).collect(),
+            common_meter: meter.map(|(count, unit)| format!("{count}/{unit}")),
+            common_mode: mode.map(|mode| mode.name().to_string()),
+        }
+    });
+    let write_checkpoint = |path: &Path, backend: &dyn Backend, epoch, step| {
+        save(path, backend, data, options, record.clone(), epoch, step)
+    };
+    for (name, split) in [("training", &train.symbols), ("held-out", &val.symbols)] {
         if split.len() <= options.window {
             return Err(format!(
                 "{}: the {name} split has {} symbols, too few for one window of {} and the \
@@ -154,8 +186,14 @@ pub fn train_with(
     }
     let mut sample_rng = StdRng::seed_from_u64(options.seed);
     let (t, b) = (options.window, options.batch_size);
-    let train_sample = sample_window_starts(train.len(), t, options.eval_windows, &mut sample_rng);
-    let val_sample = sample_window_starts(val.len(), t, options.eval_windows, &mut sample_rng);
+    let train_sample = sample_window_starts(
+        train.symbols.len(),
+        t,
+        options.eval_windows,
+        &mut sample_rng,
+    );
+    let val_sample =
+        sample_window_starts(val.symbols.len(), t, options.eval_windows, &mut sample_rng);
 
     let metrics_path = metrics_path(options);
     for path in [&options.out, &metrics_path] {
@@ -167,7 +205,7 @@ pub fn train_with(
         fs::write(&metrics_path, "").map_err(|e| format!("{}: {e}", metrics_path.display()))?;
     }
     let steps_before: u64 = (0..start.epoch)
-        .map(|e| steps_in_epoch(train.len(), options, e))
+        .map(|e| steps_in_epoch(train.symbols.len(), options, e))
         .sum();
     // A resumed run skips the batches of its last epoch it had already trained on.
     let mut skip = (start.step - steps_before) as usize;
@@ -190,11 +228,11 @@ pub fn train_with(
         let step = report.steps;
         if let Some(stop) = run.stopped {
             report.stop = stop;
-            save(&options.out, backend, data, options, epoch, step)?;
+            write_checkpoint(&options.out, backend, epoch, step)?;
             return Ok(report);
         }
-        let evaluate = |backend: &mut dyn Backend, stream: &[u32], sample: &[usize]| {
-            evaluate_windows(backend, &data.vocab, stream, sample, t, |_| {})
+        let evaluate = |backend: &mut dyn Backend, split: &SplitInputs, sample: &[usize]| {
+            evaluate_windows(backend, &data.vocab, split, sample, t, |_| {})
                 .map_err(|e| stopped_by(options, &e, step))
         };
         let metrics = EpochMetrics {
@@ -208,11 +246,11 @@ pub fn train_with(
         };
         metrics::append_line(&metrics_path, &metrics)?;
         metrics::write_curve(&metrics_path, &curve_path(&options.out))?;
-        save(&options.out, backend, data, options, epoch + 1, step)?;
+        write_checkpoint(&options.out, backend, epoch + 1, step)?;
         let (improved, stop) = early_stopping.observe(epoch + 1, metrics.val.all.loss);
         if improved {
             let best = best_path(&options.out);
-            save(&best, backend, data, options, epoch + 1, step)?;
+            write_checkpoint(&best, backend, epoch + 1, step)?;
         }
         if options.progress {
             eprintln!(
@@ -276,17 +314,17 @@ impl EpochRun {
 /// early at `options.max_steps` or Ctrl-C.
 fn run_epoch(
     backend: &mut dyn Backend,
-    train: &[u32],
+    train: &SplitInputs,
     options: &TrainOptions,
     epoch: usize,
     skip: usize,
     mut step: u64,
 ) -> Result<EpochRun, String> {
     let (t, b) = (options.window, options.batch_size);
-    let windows = epoch_windows(train.len(), options, epoch);
+    let windows = epoch_windows(train.symbols.len(), options, epoch);
     let batches: Vec<&[usize]> = windows.chunks_exact(b).skip(skip).collect();
     let bar = progress_bar(options.progress, batches.len(), epoch, options.epochs);
-    let mut inputs = vec![0u32; b * t];
+    let mut inputs = vec![0u32; b * t * options.features.inputs_per_step()];
     let mut targets = vec![0u32; b * t];
     let mut run = EpochRun {
         stats: BatchStats::default(),
@@ -305,7 +343,14 @@ fn run_epoch(
             run.stopped = Some(Stop::Interrupted);
             break;
         }
-        fill_batch(train, starts, t, &mut inputs, &mut targets);
+        fill_batch(
+            &train.symbols,
+            &train.rows,
+            starts,
+            t,
+            &mut inputs,
+            &mut targets,
+        );
         let batch = Batch {
             inputs: &inputs,
             targets: &targets,
@@ -391,17 +436,21 @@ fn save(
     backend: &dyn Backend,
     data: &Dataset,
     options: &TrainOptions,
+    features: Option<FeatureRecord>,
     epoch: usize,
     step: u64,
 ) -> Result<(), String> {
     let params = backend.params()?;
-    let config = CheckpointConfig::new(
-        *params.config(),
-        options.window,
-        options.objective,
-        epoch,
-        step,
-    );
+    let config = CheckpointConfig {
+        features,
+        ..CheckpointConfig::new(
+            *params.config(),
+            options.window,
+            options.objective,
+            epoch,
+            step,
+        )
+    };
     checkpoint::save(path, &params, data.vocab.symbols(), &config).map_err(|e| e.to_string())?;
     checkpoint::save_adam(&checkpoint::adam_path(path), &backend.adam_state()?)
         .map_err(|e| e.to_string())

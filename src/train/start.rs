@@ -11,7 +11,8 @@ use super::stopping::EarlyStopping;
 use super::TrainOptions;
 use crate::dataset::Dataset;
 use crate::encode::Vocabulary;
-use crate::model::checkpoint;
+use crate::features::FeatureSet;
+use crate::model::checkpoint::{self, CheckpointConfig};
 use crate::model::{Config, Params};
 use crate::optim::Adam;
 
@@ -48,12 +49,10 @@ pub fn initial_state(
         let adam = adam(params.config());
         return Ok((params, data, adam, fresh_start));
     }
-    let config = Config::one_hot(
-        data.vocab.len(),
-        options.hidden,
-        options.layers,
-        options.dropout,
-    );
+    let set = &options.features;
+    let v = data.vocab.len();
+    let config = Config::one_hot(v, options.hidden, options.layers, options.dropout)
+        .multi_hot(set.input_width(v), set.inputs_per_step());
     let params = Params::init(config, &mut StdRng::seed_from_u64(options.seed));
     Ok((params, data, adam(&config), fresh_start))
 }
@@ -68,6 +67,7 @@ fn resume(
         checkpoint::load_with_vocabulary(&options.out).map_err(|e| format!("--resume: {e}"))?;
     let data = in_vocabulary(data, &vocab, false)
         .map_err(|unknown| format!("--resume: {out} does not know {unknown}"))?;
+    same_features(&saved.config, options, "--resume", &options.out)?;
     let model = saved.config.model();
     let wanted = (
         options.hidden,
@@ -121,6 +121,7 @@ fn fine_tuning_start(
 ) -> Result<(Params<f32>, Dataset), String> {
     let (saved, vocab) =
         checkpoint::load_with_vocabulary(init).map_err(|e| format!("--init: {e}"))?;
+    same_features(&saved.config, options, "--init", init)?;
     let new: Vec<String> = data
         .vocab
         .symbols()
@@ -136,13 +137,47 @@ fn fine_tuning_start(
             options.data.display()
         ));
     }
+    if !new.is_empty() && options.features != FeatureSet::NONE {
+        return Err(format!(
+            "--init --extend-vocab: {} reads features ({}), whose rows are laid out by its \
+             vocabulary, so it cannot learn new symbols; preprocess with its symbols only, or \
+             train a new model",
+            init.display(),
+            options.features
+        ));
+    }
     let mut symbols = saved.vocab;
     symbols.extend(new.iter().cloned());
     let vocab = Vocabulary::from_ordered(symbols).expect("the new symbols are not in it");
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let params = saved.params.with_extra_symbols(new.len(), &mut rng);
+    let params = match new.len() {
+        0 => saved.params,
+        extra => saved.params.with_extra_symbols(extra, &mut rng),
+    };
     let data = in_vocabulary(data, &vocab, true).expect("every symbol was added");
     Ok((params, data))
+}
+
+/// A checkpoint to resume or fine-tune reads the features asked for, or it is an error naming
+/// both.
+fn same_features(
+    saved: &CheckpointConfig,
+    options: &TrainOptions,
+    flag: &str,
+    path: &Path,
+) -> Result<(), String> {
+    let saved_set = saved
+        .feature_set()
+        .map_err(|e| format!("{flag}: {}: {e}", path.display()))?;
+    if saved_set != options.features {
+        return Err(format!(
+            "{flag}: {} reads features {saved_set}, but --features asks for {}; pass \
+             --features {saved_set}",
+            path.display(),
+            options.features
+        ));
+    }
+    Ok(())
 }
 
 /// The dataset with the ids of `vocab`; the symbols `vocab` lacks as an error. Unless `subset`,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use melody_engine::encode::Vocabulary;
 use melody_engine::engine::Device;
+use melody_engine::features::FeatureSet;
 use melody_engine::model::Objective;
 use melody_engine::train::TrainOptions;
 
@@ -86,6 +87,7 @@ pub fn options(data: &Path, out: &str) -> TrainOptions {
         init: None,
         extend_vocab: false,
         resume: false,
+        features: FeatureSet::NONE,
         progress: false,
     }
 }
