@@ -126,12 +126,15 @@ pub fn read_encoded(
         .collect()
 }
 
+/// A song of a score with its encoding, or why it has none.
+type EncodedSong = Result<(Song, Encoded), String>;
+
 /// [`read_encoded`], each song its own result.
 fn read_each_encoded(
     path: &Path,
     part: Option<usize>,
     options: Option<&Options>,
-) -> Result<Vec<Result<(Song, Encoded), String>>, String> {
+) -> Result<Vec<EncodedSong>, String> {
     let in_file = |e: String| in_file(path, e);
     let mut songs = read_scores(path, part, false).map_err(in_file)?;
     if let Some(tune) = part.filter(|_| path.extension().is_some_and(|e| e == "abc")) {
