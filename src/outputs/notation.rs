@@ -2,6 +2,7 @@
 //! the sixteenth grid, spans cut at barlines into single note values, and pitches spelled in a
 //! key.
 
+use crate::features;
 use crate::kern::KeyDesignation;
 use crate::melody::Span;
 
@@ -20,13 +21,12 @@ pub fn note_value(steps: u32) -> usize {
         .expect("pieces are note values")
 }
 
-/// The length of a measure of `meter` in sixteenth steps; errors when it is not a whole,
-/// positive number of them.
+/// The length of a measure of `meter` on the sixteenth grid the outputs write
+/// ([`features::measure_steps`]); errors when it is not a whole, positive number of steps.
 pub fn measure_steps(meter: (u32, u32)) -> Result<u32, String> {
     let (count, unit) = meter;
-    (unit > 0 && count * 16 % unit == 0)
-        .then(|| count * 16 / unit)
-        .filter(|&steps| steps > 0)
+    features::measure_steps(meter, features::grid_step())
+        .map(|steps| steps as u32)
         .ok_or_else(|| format!("meter {count}/{unit} is not a whole number of sixteenths"))
 }
 
