@@ -19,8 +19,11 @@
 //! |                            | 2: the next step is a downbeat (no, yes)         | 2       |
 //! | mode (`mode`)              | 3: major, minor, none                            | 1       |
 //! | meter (`meter`)            | 6: duple, triple, compound duple, compound triple, other, none | 1 |
+//! | phrase (`phrase`)          | V + 1: the symbol four bars before the next step, or none |   |
+//! |                            | 2: the input repeats the symbol four bars before it (no, yes) | 2 |
+//! | bar (`bar`)                | [`MAX_BAR`] + 2: the next step's bar in the song, 0 … 15, then later, none | 1 |
 //!
-//! So D = V + 2V + 6 + 36 + 3 + 6 with every group, K = 9; with none, D = V and K = 1 (the
+//! So D = V + 3V + 9 + 36 + 3 + 6 + 18 with every group, K = 12; with none, D = V and K = 1 (the
 //! reference model's one-hot input).
 //!
 //! # Choices
@@ -31,6 +34,14 @@
 //!   before t. Magenta fixes a bar at 16 steps; here a bar is the measure of the meter in force
 //!   on the grid (3/4 → 12 sixteenths), and two bars back is one bar back from one bar back, so
 //!   a meter change is honoured. A step before the song's first is none.
+//! - **Phrase** is lookback four bars back: the phrase of four bars is where `erk`'s songs repeat
+//!   most. The shift of a song's longest repeat (the `longest_repeat` of `engine assess`) is four
+//!   bars in 601 of its 1,618 songs with meters, two bars in 304, eight in 164, one in 74; one and
+//!   two bars back alone cannot see a phrase come round again.
+//! - **Bar** counts the bars from the first bar start (0 is the first whole bar; a pickup before
+//!   it is none; bars before a late first barline are counted back from it, as positions are): the songs are mostly 8, 12 or 16 bars of four-bar phrases, and where a
+//!   phrase begins and ends (a repeat four bars back is a fifth as likely at a phrase's last bar
+//!   as at its other bars in `erk`) is not in a 64-step window's reach.
 //! - **Position** is where t + 1 lies in its bar: steps since the latest bar start, counted
 //!   modulo the measure, so a bar longer than its measure (a barline missing) restarts at each
 //!   whole measure. Bar starts are the song's barlines (`bar_starts`), so a pickup's steps sit
@@ -57,17 +68,21 @@ use crate::dataset::{is_held_out, songs, Dataset, Split};
 use crate::kern::{Mode, QuarterLength};
 
 /// The feature groups, in their block order; also their names in `--features` and checkpoints.
-pub const GROUPS: [&str; 4] = ["lookback", "position", "mode", "meter"];
+pub const GROUPS: [&str; 6] = ["lookback", "position", "mode", "meter", "phrase", "bar"];
 
 /// Positions in a bar with a row of their own: a bar of 4/2 or 8/4 on the sixteenth grid. Longer
 /// bars share the overflow row from here on.
 pub const MAX_POSITION: usize = 32;
+
+/// Bars from the first with a row of their own; later ones share the row after them.
+pub const MAX_BAR: usize = 16;
 
 /// The meter a song without one is counted in: a MIDI file's default.
 const DEFAULT_METER: (u32, u32) = (4, 4);
 
 const FLAG_ROWS: usize = 2;
 const POSITION_ROWS: usize = MAX_POSITION + 2;
+const BAR_ROWS: usize = MAX_BAR + 2;
 const MODE_ROWS: usize = 3;
 const METER_ROWS: usize = 6;
 
@@ -78,6 +93,8 @@ pub struct FeatureSet {
     pub position: bool,
     pub mode: bool,
     pub meter: bool,
+    pub phrase: bool,
+    pub bar: bool,
 }
 
 impl FeatureSet {
@@ -87,6 +104,8 @@ impl FeatureSet {
         position: false,
         mode: false,
         meter: false,
+        phrase: false,
+        bar: false,
     };
 
     /// Parses `--features`: group names separated by commas, in any order; `none` or nothing is
@@ -103,6 +122,8 @@ impl FeatureSet {
                 "position" => &mut set.position,
                 "mode" => &mut set.mode,
                 "meter" => &mut set.meter,
+                "phrase" => &mut set.phrase,
+                "bar" => &mut set.bar,
                 _ => {
                     return Err(format!(
                         "{name:?} is no feature group: name any of {} separated by commas, or none",
@@ -119,7 +140,14 @@ impl FeatureSet {
 
     /// The groups it holds, in block order: what a checkpoint stores.
     pub fn names(&self) -> Vec<&'static str> {
-        let on = [self.lookback, self.position, self.mode, self.meter];
+        let on = [
+            self.lookback,
+            self.position,
+            self.mode,
+            self.meter,
+            self.phrase,
+            self.bar,
+        ];
         GROUPS
             .iter()
             .zip(on)
@@ -133,6 +161,8 @@ impl FeatureSet {
             + 2 * self.position as usize
             + self.mode as usize
             + self.meter as usize
+            + 2 * self.phrase as usize
+            + self.bar as usize
     }
 
     /// D: the input rows, for a vocabulary of `vocab_len` symbols.
@@ -142,6 +172,8 @@ impl FeatureSet {
             + self.position as usize * (POSITION_ROWS + FLAG_ROWS)
             + self.mode as usize * MODE_ROWS
             + self.meter as usize * METER_ROWS
+            + self.phrase as usize * (vocab_len + 1 + FLAG_ROWS)
+            + self.bar as usize * BAR_ROWS
     }
 
     /// Lays out one step's row of K indices into `row`.
@@ -154,9 +186,9 @@ impl FeatureSet {
             *slots.next().expect("K slots") = (offset + at) as u32;
             offset += rows;
         };
+        let symbol_or_none = |s: Option<u32>| s.map_or(vocab_len, |s| s as usize);
         block(symbol as usize, vocab_len);
         if self.lookback {
-            let symbol_or_none = |s: Option<u32>| s.map_or(vocab_len, |s| s as usize);
             block(symbol_or_none(step.one_bar_back), vocab_len + 1);
             block(symbol_or_none(step.two_bars_back), vocab_len + 1);
             block(step.repeats_one_bar as usize, FLAG_ROWS);
@@ -174,6 +206,13 @@ impl FeatureSet {
         }
         if self.meter {
             block(step.meter.map_or(5, |m| m as usize), METER_ROWS);
+        }
+        if self.phrase {
+            block(symbol_or_none(step.four_bars_back), vocab_len + 1);
+            block(step.repeats_four_bars as usize, FLAG_ROWS);
+        }
+        if self.bar {
+            block(step.bar.map_or(MAX_BAR + 1, |b| b.min(MAX_BAR)), BAR_ROWS);
         }
         debug_assert_eq!(row.len(), self.inputs_per_step());
     }
@@ -343,9 +382,28 @@ impl Bars {
         (step as i64 - anchor as i64).rem_euclid(self.measure_at(step) as i64) as usize
     }
 
-    /// The step one bar before `step`, if the melody has one.
-    fn bar_before(&self, step: usize) -> Option<usize> {
-        step.checked_sub(self.measure_at(step))
+    /// Which bar `step` lies in, 0 from the first bar start on, None before it (a pickup). Bars
+    /// before the first barline are counted back from it, as [`Bars::position`] counts them, so
+    /// the first bar starts within the first measure.
+    fn bar_number(&self, step: usize) -> Option<usize> {
+        let measure = self.measure_at(0);
+        let written = self.starts.first().copied().unwrap_or(0);
+        let counted_back = written / measure;
+        let first = written - counted_back * measure;
+        let later = self.starts.partition_point(|&start| start <= step);
+        match later {
+            0 => step.checked_sub(first).map(|s| s / measure),
+            n => {
+                let last = self.starts[n - 1];
+                Some(counted_back + n - 1 + (step - last) / self.measure_at(step))
+            }
+        }
+    }
+
+    /// The step `bars` bars before `step`, if the melody has one: one bar back at a time, so a
+    /// meter change is honoured.
+    fn bars_before(&self, step: usize, bars: usize) -> Option<usize> {
+        (0..bars).try_fold(step, |step, _| step.checked_sub(self.measure_at(step)))
     }
 }
 
@@ -611,8 +669,12 @@ struct StepFeatures {
     two_bars_back: Option<u32>,
     repeats_one_bar: bool,
     repeats_two_bars: bool,
+    four_bars_back: Option<u32>,
+    repeats_four_bars: bool,
     /// Of the next step, in its bar.
     position: Option<usize>,
+    /// The next step's bar, from the first barline.
+    bar: Option<usize>,
     mode: Option<ModeClass>,
     meter: Option<MeterClass>,
 }
@@ -626,14 +688,16 @@ fn melody_step(
 ) -> StepFeatures {
     let now = melody.len() - 1;
     let next = now + 1;
-    let two_bars_before = |step| bars.bar_before(step).and_then(|s| bars.bar_before(s));
     let repeats = |then: Option<usize>| then.is_some_and(|s| melody[s] == melody[now]);
     StepFeatures {
-        one_bar_back: bars.bar_before(next).map(|s| melody[s]),
-        two_bars_back: two_bars_before(next).map(|s| melody[s]),
-        repeats_one_bar: repeats(bars.bar_before(now)),
-        repeats_two_bars: repeats(two_bars_before(now)),
+        one_bar_back: bars.bars_before(next, 1).map(|s| melody[s]),
+        two_bars_back: bars.bars_before(next, 2).map(|s| melody[s]),
+        repeats_one_bar: repeats(bars.bars_before(now, 1)),
+        repeats_two_bars: repeats(bars.bars_before(now, 2)),
+        four_bars_back: bars.bars_before(next, 4).map(|s| melody[s]),
+        repeats_four_bars: repeats(bars.bars_before(now, 4)),
         position: Some(bars.position(next)),
+        bar: bars.bar_number(next),
         mode,
         meter,
     }
@@ -784,11 +848,11 @@ mod tests {
         assert_eq!(FeatureSet::parse("none"), Ok(FeatureSet::NONE));
         assert_eq!(FeatureSet::parse(""), Ok(FeatureSet::NONE));
         assert_eq!(FeatureSet::NONE.to_string(), "none");
-        let all = FeatureSet::parse("lookback,position,mode,meter").unwrap();
+        let all = FeatureSet::parse("phrase,lookback,bar,position,mode,meter").unwrap();
         assert_eq!(all.names(), GROUPS);
-        assert!(FeatureSet::parse("lookback,beat")
-            .unwrap_err()
-            .contains("\"beat\" is no feature group: name any of lookback, position, mode, meter"));
+        assert!(FeatureSet::parse("lookback,beat").unwrap_err().contains(
+            "\"beat\" is no feature group: name any of lookback, position, mode, meter, phrase, bar"
+        ));
         assert!(FeatureSet::parse("mode,mode")
             .unwrap_err()
             .contains("named twice"));
@@ -806,28 +870,41 @@ mod tests {
         assert_eq!(width("position"), (38 + 34 + 2, 3));
         assert_eq!(width("mode"), (41, 2));
         assert_eq!(width("meter"), (44, 2));
+        assert_eq!(width("phrase"), (38 + 39 + 2, 3));
         assert_eq!(width("lookback,position,mode,meter"), (165, 9));
+        assert_eq!(width("bar"), (38 + 18, 2));
+        assert_eq!(width("lookback,position,mode,meter,phrase"), (165 + 41, 11));
+        assert_eq!(
+            width("lookback,position,mode,meter,phrase,bar"),
+            (165 + 41 + 18, 12)
+        );
     }
 
     #[test]
     fn every_index_lies_in_its_own_block() {
-        let set = FeatureSet::parse("lookback,position,mode,meter").unwrap();
+        let set = FeatureSet::parse("lookback,position,mode,meter,phrase,bar").unwrap();
         let v = 5;
         let step = StepFeatures {
             one_bar_back: Some(4),
             two_bars_back: None,
             repeats_one_bar: true,
             repeats_two_bars: false,
+            four_bars_back: Some(2),
+            repeats_four_bars: true,
             position: Some(40),
+            bar: Some(20),
             mode: Some(ModeClass::Minor),
             meter: None,
         };
-        let mut row = [0; 9];
+        let mut row = [0; 12];
         set.write_row(v, 3, &step, &mut row);
         // symbol 0…4 | one bar 5…10 | two bars 11…16 | flags 17…18, 19…20 | position 21…54 |
-        // downbeat 55…56 | mode 57…59 | meter 60…65
-        assert_eq!(row, [3, 9, 16, 18, 19, 21 + 32, 55, 58, 65]);
-        assert_eq!(set.input_width(v), 66);
+        // downbeat 55…56 | mode 57…59 | meter 60…65 | four bars 66…71 | flag 72…73 | bar 74…91
+        assert_eq!(
+            row,
+            [3, 9, 16, 18, 19, 21 + 32, 55, 58, 65, 68, 73, 74 + 16]
+        );
+        assert_eq!(set.input_width(v), 92);
     }
 
     #[test]
@@ -878,6 +955,31 @@ mod tests {
             positions,
             [6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1]
         );
+        let numbers = |bars: &Bars, steps: &[usize]| -> Vec<Option<usize>> {
+            steps.iter().map(|&s| bars.bar_number(s)).collect()
+        };
+        assert_eq!(
+            numbers(&bars, &[0, 1, 2, 9, 10, 17, 18, 26]),
+            [
+                None,
+                None,
+                Some(0),
+                Some(0),
+                Some(1),
+                Some(1),
+                Some(2),
+                Some(3)
+            ]
+        );
+        // The first barline written late, at 18: the bars before it are counted back to step 2.
+        let late = Bars {
+            measures: vec![(0, 8)],
+            starts: vec![18, 26],
+        };
+        assert_eq!(
+            numbers(&late, &[0, 1, 2, 17, 18, 26, 34]),
+            [None, None, Some(0), Some(1), Some(2), Some(3), Some(4)]
+        );
         // A change to 3/4 at the bar starting at 6.
         let changing = Bars {
             measures: vec![(0, 4), (6, 12)],
@@ -889,8 +991,13 @@ mod tests {
             [2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1]
         );
         assert_eq!(
-            (changing.bar_before(18), changing.bar_before(5)),
+            (changing.bars_before(18, 1), changing.bars_before(5, 1)),
             (Some(6), Some(1))
+        );
+        // 17 → 5 (3/4 back) → 1 (2/4 back); 18 → 6, whose 3/4 bar reaches before the song.
+        assert_eq!(
+            (changing.bars_before(17, 2), changing.bars_before(18, 2)),
+            (Some(1), None)
         );
         assert_eq!(
             Bars::regular(12, 10),

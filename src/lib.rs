@@ -15,7 +15,7 @@
 //! 9. `midi`: generated melodies as Standard MIDI Files.
 //! 10. `corpus`: a whole directory of scores, in parallel, into a dataset.
 //! 11. `dataset`: the dataset as ids; windows, batches, the train / held-out split.
-//! 12. `features`: each step's input indices: the symbol, lookback, bar position, mode, meter.
+//! 12. `features`: each step's input indices: the symbol, lookback, bar position, mode, meter, phrase.
 //! 13. `model`: parameters and checkpoints.
 //! 14. `optim`: Adam's hyperparameters and state, which both engines update.
 //! 15. `cpu`: forward pass, BPTT and the Adam update on the CPU, the reference.

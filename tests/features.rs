@@ -10,11 +10,15 @@ use melody_engine::corpus::{find_kern_files, process_all, write_outputs};
 use melody_engine::dataset::{songs, Dataset, Split};
 use melody_engine::encode::{Options, Vocabulary};
 use melody_engine::features::{
-    load_songs, songs_of_split, stream_features, FeatureSet, FeatureTracker, SongInfo, MAX_POSITION,
+    load_songs, songs_of_split, stream_features, FeatureSet, FeatureTracker, SongInfo, MAX_BAR,
+    MAX_POSITION,
 };
 use melody_engine::kern::QuarterLength;
 
-const ALL: &str = "lookback,position,mode,meter";
+const ALL: &str = "lookback,position,mode,meter,phrase,bar";
+
+/// K with every group.
+const K: usize = 12;
 
 fn sixteenth() -> QuarterLength {
     QuarterLength::new(1, 4)
@@ -32,12 +36,13 @@ fn erk(shared: &Path, test: &str) -> (PathBuf, Vec<String>) {
 }
 
 /// One row in words: `symbol | one bar back, two bars back | repeat flags | position, downbeat |
-/// mode, meter`, read back from the index layout the module documents.
+/// mode, meter | four bars back, repeat flag | bar`, read back from the index layout the module documents.
 fn describe(row: &[u32], vocab: &Vocabulary) -> String {
     let v = vocab.len() as u32;
     let places = MAX_POSITION as u32 + 2;
     // Each block's rows, in order; each index minus the rows before its block.
-    let blocks = [v, v + 1, v + 1, 2, 2, places, 2, 3, 6];
+    let bars = MAX_BAR as u32 + 2;
+    let blocks = [v, v + 1, v + 1, 2, 2, places, 2, 3, 6, v + 1, 2, bars];
     let mut before = 0;
     let at: Vec<u32> = (row.iter().zip(blocks))
         .map(|(&index, rows)| {
@@ -56,6 +61,11 @@ fn describe(row: &[u32], vocab: &Vocabulary) -> String {
         at if at == places - 2 => "overflow".to_string(),
         at => at.to_string(),
     };
+    let bar = match at[11] {
+        at if at == bars - 1 => "none".to_string(),
+        at if at == bars - 2 => "later".to_string(),
+        at => at.to_string(),
+    };
     let mode = ["major", "minor", "none"][at[7] as usize];
     let meter = [
         "duple",
@@ -66,14 +76,16 @@ fn describe(row: &[u32], vocab: &Vocabulary) -> String {
         "none",
     ];
     format!(
-        "{} | {} {} | {}{} | {position} {} | {mode} {}",
+        "{} | {} {} | {}{} | {position} {} | {mode} {} | {} {} | {bar}",
         vocab.symbol(at[0]),
         symbol_or_none(at[1]),
         symbol_or_none(at[2]),
         at[3],
         at[4],
         at[6],
-        meter[at[8] as usize]
+        meter[at[8] as usize],
+        symbol_or_none(at[9]),
+        at[10],
     )
 }
 
@@ -114,8 +126,8 @@ impl Erk {
     /// Row `t` of the song from `file`, in words.
     fn row(&self, file: &str, t: usize) -> String {
         let song = self.files.iter().position(|f| f == file).unwrap();
-        let at = (self.starts[song] + t) * 9;
-        describe(&self.rows[at..at + 9], &self.data.vocab)
+        let at = (self.starts[song] + t) * K;
+        describe(&self.rows[at..at + K], &self.data.vocab)
     }
 }
 
@@ -126,51 +138,111 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     };
     let erk = load(&shared, "rows");
     assert_eq!(erk.files.len(), 1683);
-    assert_eq!((erk.data.vocab.len(), erk.rows.len()), (38, 362_242 * 9));
+    assert_eq!((erk.data.vocab.len(), erk.rows.len()), (38, 362_242 * K));
     let row = |file: &str, t| erk.row(file, t);
     // deut0567, 2/4 with an eighth's pickup: bar_starts [2, 10, 18, 26, …], 8 steps a bar.
     // 55 _ | 60 _ 60 _ 60 _ | 62 _ 64 _ 62 _ 60 _ | _ _ 64 _ …
     let song = "deut0567.krn";
-    assert_eq!(row(song, 0), "55 | none none | 00 | 7 0 | major duple");
-    assert_eq!(row(song, 1), "_ | none none | 00 | 0 1 | major duple");
-    assert_eq!(row(song, 7), "_ | 55 none | 00 | 6 0 | major duple");
-    assert_eq!(row(song, 8), "62 | _ none | 00 | 7 0 | major duple");
-    assert_eq!(row(song, 9), "_ | 60 none | 10 | 0 1 | major duple");
-    assert_eq!(row(song, 15), "_ | 62 55 | 10 | 6 0 | major duple");
-    assert_eq!(row(song, 17), "_ | 64 60 | 11 | 0 1 | major duple");
+    assert_eq!(
+        row(song, 0),
+        "55 | none none | 00 | 7 0 | major duple | none 0 | none"
+    );
+    assert_eq!(
+        row(song, 1),
+        "_ | none none | 00 | 0 1 | major duple | none 0 | 0"
+    );
+    assert_eq!(
+        row(song, 7),
+        "_ | 55 none | 00 | 6 0 | major duple | none 0 | 0"
+    );
+    assert_eq!(
+        row(song, 8),
+        "62 | _ none | 00 | 7 0 | major duple | none 0 | 0"
+    );
+    assert_eq!(
+        row(song, 9),
+        "_ | 60 none | 10 | 0 1 | major duple | none 0 | 1"
+    );
+    assert_eq!(
+        row(song, 15),
+        "_ | 62 55 | 10 | 6 0 | major duple | none 0 | 1"
+    );
+    assert_eq!(
+        row(song, 17),
+        "_ | 64 60 | 11 | 0 1 | major duple | none 0 | 2"
+    );
+    // Four bars back (32 steps) from the next step, and bars counted from the first barline.
+    assert_eq!(
+        row(song, 33),
+        "_ | 67 64 | 11 | 0 1 | major duple | 60 1 | 4"
+    );
+    assert_eq!(
+        row(song, 41),
+        "_ | 72 67 | 11 | 0 1 | major duple | 64 1 | 5"
+    );
     // The last step predicts the first `/`: its position runs on in the last bar (106 + 6), and
     // it looks back to steps 104 and 96, both 62.
-    assert_eq!(row(song, 111), "_ | 62 62 | 11 | 6 0 | major duple");
+    assert_eq!(
+        row(song, 111),
+        "_ | 62 62 | 11 | 6 0 | major duple | 67 1 | 13"
+    );
     // The run after it leads into deut0568, also 2/4 major.
-    assert_eq!(row(song, 112), "/ | none none | 00 | none 0 | major duple");
+    assert_eq!(
+        row(song, 112),
+        "/ | none none | 00 | none 0 | major duple | none 0 | none"
+    );
     assert_eq!(
         row(song, 112 + 63),
-        "/ | none none | 00 | none 0 | major duple"
+        "/ | none none | 00 | none 0 | major duple | none 0 | none"
     );
 
     // deut0617, 3/4, bar_starts [2, 14, 26, …]: 55 _ | 60 _ _ 60 60 _ 64 _ 67 _ | 60 _ 64 _
     // 62 60 59 _ _ _ r _ | 62 _ 65 _ _ 65 65 _ …
     let song = "deut0617.krn";
-    assert_eq!(row(song, 0), "55 | none none | 00 | 11 0 | major triple");
-    assert_eq!(row(song, 1), "_ | none none | 00 | 0 1 | major triple");
-    assert_eq!(row(song, 12), "60 | _ none | 00 | 11 0 | major triple");
-    assert_eq!(row(song, 16), "62 | 60 none | 00 | 3 0 | major triple");
-    assert_eq!(row(song, 17), "60 | 60 none | 10 | 4 0 | major triple");
-    assert_eq!(row(song, 29), "65 | 59 60 | 00 | 4 0 | major triple");
+    assert_eq!(
+        row(song, 0),
+        "55 | none none | 00 | 11 0 | major triple | none 0 | none"
+    );
+    assert_eq!(
+        row(song, 1),
+        "_ | none none | 00 | 0 1 | major triple | none 0 | 0"
+    );
+    assert_eq!(
+        row(song, 12),
+        "60 | _ none | 00 | 11 0 | major triple | none 0 | 0"
+    );
+    assert_eq!(
+        row(song, 16),
+        "62 | 60 none | 00 | 3 0 | major triple | none 0 | 1"
+    );
+    assert_eq!(
+        row(song, 17),
+        "60 | 60 none | 10 | 4 0 | major triple | none 0 | 1"
+    );
+    assert_eq!(
+        row(song, 29),
+        "65 | 59 60 | 00 | 4 0 | major triple | none 0 | 2"
+    );
 
     // deut0711, 6/8 in minor, bar_starts [2, 14, 26, …]: 64 _ | 69 _ 69 _ 71 _ 72 _ 71 _ 72 _ |
     // 69 _ _ 71 72 _ 71 _ _ _ 64 _ | 69 _ …
     let song = "deut0711.krn";
     assert_eq!(
         row(song, 0),
-        "64 | none none | 00 | 11 0 | minor compound duple"
+        "64 | none none | 00 | 11 0 | minor compound duple | none 0 | none"
     );
     assert_eq!(
         row(song, 13),
-        "_ | 69 none | 10 | 0 1 | minor compound duple"
+        "_ | 69 none | 10 | 0 1 | minor compound duple | none 0 | 1"
     );
-    assert_eq!(row(song, 24), "64 | _ _ | 01 | 11 0 | minor compound duple");
-    assert_eq!(row(song, 25), "_ | 69 69 | 11 | 0 1 | minor compound duple");
+    assert_eq!(
+        row(song, 24),
+        "64 | _ _ | 01 | 11 0 | minor compound duple | none 0 | 1"
+    );
+    assert_eq!(
+        row(song, 25),
+        "_ | 69 69 | 11 | 0 1 | minor compound duple | none 0 | 2"
+    );
     std::fs::remove_dir_all(&erk.dir).unwrap();
 }
 
@@ -183,7 +255,7 @@ fn the_tracker_reproduces_every_song_with_regular_bars() {
     let set = FeatureSet::parse(ALL).unwrap();
     let delimiter = erk.data.delimiter();
     let units: Vec<&[u32]> = songs(&erk.data.stream, delimiter).collect();
-    let mut row = [0u32; 9];
+    let mut row = [0u32; K];
     let mut checked = 0;
     for (i, (info, unit)) in erk.infos.iter().zip(&units).enumerate() {
         let (Some(meter), Some(mode)) = (info.meter, info.mode) else {
@@ -209,12 +281,12 @@ fn the_tracker_reproduces_every_song_with_regular_bars() {
             sixteenth(),
         )
         .unwrap();
-        let stream_row = |t: usize| &erk.rows[(erk.starts[i] + t) * 9..][..9];
+        let stream_row = |t: usize| &erk.rows[(erk.starts[i] + t) * K..][..K];
         if i > 0 {
             // The run before the song leads into it.
             tracker.context_row(&mut row);
-            let before = (erk.starts[i] - 1) * 9;
-            assert_eq!(row, erk.rows[before..before + 9], "{}", erk.files[i]);
+            let before = (erk.starts[i] - 1) * K;
+            assert_eq!(row, erk.rows[before..before + K], "{}", erk.files[i]);
         }
         for (t, &symbol) in unit[..notes].iter().enumerate() {
             tracker.push(symbol, &mut row);
@@ -252,14 +324,14 @@ fn a_split_keeps_each_song_s_rows_and_none_is_the_symbols() {
     let val_infos = songs_of_split(&erk.infos, Split::Val, 0.1);
     assert_eq!(val_infos.len(), 168);
     let rows = stream_features(&set, v, &val, delimiter, &val_infos).unwrap();
-    assert_eq!(rows.len(), val.len() * 9);
+    assert_eq!(rows.len(), val.len() * K);
     // Held-out song 1 is song 19 of the corpus: its notes' rows are the same in both streams.
     let unit = songs(&val, delimiter).next().unwrap().len();
     let second = songs(&val, delimiter).nth(1).unwrap();
     let notes = second.iter().take_while(|&&s| s != delimiter).count();
     assert_eq!(
-        rows[unit * 9..(unit + notes) * 9],
-        erk.rows[erk.starts[19] * 9..(erk.starts[19] + notes) * 9]
+        rows[unit * K..(unit + notes) * K],
+        erk.rows[erk.starts[19] * K..(erk.starts[19] + notes) * K]
     );
     std::fs::remove_dir_all(&erk.dir).unwrap();
 }
