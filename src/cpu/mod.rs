@@ -16,6 +16,7 @@
 
 pub mod adam;
 pub mod head;
+pub mod head_fused;
 pub mod isa;
 pub mod lstm;
 pub mod matmul;
@@ -26,9 +27,11 @@ pub mod weight_gradient;
 
 use std::ops::Range;
 
-use crate::model::{Config, Float, Params};
+use crate::model::{Config, Dense, DenseMut, Float, Params};
+use head_fused::HeadScratch;
 use isa::Kernels;
 use lstm::{Dims, LayerGradBuffers, LayerInput, LayerTape};
+use recurrence::{f32s, f32s_mut};
 
 pub use crate::model::Objective;
 pub use isa::Isa;
@@ -53,6 +56,8 @@ pub struct Workspace<F> {
     kernels: Kernels,
     /// The packed W_hh of the layer whose recurrence runs (scratch of the packed kernels).
     packed: Vec<f32>,
+    /// The packed W_dense and the dense gradients' partials of the fused head.
+    head: HeadScratch,
     /// One tape per layer when training; when evaluating only, layers ping-pong between two.
     tapes: Vec<LayerTape<F>>,
     /// [D][4H]: W_ih_l0 transposed, one row per input index.
@@ -104,6 +109,7 @@ impl<F: Float> Workspace<F> {
                 false => Kernels::Reference,
             },
             packed: Vec::new(),
+            head: HeadScratch::default(),
             tapes: (0..config.layers.min(2))
                 .map(|_| LayerTape::new(dims))
                 .collect(),
@@ -244,28 +250,56 @@ pub fn forward_backward<F: Float>(
     let logits = &mut ws.logits[..rows.len() * dims.vocab];
     let loss_targets = &targets[rows.clone()];
     let top_hidden = &top.hidden[rows.start * h..rows.end * h];
-    let stats = head::head_forward(
-        params.dense(),
-        top_hidden,
-        dropout_mask,
-        loss_targets,
-        dropped,
-        logits,
-    );
-
-    // Backward, from the loss down to the input.
     // Positions without loss get no gradient from the dense layer.
     ws.d_hidden[..rows.start * h].fill(F::ZERO);
-    head::head_backward(
-        params.dense(),
-        dropped,
-        dropout_mask,
-        loss_targets,
-        stats.count,
-        logits,
-        grads.dense_mut(),
-        &mut ws.d_hidden[rows.start * h..],
-    );
+    let d_hidden = &mut ws.d_hidden[rows.start * h..];
+    let stats = match ws.kernels {
+        // The head, its backward pass included, fused per block of rows.
+        Kernels::Packed(isa) => {
+            let (dense, d_dense) = (params.dense(), grads.dense_mut());
+            head_fused::head_forward_backward(
+                isa,
+                Dense {
+                    weight: f32s(dense.weight),
+                    bias: f32s(dense.bias),
+                },
+                f32s(top_hidden),
+                dropout_mask.map(f32s),
+                loss_targets,
+                f32s_mut(logits),
+                DenseMut {
+                    weight: f32s_mut(d_dense.weight),
+                    bias: f32s_mut(d_dense.bias),
+                },
+                f32s_mut(d_hidden),
+                &mut ws.head,
+            )
+        }
+        Kernels::Reference => {
+            let stats = head::head_forward(
+                params.dense(),
+                top_hidden,
+                dropout_mask,
+                loss_targets,
+                dropped,
+                logits,
+            );
+            // Backward, from the loss down to the input.
+            head::head_backward(
+                params.dense(),
+                dropped,
+                dropout_mask,
+                loss_targets,
+                stats.count,
+                logits,
+                grads.dense_mut(),
+                d_hidden,
+            );
+            stats
+        }
+    };
+
+    // Backward through the layers, from the top down to the input.
     for k in (0..ws.layers).rev() {
         let input = match k {
             0 => LayerInput::Indices(inputs),
