@@ -11,8 +11,9 @@
 //! `lstm_forward`, `lstm_step`, `lstm_backward` and the fused cells), `head` (`head_forward`,
 //! `head_backward`), `matmul` (with the biases around a product), `adam` (`adam_update`) and
 //! `stream`. They are public so that each GPU kernel can be tested against its CPU function.
-//! For f32 the recurrence runs on the engine's own kernels instead (`isa` chooses them,
-//! `microkernel` and `recurrence` are they), unless a workspace is told to use the reference.
+//! For f32 the recurrence and the head of a training step run on the engine's own kernels instead
+//! (`isa` chooses them, `microkernel` holds the tiles, `recurrence`, `weight_gradient` and
+//! `head_fused` use them), unless a workspace is told to use the reference.
 
 pub mod adam;
 pub mod head;
@@ -56,13 +57,14 @@ pub struct Workspace<F> {
     kernels: Kernels,
     /// The packed W_hh of the layer whose recurrence runs (scratch of the packed kernels).
     packed: Vec<f32>,
-    /// The packed W_dense and the dense gradients' partials of the fused head.
+    /// The fused head's packed W_dense and partials of ∂L/∂W_dense.
     head: HeadScratch,
     /// One tape per layer when training; when evaluating only, layers ping-pong between two.
     tapes: Vec<LayerTape<F>>,
     /// [D][4H]: W_ih_l0 transposed, one row per input index.
     input_table: Vec<F>,
-    /// [T·B][H]: the last LSTM layer's output after dropout, the dense layer's input.
+    /// [loss rows][H]: the last LSTM layer's output after dropout, the dense layer's input, for
+    /// the reference head (made on its first use; the fused head keeps a block of it).
     dropped: Vec<F>,
     /// [T·B][V]: logits, then probabilities, then ∂L/∂logits.
     logits: Vec<F>,
@@ -114,7 +116,7 @@ impl<F: Float> Workspace<F> {
                 .map(|_| LayerTape::new(dims))
                 .collect(),
             input_table: vec![F::ZERO; config.input_width * 4 * h],
-            dropped: vec![F::ZERO; rows * h],
+            dropped: Vec::new(),
             logits: vec![F::ZERO; rows * v],
             d_hidden: Vec::new(),
             d_below: Vec::new(),
@@ -246,7 +248,6 @@ pub fn forward_backward<F: Float>(
     // Forward.
     forward_layers(params, inputs, ws);
     let top = &ws.tapes[ws.layers - 1];
-    let dropped = &mut ws.dropped[..rows.len() * h];
     let logits = &mut ws.logits[..rows.len() * dims.vocab];
     let loss_targets = &targets[rows.clone()];
     let top_hidden = &top.hidden[rows.start * h..rows.end * h];
@@ -276,6 +277,8 @@ pub fn forward_backward<F: Float>(
             )
         }
         Kernels::Reference => {
+            ws.dropped.resize(rows.len() * h, F::ZERO);
+            let dropped = &mut ws.dropped[..];
             let stats = head::head_forward(
                 params.dense(),
                 top_hidden,
