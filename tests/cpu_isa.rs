@@ -389,3 +389,192 @@ fn streaming_steps_under_each_instruction_set() {
         assert_relative(&what, &got, &want, &buffer_scale(&want), 1e-6);
     }
 }
+
+/// What a head writes: the loss, the correct rows, ∂L/∂logits, ∂L/∂W_dense, ∂L/∂b_dense, ∂L/∂h.
+struct HeadOut {
+    stats: cpu::BatchStats,
+    d_logits: Vec<f32>,
+    d_weight: Vec<f32>,
+    d_bias: Vec<f32>,
+    d_hidden: Vec<f32>,
+}
+
+impl HeadOut {
+    fn bits(&self) -> Vec<u64> {
+        let floats = [&self.d_logits, &self.d_weight, &self.d_bias, &self.d_hidden];
+        let stats = [self.stats.loss_sum.to_bits(), self.stats.correct as u64];
+        let floats = floats.into_iter().flatten().map(|x| x.to_bits() as u64);
+        stats.into_iter().chain(floats).collect()
+    }
+}
+
+/// The fused head on every instruction set against `head_forward` then `head_backward`, at shapes
+/// that fill no block, group, tile or panel evenly and at the bench's, with and without dropout:
+/// the loss within 1e-6 relative, the same correct rows, ∂L/∂logits within 1e-6 of the largest,
+/// and ∂L/∂W, ∂L/∂b and ∂L/∂h within 1e-6 of the sum of their terms' magnitudes; the same bits
+/// on rayon pools of 1 and 2 threads, and on AVX-512 and AVX2 (the same sums in the same order).
+#[test]
+fn fused_head_matches_head_forward_and_backward() {
+    use cpu::head::{head_backward, head_forward};
+    use cpu::head_fused::{head_forward_backward, HeadScratch};
+    use melody_engine::model::{Dense, DenseMut};
+
+    let mut rng = StdRng::seed_from_u64(19);
+    for (n, h, v) in [(338, 37, 11), (4096, 256, 38)] {
+        // Logits of order 1, as a trained head's: no probability rounds to 1.
+        let weight = random(&mut rng, v * h, 2.0 / (h as f32).sqrt());
+        let bias = random(&mut rng, v, 0.5);
+        let hidden = random(&mut rng, n * h, 1.0);
+        let targets = common::random_symbols(&mut rng, n, v);
+        let dense = || Dense {
+            weight: &weight,
+            bias: &bias,
+        };
+        let mut mask = vec![0.0f32; n * h];
+        cpu::fill_dropout_mask(&mut mask, 0.2, 7, 3);
+        for mask in [None, Some(&mask[..])] {
+            let name = format!(
+                "N={n} H={h} V={v} {}",
+                if mask.is_some() {
+                    "dropout"
+                } else {
+                    "no dropout"
+                }
+            );
+            let (mut d_weight, mut d_bias) = (vec![f32::NAN; v * h], vec![f32::NAN; v]);
+            let (mut dropped, mut d_logits) = (vec![0.0; n * h], vec![0.0; n * v]);
+            let mut d_hidden = vec![f32::NAN; n * h];
+            let stats = head_forward(
+                dense(),
+                &hidden,
+                mask,
+                &targets,
+                &mut dropped,
+                &mut d_logits,
+            );
+            let grads = DenseMut {
+                weight: &mut d_weight,
+                bias: &mut d_bias,
+            };
+            let mut probs = d_logits.clone();
+            head_backward(
+                dense(),
+                &dropped,
+                mask,
+                &targets,
+                n,
+                &mut probs,
+                grads,
+                &mut d_hidden,
+            );
+            let want = HeadOut {
+                stats,
+                d_logits: probs,
+                d_weight,
+                d_bias,
+                d_hidden,
+            };
+
+            // Σ|terms| of each gradient element, from the reference's ∂L/∂logits and inputs.
+            let dl = |r: usize, s: usize| want.d_logits[r * v + s].abs() as f64;
+            let weight_scale: Vec<f32> = (0..v * h)
+                .map(|e| {
+                    let terms = (0..n).map(|r| dl(r, e / h) * dropped[r * h + e % h].abs() as f64);
+                    terms.sum::<f64>() as f32
+                })
+                .collect();
+            let bias_scale: Vec<f32> = (0..v)
+                .map(|s| (0..n).map(|r| dl(r, s)).sum::<f64>() as f32)
+                .collect();
+            let hidden_scale: Vec<f32> = (0..n * h)
+                .map(|e| {
+                    let (r, j) = (e / h, e % h);
+                    let m = mask.map_or(1.0, |mask| mask[e].abs() as f64);
+                    let terms = (0..v).map(|s| dl(r, s) * weight[s * h + j].abs() as f64);
+                    (terms.sum::<f64>() * m) as f32
+                })
+                .collect();
+
+            let mut isa_bits = Vec::new();
+            for isa in supported() {
+                let fused = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let (mut d_weight, mut d_bias) = (vec![f32::NAN; v * h], vec![f32::NAN; v]);
+                    let (mut d_logits, mut d_hidden) =
+                        (vec![f32::NAN; n * v], vec![f32::NAN; n * h]);
+                    let grads = DenseMut {
+                        weight: &mut d_weight,
+                        bias: &mut d_bias,
+                    };
+                    let mut scratch = HeadScratch::default();
+                    let stats = pool.install(|| {
+                        head_forward_backward(
+                            isa,
+                            dense(),
+                            &hidden,
+                            mask,
+                            &targets,
+                            &mut d_logits,
+                            grads,
+                            &mut d_hidden,
+                            &mut scratch,
+                        )
+                    });
+                    HeadOut {
+                        stats,
+                        d_logits,
+                        d_weight,
+                        d_bias,
+                        d_hidden,
+                    }
+                };
+                let got = fused(2);
+                assert!(
+                    got.bits() == fused(1).bits(),
+                    "{name}, {isa}: 1 and 2 threads differ"
+                );
+                let what = |part: &str| format!("{name}, fused head on {isa}: {part}");
+                let loss = (got.stats.loss_sum - want.stats.loss_sum).abs() / want.stats.loss_sum;
+                eprintln!("{}: relative error {loss:.2e}", what("loss"));
+                assert!(loss <= 1e-6, "{}", what("loss"));
+                assert_eq!(got.stats.count, n, "{}", what("rows"));
+                assert_eq!(
+                    got.stats.correct,
+                    want.stats.correct,
+                    "{}",
+                    what("correct rows")
+                );
+                let logit_scale = buffer_scale(&want.d_logits);
+                assert_relative(
+                    &what("∂L/∂logits"),
+                    &got.d_logits,
+                    &want.d_logits,
+                    &logit_scale,
+                    1e-6,
+                );
+                assert_relative(
+                    &what("∂L/∂W"),
+                    &got.d_weight,
+                    &want.d_weight,
+                    &weight_scale,
+                    1e-6,
+                );
+                assert_relative(&what("∂L/∂b"), &got.d_bias, &want.d_bias, &bias_scale, 1e-6);
+                assert_relative(
+                    &what("∂L/∂h"),
+                    &got.d_hidden,
+                    &want.d_hidden,
+                    &hidden_scale,
+                    1e-6,
+                );
+                isa_bits.push((isa, got.bits()));
+            }
+            if let [.., (Isa::Avx2, avx2), (Isa::Avx512, avx512)] = &isa_bits[..] {
+                assert!(avx2 == avx512, "{name}: avx2 and avx512 fused heads differ");
+            }
+        }
+    }
+}

@@ -11,11 +11,13 @@
 //! `lstm_forward`, `lstm_step`, `lstm_backward` and the fused cells), `head` (`head_forward`,
 //! `head_backward`), `matmul` (with the biases around a product), `adam` (`adam_update`) and
 //! `stream`. They are public so that each GPU kernel can be tested against its CPU function.
-//! For f32 the recurrence runs on the engine's own kernels instead (`isa` chooses them,
-//! `microkernel` and `recurrence` are they), unless a workspace is told to use the reference.
+//! For f32 the recurrence and the head of a training step run on the engine's own kernels instead
+//! (`isa` chooses them, `microkernel` holds the tiles, `recurrence`, `weight_gradient` and
+//! `head_fused` use them), unless a workspace is told to use the reference.
 
 pub mod adam;
 pub mod head;
+pub mod head_fused;
 pub mod isa;
 pub mod lstm;
 pub mod matmul;
@@ -26,9 +28,11 @@ pub mod weight_gradient;
 
 use std::ops::Range;
 
-use crate::model::{Config, Float, Params};
+use crate::model::{Config, Dense, DenseMut, Float, Params};
+use head_fused::HeadScratch;
 use isa::Kernels;
 use lstm::{Dims, LayerGradBuffers, LayerInput, LayerTape};
+use recurrence::{f32s, f32s_mut};
 
 pub use crate::model::Objective;
 pub use isa::Isa;
@@ -53,11 +57,14 @@ pub struct Workspace<F> {
     kernels: Kernels,
     /// The packed W_hh of the layer whose recurrence runs (scratch of the packed kernels).
     packed: Vec<f32>,
+    /// The fused head's packed W_dense and partials of ∂L/∂W_dense.
+    head: HeadScratch,
     /// One tape per layer when training; when evaluating only, layers ping-pong between two.
     tapes: Vec<LayerTape<F>>,
     /// [D][4H]: W_ih_l0 transposed, one row per input index.
     input_table: Vec<F>,
-    /// [T·B][H]: the last LSTM layer's output after dropout, the dense layer's input.
+    /// [loss rows][H]: the last LSTM layer's output after dropout, the dense layer's input, for
+    /// the reference head (made on its first use; the fused head keeps a block of it).
     dropped: Vec<F>,
     /// [T·B][V]: logits, then probabilities, then ∂L/∂logits.
     logits: Vec<F>,
@@ -104,11 +111,12 @@ impl<F: Float> Workspace<F> {
                 false => Kernels::Reference,
             },
             packed: Vec::new(),
+            head: HeadScratch::default(),
             tapes: (0..config.layers.min(2))
                 .map(|_| LayerTape::new(dims))
                 .collect(),
             input_table: vec![F::ZERO; config.input_width * 4 * h],
-            dropped: vec![F::ZERO; rows * h],
+            dropped: Vec::new(),
             logits: vec![F::ZERO; rows * v],
             d_hidden: Vec::new(),
             d_below: Vec::new(),
@@ -240,32 +248,61 @@ pub fn forward_backward<F: Float>(
     // Forward.
     forward_layers(params, inputs, ws);
     let top = &ws.tapes[ws.layers - 1];
-    let dropped = &mut ws.dropped[..rows.len() * h];
     let logits = &mut ws.logits[..rows.len() * dims.vocab];
     let loss_targets = &targets[rows.clone()];
     let top_hidden = &top.hidden[rows.start * h..rows.end * h];
-    let stats = head::head_forward(
-        params.dense(),
-        top_hidden,
-        dropout_mask,
-        loss_targets,
-        dropped,
-        logits,
-    );
-
-    // Backward, from the loss down to the input.
     // Positions without loss get no gradient from the dense layer.
     ws.d_hidden[..rows.start * h].fill(F::ZERO);
-    head::head_backward(
-        params.dense(),
-        dropped,
-        dropout_mask,
-        loss_targets,
-        stats.count,
-        logits,
-        grads.dense_mut(),
-        &mut ws.d_hidden[rows.start * h..],
-    );
+    let d_hidden = &mut ws.d_hidden[rows.start * h..];
+    let stats = match ws.kernels {
+        // The head, its backward pass included, fused per block of rows.
+        Kernels::Packed(isa) => {
+            let (dense, d_dense) = (params.dense(), grads.dense_mut());
+            head_fused::head_forward_backward(
+                isa,
+                Dense {
+                    weight: f32s(dense.weight),
+                    bias: f32s(dense.bias),
+                },
+                f32s(top_hidden),
+                dropout_mask.map(f32s),
+                loss_targets,
+                f32s_mut(logits),
+                DenseMut {
+                    weight: f32s_mut(d_dense.weight),
+                    bias: f32s_mut(d_dense.bias),
+                },
+                f32s_mut(d_hidden),
+                &mut ws.head,
+            )
+        }
+        Kernels::Reference => {
+            ws.dropped.resize(rows.len() * h, F::ZERO);
+            let dropped = &mut ws.dropped[..];
+            let stats = head::head_forward(
+                params.dense(),
+                top_hidden,
+                dropout_mask,
+                loss_targets,
+                dropped,
+                logits,
+            );
+            // Backward, from the loss down to the input.
+            head::head_backward(
+                params.dense(),
+                dropped,
+                dropout_mask,
+                loss_targets,
+                stats.count,
+                logits,
+                grads.dense_mut(),
+                d_hidden,
+            );
+            stats
+        }
+    };
+
+    // Backward through the layers, from the top down to the input.
     for k in (0..ws.layers).rev() {
         let input = match k {
             0 => LayerInput::Indices(inputs),
