@@ -1,6 +1,7 @@
 //! A model with every feature group, end to end on a small `**kern` corpus: training records the
 //! groups and the common meter and mode and resumes exactly; `engine evaluate` reads the same
-//! rows the training log's evaluation read; errors name what is wrong.
+//! rows the training log's evaluation read, and PyTorch fed the rows it computes itself agrees
+//! with it; errors name what is wrong.
 
 use std::fs;
 use std::ops::Range;
@@ -208,6 +209,76 @@ fn evaluate_reads_the_rows_the_training_log_read() {
             )),
         "{error}"
     );
+    fs::remove_dir_all(data.parent().unwrap()).unwrap();
+}
+
+/// The JSON a command prints, once it has succeeded: `engine evaluate --json`, or the peer.
+fn report(command: &mut Command) -> serde_json::Value {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// benches/peers/torch_check.py computes each step's indices from songs.jsonl itself (in Python,
+/// from the layout features.rs documents) and gives `engine evaluate`'s loss, accuracy and events
+/// accuracy: for a model of every group, on the whole stream (2/4 with a pickup, 3/4 minor, 6/8)
+/// and on the held-out split (whose `/` runs lead into the split's next song), and for a model of
+/// each group alone on the held-out split, so that every block's place is checked. Skipped
+/// without torch.
+#[test]
+fn pytorch_computes_the_feature_rows_and_agrees_with_evaluate() {
+    let Some(peer) = common::torch_peer() else {
+        return;
+    };
+    let data = kern_corpus("torch");
+    let alone = ["lookback", "position", "mode", "meter"].map(|group| (group, "val"));
+    for (groups, split) in [(ALL, "all"), (ALL, "val")].into_iter().chain(alone) {
+        let opts = TrainOptions {
+            features: FeatureSet::parse(groups).unwrap(),
+            ..with_features(&data, &format!("{}.safetensors", groups.replace(',', "_")))
+        };
+        train(&opts).unwrap();
+        let ours = report(
+            Command::new(env!("CARGO_BIN_EXE_engine"))
+                .args(["evaluate", "--device", "cpu", "--json", "--split", split])
+                .arg("--model")
+                .arg(&opts.out)
+                .arg("--data")
+                .arg(&data),
+        );
+        let torch = report(
+            Command::new("python3")
+                .arg(&peer)
+                .args(["--split", split])
+                .arg("--model")
+                .arg(&opts.out)
+                .arg("--data")
+                .arg(&data),
+        );
+        let (loss, torch_loss) = (
+            ours["loss"].as_f64().unwrap(),
+            torch["loss"].as_f64().unwrap(),
+        );
+        println!("{groups} on {split}: loss ours {loss} torch {torch_loss}");
+        // Both sides' probabilities are f32: −ln p of a near-certain target is good to about
+        // 1e-7 absolute, so small losses are compared absolutely.
+        assert!(
+            (loss - torch_loss).abs() <= 1e-6 * loss.max(1.0),
+            "{groups} on {split}"
+        );
+        for field in ["windows", "accuracy", "baseline_accuracy"] {
+            assert_eq!(ours[field], torch[field], "{groups} on {split}: {field}");
+        }
+        for subset in ["events", "holds", "song_ends", "delimiter_runs"] {
+            let (count, accuracy) = (&ours[subset]["windows"], &ours[subset]["accuracy"]);
+            assert_eq!(count, &torch[subset]["windows"], "{groups}: {subset}");
+            assert_eq!(accuracy, &torch[subset]["accuracy"], "{groups}: {subset}");
+        }
+    }
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
 }
 

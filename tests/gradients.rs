@@ -215,15 +215,9 @@ fn gradients_multi_hot_two_layers() {
 /// and at the last; skipped where python3 lacks torch, and in CI, which does not install it.
 #[test]
 fn pytorch_agrees_on_multi_hot_loss_and_gradients() {
-    let has_torch = Command::new("python3")
-        .args(["-c", "import torch"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if common::in_ci() || !has_torch {
-        eprintln!("skipped: python3 with torch is not here");
+    let Some(peer) = common::torch_peer() else {
         return;
-    }
-    let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers/torch_check.py");
+    };
     let config = MULTI_HOT.config(2);
     let mut rng = StdRng::seed_from_u64(31);
     let params = Params::<f32>::init(config, &mut rng);

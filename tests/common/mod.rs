@@ -44,6 +44,20 @@ pub fn shared_dir() -> Option<PathBuf> {
     None
 }
 
+/// `benches/peers/torch_check.py`, where python3 has torch to run it. Without torch, and in CI
+/// (which does not install it), a test says so and skips.
+pub fn torch_peer() -> Option<PathBuf> {
+    let has_torch = std::process::Command::new("python3")
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if in_ci() || !has_torch {
+        eprintln!("skipped: python3 with torch is not here");
+        return None;
+    }
+    Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers/torch_check.py"))
+}
+
 /// A corpus of 40 short songs drawn from three melodies, each followed by 8 `/`.
 pub fn corpus(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("train-test-{name}-{}", std::process::id()));
