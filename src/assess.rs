@@ -268,13 +268,12 @@ pub fn assess_files(options: &AssessOptions) -> Result<AssessReport, String> {
         (generated.melodies.iter().map(Vec::as_slice)).zip(generated.barrings.iter().copied()),
         generated_reading,
     );
-    let reference_bars = match reference_barrings(options, &data, reference.len())? {
-        Some(barrings) => Some(count_bars(
+    let reference_bars = reference_barrings(options, &data, reference.len())?.map(|barrings| {
+        count_bars(
             reference.iter().map(Vec::as_slice).zip(barrings),
             reference_reading,
-        )),
-        None => None,
-    };
+        )
+    });
     Ok(AssessReport {
         assessment,
         ceiling,

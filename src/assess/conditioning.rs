@@ -80,7 +80,9 @@ impl BarCount {
         let starts = (pickup..length).step_by(measure);
         let mut count = BarCount {
             melodies: 1,
-            ending_on_barline: usize::from(length > pickup && (length - pickup) % measure == 0),
+            ending_on_barline: usize::from(
+                length > pickup && (length - pickup).is_multiple_of(measure),
+            ),
             ..BarCount::default()
         };
         for start in starts {
