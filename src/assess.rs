@@ -12,7 +12,11 @@
 //!
 //! The ceiling is the same measurement for real melodies: a corpus's held-out songs as the
 //! "generated" side against its training songs. It is the OA a perfect generator would reach.
+//!
+//! Beside the features, what `engine generate --mode` / `--meter` ask for is counted on both sets
+//! ([`conditioning`]): the melodies whose key estimate is minor, and the complete bars of a meter.
 
+pub mod conditioning;
 pub mod density;
 pub mod features;
 
@@ -26,9 +30,11 @@ use serde_json::{json, Value};
 
 use crate::atomic;
 use crate::dataset::{Dataset, Split};
+use crate::features::{grid_step, load_songs, measure_steps, songs_of_split};
 use crate::melody::{spans, split_songs, Span};
 use crate::melody_file::{self, read_each_melody, read_melodies};
 use crate::plot::{line_chart, Series};
+use conditioning::{count_bars, BarCount, Barring, KeyCount, Reading};
 use density::{compare, Densities};
 use features::{Feature, MelodyFeatures, Shape};
 
@@ -52,12 +58,17 @@ pub struct AssessOptions {
     pub track: Option<usize>,
     /// Stop at the first file or melody that cannot be read instead of skipping it.
     pub strict: bool,
+    /// Count the bars in this meter: every generated melody, and the reference songs in it.
+    /// None: each melody in its file's meter, each song in its own.
+    pub meter: Option<(u32, u32)>,
 }
 
 /// The generated melodies that could be read, and why the others could not.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generated {
     pub melodies: Vec<Vec<Span>>,
+    /// Each melody's meter and pickup, as its file gives them.
+    pub barrings: Vec<Barring>,
     /// One reason per skipped file or melody, naming the file (and line where there is one).
     pub skipped: Vec<String>,
 }
@@ -70,15 +81,37 @@ pub struct AssessReport {
     pub ceiling: Assessment,
     /// The generated files or melodies left out, with their reasons.
     pub skipped: Vec<String>,
+    /// Minor key estimates among the generated melodies and among the reference songs.
+    pub generated_keys: KeyCount,
+    pub reference_keys: KeyCount,
+    /// The meter the bars were read in ([`AssessOptions::meter`]); None: each melody's own.
+    pub meter: Option<(u32, u32)>,
+    /// The generated melodies' bars, and the reference songs' (those in [`Self::meter`] when
+    /// there is one); None for a corpus without `songs.jsonl`, which records the songs' meters
+    /// and barlines.
+    pub generated_bars: BarCount,
+    pub reference_bars: Option<BarCount>,
 }
 
 impl AssessReport {
-    /// The assessment's JSON ([`Assessment::to_json`]) with the ceiling's under `ceiling` and
-    /// the reasons of the skipped files under `skipped`.
+    /// The assessment's JSON ([`Assessment::to_json`]) with the ceiling's under `ceiling`, the
+    /// reasons of the skipped files under `skipped`, and the counts of [`conditioning`]:
+    /// `"key_estimate": {"generated": {"minor", "melodies"}, "reference": …}` and `"bars":
+    /// {"meter": "3/4" or null (each its own), "generated": {"melodies", "bars", "complete",
+    /// "complete_share", "ending_on_barline", "ending_share"}, "reference": … or null}`.
     pub fn to_json(&self) -> Value {
         let mut object = self.assessment.to_json();
         object["ceiling"] = self.ceiling.to_json();
         object["skipped"] = json!(self.skipped);
+        object["key_estimate"] = json!({
+            "generated": self.generated_keys.to_json(),
+            "reference": self.reference_keys.to_json(),
+        });
+        object["bars"] = json!({
+            "meter": self.meter.map(meter_name),
+            "generated": self.generated_bars.to_json(),
+            "reference": self.reference_bars.as_ref().map(BarCount::to_json),
+        });
         object
     }
 }
@@ -207,17 +240,83 @@ pub fn assess(
 
 /// Reads the generated melodies and the corpus's songs, and assesses them and the ceiling.
 pub fn assess_files(options: &AssessOptions) -> Result<AssessReport, String> {
+    if let Some(meter) = options
+        .meter
+        .filter(|&m| measure_steps(m, grid_step()).is_none())
+    {
+        return Err(format!(
+            "--meter {}: a bar is no whole number of sixteenths",
+            meter_name(meter)
+        ));
+    }
     let generated = read_generated(&options.generated, options.track, options.strict)?;
     let data = Dataset::load(&options.reference)?;
-    let songs = |split| corpus_songs(&data, split, options.val_fraction).map(|s| features_of(&s));
-    let assessment = assess(&features_of(&generated.melodies), &songs(options.split)?)?;
-    let ceiling = assess(&songs(Split::Val)?, &songs(Split::Train)?)
-        .map_err(|e| format!("ceiling (held-out against training songs): {e}"))?;
+    let songs = |split| corpus_songs(&data, split, options.val_fraction);
+    let reference = songs(options.split)?;
+    let assessment = assess(&features_of(&generated.melodies), &features_of(&reference))?;
+    let ceiling = assess(
+        &features_of(&songs(Split::Val)?),
+        &features_of(&songs(Split::Train)?),
+    )
+    .map_err(|e| format!("ceiling (held-out against training songs): {e}"))?;
+
+    let (generated_reading, reference_reading) = match options.meter {
+        Some(meter) => (Reading::Every(meter), Reading::Only(meter)),
+        None => (Reading::Own, Reading::Own),
+    };
+    let generated_bars = count_bars(
+        (generated.melodies.iter().map(Vec::as_slice)).zip(generated.barrings.iter().copied()),
+        generated_reading,
+    );
+    let reference_bars = reference_barrings(options, &data, reference.len())?.map(|barrings| {
+        count_bars(
+            reference.iter().map(Vec::as_slice).zip(barrings),
+            reference_reading,
+        )
+    });
     Ok(AssessReport {
         assessment,
         ceiling,
         skipped: generated.skipped,
+        generated_keys: KeyCount::of(generated.melodies.iter().map(Vec::as_slice)),
+        reference_keys: KeyCount::of(reference.iter().map(Vec::as_slice)),
+        meter: options.meter,
+        generated_bars,
+        reference_bars,
     })
+}
+
+/// The meter and pickup of each of the `count` reference songs, from the corpus's `songs.jsonl`;
+/// None when the corpus has none (preprocessed by an engine before it recorded them).
+fn reference_barrings(
+    options: &AssessOptions,
+    data: &Dataset,
+    count: usize,
+) -> Result<Option<Vec<Barring>>, String> {
+    if !options.reference.join("songs.jsonl").is_file() {
+        return Ok(None);
+    }
+    let songs = load_songs(&options.reference, data, grid_step())?;
+    let split = songs_of_split(&songs, options.split, options.val_fraction);
+    assert_eq!(
+        split.len(),
+        count,
+        "songs.jsonl is checked against dataset.txt"
+    );
+    Ok(Some(
+        split
+            .iter()
+            .map(|song| Barring {
+                meter: song.meter,
+                pickup: song.bars.first_start(),
+            })
+            .collect(),
+    ))
+}
+
+/// `3/4`.
+fn meter_name((count, unit): (u32, u32)) -> String {
+    format!("{count}/{unit}")
 }
 
 /// The terminal table: per feature OA and KL beside the ceiling's, and mean ± std of both sides.
@@ -262,6 +361,57 @@ pub fn table(assessment: &Assessment, ceiling: &Assessment) -> String {
     lines.join("\n") + "\n"
 }
 
+/// The counts of [`conditioning`] as lines of text: minor key estimates, and complete bars.
+pub fn conditioning_table(report: &AssessReport) -> String {
+    let percent = |part: usize, whole: usize| {
+        if whole == 0 {
+            format!("{part} of {whole}")
+        } else {
+            format!(
+                "{part} of {whole} ({:.1} %)",
+                100.0 * part as f64 / whole as f64
+            )
+        }
+    };
+    let (generated, reference) = (report.generated_keys, report.reference_keys);
+    let mut lines = vec![
+        "minor key estimates (Krumhansl–Schmuckler from the notes, whatever key a file declares):"
+            .to_string(),
+        format!(
+            "  generated {}, reference {}",
+            percent(generated.minor, generated.melodies),
+            percent(reference.minor, reference.melodies)
+        ),
+        match report.meter {
+            Some(meter) => format!(
+                "bars of {}, from each melody's first barline (reference: its songs in {0}):",
+                meter_name(meter)
+            ),
+            None => "bars of each melody's own meter, from its first barline:".to_string(),
+        },
+    ];
+    let bars = |side: &str, bars: &BarCount| {
+        format!(
+            "  {side:<10} complete bars {}, melodies ending on a barline {}",
+            percent(bars.complete, bars.bars),
+            percent(bars.ending_on_barline, bars.melodies)
+        )
+    };
+    lines.push(bars("generated", &report.generated_bars));
+    lines.push(match &report.reference_bars {
+        Some(counts) => bars("reference", counts),
+        None => "  reference: no songs.jsonl in the corpus to read its meters and barlines from \
+                 (preprocess it again)"
+            .to_string(),
+    });
+    lines.push(
+        "A complete bar lasts the whole measure and begins with a note or rest; the pickup \
+         before the first barline is no bar."
+            .into(),
+    );
+    lines.join("\n") + "\n"
+}
+
 /// The features of each melody.
 pub fn features_of(melodies: &[Vec<Span>]) -> Vec<MelodyFeatures> {
     melodies.iter().map(|m| MelodyFeatures::of(m)).collect()
@@ -291,6 +441,7 @@ pub fn read_generated(
 ) -> Result<Generated, String> {
     let mut generated = Generated {
         melodies: Vec::new(),
+        barrings: Vec::new(),
         skipped: Vec::new(),
     };
     for path in paths {
@@ -304,15 +455,22 @@ pub fn read_generated(
             // tune of an ABC file) is.
             let melodies = read_each_melody(&file, track, None).map(|melodies| {
                 let in_file = |i: usize, e| format!("{}: melody {}: {e}", file.display(), i + 1);
-                let read = melodies
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, melody)| melody.and_then(|m| spans(&m).map_err(|e| in_file(i, e))));
+                let read = melodies.into_iter().enumerate().map(|(i, melody)| {
+                    let melody = melody?;
+                    let barring = Barring {
+                        meter: melody.meter,
+                        pickup: melody.pickup,
+                    };
+                    Ok((spans(&melody.symbols).map_err(|e| in_file(i, e))?, barring))
+                });
                 read.collect::<Vec<_>>()
             });
             for melody in melodies.unwrap_or_else(|e| vec![Err(e)]) {
                 match melody {
-                    Ok(melody) => generated.melodies.push(melody),
+                    Ok((melody, barring)) => {
+                        generated.melodies.push(melody);
+                        generated.barrings.push(barring);
+                    }
                     Err(reason) if strict => return Err(format!("{reason} (--strict)")),
                     Err(reason) => generated.skipped.push(reason),
                 }

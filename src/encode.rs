@@ -61,6 +61,13 @@ pub struct Encoded {
     pub meter_changes: Vec<(u64, (u32, u32))>,
 }
 
+impl Encoded {
+    /// The steps before the first bar start: the pickup; 0 for a song without barlines.
+    pub fn pickup(&self) -> usize {
+        self.bar_starts.first().map_or(0, |&start| start as usize)
+    }
+}
+
 /// Why a song is not kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Skip {

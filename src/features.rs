@@ -366,6 +366,11 @@ impl Bars {
         }
     }
 
+    /// The step where the first bar starts: the length of the pickup, 0 without one.
+    pub fn first_start(&self) -> usize {
+        self.starts.first().copied().unwrap_or(0)
+    }
+
     /// The measure in force at `step`.
     pub fn measure_at(&self, step: usize) -> usize {
         let later = self.measures.partition_point(|&(from, _)| from <= step);

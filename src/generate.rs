@@ -45,14 +45,7 @@ pub fn seed_from_file(path: &Path, part: Option<usize>, steps: usize) -> Result<
         Seed {
             meter: song.meter,
             mode: Some(ModeClass::of(encoded.key.mode)),
-            pickup: if song.barlines.is_empty() {
-                0
-            } else {
-                encoded
-                    .bar_starts
-                    .first()
-                    .map_or(0, |&start| start as usize)
-            },
+            pickup: encoded.pickup(),
             symbols: encoded.symbols,
         }
     } else {

@@ -79,7 +79,22 @@ pub fn read_melodies(
     part: Option<usize>,
     options: Option<&Options>,
 ) -> Result<Vec<Vec<String>>, String> {
-    read_each_melody(path, part, options)?.into_iter().collect()
+    read_each_melody(path, part, options)?
+        .into_iter()
+        .map(|melody| melody.map(|m| m.symbols))
+        .collect()
+}
+
+/// One melody of a file: its symbols, and the meter and first barline its score gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMelody {
+    pub symbols: Vec<String>,
+    /// The score's first meter (`*M3/4`, a MIDI time signature, ABC's `M:`); None for a `.txt`
+    /// melody or a score without one.
+    pub meter: Option<(u32, u32)>,
+    /// The steps before the score's first barline ([`Encoded::pickup`]); 0 for a `.txt` melody
+    /// or a score without barlines (a MIDI file has none).
+    pub pickup: usize,
 }
 
 /// The melodies of one file as [`read_melodies`] reads them, each its own result: a tune of a
@@ -89,7 +104,7 @@ pub fn read_each_melody(
     path: &Path,
     part: Option<usize>,
     options: Option<&Options>,
-) -> Result<Vec<Result<Vec<String>, String>>, String> {
+) -> Result<Vec<Result<FileMelody, String>>, String> {
     let in_file = |e: String| in_file(path, e);
     if path.extension().is_some_and(|e| e == "txt") {
         let bytes = fs::read(path).map_err(|e| in_file(e.to_string()))?;
@@ -98,7 +113,11 @@ pub fn read_each_melody(
         for line in text.lines() {
             let words: Vec<&str> = line.split_ascii_whitespace().collect();
             for song in split_songs(&words) {
-                melodies.push(Ok(song.iter().map(|s| s.to_string()).collect()));
+                melodies.push(Ok(FileMelody {
+                    symbols: song.iter().map(|s| s.to_string()).collect(),
+                    meter: None,
+                    pickup: 0,
+                }));
             }
         }
         return Ok(melodies);
@@ -109,7 +128,13 @@ pub fn read_each_melody(
     let encoded = read_each_encoded(path, part, options)?;
     Ok(encoded
         .into_iter()
-        .map(|song| song.map(|(_, e)| e.symbols))
+        .map(|song| {
+            song.map(|(song, encoded)| FileMelody {
+                meter: song.meter,
+                pickup: encoded.pickup(),
+                symbols: encoded.symbols,
+            })
+        })
         .collect())
 }
 

@@ -5,8 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use melody_engine::assess::conditioning::{BarCount, Barring};
 use melody_engine::assess::features::{Feature, MelodyFeatures};
-use melody_engine::assess::{assess, read_generated, read_melody_file};
+use melody_engine::assess::{assess, corpus_songs, read_generated, read_melody_file};
+use melody_engine::dataset::{Dataset, Split};
 use melody_engine::encode::Vocabulary;
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody::{spans, symbols_of, Span};
@@ -364,4 +366,158 @@ fn assessment_json_has_one_entry_per_feature() {
         Feature::ALL.len()
     );
     assert_eq!(json["reference_melodies"], 5);
+}
+
+/// A 3/4 melody after a quarter's pickup: | 72 71 69 | 67 half, 64 | held over the barline, 60
+/// quarter, and it stops 8 steps into that bar. Bars at steps 4, 16, 28; the last two begin
+/// with a held note and stop short.
+const WALTZ_WITH_PICKUP: &str =
+    "67 _ _ _ 72 _ _ _ 71 _ _ _ 69 _ _ _ 67 _ _ _ _ _ _ _ 64 _ _ _ _ _ _ _ 60 _ _ _";
+/// Two whole 4/4 bars: C half, E half | G whole. In 3/4 bars from step 0: 0 begins a note, 12
+/// holds the E, 24 holds the G and stops short.
+const MARCH: &str = "60 _ _ _ _ _ _ _ 64 _ _ _ _ _ _ _ 67 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _";
+/// An A minor arpeggio, no meter: in 3/4 bars 0 and 12 begin with notes, 24 stops short.
+const A_MINOR: &str = "57 _ _ _ _ _ _ _ _ _ _ _ 60 _ _ _ 64 _ _ _ 57 _ _ _ _ _ _ _ _ _ _ _";
+
+/// A directory of the three melodies above: two kern files as `engine generate` writes them
+/// and a text file.
+fn barred_melodies() -> PathBuf {
+    let dir = scratch_dir("assess-bars");
+    let c_major = KeyDesignation::parse("C").unwrap();
+    let waltz = write_kern(&words(WALTZ_WITH_PICKUP), (3, 4), 4, c_major, None).unwrap();
+    fs::write(dir.join("melody-001.krn"), waltz).unwrap();
+    let march = write_kern(&words(MARCH), (4, 4), 0, c_major, None).unwrap();
+    fs::write(dir.join("melody-002.krn"), march).unwrap();
+    fs::write(dir.join("melody-003.txt"), A_MINOR).unwrap();
+    dir
+}
+
+#[test]
+fn each_generated_melody_keeps_its_files_meter_and_pickup() {
+    let read = read_generated(&[barred_melodies()], None, false).unwrap();
+    let texts: Vec<String> = read
+        .melodies
+        .iter()
+        .map(|m| symbols_of(m).join(" "))
+        .collect();
+    assert_eq!(texts, [WALTZ_WITH_PICKUP, MARCH, A_MINOR]);
+    let barring = |meter, pickup| Barring { meter, pickup };
+    assert_eq!(
+        read.barrings,
+        [
+            barring(Some((3, 4)), 4),
+            barring(Some((4, 4)), 0),
+            barring(None, 0)
+        ]
+    );
+}
+
+/// `engine assess --json` of the barred melodies against `corpus`, with `args`.
+fn assess_json(corpus: &Path, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["assess", "--json", "--generated"])
+        .arg(barred_melodies())
+        .arg("--reference")
+        .arg(corpus)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn the_command_counts_minor_estimates_and_complete_bars() {
+    let corpus = scratch_dir("assess-bars-corpus");
+    let songs = c_major_melodies(60, 7);
+    write_corpus(&corpus, &songs);
+    // Without songs.jsonl the corpus's meters are unknown: no reference bars.
+    let json = assess_json(&corpus, &["--meter", "3/4"]);
+    assert_eq!(json["bars"]["reference"], serde_json::Value::Null);
+    assert_eq!(
+        json["key_estimate"]["generated"],
+        serde_json::json!({"minor": 1, "melodies": 3})
+    );
+
+    // Songs 9, 29 and 49 (held-out songs 0, 2 and 4) in 3/4, the others in 2/4.
+    let lines: Vec<String> = songs
+        .iter()
+        .enumerate()
+        .map(|(i, song)| {
+            let meter = if i % 20 == 9 { "3/4" } else { "2/4" };
+            serde_json::json!({
+                "kept": true,
+                "encoding": symbols_of(song).join(" "),
+                "meter": meter,
+                "bar_starts": [0],
+                "mode": null,
+            })
+            .to_string()
+        })
+        .collect();
+    fs::write(corpus.join("songs.jsonl"), lines.join("\n") + "\n").unwrap();
+    let held_out = corpus_songs(&Dataset::load(&corpus).unwrap(), Split::Val, 0.1).unwrap();
+    let mut in_3_4 = BarCount::default();
+    for i in [0, 2, 4] {
+        in_3_4 += BarCount::of(&held_out[i], 12, 0);
+    }
+    assert_eq!(in_3_4.melodies, 3);
+
+    let json = assess_json(&corpus, &["--meter", "3/4"]);
+    let bars = &json["bars"];
+    assert_eq!(bars["meter"], "3/4");
+    // Every generated melody in 3/4: 2 + 1 + 2 complete bars of 3 each, none ending on one.
+    let generated = &bars["generated"];
+    assert_eq!(
+        (
+            &generated["melodies"],
+            &generated["bars"],
+            &generated["complete"]
+        ),
+        (&3.into(), &9.into(), &5.into())
+    );
+    assert_eq!(generated["ending_on_barline"], 0);
+    assert_eq!(generated["complete_share"].as_f64().unwrap(), 5.0 / 9.0);
+    assert_eq!(bars["reference"], in_3_4.to_json());
+    let reference_keys = &json["key_estimate"]["reference"];
+    assert_eq!(reference_keys["melodies"], 6);
+
+    // Each in its own meter: the waltz as above, the march in two whole 4/4 bars that end on a
+    // barline, the text melody (no meter) left out; the reference songs in 3/4 and 2/4.
+    let json = assess_json(&corpus, &[]);
+    let bars = &json["bars"];
+    assert_eq!(bars["meter"], serde_json::Value::Null);
+    assert_eq!(
+        bars["generated"],
+        BarCount {
+            melodies: 2,
+            bars: 5,
+            complete: 4,
+            ending_on_barline: 1
+        }
+        .to_json()
+    );
+    let mut own = in_3_4;
+    for i in [1, 3, 5] {
+        own += BarCount::of(&held_out[i], 8, 0);
+    }
+    assert_eq!(bars["reference"], own.to_json());
+
+    let error = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "assess",
+            "--meter",
+            "3/5",
+            "--generated",
+            "x",
+            "--reference",
+            "y",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&error.stderr).contains("not a meter such as 4/4"));
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use melody_engine::assess::{self, AssessOptions};
+use melody_engine::features::parse_meter;
 
 use super::args::{self, SplitArg};
 
@@ -39,6 +40,14 @@ pub struct AssessArgs {
     /// Write the distance densities as SVG, one file per feature, into this directory.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Count complete bars of this meter (e.g. 3/4), to check `engine generate --meter`: every
+    /// generated melody is read in its bars from its first barline (its first step in a file
+    /// without barlines, such as .txt or .mid), and so are the reference songs in this meter. A
+    /// bar is complete when it lasts the whole measure and begins with a note or rest (nothing
+    /// held over its barline). Default: each melody in its file's meter (`*M`), melodies
+    /// without one left out, and each reference song in its own
+    #[arg(long, value_parser = parse_meter)]
+    meter: Option<(u32, u32)>,
 }
 
 pub fn run(args: AssessArgs) -> Result<(), String> {
@@ -49,6 +58,7 @@ pub fn run(args: AssessArgs) -> Result<(), String> {
         val_fraction: args.val_fraction,
         track: args.track,
         strict: args.strict,
+        meter: args.meter,
     };
     let report = assess::assess_files(&options)?;
     if let Some(dir) = &args.plot {
@@ -70,6 +80,7 @@ pub fn run(args: AssessArgs) -> Result<(), String> {
         options.reference.display()
     );
     print!("{}", assess::table(&report.assessment, &report.ceiling));
+    print!("\n{}", assess::conditioning_table(&report));
     if !report.skipped.is_empty() {
         println!("\nskipped {} (not assessed):", report.skipped.len());
         for reason in &report.skipped {
