@@ -625,6 +625,25 @@ pub fn most_common(songs: &[SongInfo]) -> (Option<(u32, u32)>, Option<ModeClass>
     )
 }
 
+/// A song's meter and mode, None where it has none.
+pub type Condition = (Option<(u32, u32)>, Option<ModeClass>);
+
+/// How many of `songs` have each (meter, mode) pair, None where a song has none, most common
+/// first (ties in the order first seen): the mixture a batch generated in the training songs'
+/// meters and modes draws from.
+pub fn condition_counts(songs: &[SongInfo]) -> Vec<(Condition, usize)> {
+    let mut counts: Vec<(Condition, usize)> = Vec::new();
+    for condition in songs.iter().map(|song| (song.meter, song.mode)) {
+        match counts.iter_mut().find(|(seen, _)| *seen == condition) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((condition, 1)),
+        }
+    }
+    // Stable: equal counts keep the order first seen.
+    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+    counts
+}
+
 /// A split's stream and the input row of each of its steps: what its windows read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SplitInputs {
