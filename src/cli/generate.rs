@@ -107,8 +107,9 @@ pub struct GenerateArgs {
     /// the songs are): what to compare with a corpus of mixed meters (`engine assess`). A model
     /// trained with --features records the mixture (one trained before it did: train it again);
     /// a song without a meter or mode gives the most common one. Melody i's draw follows from
-    /// --rng-seed + i alone, and the melody is the one `--meter M --mode X --rng-seed` that
-    /// number generates alone. Not with --meter or --mode, which fix one for every melody.
+    /// --rng-seed + i alone, and `--meter M --mode X --rng-seed` that number generates the same
+    /// melody alone (bit for bit on the CPU). Not with --meter or --mode, which fix one for
+    /// every melody.
     #[arg(long)]
     training_mixture: bool,
     /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
@@ -261,11 +262,10 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             }
         }
     };
-    // Each melody's tracker, meter and what its files carry.
-    let mut trackers = Vec::new();
-    let mut written: Vec<((u32, u32), Option<Conditioning>)> = Vec::new();
-    match &conditions {
+    // Each melody's tracker, and the meter and conditioning its files carry.
+    let (trackers, written) = match &conditions {
         Some(conditions) => {
+            let (mut trackers, mut written) = (Vec::new(), Vec::new());
             for &(meter, mode) in conditions {
                 let asked = if args.training_mixture {
                     format!("meter {}/{}", meter.0, meter.1)
@@ -294,9 +294,10 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
                 "features {set}: {}",
                 describe(conditions, args.training_mixture)
             );
+            (Some(trackers), written)
         }
-        None => written = vec![(args.meter.unwrap_or((4, 4)), None); args.count],
-    }
+        None => (None, vec![(args.meter.unwrap_or((4, 4)), None); args.count]),
+    };
     let num_params = saved.config.model().num_params();
     let (mut backend, device) = engine::open(
         args.device.into(),
@@ -310,7 +311,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         count: args.count,
         rng_seed: args.rng_seed,
         window: saved.config.window,
-        features: conditions.map(|_| trackers),
+        features: trackers,
     };
     let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
     // Checked before anything is printed or written, so that a batch is all there or not at all.
@@ -367,22 +368,14 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
 /// The melodies' meters and modes in words: the one all share, or for a batch in the training
 /// songs' mixture, how many were drawn in each, most first.
 fn describe(conditions: &[((u32, u32), ModeClass)], mixture: bool) -> String {
-    let name =
-        |((count, unit), mode): ((u32, u32), ModeClass)| format!("{count}/{unit} {}", mode.name());
     if !mixture {
         let ((count, unit), mode) = conditions[0];
         return format!("melodies in {count}/{unit}, {}", mode.name());
     }
-    let mut tally: Vec<(((u32, u32), ModeClass), usize)> = Vec::new();
-    for &condition in conditions {
-        match tally.iter_mut().find(|(seen, _)| *seen == condition) {
-            Some((_, count)) => *count += 1,
-            None => tally.push((condition, 1)),
-        }
-    }
-    tally.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
-    let parts: Vec<String> = (tally.into_iter())
-        .map(|(condition, count)| format!("{count} in {}", name(condition)))
+    let parts: Vec<String> = (features::tally(conditions.iter().copied()).into_iter())
+        .map(|(((count, unit), mode), melodies)| {
+            format!("{melodies} in {count}/{unit} {}", mode.name())
+        })
         .collect();
     format!(
         "{} melodies in the training songs' meters and modes: {}",

@@ -55,8 +55,11 @@ pub struct FeatureRecord {
     /// (`["3/4", "minor", 30]`, null where a song has none): the mixture `engine generate
     /// --training-mixture` draws from. None in checkpoints written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conditions: Option<Vec<(Option<String>, Option<String>, usize)>>,
+    pub conditions: Option<Vec<RecordedCondition>>,
 }
+
+/// A meter (`3/4`), a mode (`minor`), null where songs have none, and how many songs have them.
+pub type RecordedCondition = (Option<String>, Option<String>, usize);
 
 impl FeatureRecord {
     /// The record of a model reading `set`, trained on `songs`.
