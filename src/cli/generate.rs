@@ -106,7 +106,7 @@ pub struct GenerateArgs {
     /// has the training songs' mixture (of 200 melodies, about 50 in 3/4 minor when a quarter of
     /// the songs are): what to compare with a corpus of mixed meters (`engine assess`). A model
     /// trained with --features records the mixture (one trained before it did: train it again);
-    /// a song without a meter or mode gives the most common one. Melody i's draw follows from
+    /// a song without a meter or mode counts as the most common one. Melody i's draw follows from
     /// --rng-seed + i alone, and `--meter M --mode X --rng-seed` that number generates the same
     /// melody alone (bit for bit on the CPU). Not with --meter or --mode, which fix one for
     /// every melody.
