@@ -609,25 +609,36 @@ pub fn songs_of_split(songs: &[SongInfo], split: Split, val_fraction: f64) -> Ve
 /// The most common meter and mode of `songs` (ties to the one seen first), None where no song
 /// has one: what generation asks for when the user and the seed say nothing.
 pub fn most_common(songs: &[SongInfo]) -> (Option<(u32, u32)>, Option<ModeClass>) {
-    fn mode_of<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> Option<T> {
-        let mut counts: Vec<(T, usize)> = Vec::new();
-        for value in values {
-            match counts.iter_mut().find(|(seen, _)| *seen == value) {
-                Some((_, count)) => *count += 1,
-                None => counts.push((value, 1)),
-            }
-        }
-        // The first of the largest counts: `max_by_key` would take the last.
-        let most = counts.iter().map(|&(_, count)| count).max()?;
-        counts
-            .into_iter()
-            .find(|&(_, count)| count == most)
-            .map(|(value, _)| value)
-    }
+    let meters = tally(songs.iter().filter_map(|song| song.meter));
+    let modes = tally(songs.iter().filter_map(|song| song.mode));
     (
-        mode_of(songs.iter().filter_map(|song| song.meter)),
-        mode_of(songs.iter().filter_map(|song| song.mode)),
+        meters.first().map(|&(meter, _)| meter),
+        modes.first().map(|&(mode, _)| mode),
     )
+}
+
+/// A song's meter and mode, None where it has none.
+pub type Condition = (Option<(u32, u32)>, Option<ModeClass>);
+
+/// How many of `songs` have each (meter, mode) pair, None where a song has none, most common
+/// first: the mixture a batch generated in the training songs' meters and modes draws from.
+pub fn condition_counts(songs: &[SongInfo]) -> Vec<(Condition, usize)> {
+    tally(songs.iter().map(|song| (song.meter, song.mode)))
+}
+
+/// Each distinct value of `values` with how often it occurs, most often first, ties in the
+/// order first seen.
+pub fn tally<T: PartialEq>(values: impl IntoIterator<Item = T>) -> Vec<(T, usize)> {
+    let mut counts: Vec<(T, usize)> = Vec::new();
+    for value in values {
+        match counts.iter_mut().find(|(seen, _)| *seen == value) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((value, 1)),
+        }
+    }
+    // A stable sort: equal counts keep the order first seen.
+    counts.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+    counts
 }
 
 /// A split's stream and the input row of each of its steps: what its windows read.

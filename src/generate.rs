@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::backend::Backend;
 use crate::features::{FeatureTracker, ModeClass};
@@ -74,9 +74,35 @@ pub struct GenerateOptions {
     pub rng_seed: u64,
     /// Symbols each prediction reads (the training window).
     pub window: usize,
-    /// For a model with feature inputs: the tracker every melody starts from (its meter, mode
-    /// and the place of its first step in its bar). None for the reference model.
-    pub features: Option<FeatureTracker>,
+    /// For a model with feature inputs: the tracker each melody starts from (its meter, mode
+    /// and the place of its first step in its bar), one per melody. None for the reference
+    /// model.
+    pub features: Option<Vec<FeatureTracker>>,
+}
+
+/// For each of `count` melodies, one of `weighted`'s values, drawn with probability in
+/// proportion to its weight: melody i's draw is its own stream, derived from `rng_seed + i` (its
+/// sampling seed, see [`GenerateOptions::rng_seed`]) apart from the stream it samples with, so
+/// that the same seed gives the same batch and melody i's draw does not depend on the others.
+pub fn draw_weighted<T: Clone>(weighted: &[(T, usize)], count: usize, rng_seed: u64) -> Vec<T> {
+    let total: usize = weighted.iter().map(|(_, weight)| weight).sum();
+    assert!(total > 0, "nothing to draw from");
+    (0..count as u64)
+        .map(|i| {
+            // 8 bytes of the melody's seed, 24 that no `seed_from_u64` stream starts from.
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(rng_seed + i).to_le_bytes());
+            seed[8..].copy_from_slice(b"weighted draw not sample");
+            let mut left = StdRng::from_seed(seed).gen_range(0..total);
+            for (value, weight) in weighted {
+                if left < *weight {
+                    return value.clone();
+                }
+                left -= weight;
+            }
+            unreachable!("the draw is below the total weight")
+        })
+        .collect()
 }
 
 /// A melody's history as the model reads it: K indices a step, the symbol alone (K = 1) or its
@@ -84,6 +110,8 @@ pub struct GenerateOptions {
 struct MelodyRows {
     tracker: Option<FeatureTracker>,
     k: usize,
+    /// The row of every `/` before the melody; its windows read it again once it has ended.
+    context: Vec<u32>,
     rows: Vec<u32>,
 }
 
@@ -119,29 +147,48 @@ pub fn generate(
     let (w, n) = (options.window, options.count);
     let vocab_size = backend.config().vocab_size;
     let k = backend.config().inputs_per_step;
-    let fed = (options.features.as_ref()).map_or(1, FeatureTracker::inputs_per_step);
+    let trackers: Vec<Option<FeatureTracker>> = match &options.features {
+        Some(trackers) if trackers.len() != n => {
+            return Err(format!(
+                "{} feature trackers for {n} melodies: each needs its own",
+                trackers.len()
+            ))
+        }
+        Some(trackers) => trackers.iter().cloned().map(Some).collect(),
+        None => vec![None; n],
+    };
+    let fed =
+        (trackers.first().and_then(Option::as_ref)).map_or(1, FeatureTracker::inputs_per_step);
     if fed != k {
         return Err(format!(
             "the model reads {k} indices a step, but its melodies would give it {fed} (a model \
-             with features needs their tracker)"
+             with features needs their trackers)"
         ));
     }
-    // The row of every `/` before the melody; a finished melody's windows read it too.
-    let mut context_row = vec![delimiter; k];
-    if let Some(tracker) = &options.features {
-        tracker.context_row(&mut context_row);
-    }
-    let mut rows: Vec<MelodyRows> = (0..n)
-        .map(|_| {
+    let mut rows: Vec<MelodyRows> = (trackers.into_iter())
+        .map(|tracker| {
+            let mut context = vec![delimiter; k];
+            if let Some(tracker) = &tracker {
+                tracker.context_row(&mut context);
+            }
             let mut melody = MelodyRows {
-                tracker: options.features.clone(),
+                tracker,
                 k,
-                rows: context_row.repeat(w),
+                rows: context.repeat(w),
+                context,
             };
             seed.iter().for_each(|&symbol| melody.push(symbol));
             melody
         })
         .collect();
+    // Melodies whose context rows agree share their `/` run: (the first one's index, all).
+    let mut runs: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in 0..n {
+        match (runs.iter_mut()).find(|(first, _)| rows[*first].context == rows[i].context) {
+            Some((_, melodies)) => melodies.push(i),
+            None => runs.push((i, vec![i])),
+        }
+    }
     // Every melody's history: the `/` context, the seed, then what was drawn.
     let mut histories: Vec<Vec<u32>> = (0..n)
         .map(|_| {
@@ -160,14 +207,18 @@ pub fn generate(
     backend.stream_reset(n * w)?;
     // Ticks 1…w read only `/`, into windows that each start from zero, so every window in flight
     // holds one of the states S_1 … S_w of a single `/` run: row r holds S_{w−r} after tick w.
-    // One row computes the run and the others copy it, instead of w batched steps.
+    // One row computes the run (one per context row) and the others copy it, instead of w
+    // batched steps.
     for k in 1..=w {
-        backend.stream_step(0..1, &context_row)?;
-        let to: Vec<usize> = (0..n)
-            .map(|i| i * w + (w - k))
-            .filter(|&r| r != 0)
-            .collect();
-        backend.stream_copy_row(0, &to)?;
+        for (first, melodies) in &runs {
+            let from = first * w;
+            backend.stream_step(from..from + 1, &rows[*first].context)?;
+            let to: Vec<usize> = (melodies.iter())
+                .map(|i| i * w + (w - k))
+                .filter(|&r| r != from)
+                .collect();
+            backend.stream_copy_row(from, &to)?;
+        }
     }
     let mut inputs = vec![0u32; n * w * k];
     let mut probs = vec![0f32; n * vocab_size];
@@ -178,7 +229,7 @@ pub fn generate(
             backend.stream_zero_rows(&(0..n).map(|i| i * w + fresh).collect::<Vec<_>>())?;
             for (i, melody) in rows.iter().enumerate() {
                 // A finished melody's rows run on, reading `/`, until the batch is done.
-                let row = melody.row(j - 1).unwrap_or(&context_row);
+                let row = melody.row(j - 1).unwrap_or(&melody.context);
                 for window in inputs[i * w * k..(i + 1) * w * k].chunks_exact_mut(k) {
                     window.copy_from_slice(row);
                 }

@@ -1,7 +1,8 @@
 //! A model with every feature group, end to end on a small `**kern` corpus: training records the
-//! groups and the common meter and mode and resumes exactly; `engine evaluate` reads the same
-//! rows the training log's evaluation read, and PyTorch fed the rows it computes itself agrees
-//! with it; errors name what is wrong.
+//! groups, the common meter and mode and the training songs' mixture of them, and resumes
+//! exactly; `engine evaluate` reads the same rows the training log's evaluation read, and PyTorch
+//! fed the rows it computes itself agrees with it; a batch in the training mixture carries each
+//! melody's drawn meter and mode; errors name what is wrong.
 
 use std::fs;
 use std::ops::Range;
@@ -13,9 +14,10 @@ use melody_engine::corpus::{find_kern_files, process_all, write_outputs};
 use melody_engine::cpu::BatchStats;
 use melody_engine::encode::{Options, Vocabulary};
 use melody_engine::features::{
-    grid_step, stream_features, Bars, FeatureSet, FeatureTracker, ModeClass, SongInfo,
+    condition_counts, grid_step, stream_features, Bars, FeatureSet, FeatureTracker, ModeClass,
+    SongInfo,
 };
-use melody_engine::generate::{generate, GenerateOptions};
+use melody_engine::generate::{draw_weighted, generate, GenerateOptions};
 use melody_engine::kern;
 use melody_engine::model::checkpoint::{self, FeatureRecord};
 use melody_engine::model::{Config, Objective, Params};
@@ -89,6 +91,13 @@ fn a_feature_model_records_its_inputs_and_resumes_exactly() {
             groups: ALL.split(',').map(String::from).collect(),
             common_meter: Some("2/4".into()),
             common_mode: Some("major".into()),
+            // The training split holds 36 of the 40 songs: every tenth is held out (songs 9, 19,
+            // 29 and 39: two in 3/4 minor, two in 2/4 major).
+            conditions: Some(vec![
+                (Some("2/4".into()), Some("major".into()), 18),
+                (Some("6/8".into()), Some("major".into()), 10),
+                (Some("3/4".into()), Some("minor".into()), 8),
+            ]),
         })
     );
 
@@ -360,7 +369,7 @@ fn generation_feeds_the_rows_stream_features_gives_its_melody() {
         count: 3,
         rng_seed: 2,
         window,
-        features: Some(tracker),
+        features: Some(vec![tracker; 3]),
     };
     let sampler = Sampler::new(
         SamplingConfig {
@@ -520,6 +529,182 @@ fn asked_meter_and_mode_reach_the_score() {
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(
         !output.status.success() && error.contains("does not read the mode (its features: none"),
+        "{error}"
+    );
+    fs::remove_dir_all(data.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn the_record_counts_every_training_songs_meter_and_mode() {
+    let song = |meter, mode| SongInfo {
+        meter,
+        mode,
+        bars: Bars::regular(8, 0),
+    };
+    let songs = [
+        song(Some((3, 4)), None),
+        song(Some((2, 4)), Some(ModeClass::Major)),
+        song(None, Some(ModeClass::Minor)),
+        song(Some((2, 4)), Some(ModeClass::Major)),
+        song(Some((3, 4)), None),
+        song(Some((2, 4)), Some(ModeClass::Major)),
+    ];
+    // Most common first, ties in the order first seen; a missing meter or mode is its own slot.
+    assert_eq!(
+        condition_counts(&songs),
+        [
+            ((Some((2, 4)), Some(ModeClass::Major)), 3),
+            ((Some((3, 4)), None), 2),
+            ((None, Some(ModeClass::Minor)), 1),
+        ]
+    );
+    let record = FeatureRecord::of(&FeatureSet::parse("mode,meter").unwrap(), &songs);
+    assert_eq!(
+        serde_json::to_string(&record).unwrap(),
+        r#"{"groups":["mode","meter"],"common_meter":"2/4","common_mode":"major","conditions":[["2/4","major",3],["3/4",null,2],[null,"minor",1]]}"#
+    );
+}
+
+#[test]
+fn the_mixture_draw_follows_the_counts_and_the_seed() {
+    let weighted = [("4/4", 3), ("5/4", 0), ("3/4", 1)];
+    let batch = draw_weighted(&weighted, 4000, 7);
+    let in_4_4 = batch.iter().filter(|&&meter| meter == "4/4").count();
+    // 3,000 expected; the binomial's standard deviation is 27.
+    assert!((2900..=3100).contains(&in_4_4), "{in_4_4} of 4,000 in 4/4");
+    assert!(!batch.contains(&"5/4"), "a weight of 0 is never drawn");
+    assert_eq!(
+        batch,
+        draw_weighted(&weighted, 4000, 7),
+        "same seed, same batch"
+    );
+    assert_ne!(batch, draw_weighted(&weighted, 4000, 8));
+    // Melody i's draw follows from its own seed, rng_seed + i, alone.
+    assert_eq!(&batch[..10], &draw_weighted(&weighted, 10, 7)[..]);
+    for i in [0, 1, 2, 999] {
+        assert_eq!(
+            batch[i],
+            draw_weighted(&weighted, 1, 7 + i as u64)[0],
+            "melody {i}"
+        );
+    }
+}
+
+#[test]
+fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
+    let data = kern_corpus("mixture");
+    let opts = with_features(&data, "model.safetensors");
+    train(&opts).unwrap();
+    let engine = |model: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["generate", "--device", "cpu", "--seed", "60 _ _ _"])
+            .args(["--steps", "60", "--min-steps", "40"])
+            .arg("--model")
+            .arg(model)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let dir = data.join("mixture");
+    let batch_args = ["--count", "12", "--rng-seed", "5", "--out", "melody.krn"];
+    let mixture = [
+        &batch_args[..],
+        &["--training-mixture", "--out-dir", dir.to_str().unwrap()],
+    ]
+    .concat();
+    let output = engine(&opts.out, &mixture);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    // The draw the checkpoint's counts (18 : 10 : 8) give the seed.
+    let saved = checkpoint::load(&opts.out).unwrap();
+    let drawn = draw_weighted(&saved.config.conditions().unwrap().unwrap(), 12, 5);
+    let asked = |meter: (u32, u32)| drawn.iter().filter(|&&(m, _)| m == Some(meter)).count();
+    assert_eq!(
+        [asked((2, 4)), asked((6, 8)), asked((3, 4))],
+        [6, 2, 4],
+        "this seed draws every meter of the mixture"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "features {ALL}: 12 melodies in the training songs' meters and modes: 6 in 2/4 \
+             major, 4 in 3/4 minor, 2 in 6/8 major"
+        )),
+        "{stderr}"
+    );
+    for (i, &(meter, mode)) in drawn.iter().enumerate() {
+        let (meter, mode) = (meter.unwrap(), mode.unwrap());
+        let path = dir.join(format!("melody-{:03}.krn", i + 1));
+        let written = fs::read(&path).unwrap();
+        let song = kern::parse(&written).unwrap();
+        assert_eq!(song.meter, Some(meter), "{}", path.display());
+        assert_eq!(
+            song.keys[0].mode.is_minor(),
+            mode == ModeClass::Minor,
+            "{}: {:?}",
+            path.display(),
+            song.keys
+        );
+        // The same melody, asked for alone with its meter, mode and seed.
+        let alone = data.join("alone.krn");
+        let meter = format!("{}/{}", meter.0, meter.1);
+        let seed = (5 + i).to_string();
+        let output = engine(
+            &opts.out,
+            &[
+                "--meter",
+                &meter,
+                "--mode",
+                mode.name(),
+                "--rng-seed",
+                &seed,
+                "--out",
+                alone.to_str().unwrap(),
+            ],
+        );
+        assert!(output.status.success());
+        assert_eq!(fs::read(&alone).unwrap(), written, "melody {}", i + 1);
+    }
+
+    // --meter or --mode with it is an error that says why.
+    let output = engine(&opts.out, &[&mixture[..], &["--mode", "minor"]].concat());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && error.contains(
+                "--training-mixture draws each melody's meter and mode from the \
+                               training songs, so --meter and --mode would contradict it"
+            ),
+        "{error}"
+    );
+    // A checkpoint written before the mixture was recorded still generates, but has no mixture.
+    let old = data.join("old.safetensors");
+    let mut config = saved.config.clone();
+    config.features.as_mut().unwrap().conditions = None;
+    checkpoint::save(&old, &saved.params, &saved.vocab, &config).unwrap();
+    assert_eq!(
+        checkpoint::load(&old).unwrap().config.conditions(),
+        Ok(None)
+    );
+    let output = engine(&old, &["--out", data.join("old.krn").to_str().unwrap()]);
+    assert!(output.status.success());
+    let output = engine(&old, &mixture);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success()
+            && error.contains(
+                "does not record its training songs' meters and modes (trained \
+                               before they were recorded): train it again"
+            ),
+        "{error}"
+    );
+    // The reference model reads no meter or mode.
+    let reference = options(&data, "reference.safetensors");
+    train(&reference).unwrap();
+    let output = engine(&reference.out, &mixture);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && error.contains("reads no meter or mode (its features: none"),
         "{error}"
     );
     fs::remove_dir_all(data.parent().unwrap()).unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use melody_engine::encode::DELIMITER;
 use melody_engine::engine;
-use melody_engine::features::{self, FeatureSet, FeatureTracker, ModeClass};
+use melody_engine::features::{self, Condition, FeatureSet, FeatureTracker, ModeClass};
 use melody_engine::generate::{self, GenerateOptions};
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody;
@@ -102,6 +102,16 @@ pub struct GenerateArgs {
     /// the training songs' most common]. An error for a model that does not read the mode.
     #[arg(long, value_parser = ModeClass::parse)]
     mode: Option<ModeClass>,
+    /// Give each melody the meter and mode of a training song drawn at random, so that a batch
+    /// has the training songs' mixture (of 200 melodies, about 50 in 3/4 minor when a quarter of
+    /// the songs are): what to compare with a corpus of mixed meters (`engine assess`). A model
+    /// trained with --features records the mixture (one trained before it did: train it again);
+    /// a song without a meter or mode counts as the most common one. Melody i's draw follows from
+    /// --rng-seed + i alone, and `--meter M --mode X --rng-seed` that number generates the same
+    /// melody alone (bit for bit on the CPU). Not with --meter or --mode, which fix one for
+    /// every melody.
+    #[arg(long)]
+    training_mixture: bool,
     /// Move the result from C major / A minor to this key (kern designation: G, B-, f#).
     #[arg(long)]
     transpose_to: Option<String>,
@@ -203,48 +213,90 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             model.display()
         ));
     }
-    let tracker = match set {
+    if args.training_mixture && (args.meter.is_some() || args.mode.is_some()) {
+        return Err(
+            "--training-mixture draws each melody's meter and mode from the training \
+                    songs, so --meter and --mode would contradict it: give one or the other"
+                .into(),
+        );
+    }
+    // Each melody's meter and mode, or None for the reference model.
+    let conditions: Option<Vec<((u32, u32), ModeClass)>> = match set {
+        FeatureSet::NONE if args.training_mixture => {
+            return Err(format!(
+                "--training-mixture: {} reads no meter or mode (its features: none; train with \
+                 --features), so there is no mixture to follow",
+                model.display()
+            ))
+        }
         FeatureSet::NONE => None,
         _ => {
-            let common = |e: String| format!("{}: {e}", model.display());
-            let meter = (args.meter.or(seed_melody.meter))
-                .or(saved.config.common_meter().map_err(common)?)
-                .unwrap_or((4, 4));
-            let mode = (args.mode.or(seed_melody.mode))
-                .or(saved.config.common_mode().map_err(common)?)
-                .unwrap_or(ModeClass::Major);
-            let measure = features::measure_steps(meter, features::grid_step())
-                .ok_or_else(|| format!("--meter {}/{}: not whole sixteenths", meter.0, meter.1))?;
-            // The seed's first step lies as far before a downbeat as its score's pickup.
-            let first_position = (measure - seed_melody.pickup % measure) % measure;
-            let tracker = FeatureTracker::new(
-                set,
-                vocab.len(),
-                delimiter,
-                meter,
-                mode,
-                first_position,
-                features::grid_step(),
-            )
-            .map_err(|e| format!("--meter: {e}"))?;
-            eprintln!(
-                "features {set}: melodies in {}/{}, {}",
-                meter.0,
-                meter.1,
-                mode.name()
-            );
-            Some((tracker, meter, mode))
+            let recorded = |e: String| format!("{}: {e}", model.display());
+            let common_meter = saved.config.common_meter().map_err(recorded)?;
+            let common_mode = saved.config.common_mode().map_err(recorded)?;
+            // What a melody is asked for, else the training songs' most common.
+            let or_common = |(meter, mode): Condition| {
+                (
+                    meter.or(common_meter).unwrap_or((4, 4)),
+                    mode.or(common_mode).unwrap_or(ModeClass::Major),
+                )
+            };
+            if args.training_mixture {
+                let weighted = (saved.config.conditions().map_err(recorded)?)
+                    .filter(|weighted| weighted.iter().any(|&(_, count)| count > 0))
+                    .ok_or_else(|| {
+                        format!(
+                            "--training-mixture: {} does not record its training songs' meters \
+                             and modes (trained before they were recorded): train it again",
+                            model.display()
+                        )
+                    })?;
+                let drawn = generate::draw_weighted(&weighted, args.count, args.rng_seed);
+                Some(drawn.into_iter().map(or_common).collect())
+            } else {
+                let asked = (
+                    args.meter.or(seed_melody.meter),
+                    args.mode.or(seed_melody.mode),
+                );
+                Some(vec![or_common(asked); args.count])
+            }
         }
     };
-    let (meter, conditioning) = match &tracker {
-        Some((tracker, meter, mode)) => (
-            *meter,
-            Some(Conditioning {
-                mode: *mode,
-                pickup: tracker.pickup() as u32,
-            }),
-        ),
-        None => (args.meter.unwrap_or((4, 4)), None),
+    // Each melody's tracker, and the meter and conditioning its files carry.
+    let (trackers, written) = match &conditions {
+        Some(conditions) => {
+            let (mut trackers, mut written) = (Vec::new(), Vec::new());
+            for &(meter, mode) in conditions {
+                let asked = if args.training_mixture {
+                    format!("meter {}/{}", meter.0, meter.1)
+                } else {
+                    format!("--meter {}/{}", meter.0, meter.1)
+                };
+                let measure = features::measure_steps(meter, features::grid_step())
+                    .ok_or_else(|| format!("{asked}: not whole sixteenths"))?;
+                // The seed's first step lies as far before a downbeat as its score's pickup.
+                let first_position = (measure - seed_melody.pickup % measure) % measure;
+                let tracker = FeatureTracker::new(
+                    set,
+                    vocab.len(),
+                    delimiter,
+                    meter,
+                    mode,
+                    first_position,
+                    features::grid_step(),
+                )
+                .map_err(|e| format!("{asked}: {e}"))?;
+                let pickup = tracker.pickup() as u32;
+                trackers.push(tracker);
+                written.push((meter, Some(Conditioning { mode, pickup })));
+            }
+            eprintln!(
+                "features {set}: {}",
+                describe(conditions, args.training_mixture)
+            );
+            (Some(trackers), written)
+        }
+        None => (None, vec![(args.meter.unwrap_or((4, 4)), None); args.count]),
     };
     let num_params = saved.config.model().num_params();
     let (mut backend, device) = engine::open(
@@ -259,7 +311,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         count: args.count,
         rng_seed: args.rng_seed,
         window: saved.config.window,
-        features: tracker.map(|(tracker, _, _)| tracker),
+        features: trackers,
     };
     let melodies = generate::generate(&mut *backend, delimiter, &seed, &sampler, &options)?;
     // Checked before anything is printed or written, so that a batch is all there or not at all.
@@ -283,15 +335,15 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
             })?),
             None => None,
         };
-    let write_options = WriteOptions {
-        format: args.format.map(Format::from),
-        bpm: args.bpm,
-        program: args.program,
-        meter,
-        transpose_to,
-        conditioning,
-    };
-    for (i, ids) in melodies.iter().enumerate() {
+    for (i, (ids, &(meter, conditioning))) in melodies.iter().zip(&written).enumerate() {
+        let write_options = WriteOptions {
+            format: args.format.map(Format::from),
+            bpm: args.bpm,
+            program: args.program,
+            meter,
+            transpose_to,
+            conditioning,
+        };
         let symbols: Vec<String> = ids.iter().map(|&id| vocab.symbol(id).to_string()).collect();
         let symbols = outputs::as_written(&symbols, transpose_to)?;
         println!("{}", symbols.join(" "));
@@ -311,4 +363,23 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The melodies' meters and modes in words: the one all share, or for a batch in the training
+/// songs' mixture, how many were drawn in each, most first.
+fn describe(conditions: &[((u32, u32), ModeClass)], mixture: bool) -> String {
+    if !mixture {
+        let ((count, unit), mode) = conditions[0];
+        return format!("melodies in {count}/{unit}, {}", mode.name());
+    }
+    let parts: Vec<String> = (features::tally(conditions.iter().copied()).into_iter())
+        .map(|(((count, unit), mode), melodies)| {
+            format!("{melodies} in {count}/{unit} {}", mode.name())
+        })
+        .collect();
+    format!(
+        "{} melodies in the training songs' meters and modes: {}",
+        conditions.len(),
+        parts.join(", ")
+    )
 }

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::{Config, Objective, Params};
 use crate::atomic;
 use crate::encode::Vocabulary;
-use crate::features::{parse_meter, FeatureSet, ModeClass};
+use crate::features::{
+    condition_counts, most_common, parse_meter, Condition, FeatureSet, ModeClass, SongInfo,
+};
 
 /// What a checkpoint records besides the tensors (metadata key `config`). The caller fills in
 /// `window`, `objective`, `epoch` and `step`.
@@ -49,6 +51,32 @@ pub struct FeatureRecord {
     pub common_meter: Option<String>,
     /// `major` or `minor`; None when no training song has a mode.
     pub common_mode: Option<String>,
+    /// Every training song's meter and mode with how many songs have them, most common first
+    /// (`["3/4", "minor", 30]`, null where a song has none): the mixture `engine generate
+    /// --training-mixture` draws from. None in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<RecordedCondition>>,
+}
+
+/// A meter (`3/4`), a mode (`minor`), null where songs have none, and how many songs have them.
+pub type RecordedCondition = (Option<String>, Option<String>, usize);
+
+impl FeatureRecord {
+    /// The record of a model reading `set`, trained on `songs`.
+    pub fn of(set: &FeatureSet, songs: &[SongInfo]) -> FeatureRecord {
+        let meter_name = |(count, unit): (u32, u32)| format!("{count}/{unit}");
+        let mode_name = |mode: ModeClass| mode.name().to_string();
+        let (meter, mode) = most_common(songs);
+        let conditions = (condition_counts(songs).into_iter())
+            .map(|((meter, mode), count)| (meter.map(meter_name), mode.map(mode_name), count))
+            .collect();
+        FeatureRecord {
+            groups: set.names().iter().map(|name| name.to_string()).collect(),
+            common_meter: meter.map(meter_name),
+            common_mode: mode.map(mode_name),
+            conditions: Some(conditions),
+        }
+    }
 }
 
 /// [`CheckpointConfig`] as a file may hold it: checkpoints written before multi-hot inputs lack
@@ -150,6 +178,23 @@ impl CheckpointConfig {
         (record.and_then(|r| r.common_mode.as_deref()))
             .map(ModeClass::parse)
             .transpose()
+    }
+
+    /// Every training song's meter and mode with how many songs have them, as recorded; None
+    /// for the reference model and for a checkpoint written before they were recorded.
+    pub fn conditions(&self) -> Result<Option<Vec<(Condition, usize)>>, String> {
+        let record = self.features.as_ref();
+        let Some(conditions) = record.and_then(|r| r.conditions.as_ref()) else {
+            return Ok(None);
+        };
+        (conditions.iter())
+            .map(|(meter, mode, count)| {
+                let meter = meter.as_deref().map(parse_meter).transpose()?;
+                let mode = mode.as_deref().map(ModeClass::parse).transpose()?;
+                Ok(((meter, mode), *count))
+            })
+            .collect::<Result<_, String>>()
+            .map(Some)
     }
 }
 
@@ -283,6 +328,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             .feature_set()
             .and_then(|_| config.common_meter())
             .and_then(|_| config.common_mode())
+            .and_then(|_| config.conditions())
             .map_err(|e| format_error(path, e))?;
     }
     let mut params = Params::zeros(config.model());

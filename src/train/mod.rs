@@ -160,15 +160,10 @@ pub fn train_with(
     let inputs_of =
         |split| SplitInputs::of(set, data, songs.as_deref(), split, options.val_fraction);
     let (train, val) = (inputs_of(Split::Train)?, inputs_of(Split::Val)?);
-    // A feature model records its groups, and the training songs' most common meter and mode.
+    // A feature model records its groups, and the training songs' meters and modes.
     let record = songs.as_deref().map(|songs| {
         let train_songs = features::songs_of_split(songs, Split::Train, options.val_fraction);
-        let (meter, mode) = features::most_common(&train_songs);
-        FeatureRecord {
-            groups: set.names().iter().map(|name| name.to_string()).collect(),
-            common_meter: meter.map(|(count, unit)| format!("{count}/{unit}")),
-            common_mode: mode.map(|mode| mode.name().to_string()),
-        }
+        FeatureRecord::of(set, &train_songs)
     });
     let write_checkpoint = |path: &Path, backend: &dyn Backend, epoch, step| {
         save(path, backend, data, options, record.clone(), epoch, step)
