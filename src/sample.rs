@@ -4,7 +4,9 @@
 //! The final distribution is q ∝ p^(1/T) · b: the model's p tempered, times the bias factors b
 //! of the rules below. The factors multiply after tempering so that each holds exactly at any
 //! temperature; T → 0 picks the most likely symbol that the biases allow. If the biases leave
-//! no mass, q falls back to the unbiased p^(1/T).
+//! no mass, q falls back to the unbiased p^(1/T). Last, nucleus sampling (top-p) keeps only the
+//! most likely symbols of q that together hold P of its mass, cutting the long tail of unlikely
+//! symbols that each step risks.
 
 use rand::Rng;
 
@@ -48,6 +50,8 @@ pub struct SamplingConfig {
     pub scale_bias: f32,
     /// `/` is impossible while the melody is shorter than this many symbols. Default 0.
     pub min_steps: usize,
+    /// P ∈ [0, 1]; see [`nucleus`]. Default 1: every symbol stays.
+    pub top_p: f32,
 }
 
 impl Default for SamplingConfig {
@@ -58,6 +62,7 @@ impl Default for SamplingConfig {
             max_leap: None,
             scale_bias: 0.0,
             min_steps: 0,
+            top_p: 1.0,
         }
     }
 }
@@ -255,16 +260,39 @@ impl Sampler {
             .collect();
         let total: f32 = q.iter().sum();
         if !(total > 0.0 && total.is_finite()) {
-            return apply_temperature(probs, temperature);
+            return nucleus(&apply_temperature(probs, temperature), self.config.top_p);
         }
         q.iter_mut().for_each(|x| *x /= total);
-        q
+        nucleus(&q, self.config.top_p)
     }
 
     /// Draws the next symbol id from [`Sampler::distribution`].
     pub fn sample(&self, probs: &[f32], history: &[u32], rng: &mut impl Rng) -> u32 {
         draw(&self.distribution(probs, history), rng)
     }
+}
+
+/// Nucleus (top-p) sampling, Holtzman et al. 2020: the smallest set of the most likely ids whose
+/// probabilities sum to at least `top_p` (ties taken lowest id first; never empty, so 0 is
+/// argmax), renormalised; every other id gets 0. `top_p` ≥ 1 returns `probs` as they are.
+/// `probs` sums to 1.
+pub fn nucleus(probs: &[f32], top_p: f32) -> Vec<f32> {
+    if top_p >= 1.0 {
+        return probs.to_vec();
+    }
+    let mut order: Vec<usize> = (0..probs.len()).filter(|&i| probs[i] > 0.0).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let mut out = vec![0.0; probs.len()];
+    let mut kept = 0.0f64;
+    for &id in &order {
+        out[id] = probs[id];
+        kept += probs[id] as f64;
+        if kept >= top_p as f64 {
+            break;
+        }
+    }
+    out.iter_mut().for_each(|p| *p = (*p as f64 / kept) as f32);
+    out
 }
 
 /// One draw by inverse CDF: u uniform in [0, Σw), the first id whose cumulative weight exceeds
@@ -525,6 +553,41 @@ mod tests {
         assert_eq!(
             greedy.sample(&p, &ids("60 _ _ _"), &mut StdRng::seed_from_u64(0)),
             0
+        );
+    }
+
+    #[test]
+    fn nucleus_keeps_the_smallest_top_set_holding_p() {
+        let p = [0.1, 0.4, 0.2, 0.2, 0.1];
+        // 0.4 + 0.2 = 0.6 < 0.7: a third is needed, the tied 0.2s taken lowest id first.
+        assert_close(&nucleus(&p, 0.7), &[0.0, 0.5, 0.25, 0.25, 0.0]);
+        assert_close(
+            &nucleus(&p, 0.55),
+            &[0.0, 0.4, 0.2, 0.0, 0.0].map(|q| q / 0.6),
+        );
+        assert_close(&nucleus(&p, 0.0), &[0.0, 1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(nucleus(&p, 1.0), p);
+        // 0.8 < 0.85: the 0.1 of id 0 is taken before the equal 0.1 of id 4.
+        assert_close(
+            &nucleus(&p, 0.85),
+            &[0.1, 0.4, 0.2, 0.2, 0.0].map(|q| q / 0.9),
+        );
+    }
+
+    #[test]
+    fn top_p_applies_after_the_temperature_and_the_biases() {
+        // p² = [.01, .01, .04, .04, .01, .04, .01] / .16; the top three hold .75 of it.
+        let config = |top_p| SamplingConfig {
+            temperature: Temperature::Fixed(0.5),
+            top_p,
+            ..SamplingConfig::default()
+        };
+        let q = sampler(config(0.7)).distribution(&P, &ids("60"));
+        assert_close(&q, &[0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0].map(|p| p / 3.0));
+        let all = sampler(config(1.0)).distribution(&P, &ids("60"));
+        assert_close(
+            &all,
+            &[0.01, 0.01, 0.04, 0.04, 0.01, 0.04, 0.01].map(|p| p / 0.16),
         );
     }
 

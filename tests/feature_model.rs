@@ -15,7 +15,7 @@ use melody_engine::cpu::BatchStats;
 use melody_engine::encode::{Options, Vocabulary};
 use melody_engine::features::{
     condition_counts, grid_step, stream_features, Bars, FeatureSet, FeatureTracker, ModeClass,
-    SongInfo,
+    SongInfo, GROUPS,
 };
 use melody_engine::generate::{draw_weighted, generate, GenerateOptions};
 use melody_engine::kern;
@@ -42,15 +42,34 @@ const MINOR_3_4: &str =
 const COMPOUND_6_8: &str =
     "**kern\n*M6/8\n*F:\n=1\n4f\n8g\n4a\n8f\n=2\n4.cc\n4.a\n=3\n8g\n8a\n8g\n4f\n8r\n==\n*-\n";
 
+/// 2/4 in C major whose first barline comes after three quarters: bar 0 starts at its second
+/// quarter, counted back from the barline, and its first quarter is a pickup.
+const LATE_BARLINE_2_4: &str = "**kern\n*M2/4\n*C:\n4c\n4d\n4e\n=1\n4f\n4g\n=2\n2c\n==\n*-\n";
+
+/// 3/4 in D minor, 20 bars: more than features::MAX_BAR, so the last bars share the "later" row.
+fn long_3_4() -> String {
+    let bars: String = (0..20)
+        .map(|bar| ["4d\n4f\n4a\n", "4g\n4e\n4c#\n", "2d\n4r\n"][bar % 3])
+        .enumerate()
+        .map(|(i, notes)| format!("={}\n{notes}", i + 1))
+        .collect();
+    format!("**kern\n*M3/4\n*d:\n{bars}==\n*-\n")
+}
+
 /// 40 songs preprocessed as `engine preprocess` does: the 2/4 song, the 3/4 one, the 6/8 one and
 /// the 2/4 one again, in turn, so that 2/4 and major are the most common in the training split.
 fn kern_corpus(name: &str) -> PathBuf {
+    corpus_of(name, &[PICKUP_2_4, MINOR_3_4, COMPOUND_6_8, PICKUP_2_4])
+}
+
+/// 40 songs of `texts` in turn, preprocessed.
+fn corpus_of(name: &str, texts: &[&str]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("feature-model-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     let scores = dir.join("scores");
     fs::create_dir_all(&scores).unwrap();
     for i in 0..40 {
-        let text = [PICKUP_2_4, MINOR_3_4, COMPOUND_6_8, PICKUP_2_4][i % 4];
+        let text = texts[i % texts.len()];
         fs::write(scores.join(format!("song{i:02}.krn")), text).unwrap();
     }
     let records = process_all(
@@ -234,18 +253,28 @@ fn report(command: &mut Command) -> serde_json::Value {
 
 /// benches/peers/torch_check.py computes each step's indices from songs.jsonl itself (in Python,
 /// from the layout features.rs documents) and gives `engine evaluate`'s loss, accuracy and events
-/// accuracy: for a model of every group, on the whole stream (2/4 with a pickup, 3/4 minor, 6/8)
-/// and on the held-out split (whose `/` runs lead into the split's next song), and for a model of
-/// each group alone on the held-out split, so that every block's place is checked. Skipped
-/// without torch.
+/// accuracy: for a model of all six groups, on the whole stream (2/4 with a pickup, 3/4 minor,
+/// 6/8, 20 bars of 3/4, a first barline a bar and more in) and on the held-out split (whose `/`
+/// runs lead into the split's next song), and for a model of each group alone on the whole
+/// stream, so that every block's place is checked. Skipped without torch.
 #[test]
 fn pytorch_computes_the_feature_rows_and_agrees_with_evaluate() {
     let Some(peer) = common::torch_peer() else {
         return;
     };
-    let data = kern_corpus("torch");
-    let alone = ["lookback", "position", "mode", "meter"].map(|group| (group, "val"));
-    for (groups, split) in [(ALL, "all"), (ALL, "val")].into_iter().chain(alone) {
+    let long = long_3_4();
+    let texts = [
+        PICKUP_2_4,
+        MINOR_3_4,
+        COMPOUND_6_8,
+        &long,
+        LATE_BARLINE_2_4,
+        MINOR_3_4,
+    ];
+    let data = corpus_of("torch", &texts);
+    let six = GROUPS.join(",");
+    let alone = GROUPS.map(|group| (group, "all"));
+    for (groups, split) in [(&*six, "all"), (&*six, "val")].into_iter().chain(alone) {
         let opts = TrainOptions {
             features: FeatureSet::parse(groups).unwrap(),
             ..with_features(&data, &format!("{}.safetensors", groups.replace(',', "_")))

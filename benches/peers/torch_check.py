@@ -92,13 +92,15 @@ GRID = Fraction(1, 4)
 # The meter of a song that gives none: its bars are 4/4, its meter class none.
 DEFAULT_METER = (4, 4)
 MAX_POSITION = 32
+# Bars from the first with a row of their own; later ones share the row after them.
+MAX_BAR = 16
 # The groups with symbols some bars back: how many bars back each reads. Each lag takes a block of
 # V + 1 rows (the symbol there, or none), then each a block of 2 (the input repeats the symbol
 # that many bars before it: no, yes). n bars back is one bar back, n times, each by the measure
 # in force where it stands, so a meter change is honoured.
 BARS_BACK = {"lookback": (1, 2), "phrase": (4,)}
 # Blocks after the symbol's, in this order; a group the model does not read takes none.
-GROUP_ORDER = ("lookback", "position", "mode", "meter", "phrase")
+GROUP_ORDER = ("lookback", "position", "mode", "meter", "phrase", "bar")
 MODE_CLASSES = {
     **dict.fromkeys(("major", "ionian", "lydian", "mixolydian"), 0),
     **dict.fromkeys(("minor", "aeolian", "dorian", "phrygian", "locrian"), 1),
@@ -168,6 +170,19 @@ class Song:
         anchor = self.starts[later - 1] if later else (self.starts[0] if self.starts else 0)
         return (step - anchor) % self.measure_at(step)
 
+    def bar_number(self, step: int) -> int | None:
+        """Bar 0 from the first bar start on; None in a pickup. Bars before a first barline that
+        lies a measure or more in are counted back from it, as positions are."""
+        measure = self.measure_at(0)
+        written = self.starts[0] if self.starts else 0
+        counted_back = written // measure
+        first = written - counted_back * measure
+        later = bisect_right(self.starts, step)
+        if later == 0:
+            return None if step < first else (step - first) // measure
+        last = self.starts[later - 1]
+        return counted_back + later - 1 + (step - last) // self.measure_at(step)
+
     def bars_before(self, step: int, bars: int) -> int | None:
         for _ in range(bars):
             step -= self.measure_at(step)
@@ -183,6 +198,7 @@ class Step:
     back: dict[int, int | None]  # bars back -> the symbol there, before the next step
     repeats: dict[int, bool]  # bars back -> the input repeats the symbol there
     position: int | None = None  # of the next step in its bar
+    bar: int | None = None  # of the next step in the song
     mode: int | None = None
     meter: int | None = None
 
@@ -199,7 +215,9 @@ def note_step(song: Song, melody: list[int]) -> Step:
         back[lag] = None if then is None else melody[then]
         before_now = song.bars_before(now, lag)
         repeats[lag] = before_now is not None and melody[before_now] == melody[now]
-    return Step(back, repeats, song.position(after), song.mode, song.meter)
+    return Step(
+        back, repeats, song.position(after), song.bar_number(after), song.mode, song.meter
+    )
 
 
 def run_step(next_song: Song | None) -> Step:
@@ -208,6 +226,11 @@ def run_step(next_song: Song | None) -> Step:
     if next_song is not None:
         step.mode, step.meter = next_song.mode, next_song.meter
     return step
+
+
+def capped(value: int | None, most: int) -> int:
+    """The row of a counted value: itself up to `most`, then `most` (later), then none."""
+    return most + 1 if value is None else min(value, most)
 
 
 def input_blocks(groups: list[str], vocab: int) -> list[tuple[int, object]]:
@@ -224,14 +247,15 @@ def input_blocks(groups: list[str], vocab: int) -> list[tuple[int, object]]:
                 blocks.append((2, lambda _, s, lag=lag: int(s.repeats[lag])))
         elif group == "position":
             # 0 .. 31, then overflow, then none; and the downbeat flag.
-            none = MAX_POSITION + 1
-            place = lambda _, s: none if s.position is None else min(s.position, MAX_POSITION)
-            blocks.append((MAX_POSITION + 2, place))
+            blocks.append((MAX_POSITION + 2, lambda _, s: capped(s.position, MAX_POSITION)))
             blocks.append((2, lambda _, s: int(s.position == 0)))
         elif group == "mode":
             blocks.append((3, lambda _, s: 2 if s.mode is None else s.mode))
         elif group == "meter":
             blocks.append((6, lambda _, s: 5 if s.meter is None else s.meter))
+        elif group == "bar":
+            # 0 .. 15, then later, then none (a pickup, a `/` run).
+            blocks.append((MAX_BAR + 2, lambda _, s: capped(s.bar, MAX_BAR)))
     return blocks
 
 

@@ -80,6 +80,12 @@ pub struct GenerateArgs {
     /// two bars of 4/4, scored best against the corpus (`engine assess`, README).
     #[arg(long, default_value_t = 32)]
     min_steps: usize,
+    /// Nucleus sampling: draw only from the most likely symbols that together hold this share
+    /// of the probability (after temperature and biases), cutting the tail of unlikely ones.
+    /// 1 keeps every symbol; 0.9 made the feature model's melodies repeat more (README); 0 is
+    /// greedy.
+    #[arg(long, default_value_t = 1.0, value_parser = args::zero_to_one, allow_negative_numbers = true)]
+    top_p: f32,
     /// Same seed, same melody.
     #[arg(long, default_value_t = 1)]
     rng_seed: u64,
@@ -200,6 +206,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         max_leap: args.max_leap,
         scale_bias: args.scale_bias,
         min_steps: args.min_steps,
+        top_p: args.top_p,
     };
     let sampler = Sampler::new(config, &vocab)?;
     let delimiter = vocab
