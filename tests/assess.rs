@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use melody_engine::assess::conditioning::{BarCount, Barring};
-use melody_engine::assess::features::{Feature, MelodyFeatures};
+use melody_engine::assess::descriptors::{Feature, MelodyFeatures};
 use melody_engine::assess::{assess, corpus_songs, read_generated, read_melody_file};
 use melody_engine::dataset::{Dataset, Split};
 use melody_engine::encode::Vocabulary;
