@@ -206,3 +206,81 @@ pub fn random_multi_hot(
     }
     indices
 }
+
+/// Inside `impl Backend for X`, where X wraps the CPU engine in its field `engine`: methods of
+/// [`melody_engine::backend::Backend`] passed straight through to it, so that a test engine
+/// writes out only the methods it changes. Each argument names a method or a group: `model`
+/// (config, params, adam_state) and `stream_rows` (every stream method but stream_step).
+#[allow(unused_macros)]
+macro_rules! pass_through_to_engine {
+    ($($method:ident),* $(,)?) => {
+        $($crate::common::pass_through_to_engine!(@ $method);)*
+    };
+    (@ model) => {
+        $crate::common::pass_through_to_engine!(@ config);
+        $crate::common::pass_through_to_engine!(@ params);
+        $crate::common::pass_through_to_engine!(@ adam_state);
+    };
+    (@ stream_rows) => {
+        $crate::common::pass_through_to_engine!(@ stream_reset);
+        $crate::common::pass_through_to_engine!(@ stream_zero_rows);
+        $crate::common::pass_through_to_engine!(@ stream_copy_row);
+        $crate::common::pass_through_to_engine!(@ stream_probs);
+    };
+    (@ config) => {
+        fn config(&self) -> melody_engine::model::Config {
+            self.engine.config()
+        }
+    };
+    (@ params) => {
+        fn params(
+            &self,
+        ) -> Result<melody_engine::model::Params<f32>, melody_engine::backend::EngineError> {
+            self.engine.params()
+        }
+    };
+    (@ adam_state) => {
+        fn adam_state(
+            &self,
+        ) -> Result<melody_engine::optim::AdamState, melody_engine::backend::EngineError> {
+            self.engine.adam_state()
+        }
+    };
+    (@ predict_last) => {
+        $crate::common::pass_through_to_engine!(@ mut predict_last(
+            inputs: &[u32], batch: usize, out: &mut [f32]
+        ));
+    };
+    (@ stream_reset) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_reset(rows: usize));
+    };
+    (@ stream_zero_rows) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_zero_rows(rows: &[usize]));
+    };
+    (@ stream_copy_row) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_copy_row(
+            from: usize, to: &[usize]
+        ));
+    };
+    (@ stream_step) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_step(
+            rows: std::ops::Range<usize>, inputs: &[u32]
+        ));
+    };
+    (@ stream_probs) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_probs(
+            rows: &[usize], out: &mut [f32]
+        ));
+    };
+    // A method on `&mut self` that returns nothing but may fail.
+    (@ mut $name:ident($($arg:ident: $type:ty),*)) => {
+        fn $name(
+            &mut self,
+            $($arg: $type),*
+        ) -> Result<(), melody_engine::backend::EngineError> {
+            self.engine.$name($($arg),*)
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use pass_through_to_engine;
