@@ -1,7 +1,7 @@
 //! Generated melodies against a corpus, feature by feature, with the method of
 //! Yang & Lerch 2018 ("On the evaluation of generative models in music", the mgeval toolbox).
 //!
-//! For each feature ([`features`]) two samples of distances are drawn: intra-set, between
+//! For each feature ([`descriptors`]) two samples of distances are drawn: intra-set, between
 //! reference melodies (every melody against every other, mgeval's leave-one-out), and inter-set,
 //! between every generated and every reference melody. A distance is the Euclidean norm of the
 //! difference of two melodies' feature values (|a − b| for a number, the Frobenius norm for a
@@ -18,7 +18,7 @@
 
 pub mod conditioning;
 pub mod density;
-pub mod features;
+pub mod descriptors;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ use crate::melody_file::{self, read_each_melody, read_melodies};
 use crate::plot::{line_chart, Series};
 use conditioning::{count_bars, BarCount, Barring, KeyCount, Reading};
 use density::{compare, Densities};
-use features::{Feature, MelodyFeatures, Shape};
+use descriptors::{Feature, MelodyFeatures, Shape};
 
 /// Most pairs in one distance sample; larger sets are subsampled.
 pub const MAX_PAIRS: usize = 10_000;

@@ -61,6 +61,16 @@ pub fn open(
     }
 }
 
+/// [`open`] for a model that only predicts (`engine evaluate`, `engine generate`): `params` from a
+/// checkpoint, a fresh Adam state (no step is taken) and strict fp32.
+pub fn open_for_inference(
+    device: Device,
+    params: Params<f32>,
+) -> Result<(Box<dyn Backend>, String), String> {
+    let adam = Adam::new(params.config().num_params());
+    open(device, params, adam, false)
+}
+
 /// The CPU engine on the kernels of [`Isa::selected`]; an `ENGINE_CPU_ISA` this CPU lacks, or
 /// an unknown one, is an error.
 fn on_cpu(

@@ -3,19 +3,20 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use melody_engine::assess::conditioning::{BarCount, Barring};
-use melody_engine::assess::features::{Feature, MelodyFeatures};
+use melody_engine::assess::descriptors::{Feature, MelodyFeatures};
 use melody_engine::assess::{assess, corpus_songs, read_generated, read_melody_file};
 use melody_engine::dataset::{Dataset, Split};
-use melody_engine::encode::Vocabulary;
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody::{spans, symbols_of, Span};
 use melody_engine::midi::{write_midi, Signatures};
 use melody_engine::outputs::kern::write_kern;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+mod common;
+use common::{engine, json_of};
 
 /// A leading rest, the phrase 60 62 64 twice, a lone F♯ and a closing rest (26 steps).
 const MELODY: &str = "r _ 60 _ _ _ 62 _ 64 _ _ _ _ 60 _ _ _ 62 _ 64 _ _ _ _ 66 r";
@@ -24,19 +25,6 @@ const PITCH_FEATURES: [Feature; 3] = [
     Feature::PitchClassHistogram,
     Feature::PitchClassTransitionMatrix,
     Feature::OnScaleShare,
-];
-
-/// Features a transposition leaves as they are.
-const INVARIANT_FEATURES: [Feature; 9] = [
-    Feature::PitchCount,
-    Feature::PitchRange,
-    Feature::AveragePitchInterval,
-    Feature::NoteCount,
-    Feature::AverageInterOnsetInterval,
-    Feature::NoteLengthHistogram,
-    Feature::NoteLengthTransitionMatrix,
-    Feature::RestRatio,
-    Feature::LongestRepeat,
 ];
 
 fn words(text: &str) -> Vec<&str> {
@@ -129,8 +117,12 @@ fn transposed_copies_move_the_pitch_features_only() {
     let scale = moved.feature(Feature::OnScaleShare);
     assert_eq!(scale.reference_mean, [1.0]);
     assert!(scale.generated_mean[0] < 0.95 && scale.generated_mean[0] > 0.8);
-    // The same melodies' rhythm, range and intervals: the very same distances.
-    for feature in INVARIANT_FEATURES {
+    // The same melodies' rhythm, range and intervals (every feature but the pitch ones): the
+    // very same distances.
+    let invariant = Feature::ALL
+        .into_iter()
+        .filter(|f| !PITCH_FEATURES.contains(f));
+    for feature in invariant {
         let (before, after) = (same.feature(feature), moved.feature(feature));
         assert_eq!(after.overlap, before.overlap, "{}", feature.name());
         assert_eq!(
@@ -283,9 +275,7 @@ fn write_corpus(dir: &Path, songs: &[Vec<Span>]) {
             symbols
         })
         .collect();
-    let vocab = Vocabulary::from_symbols(stream.iter().map(String::as_str));
-    fs::write(dir.join("dataset.txt"), stream.join(" ")).unwrap();
-    fs::write(dir.join("vocab.json"), vocab.to_json()).unwrap();
+    common::write_dataset(dir, &stream);
 }
 
 #[test]
@@ -300,22 +290,16 @@ fn the_command_prints_json_with_the_ceiling_and_writes_one_plot_per_feature() {
     fs::write(generated.join("batch.txt"), lines.join("\n")).unwrap();
     let plots = scratch_dir("assess-plots");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["assess", "--generated"])
-        .arg(&generated)
-        .arg("--reference")
-        .arg(&corpus)
-        .arg("--json")
-        .arg("--plot")
-        .arg(&plots)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let json = json_of(
+        engine()
+            .args(["assess", "--generated"])
+            .arg(&generated)
+            .arg("--reference")
+            .arg(&corpus)
+            .arg("--json")
+            .arg("--plot")
+            .arg(&plots),
     );
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     // 60 songs, every tenth held out: 6 reference songs, 54 training songs.
     assert_eq!(json["generated_melodies"], 12);
     assert_eq!(json["reference_melodies"], 6);
@@ -338,7 +322,7 @@ fn the_command_prints_json_with_the_ceiling_and_writes_one_plot_per_feature() {
     let oa = |side: &serde_json::Value| side["features"]["on_scale_share"]["oa"].as_f64().unwrap();
     assert!(oa(&json) < 0.2 && oa(&json["ceiling"]) > 0.9);
 
-    let table = Command::new(env!("CARGO_BIN_EXE_engine"))
+    let table = engine()
         .args(["assess", "--generated"])
         .arg(generated.join("batch.txt"))
         .arg("--reference")
@@ -414,20 +398,14 @@ fn each_generated_melody_keeps_its_files_meter_and_pickup() {
 
 /// `engine assess --json` of the barred melodies against `corpus`, with `args`.
 fn assess_json(corpus: &Path, args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["assess", "--json", "--generated"])
-        .arg(barred_melodies())
-        .arg("--reference")
-        .arg(corpus)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    json_of(
+        engine()
+            .args(["assess", "--json", "--generated"])
+            .arg(barred_melodies())
+            .arg("--reference")
+            .arg(corpus)
+            .args(args),
+    )
 }
 
 #[test]
@@ -507,7 +485,7 @@ fn the_command_counts_minor_estimates_and_complete_bars() {
     }
     assert_eq!(bars["reference"], own.to_json());
 
-    let error = Command::new(env!("CARGO_BIN_EXE_engine"))
+    let error = engine()
         .args([
             "assess",
             "--meter",

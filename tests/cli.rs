@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 
@@ -10,7 +10,7 @@ use melody_engine::encode::{encode_song, Options};
 use melody_engine::{corpus, kern, melody, midi, midi_in};
 
 fn engine(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
+    common::engine()
         .args(args)
         .current_dir(dir)
         .output()
@@ -18,19 +18,40 @@ fn engine(args: &[&str], dir: &Path) -> Output {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cli-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fresh_dir(&format!("cli-{name}"))
 }
 
 fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::assert_succeeded(output);
     String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// What `engine generate` prints for 8 steps after the first `seed_steps` of `seed_file`, with
+/// `extra` options, run in `dir` (into m.txt there).
+fn generate_from_seed_file(
+    seed_file: &str,
+    seed_steps: &str,
+    extra: &[&str],
+    dir: &Path,
+) -> String {
+    let args = [
+        "generate",
+        "--seed-file",
+        seed_file,
+        "--seed-steps",
+        seed_steps,
+    ];
+    let out = ["--steps", "8", "--out", "m.txt"];
+    stdout(&engine(&[&args[..], extra, &out].concat(), dir))
+}
+
+/// `engine preprocess` of `input` into `out`, run in `dir`.
+fn preprocess(input: &Path, out: &str, dir: &Path) {
+    let input = input.to_str().unwrap();
+    stdout(&engine(
+        &["preprocess", "--input", input, "--out", out],
+        dir,
+    ));
 }
 
 #[test]
@@ -189,21 +210,7 @@ fn a_seed_file_starts_the_melody() {
         "**kern\n*G:\n4g\n4a\n8b\n8cc\n4dd\n*-\n",
     )
     .unwrap();
-    let out = engine(
-        &[
-            "generate",
-            "--seed-file",
-            "seed.krn",
-            "--seed-steps",
-            "8",
-            "--steps",
-            "8",
-            "--out",
-            "m.txt",
-        ],
-        &dir,
-    );
-    let printed = stdout(&out);
+    let printed = generate_from_seed_file("seed.krn", "8", &[], &dir);
     // G major moves to C major: g a → 60 62.
     assert!(printed.starts_with("60 _ _ _ 62 _ _ _"), "{printed}");
     assert_eq!(fs::read_to_string(dir.join("m.txt")).unwrap(), printed);
@@ -312,17 +319,7 @@ fn assess_of_the_kinder_collection_completes_and_lists_its_triplets() {
     let dir = temp_dir("assess-kinder");
     let essen = shared.join("data/essen/deutschl");
     let erk = essen.join("erk");
-    let preprocessed = engine(
-        &[
-            "preprocess",
-            "--input",
-            erk.to_str().unwrap(),
-            "--out",
-            "erk",
-        ],
-        &dir,
-    );
-    stdout(&preprocessed);
+    preprocess(&erk, "erk", &dir);
     let kinder = essen.join("kinder");
     let out = engine(
         &[
@@ -372,21 +369,7 @@ fn a_midi_seed_file_from_another_program_starts_the_melody() {
     bytes.extend_from_slice(&(track.len() as u32).to_be_bytes());
     bytes.extend_from_slice(track);
     fs::write(dir.join("seed.mid"), &bytes).unwrap();
-    let out = engine(
-        &[
-            "generate",
-            "--seed-file",
-            "seed.mid",
-            "--seed-steps",
-            "22",
-            "--steps",
-            "8",
-            "--out",
-            "m.txt",
-        ],
-        &dir,
-    );
-    let printed = stdout(&out);
+    let printed = generate_from_seed_file("seed.mid", "22", &[], &dir);
     // G major moves to C major: g a b c d → 60 62 64 65 67.
     assert!(
         printed.starts_with("60 _ _ _ 62 _ 64 _ 65 _ r _ _ _ 67 _ _ _ _ _ _ _"),
@@ -435,17 +418,7 @@ fn a_model_trained_on_oneills_generates_from_an_abc_seed() {
     };
     let dir = temp_dir("oneills");
     let oneills = shared.join("data/abc/oneills1850");
-    let preprocessed = engine(
-        &[
-            "preprocess",
-            "--input",
-            oneills.to_str().unwrap(),
-            "--out",
-            "data",
-        ],
-        &dir,
-    );
-    stdout(&preprocessed);
+    preprocess(&oneills, "data", &dir);
     let trained = engine(
         &[
             "train",
@@ -476,25 +449,12 @@ fn a_model_trained_on_oneills_generates_from_an_abc_seed() {
         .find(|r| r.kept && r.tune > Some(0))
         .unwrap();
     let tune = record.tune.unwrap().to_string();
-    let out = engine(
-        &[
-            "generate",
-            "--model",
-            "m.safetensors",
-            "--seed-file",
-            seed.to_str().unwrap(),
-            "--tune",
-            &tune,
-            "--seed-steps",
-            "16",
-            "--steps",
-            "8",
-            "--out",
-            "m.txt",
-        ],
+    let printed = generate_from_seed_file(
+        seed.to_str().unwrap(),
+        "16",
+        &["--model", "m.safetensors", "--tune", &tune],
         &dir,
     );
-    let printed = stdout(&out);
     let symbols: Vec<&str> = record.encoding.as_deref().unwrap().split(' ').collect();
     let head = symbols[..16].join(" ");
     assert!(printed.starts_with(&head), "{head}\n{printed}");

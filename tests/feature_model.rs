@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use melody_engine::backend::{Backend, Batch, CpuBackend, EngineError};
-use melody_engine::corpus::{find_kern_files, process_all, write_outputs};
 use melody_engine::cpu::BatchStats;
-use melody_engine::encode::{Options, Vocabulary};
+use melody_engine::encode::Vocabulary;
 use melody_engine::features::{
     condition_counts, grid_step, stream_features, Bars, FeatureSet, FeatureTracker, ModeClass,
     SongInfo, GROUPS,
@@ -21,14 +20,14 @@ use melody_engine::generate::{draw_weighted, generate, GenerateOptions};
 use melody_engine::kern;
 use melody_engine::model::checkpoint::{self, FeatureRecord};
 use melody_engine::model::{Config, Objective, Params};
-use melody_engine::optim::{Adam, AdamState};
+use melody_engine::optim::Adam;
 use melody_engine::sample::{Sampler, SamplingConfig};
 use melody_engine::train::{train, Stop, TrainOptions};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 mod common;
-use common::{metrics, options};
+use common::{engine, failed, json_of, metrics, options, succeeded};
 
 const ALL: &str = "lookback,position,mode,meter";
 
@@ -64,23 +63,8 @@ fn kern_corpus(name: &str) -> PathBuf {
 
 /// 40 songs of `texts` in turn, preprocessed.
 fn corpus_of(name: &str, texts: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("feature-model-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    let scores = dir.join("scores");
-    fs::create_dir_all(&scores).unwrap();
-    for i in 0..40 {
-        let text = texts[i % texts.len()];
-        fs::write(scores.join(format!("song{i:02}.krn")), text).unwrap();
-    }
-    let records = process_all(
-        &find_kern_files(&[scores]).unwrap(),
-        &Options::default(),
-        false,
-    );
-    assert!(records.iter().all(|r| r.kept), "every song is kept");
-    let data = dir.join("data");
-    write_outputs(&data, &records).unwrap();
-    data
+    let scores: Vec<&str> = (0..40).map(|i| texts[i % texts.len()]).collect();
+    common::kern_corpus(&format!("feature-model-{name}"), &scores)
 }
 
 fn with_features(data: &Path, out: &str) -> TrainOptions {
@@ -193,20 +177,14 @@ fn evaluate_reads_the_rows_the_training_log_read() {
     let last = logged.last().unwrap();
     // With more --eval-windows than the held-out split has, the log evaluated all its windows:
     // the windows `engine evaluate --split val` reads, from the same checkpoint.
-    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["evaluate", "--device", "cpu", "--split", "val", "--json"])
-        .arg("--model")
-        .arg(&opts.out)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let report = json_of(
+        engine()
+            .args(["evaluate", "--device", "cpu", "--split", "val", "--json"])
+            .arg("--model")
+            .arg(&opts.out)
+            .arg("--data")
+            .arg(&data),
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     for (field, logged_field) in [
         ("loss", "val_loss"),
         ("accuracy", "val_accuracy"),
@@ -221,34 +199,21 @@ fn evaluate_reads_the_rows_the_training_log_read() {
 
     // Without songs.jsonl the rows cannot be made: the error says what the features need.
     fs::remove_file(data.join("songs.jsonl")).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["evaluate", "--device", "cpu"])
-        .arg("--model")
-        .arg(&opts.out)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = failed(
+        engine()
+            .args(["evaluate", "--device", "cpu"])
+            .arg("--model")
+            .arg(&opts.out)
+            .arg("--data")
+            .arg(&data),
+    );
     assert!(
-        !output.status.success()
-            && error.contains(&format!(
-                "features {ALL} read each song's meter, mode and barlines from songs.jsonl"
-            )),
+        error.contains(&format!(
+            "features {ALL} read each song's meter, mode and barlines from songs.jsonl"
+        )),
         "{error}"
     );
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
-}
-
-/// The JSON a command prints, once it has succeeded: `engine evaluate --json`, or the peer.
-fn report(command: &mut Command) -> serde_json::Value {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// benches/peers/torch_check.py computes each step's indices from songs.jsonl itself (in Python,
@@ -280,15 +245,15 @@ fn pytorch_computes_the_feature_rows_and_agrees_with_evaluate() {
             ..with_features(&data, &format!("{}.safetensors", groups.replace(',', "_")))
         };
         train(&opts).unwrap();
-        let ours = report(
-            Command::new(env!("CARGO_BIN_EXE_engine"))
+        let ours = json_of(
+            engine()
                 .args(["evaluate", "--device", "cpu", "--json", "--split", split])
                 .arg("--model")
                 .arg(&opts.out)
                 .arg("--data")
                 .arg(&data),
         );
-        let torch = report(
+        let torch = json_of(
             Command::new("python3")
                 .arg(&peer)
                 .args(["--split", split])
@@ -338,32 +303,12 @@ impl Backend for Recording {
     fn predict_last(&mut self, _: &[u32], _: usize, _: &mut [f32]) -> Result<(), EngineError> {
         unreachable!("generation only")
     }
-    fn config(&self) -> Config {
-        self.engine.config()
-    }
-    fn params(&self) -> Result<Params<f32>, EngineError> {
-        self.engine.params()
-    }
-    fn adam_state(&self) -> Result<AdamState, EngineError> {
-        self.engine.adam_state()
-    }
-    fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
-        self.engine.stream_reset(rows)
-    }
-    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), EngineError> {
-        self.engine.stream_zero_rows(rows)
-    }
-    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError> {
-        self.engine.stream_copy_row(from, to)
-    }
+    common::pass_through_to_engine!(model, stream_rows);
     fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError> {
         let k = self.engine.config().inputs_per_step;
         assert_eq!(rows.start, 0);
         self.row_zero.push(inputs[..k].to_vec());
         self.engine.stream_step(rows, inputs)
-    }
-    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), EngineError> {
-        self.engine.stream_probs(rows, out)
     }
 }
 
@@ -442,13 +387,19 @@ fn generation_feeds_the_rows_stream_features_gives_its_melody() {
     }
 }
 
-/// The grid step at which each barline of a `**kern` score lies.
-fn barline_steps(song: &kern::Song) -> Vec<u64> {
+/// A `**kern` score's length in grid steps, and the grid step of each barline strictly inside
+/// it.
+fn inner_barlines(song: &kern::Song) -> (u64, Vec<u64>) {
     let mut at = vec![0];
     for event in &song.events {
         at.push(at.last().unwrap() + event.duration.steps_of(grid_step()).unwrap());
     }
-    song.barlines.iter().map(|&events| at[events]).collect()
+    let steps = *at.last().unwrap();
+    let inner = (song.barlines.iter())
+        .map(|&events| at[events])
+        .filter(|&step| step > 0 && step < steps)
+        .collect();
+    (steps, inner)
 }
 
 #[test]
@@ -458,34 +409,24 @@ fn asked_meter_and_mode_reach_the_score() {
     train(&opts).unwrap();
     let out = data.join("melody.krn");
     let generate = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_engine"))
+        let mut command = engine();
+        command
             .args(["generate", "--device", "cpu", "--seed", "60 _ _ _"])
             .args(["--steps", "80", "--min-steps", "60", "--rng-seed", "3"])
             .arg("--model")
             .arg(&opts.out)
             .arg("--out")
             .arg(&out)
-            .args(extra)
-            .output()
-            .unwrap()
+            .args(extra);
+        command
     };
-    let output = generate(&["--meter", "3/4", "--mode", "minor"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&mut generate(&["--meter", "3/4", "--mode", "minor"]));
     let song = kern::parse(&fs::read(&out).unwrap()).unwrap();
     assert_eq!(song.meter, Some((3, 4)));
     assert!(song.keys[0].mode.is_minor(), "{:?}", song.keys);
     // The seed starts on a downbeat: a barline every 12 steps, none elsewhere but the end.
-    let melody_steps: u64 = (song.events.iter())
-        .map(|e| e.duration.steps_of(grid_step()).unwrap())
-        .sum();
+    let (melody_steps, inner) = inner_barlines(&song);
     assert!(melody_steps >= 60, "{melody_steps} steps");
-    let inner: Vec<u64> = (barline_steps(&song).into_iter())
-        .filter(|&at| at > 0 && at < melody_steps)
-        .collect();
     assert_eq!(
         inner,
         (1..)
@@ -496,7 +437,7 @@ fn asked_meter_and_mode_reach_the_score() {
     assert_eq!(inner.len() as u64, (melody_steps - 1) / 12);
 
     // Without --meter and --mode: the training songs' most common, 2/4 in major.
-    assert!(generate(&[]).status.success());
+    succeeded(&mut generate(&[]));
     let song = kern::parse(&fs::read(&out).unwrap()).unwrap();
     assert_eq!(song.meter, Some((2, 4)));
     assert!(!song.keys[0].mode.is_minor(), "{:?}", song.keys);
@@ -504,38 +445,28 @@ fn asked_meter_and_mode_reach_the_score() {
     // A seed score gives its meter, mode and pickup: 2/4 in major, bars after an eighth.
     let seed = data.join("seed.krn");
     fs::write(&seed, PICKUP_2_4).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args([
-            "generate",
-            "--device",
-            "cpu",
-            "--steps",
-            "60",
-            "--min-steps",
-            "40",
-        ])
-        .args(["--mode", "minor", "--model"])
-        .arg(&opts.out)
-        .arg("--seed-file")
-        .arg(&seed)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeded(
+        engine()
+            .args([
+                "generate",
+                "--device",
+                "cpu",
+                "--steps",
+                "60",
+                "--min-steps",
+                "40",
+            ])
+            .args(["--mode", "minor", "--model"])
+            .arg(&opts.out)
+            .arg("--seed-file")
+            .arg(&seed)
+            .arg("--out")
+            .arg(&out),
     );
     let song = kern::parse(&fs::read(&out).unwrap()).unwrap();
     assert_eq!(song.meter, Some((2, 4)));
     assert!(song.keys[0].mode.is_minor(), "--mode wins over the seed's");
-    let melody_steps: u64 = (song.events.iter())
-        .map(|e| e.duration.steps_of(grid_step()).unwrap())
-        .sum();
-    let inner: Vec<u64> = (barline_steps(&song).into_iter())
-        .filter(|&at| at > 0 && at < melody_steps)
-        .collect();
+    let (melody_steps, inner) = inner_barlines(&song);
     assert_eq!(
         inner,
         (0..)
@@ -548,16 +479,15 @@ fn asked_meter_and_mode_reach_the_score() {
     // The reference model reads no mode: asking for one is an error that says why.
     let reference = options(&data, "reference.safetensors");
     train(&reference).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["generate", "--device", "cpu", "--mode", "minor", "--model"])
-        .arg(&reference.out)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = failed(
+        engine()
+            .args(["generate", "--device", "cpu", "--mode", "minor", "--model"])
+            .arg(&reference.out)
+            .arg("--out")
+            .arg(&out),
+    );
     assert!(
-        !output.status.success() && error.contains("does not read the mode (its features: none"),
+        error.contains("does not read the mode (its features: none"),
         "{error}"
     );
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
@@ -624,15 +554,15 @@ fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
     let data = kern_corpus("mixture");
     let opts = with_features(&data, "model.safetensors");
     train(&opts).unwrap();
-    let engine = |model: &Path, extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_engine"))
+    let generate = |model: &Path, extra: &[&str]| {
+        let mut command = engine();
+        command
             .args(["generate", "--device", "cpu", "--seed", "60 _ _ _"])
             .args(["--steps", "60", "--min-steps", "40"])
             .arg("--model")
             .arg(model)
-            .args(extra)
-            .output()
-            .unwrap()
+            .args(extra);
+        command
     };
     let dir = data.join("mixture");
     let batch_args = ["--count", "12", "--rng-seed", "5", "--out", "melody.krn"];
@@ -641,9 +571,8 @@ fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
         &["--training-mixture", "--out-dir", dir.to_str().unwrap()],
     ]
     .concat();
-    let output = engine(&opts.out, &mixture);
+    let output = succeeded(&mut generate(&opts.out, &mixture));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
 
     // The draw the checkpoint's counts (18 : 10 : 8) give the seed.
     let saved = checkpoint::load(&opts.out).unwrap();
@@ -678,7 +607,7 @@ fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
         let alone = data.join("alone.krn");
         let meter = format!("{}/{}", meter.0, meter.1);
         let seed = (5 + i).to_string();
-        let output = engine(
+        succeeded(&mut generate(
             &opts.out,
             &[
                 "--meter",
@@ -690,20 +619,20 @@ fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
                 "--out",
                 alone.to_str().unwrap(),
             ],
-        );
-        assert!(output.status.success());
+        ));
         assert_eq!(fs::read(&alone).unwrap(), written, "melody {}", i + 1);
     }
 
     // --meter or --mode with it is an error that says why.
-    let output = engine(&opts.out, &[&mixture[..], &["--mode", "minor"]].concat());
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = failed(&mut generate(
+        &opts.out,
+        &[&mixture[..], &["--mode", "minor"]].concat(),
+    ));
     assert!(
-        !output.status.success()
-            && error.contains(
-                "--training-mixture draws each melody's meter and mode from the \
+        error.contains(
+            "--training-mixture draws each melody's meter and mode from the \
                                training songs, so --meter and --mode would contradict it"
-            ),
+        ),
         "{error}"
     );
     // A checkpoint written before the mixture was recorded still generates, but has no mixture.
@@ -715,25 +644,24 @@ fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
         checkpoint::load(&old).unwrap().config.conditions(),
         Ok(None)
     );
-    let output = engine(&old, &["--out", data.join("old.krn").to_str().unwrap()]);
-    assert!(output.status.success());
-    let output = engine(&old, &mixture);
-    let error = String::from_utf8_lossy(&output.stderr);
+    succeeded(&mut generate(
+        &old,
+        &["--out", data.join("old.krn").to_str().unwrap()],
+    ));
+    let error = failed(&mut generate(&old, &mixture));
     assert!(
-        !output.status.success()
-            && error.contains(
-                "does not record its training songs' meters and modes (trained \
+        error.contains(
+            "does not record its training songs' meters and modes (trained \
                                before they were recorded): train it again"
-            ),
+        ),
         "{error}"
     );
     // The reference model reads no meter or mode.
     let reference = options(&data, "reference.safetensors");
     train(&reference).unwrap();
-    let output = engine(&reference.out, &mixture);
-    let error = String::from_utf8_lossy(&output.stderr);
+    let error = failed(&mut generate(&reference.out, &mixture));
     assert!(
-        !output.status.success() && error.contains("reads no meter or mode (its features: none"),
+        error.contains("reads no meter or mode (its features: none"),
         "{error}"
     );
     fs::remove_dir_all(data.parent().unwrap()).unwrap();

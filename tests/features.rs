@@ -6,9 +6,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use melody_engine::corpus::{find_kern_files, process_all, write_outputs};
 use melody_engine::dataset::{songs, Dataset, Split};
-use melody_engine::encode::{Options, Vocabulary};
+use melody_engine::encode::Vocabulary;
 use melody_engine::features::{
     load_songs, songs_of_split, stream_features, FeatureSet, FeatureTracker, SongInfo, MAX_BAR,
     MAX_POSITION,
@@ -28,9 +27,7 @@ fn sixteenth() -> QuarterLength {
 /// kept song.
 fn erk(shared: &Path, test: &str) -> (PathBuf, Vec<String>) {
     let out = std::env::temp_dir().join(format!("features-{test}-{}", std::process::id()));
-    let files = find_kern_files(&[shared.join("data/essen/deutschl/erk")]).unwrap();
-    let records = process_all(&files, &Options::default(), false);
-    write_outputs(&out, &records).unwrap();
+    let records = common::preprocess(&[shared.join("data/essen/deutschl/erk")], &out);
     let kept = records.iter().filter(|r| r.kept).map(|r| r.file.clone());
     (out, kept.collect())
 }

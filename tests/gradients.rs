@@ -17,7 +17,7 @@ use safetensors::Dtype;
 
 mod common;
 
-use common::{random_multi_hot, random_symbols};
+use common::{json_of, random_multi_hot, random_symbols};
 
 const VOCAB: usize = 7;
 const HIDDEN: usize = 5;
@@ -255,20 +255,14 @@ fn pytorch_agrees_on_multi_hot_loss_and_gradients() {
         });
         let batch_path = temp_path(&format!("torch_peer_{name}.json"));
         std::fs::write(&batch_path, batch.to_string()).unwrap();
-        let out = Command::new("python3")
-            .arg(&peer)
-            .arg("--model")
-            .arg(&model)
-            .arg("--gradients")
-            .arg(&batch_path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let torch = json_of(
+            Command::new("python3")
+                .arg(&peer)
+                .arg("--model")
+                .arg(&model)
+                .arg("--gradients")
+                .arg(&batch_path),
         );
-        let torch: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let torch_loss = torch["loss"].as_f64().unwrap();
         println!("{name}: loss ours {} torch {torch_loss}", mean_loss(stats));
         assert_eq!(torch["count"], stats.count);

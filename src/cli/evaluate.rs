@@ -11,7 +11,6 @@ use melody_engine::engine;
 use melody_engine::evaluate::{evaluate_windows, Report};
 use melody_engine::features::{self, SplitInputs};
 use melody_engine::model::checkpoint;
-use melody_engine::optim::Adam;
 
 use super::args::{self, DeviceArg, SplitArg};
 
@@ -70,13 +69,7 @@ pub fn run(args: EvaluateArgs) -> Result<(), String> {
         Some(n) => sample_window_starts(len, window, n, &mut StdRng::seed_from_u64(0)),
         None => all_window_starts(len, window),
     };
-    let num_params = saved.config.model().num_params();
-    let (mut backend, device) = engine::open(
-        args.device.into(),
-        saved.params,
-        Adam::new(num_params),
-        false,
-    )?;
+    let (mut backend, device) = engine::open_for_inference(args.device.into(), saved.params)?;
     eprintln!("{device}");
     let bar = indicatif::ProgressBar::new(starts.len() as u64);
     let report = evaluate_windows(&mut *backend, &data.vocab, &split, &starts, window, |n| {

@@ -11,7 +11,6 @@ use melody_engine::generate::{self, GenerateOptions};
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody;
 use melody_engine::model::checkpoint;
-use melody_engine::optim::Adam;
 use melody_engine::outputs::{self, Conditioning, Format, WriteOptions};
 use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
 
@@ -305,13 +304,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
         }
         None => (None, vec![(args.meter.unwrap_or((4, 4)), None); args.count]),
     };
-    let num_params = saved.config.model().num_params();
-    let (mut backend, device) = engine::open(
-        args.device.into(),
-        saved.params,
-        Adam::new(num_params),
-        false,
-    )?;
+    let (mut backend, device) = engine::open_for_inference(args.device.into(), saved.params)?;
     eprintln!("{device}");
     let options = GenerateOptions {
         steps: args.steps,

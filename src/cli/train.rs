@@ -89,14 +89,15 @@ pub struct TrainArgs {
     /// Continue from OUT and its Adam state (same options as the run that wrote them).
     #[arg(long, conflicts_with = "init")]
     resume: bool,
-    /// Inputs besides the symbol, any of `lookback,position,mode,meter,phrase` (comma-separated)
-    /// or `none`, the reference model. lookback: the symbols one and two bars before the next
-    /// step and whether the current one repeats them; position: the next step's place in its bar
-    /// and a downbeat flag; mode: the song's major or minor; meter: its meter's class (duple,
-    /// triple, compound …); phrase: lookback four bars back, where folk songs repeat most. Bars follow each song's meter and barlines from songs.jsonl (on
-    /// the default sixteenth grid). The checkpoint records the groups and the training songs'
-    /// most common meter and mode (generation's defaults); --resume and --init need the same
-    /// groups.
+    /// Inputs besides the symbol, any of `lookback,position,mode,meter,phrase,bar`
+    /// (comma-separated) or `none`, the reference model. lookback: the symbols one and two bars
+    /// before the next step and whether the current one repeats them; position: the next step's
+    /// place in its bar and a downbeat flag; mode: the song's major or minor; meter: its meter's
+    /// class (duple, triple, compound …); phrase: lookback four bars back, where folk songs repeat
+    /// most; bar: the next step's bar number in the song (0 … 15, then later; none in a pickup).
+    /// Bars follow each song's meter and barlines from songs.jsonl (on the default sixteenth
+    /// grid). The checkpoint records the groups and the training songs' most common meter and
+    /// mode (generation's defaults); --resume and --init need the same groups.
     #[arg(long, default_value = "none", value_parser = FeatureSet::parse)]
     features: FeatureSet,
 }

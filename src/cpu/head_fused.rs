@@ -17,7 +17,9 @@ use rayon::prelude::*;
 use super::head::{softmax_cross_entropy, softmax_cross_entropy_backward};
 use super::isa::Isa;
 use super::matmul::column_sums;
-use super::microkernel::{Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH};
+use super::microkernel::{
+    pack_column, pack_row, Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH,
+};
 use super::BatchStats;
 use crate::model::{Dense, DenseMut};
 
@@ -125,13 +127,13 @@ impl Head<'_> {
         let (logits_panels, d_hidden_panels) = packed.split_at_mut(logits_len);
         for (s, w_row) in self.dense.weight.chunks_exact(h).enumerate() {
             let (p, c) = (s / width, s % width);
-            for (k, &w) in w_row.iter().enumerate() {
-                logits_panels[(p * h + k) * width + c] = w;
-            }
-            for (p, units) in w_row.chunks(width).enumerate() {
-                let to = (p * v + s) * width;
-                d_hidden_panels[to..to + units.len()].copy_from_slice(units);
-            }
+            pack_column(
+                w_row,
+                c,
+                width,
+                &mut logits_panels[p * h * width..][..h * width],
+            );
+            pack_row(w_row, s, v, width, d_hidden_panels);
         }
         let panels = Panels {
             logits: logits_panels,
@@ -208,10 +210,7 @@ impl Head<'_> {
             let hidden = &self.hidden[r0 * h..(r0 + rows) * h];
             super::head::dropout(hidden, mask, dropped);
             for (r, row) in dropped.chunks_exact(h).enumerate() {
-                for (p, units) in row.chunks(width).enumerate() {
-                    let to = (p * BLOCK + r) * width;
-                    dropped_panels[to..to + units.len()].copy_from_slice(units);
-                }
+                pack_row(row, r, BLOCK, width, &mut dropped_panels);
             }
 
             // logits = dropped · Wᵀ + b

@@ -4,7 +4,7 @@
 //!
 //! A is strided: its element (r, κ) at `a[r·a.row + κ·a.step]` (a row-major A has step 1, as
 //! the recurrence's h and ∂L/∂a; `weight_gradient`'s packed columns of ∂L/∂a have row 1). The
-//! panel is [k][WIDTH] contiguous (packed by both). Every kernel sums over k in ascending order
+//! panel is [k][WIDTH] contiguous, packed by [`pack_row`] or [`pack_column`]. Every kernel sums over k in ascending order
 //! from zero, one multiply-add per term:
 //! AVX2 and AVX-512 fuse it (one rounding), so they agree to the bit; the portable kernel rounds
 //! the product and the sum separately.
@@ -53,6 +53,34 @@ pub trait Microkernel {
     /// `a` reaches element (rows − 1, k − 1), `panel` k·WIDTH elements, and the processor
     /// supports the kernel's instruction set.
     unsafe fn tile(rows: usize, a: Strided, k: usize, panel: *const f32, out: &mut TileOut);
+}
+
+/// Row κ of a row-major B into the panels the tiles read: `panels[p][κ][c] = row[p·width + c]`,
+/// each panel `depth` rows of `width` floats (`weight_gradient` packs its blocks of d_a's
+/// columns the same way, `width` then a tile's rows). Columns beyond the row's end are left as
+/// they are (zero where the buffer was made zero). Whole pieces are `width` long, so where
+/// `width` is a constant, each is one move rather than a call to memmove.
+#[inline(always)]
+pub fn pack_row(row: &[f32], kk: usize, depth: usize, width: usize, panels: &mut [f32]) {
+    let whole = row.chunks_exact(width);
+    let rest = whole.remainder();
+    for (p, piece) in whole.enumerate() {
+        let to = (p * depth + kk) * width;
+        panels[to..to + width].copy_from_slice(piece);
+    }
+    if !rest.is_empty() {
+        let to = (row.len() / width * depth + kk) * width;
+        panels[to..to + rest.len()].copy_from_slice(rest);
+    }
+}
+
+/// Column c of one panel from a B stored transposed (B's column c is `column`, a row of Bᵀ):
+/// `panel[κ·width + c] = column[κ]`.
+#[inline(always)]
+pub fn pack_column(column: &[f32], c: usize, width: usize, panel: &mut [f32]) {
+    for (kk, &b) in column.iter().enumerate() {
+        panel[kk * width + c] = b;
+    }
 }
 
 /// Plain Rust, vectorised by the compiler for the baseline target: 4 rows × 8 columns (eight

@@ -20,7 +20,9 @@ use std::sync::{Condvar, Mutex};
 
 use super::isa::Isa;
 use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape, StepOutput};
-use super::microkernel::{Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH};
+use super::microkernel::{
+    pack_column, pack_row, Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH,
+};
 use crate::model::Float;
 
 #[cfg(target_arch = "x86_64")]
@@ -48,9 +50,7 @@ pub fn pack_forward(weight_hh: &[f32], h: usize, width: usize, packed: &mut Vec<
         for j in 0..h {
             let (c, u) = (j / width, j % width);
             let panel = &mut packed[(c * 4 + g) * h * width..][..h * width];
-            for (k, &w) in weight_hh[(g * h + j) * h..][..h].iter().enumerate() {
-                panel[k * width + u] = w;
-            }
+            pack_column(&weight_hh[(g * h + j) * h..][..h], u, width, panel);
         }
     }
 }
@@ -61,10 +61,7 @@ pub fn pack_backward(weight_hh: &[f32], h: usize, width: usize, packed: &mut Vec
     packed.clear();
     packed.resize(h.div_ceil(width) * 4 * h * width, 0.0);
     for (k, row) in weight_hh.chunks_exact(h).enumerate() {
-        for (c, units) in row.chunks(width).enumerate() {
-            let start = (c * 4 * h + k) * width;
-            packed[start..start + units.len()].copy_from_slice(units);
-        }
+        pack_row(row, k, 4 * h, width, packed);
     }
 }
 

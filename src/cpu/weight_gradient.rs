@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use super::isa::Isa;
-use super::microkernel::{Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH};
+use super::microkernel::{pack_row, Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH};
 
 #[cfg(target_arch = "x86_64")]
 use super::microkernel::{Avx2, Avx512};
@@ -124,17 +124,7 @@ impl Product<'_> {
     fn pack_x<const W: usize>(&self, r0: usize, k: usize, x_panels: &mut [f32]) {
         let n = self.n;
         for kk in 0..k {
-            let source = &self.x[(r0 + kk) * n..][..n];
-            let whole = source.chunks_exact(W);
-            let rest = whole.remainder();
-            for (p, piece) in whole.enumerate() {
-                let to = (p * BLOCK + kk) * W;
-                x_panels[to..to + W].copy_from_slice(piece);
-            }
-            if !rest.is_empty() {
-                let to = (n / W * BLOCK + kk) * W;
-                x_panels[to..to + rest.len()].copy_from_slice(rest);
-            }
+            pack_row(&self.x[(r0 + kk) * n..][..n], kk, BLOCK, W, x_panels);
         }
     }
 
@@ -151,17 +141,7 @@ impl Product<'_> {
     ) {
         for kk in 0..k {
             let from = (r0 + kk) * self.g + first;
-            let source = &self.d_a[from..from + rows];
-            let whole = source.chunks_exact(R);
-            let rest = whole.remainder();
-            for (t, piece) in whole.enumerate() {
-                let to = (t * BLOCK + kk) * R;
-                a_tiles[to..to + R].copy_from_slice(piece);
-            }
-            if !rest.is_empty() {
-                let to = (rows / R * BLOCK + kk) * R;
-                a_tiles[to..to + rest.len()].copy_from_slice(rest);
-            }
+            pack_row(&self.d_a[from..from + rows], kk, BLOCK, R, a_tiles);
         }
     }
 }

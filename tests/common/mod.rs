@@ -1,13 +1,16 @@
 //! Where the shared corpus lives, and what a test does when it is absent; a tiny synthetic
-//! corpus and training options for the training tests.
+//! corpus and training options for the training tests; the `engine` binary and `**kern` scores
+//! preprocessed as it does.
 
 // Each test crate uses some of these helpers.
 #![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use melody_engine::encode::Vocabulary;
+use melody_engine::corpus::{find_kern_files, process_all, write_outputs, SongRecord};
+use melody_engine::encode::{Options, Vocabulary};
 use melody_engine::engine::Device;
 use melody_engine::features::FeatureSet;
 use melody_engine::model::Objective;
@@ -58,23 +61,98 @@ pub fn torch_peer() -> Option<PathBuf> {
     Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peers/torch_check.py"))
 }
 
-/// A corpus of 40 short songs drawn from three melodies, each followed by 8 `/`.
-pub fn corpus(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("train-test-{name}-{}", std::process::id()));
+/// An empty directory `NAME-PID` in the system's temporary directory, made afresh.
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A preprocessed dataset in `dir`: `stream` (the songs' symbols, each song followed by its `/`
+/// run) as dataset.txt, and a vocab.json of its symbols.
+pub fn write_dataset(dir: &Path, stream: &[String]) {
+    let vocab = Vocabulary::from_symbols(stream.iter().map(String::as_str));
+    fs::write(dir.join("dataset.txt"), stream.join(" ")).unwrap();
+    fs::write(dir.join("vocab.json"), vocab.to_json()).unwrap();
+}
+
+/// A corpus of 40 short songs drawn from three melodies, each followed by 8 `/`.
+pub fn corpus(name: &str) -> PathBuf {
+    let dir = fresh_dir(&format!("train-test-{name}"));
     let melodies = [
         "60 _ 62 _ 64 _ 60 _",
         "67 _ _ _ 65 64 62 _",
         "64 _ 62 _ 60 _ _ _ r _",
     ];
-    let songs: Vec<String> = (0..40)
-        .map(|i| format!("{} {}", melodies[i % 3], ["/"; 8].join(" ")))
+    let stream: Vec<String> = (0..40)
+        .flat_map(|i| melodies[i % 3].split(' ').chain(["/"; 8]))
+        .map(String::from)
         .collect();
-    fs::write(dir.join("dataset.txt"), songs.join(" ")).unwrap();
-    let vocab = Vocabulary::from_symbols(["60", "62", "64", "65", "67"]);
-    fs::write(dir.join("vocab.json"), vocab.to_json()).unwrap();
+    write_dataset(&dir, &stream);
     dir
+}
+
+/// The scores under `inputs` preprocessed into `out` as `engine preprocess` does with its
+/// default options (songs.jsonl, dataset.txt, vocab.json); one record per file.
+pub fn preprocess(inputs: &[PathBuf], out: &Path) -> Vec<SongRecord> {
+    let records = process_all(
+        &find_kern_files(inputs).unwrap(),
+        &Options::default(),
+        false,
+    );
+    write_outputs(out, &records).unwrap();
+    records
+}
+
+/// `scores` (`**kern` texts) written as song00.krn, song01.krn … into DIR/scores and
+/// preprocessed into DIR/data, DIR being `fresh_dir(name)`; every song must be kept. Returns
+/// DIR/data.
+pub fn kern_corpus(name: &str, scores: &[&str]) -> PathBuf {
+    let dir = fresh_dir(name);
+    let scores_dir = dir.join("scores");
+    fs::create_dir_all(&scores_dir).unwrap();
+    for (i, text) in scores.iter().enumerate() {
+        fs::write(scores_dir.join(format!("song{i:02}.krn")), text).unwrap();
+    }
+    let data = dir.join("data");
+    let records = preprocess(&[scores_dir], &data);
+    assert!(records.iter().all(|r| r.kept), "every song is kept");
+    data
+}
+
+/// The `engine` binary, for a test to give its arguments.
+pub fn engine() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+}
+
+/// Panics with the command's stderr unless it succeeded.
+pub fn assert_succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What `command` wrote, once it has run and succeeded.
+pub fn succeeded(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert_succeeded(&output);
+    output
+}
+
+/// The JSON `command` prints, once it has succeeded: `engine … --json`, or a peer script.
+pub fn json_of(command: &mut Command) -> serde_json::Value {
+    serde_json::from_slice(&succeeded(command).stdout).unwrap()
+}
+
+/// What `command` wrote to stderr, once it has run and failed.
+pub fn failed(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    let error = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "it succeeded: {error}");
+    error
 }
 
 pub fn options(data: &Path, out: &str) -> TrainOptions {
@@ -128,3 +206,81 @@ pub fn random_multi_hot(
     }
     indices
 }
+
+/// Inside `impl Backend for X`, where X wraps the CPU engine in its field `engine`: methods of
+/// [`melody_engine::backend::Backend`] passed straight through to it, so that a test engine
+/// writes out only the methods it changes. Each argument names a method or a group: `model`
+/// (config, params, adam_state) and `stream_rows` (every stream method but stream_step).
+#[allow(unused_macros)]
+macro_rules! pass_through_to_engine {
+    ($($method:ident),* $(,)?) => {
+        $($crate::common::pass_through_to_engine!(@ $method);)*
+    };
+    (@ model) => {
+        $crate::common::pass_through_to_engine!(@ config);
+        $crate::common::pass_through_to_engine!(@ params);
+        $crate::common::pass_through_to_engine!(@ adam_state);
+    };
+    (@ stream_rows) => {
+        $crate::common::pass_through_to_engine!(@ stream_reset);
+        $crate::common::pass_through_to_engine!(@ stream_zero_rows);
+        $crate::common::pass_through_to_engine!(@ stream_copy_row);
+        $crate::common::pass_through_to_engine!(@ stream_probs);
+    };
+    (@ config) => {
+        fn config(&self) -> melody_engine::model::Config {
+            self.engine.config()
+        }
+    };
+    (@ params) => {
+        fn params(
+            &self,
+        ) -> Result<melody_engine::model::Params<f32>, melody_engine::backend::EngineError> {
+            self.engine.params()
+        }
+    };
+    (@ adam_state) => {
+        fn adam_state(
+            &self,
+        ) -> Result<melody_engine::optim::AdamState, melody_engine::backend::EngineError> {
+            self.engine.adam_state()
+        }
+    };
+    (@ predict_last) => {
+        $crate::common::pass_through_to_engine!(@ mut predict_last(
+            inputs: &[u32], batch: usize, out: &mut [f32]
+        ));
+    };
+    (@ stream_reset) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_reset(rows: usize));
+    };
+    (@ stream_zero_rows) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_zero_rows(rows: &[usize]));
+    };
+    (@ stream_copy_row) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_copy_row(
+            from: usize, to: &[usize]
+        ));
+    };
+    (@ stream_step) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_step(
+            rows: std::ops::Range<usize>, inputs: &[u32]
+        ));
+    };
+    (@ stream_probs) => {
+        $crate::common::pass_through_to_engine!(@ mut stream_probs(
+            rows: &[usize], out: &mut [f32]
+        ));
+    };
+    // A method on `&mut self` that returns nothing but may fail.
+    (@ mut $name:ident($($arg:ident: $type:ty),*)) => {
+        fn $name(
+            &mut self,
+            $($arg: $type),*
+        ) -> Result<(), melody_engine::backend::EngineError> {
+            self.engine.$name($($arg),*)
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use pass_through_to_engine;

@@ -1,5 +1,6 @@
-//! What is measured on one melody: the per-melody features of Yang & Lerch 2018 (mgeval) on the
-//! sixteenth grid, plus rest ratio, share of onsets on the C major scale and longest repeat.
+//! What is measured on one melody, its descriptors: the per-melody features of Yang & Lerch 2018
+//! (mgeval) on the sixteenth grid, plus rest ratio, share of onsets on the C major scale and
+//! longest repeat. (The model's input features are another thing, the `features` module.)
 //!
 //! Every feature is read from the melody's notes and rests ([`crate::melody::spans`]). Pitch and
 //! rhythm features count notes only, as mgeval does; a rest lengthens the interval between the
