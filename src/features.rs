@@ -108,13 +108,26 @@ impl FeatureSet {
         bar: false,
     };
 
-    /// Parses `--features`: group names separated by commas, in any order; `none` or nothing is
-    /// the reference model.
+    /// Every group: `engine train`'s default.
+    pub const ALL: FeatureSet = FeatureSet {
+        lookback: true,
+        position: true,
+        mode: true,
+        meter: true,
+        phrase: true,
+        bar: true,
+    };
+
+    /// Parses `--features`: group names separated by commas, in any order; `all` is every
+    /// group; `none` or nothing is the reference model.
     pub fn parse(text: &str) -> Result<FeatureSet, String> {
         let mut set = FeatureSet::NONE;
         let names: Vec<&str> = text.split(',').map(str::trim).collect();
         if names == [""] || names == ["none"] {
             return Ok(set);
+        }
+        if names == ["all"] {
+            return Ok(FeatureSet::ALL);
         }
         for name in names {
             let flag = match name {
@@ -126,7 +139,8 @@ impl FeatureSet {
                 "bar" => &mut set.bar,
                 _ => {
                     return Err(format!(
-                        "{name:?} is no feature group: name any of {} separated by commas, or none",
+                        "{name:?} is no feature group: name all, or any of {} separated by \
+                         commas, or none",
                         GROUPS.join(", ")
                     ))
                 }
@@ -571,7 +585,10 @@ pub fn songs_for(
         return Ok(None);
     }
     let need = |e: String| {
-        format!("features {set} read each song's meter, mode and barlines from songs.jsonl: {e}")
+        format!(
+            "features {set} read each song's meter, mode and barlines from songs.jsonl: {e} \
+             (`--features none` trains the reference model, which needs none of them)"
+        )
     };
     let songs = load_songs(dir, dataset, grid_step()).map_err(need)?;
     let unbarred = Bars::regular(measure_steps(DEFAULT_METER, grid_step()).expect("4/4"), 0);
@@ -866,8 +883,10 @@ mod tests {
         assert_eq!(FeatureSet::NONE.to_string(), "none");
         let all = FeatureSet::parse("phrase,lookback,bar,position,mode,meter").unwrap();
         assert_eq!(all.names(), GROUPS);
+        assert_eq!(FeatureSet::parse("all"), Ok(all));
+        assert_eq!(FeatureSet::ALL, all);
         assert!(FeatureSet::parse("lookback,beat").unwrap_err().contains(
-            "\"beat\" is no feature group: name any of lookback, position, mode, meter, phrase, bar"
+            "\"beat\" is no feature group: name all, or any of lookback, position, mode, meter, phrase, bar"
         ));
         assert!(FeatureSet::parse("mode,mode")
             .unwrap_err()

@@ -666,3 +666,53 @@ fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
     );
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
 }
+
+/// `engine train` reads every group unless told otherwise; `--features none` is the reference
+/// model; `--resume` (and `--init`) without `--features` take the checkpoint's groups.
+#[test]
+fn train_defaults_to_every_group_and_resume_to_the_checkpoints() {
+    let data = kern_corpus("defaults");
+    let groups_of = |out: &Path| {
+        let saved = checkpoint::load(out).unwrap();
+        saved.config.feature_set().unwrap().to_string()
+    };
+    for (asked, expected) in [(None, GROUPS.join(",")), (Some("none"), "none".to_string())] {
+        let out = data.join(format!("{expected}.safetensors"));
+        let train = |extra: &[&str]| {
+            let mut command = engine();
+            command.args([
+                "train",
+                "--device",
+                "cpu",
+                "--hidden",
+                "8",
+                "--eval-windows",
+                "16",
+            ]);
+            command.arg("--data").arg(&data).arg("--out").arg(&out);
+            succeeded(command.args(extra));
+        };
+        match asked {
+            Some(set) => train(&["--max-steps", "2", "--features", set]),
+            None => train(&["--max-steps", "2"]),
+        }
+        assert_eq!(groups_of(&out), expected);
+        train(&["--max-steps", "4", "--resume"]);
+        assert_eq!(groups_of(&out), expected, "resumed");
+        let tuned = data.join(format!("{expected}-tuned.safetensors"));
+        let mut init = engine();
+        init.args([
+            "train",
+            "--device",
+            "cpu",
+            "--hidden",
+            "8",
+            "--eval-windows",
+            "16",
+        ]);
+        init.args(["--max-steps", "1", "--init"]).arg(&out);
+        succeeded(init.arg("--data").arg(&data).arg("--out").arg(&tuned));
+        assert_eq!(groups_of(&tuned), expected, "fine-tuned");
+    }
+    fs::remove_dir_all(data.parent().unwrap()).unwrap();
+}

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use melody_engine::features::FeatureSet;
+use melody_engine::model::checkpoint;
 use melody_engine::train::{self, Stop, TrainOptions};
 
 use super::args::{self, DeviceArg, ObjectiveArg};
@@ -89,8 +90,9 @@ pub struct TrainArgs {
     /// Continue from OUT and its Adam state (same options as the run that wrote them).
     #[arg(long, conflicts_with = "init")]
     resume: bool,
-    /// Inputs besides the symbol, any of `lookback,position,mode,meter,phrase,bar`
-    /// (comma-separated) or `none`, the reference model. lookback: the symbols one and two bars
+    /// Inputs besides the symbol: `all` (every group), any of
+    /// `lookback,position,mode,meter,phrase,bar` (comma-separated), or `none`, the reference
+    /// model (one-hot symbols only). lookback: the symbols one and two bars
     /// before the next step and whether the current one repeats them; position: the next step's
     /// place in its bar and a downbeat flag; mode: the song's major or minor; meter: its meter's
     /// class (duple, triple, compound …); phrase: lookback four bars back, where folk songs repeat
@@ -98,13 +100,35 @@ pub struct TrainArgs {
     /// Bars follow each song's meter and barlines from songs.jsonl (on the default sixteenth
     /// grid). The checkpoint records the groups and the training songs' most common meter and
     /// mode (generation's defaults); --resume and --init need the same groups.
-    #[arg(long, default_value = "none", value_parser = FeatureSet::parse)]
-    features: FeatureSet,
+    /// [default: all; with --resume or --init, the checkpoint's]
+    #[arg(long, value_parser = FeatureSet::parse)]
+    features: Option<FeatureSet>,
 }
 
-impl From<TrainArgs> for TrainOptions {
-    fn from(args: TrainArgs) -> TrainOptions {
-        TrainOptions {
+/// The groups asked for, else those of the checkpoint to resume or fine-tune, else all: all
+/// six predict `erk`'s held-out songs best (README, "Feature inputs").
+fn features_of(args: &TrainArgs) -> Result<FeatureSet, String> {
+    if let Some(set) = args.features {
+        return Ok(set);
+    }
+    let from = match (&args.init, args.resume) {
+        (Some(init), _) => init,
+        (None, true) => &args.out,
+        (None, false) => return Ok(FeatureSet::ALL),
+    };
+    let saved = checkpoint::load(from).map_err(|e| e.to_string())?;
+    saved
+        .config
+        .feature_set()
+        .map_err(|e| format!("{}: {e}", from.display()))
+}
+
+impl TryFrom<TrainArgs> for TrainOptions {
+    type Error = String;
+
+    fn try_from(args: TrainArgs) -> Result<TrainOptions, String> {
+        let features = features_of(&args)?;
+        Ok(TrainOptions {
             data: args.data,
             out: args.out,
             metrics: args.metrics,
@@ -127,14 +151,14 @@ impl From<TrainArgs> for TrainOptions {
             init: args.init,
             extend_vocab: args.extend_vocab,
             resume: args.resume,
-            features: args.features,
+            features,
             progress: true,
-        }
+        })
     }
 }
 
 pub fn run(args: TrainArgs) -> Result<(), String> {
-    let options = TrainOptions::from(args);
+    let options = TrainOptions::try_from(args)?;
     let report = train::train(&options)?;
     let how = match report.stop {
         Stop::Finished => "finished",
