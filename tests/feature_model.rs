@@ -676,42 +676,34 @@ fn train_defaults_to_every_group_and_resume_to_the_checkpoints() {
         let saved = checkpoint::load(out).unwrap();
         saved.config.feature_set().unwrap().to_string()
     };
+    // A small, quick model: `extra` names the checkpoint and the steps.
+    let train = |extra: &[&str]| {
+        let mut command = engine();
+        command
+            .args(["train", "--device", "cpu", "--data"])
+            .arg(&data);
+        command.args(["--hidden", "8", "--eval-windows", "16"]);
+        succeeded(command.args(extra));
+    };
     for (asked, expected) in [(None, GROUPS.join(",")), (Some("none"), "none".to_string())] {
         let out = data.join(format!("{expected}.safetensors"));
-        let train = |extra: &[&str]| {
-            let mut command = engine();
-            command.args([
-                "train",
-                "--device",
-                "cpu",
-                "--hidden",
-                "8",
-                "--eval-windows",
-                "16",
-            ]);
-            command.arg("--data").arg(&data).arg("--out").arg(&out);
-            succeeded(command.args(extra));
-        };
+        let out = out.to_str().unwrap();
         match asked {
-            Some(set) => train(&["--max-steps", "2", "--features", set]),
-            None => train(&["--max-steps", "2"]),
+            Some(set) => train(&["--out", out, "--max-steps", "2", "--features", set]),
+            None => train(&["--out", out, "--max-steps", "2"]),
         }
-        assert_eq!(groups_of(&out), expected);
-        train(&["--max-steps", "4", "--resume"]);
-        assert_eq!(groups_of(&out), expected, "resumed");
+        assert_eq!(groups_of(Path::new(out)), expected);
+        train(&["--out", out, "--max-steps", "4", "--resume"]);
+        assert_eq!(groups_of(Path::new(out)), expected, "resumed");
         let tuned = data.join(format!("{expected}-tuned.safetensors"));
-        let mut init = engine();
-        init.args([
-            "train",
-            "--device",
-            "cpu",
-            "--hidden",
-            "8",
-            "--eval-windows",
-            "16",
+        train(&[
+            "--out",
+            tuned.to_str().unwrap(),
+            "--max-steps",
+            "1",
+            "--init",
+            out,
         ]);
-        init.args(["--max-steps", "1", "--init"]).arg(&out);
-        succeeded(init.arg("--data").arg(&data).arg("--out").arg(&tuned));
         assert_eq!(groups_of(&tuned), expected, "fine-tuned");
     }
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
