@@ -112,7 +112,8 @@ pub fn input_table<F: Float>(layer: LstmLayer<'_, F>, width: usize, table: &mut 
 /// `per_step` indices at `indices[r·K..(r+1)·K]`,
 ///   gates[r] = ((table[idx_0] + … + table[idx_{K−1}]) + b_ih) + b_hh,
 /// summed in that order (for K = 1 exactly the one-hot model's W_ih[:, s] + b_ih + b_hh). An index
-/// given twice adds its row twice.
+/// given twice adds its row twice. A row with the same indices as the row before copies its sum:
+/// generation's staggered windows all read the same symbol and features at each step.
 pub fn gather_input_term<F: Float>(
     layer: LstmLayer<'_, F>,
     table: &[F],
@@ -122,10 +123,15 @@ pub fn gather_input_term<F: Float>(
 ) {
     let h4 = layer.bias_ih.len();
     let row_of = |index: u32| &table[index as usize * h4..(index as usize + 1) * h4];
-    let steps = gates
-        .chunks_exact_mut(h4)
-        .zip(indices.chunks_exact(per_step));
-    for (gate_row, step) in steps {
+    let mut previous: Option<&[u32]> = None;
+    for (r, step) in indices.chunks_exact(per_step).enumerate() {
+        let (done, rest) = gates.split_at_mut(r * h4);
+        let gate_row = &mut rest[..h4];
+        if previous == Some(step) {
+            gate_row.copy_from_slice(&done[(r - 1) * h4..]);
+            continue;
+        }
+        previous = Some(step);
         gate_row.copy_from_slice(row_of(step[0]));
         for &index in &step[1..] {
             for (g, &w) in gate_row.iter_mut().zip(row_of(index)) {
@@ -625,5 +631,42 @@ mod tests {
             return;
         }
         eprintln!("skipped: this CPU has no AVX2");
+    }
+
+    /// Rows that repeat the row before (the copy) give the bits of rows summed on their own,
+    /// and a row that repeats an earlier, not the previous, row is summed again.
+    #[test]
+    fn gather_input_term_copies_a_repeated_row_with_the_same_bits() {
+        let (h4, width, per_step) = (8, 5, 3);
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut random =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+        let (weight_ih, bias_ih, bias_hh) = (random(h4 * width), random(h4), random(h4));
+        let layer = LstmLayer {
+            weight_ih: &weight_ih,
+            weight_hh: &[],
+            bias_ih: &bias_ih,
+            bias_hh: &bias_hh,
+        };
+        let mut table = vec![0.0; width * h4];
+        input_table(layer, width, &mut table);
+        let indices = [0, 2, 4, 0, 2, 4, 1, 1, 3, 0, 2, 4, 0, 2, 4];
+        let mut gates = vec![f32::NAN; 5 * h4];
+        gather_input_term(layer, &table, &indices, per_step, &mut gates);
+        for (row, step) in gates.chunks_exact(h4).zip(indices.chunks_exact(per_step)) {
+            let mut alone = vec![f32::NAN; h4];
+            gather_input_term(layer, &table, step, per_step, &mut alone);
+            let expected: Vec<f32> = (0..h4)
+                .map(|j| {
+                    let w = |d: u32| weight_ih[j * width + d as usize];
+                    ((w(step[0]) + w(step[1])) + w(step[2])) + bias_ih[j] + bias_hh[j]
+                })
+                .collect();
+            assert_eq!(
+                row.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                alone.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(row, expected.as_slice());
+        }
     }
 }
