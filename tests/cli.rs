@@ -115,6 +115,23 @@ fn generate_with_the_bundled_model_writes_exactly_the_printed_melody() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The default sampling is T 1.3 with nucleus 0.8 (README, "Feature inputs, measured"): the
+/// same melody as asking for them, another than the model's own distribution.
+#[test]
+fn generate_samples_at_temperature_1_3_and_top_p_0_8_by_default() {
+    let dir = temp_dir("sampling-defaults");
+    let melody = |flags: &[&str]| {
+        let common = [
+            "generate", "--device", "cpu", "--steps", "200", "--out", "m.mid",
+        ];
+        stdout(&engine(&[&common[..], flags].concat(), &dir))
+    };
+    let default = melody(&[]);
+    assert_eq!(default, melody(&["--temperature", "1.3", "--top-p", "0.8"]));
+    assert_ne!(default, melody(&["--temperature", "1", "--top-p", "1"]));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn generate_rejects_symbols_outside_the_vocabulary() {
     let dir = temp_dir("bad-seed");
