@@ -20,7 +20,7 @@ use melody_engine::generate::{draw_weighted, generate, GenerateOptions};
 use melody_engine::kern;
 use melody_engine::model::checkpoint::{self, FeatureRecord};
 use melody_engine::model::{Config, Objective, Params};
-use melody_engine::optim::Adam;
+use melody_engine::optim::{Adam, AdamState};
 use melody_engine::sample::{Sampler, SamplingConfig};
 use melody_engine::train::{train, Stop, TrainOptions};
 use rand::rngs::StdRng;
@@ -303,12 +303,32 @@ impl Backend for Recording {
     fn predict_last(&mut self, _: &[u32], _: usize, _: &mut [f32]) -> Result<(), EngineError> {
         unreachable!("generation only")
     }
-    common::pass_through_to_engine!(model, stream_rows);
+    fn config(&self) -> Config {
+        self.engine.config()
+    }
+    fn params(&self) -> Result<Params<f32>, EngineError> {
+        self.engine.params()
+    }
+    fn adam_state(&self) -> Result<AdamState, EngineError> {
+        self.engine.adam_state()
+    }
+    fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
+        self.engine.stream_reset(rows)
+    }
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), EngineError> {
+        self.engine.stream_zero_rows(rows)
+    }
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError> {
+        self.engine.stream_copy_row(from, to)
+    }
     fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError> {
         let k = self.engine.config().inputs_per_step;
         assert_eq!(rows.start, 0);
         self.row_zero.push(inputs[..k].to_vec());
         self.engine.stream_step(rows, inputs)
+    }
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), EngineError> {
+        self.engine.stream_probs(rows, out)
     }
 }
 

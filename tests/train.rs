@@ -2,12 +2,14 @@
 //! metrics, and clear errors.
 
 use std::fs;
+use std::ops::Range;
 
 use melody_engine::backend::{Backend, Batch, CpuBackend, EngineError};
 use melody_engine::cpu::BatchStats;
 use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
-use melody_engine::model::{checkpoint, Objective};
+use melody_engine::model::{checkpoint, Config, Objective, Params};
+use melody_engine::optim::AdamState;
 use melody_engine::train::{self, train, Stop, TrainOptions};
 
 mod common;
@@ -203,7 +205,38 @@ impl Backend for FailingDevice {
         }
         self.engine.train_step(batch, objective, seed)
     }
-    common::pass_through_to_engine!(predict_last, model, stream_step, stream_rows);
+    fn predict_last(
+        &mut self,
+        inputs: &[u32],
+        batch: usize,
+        out: &mut [f32],
+    ) -> Result<(), EngineError> {
+        self.engine.predict_last(inputs, batch, out)
+    }
+    fn config(&self) -> Config {
+        self.engine.config()
+    }
+    fn params(&self) -> Result<Params<f32>, EngineError> {
+        self.engine.params()
+    }
+    fn stream_reset(&mut self, rows: usize) -> Result<(), EngineError> {
+        self.engine.stream_reset(rows)
+    }
+    fn stream_zero_rows(&mut self, rows: &[usize]) -> Result<(), EngineError> {
+        self.engine.stream_zero_rows(rows)
+    }
+    fn stream_copy_row(&mut self, from: usize, to: &[usize]) -> Result<(), EngineError> {
+        self.engine.stream_copy_row(from, to)
+    }
+    fn stream_step(&mut self, rows: Range<usize>, inputs: &[u32]) -> Result<(), EngineError> {
+        self.engine.stream_step(rows, inputs)
+    }
+    fn stream_probs(&mut self, rows: &[usize], out: &mut [f32]) -> Result<(), EngineError> {
+        self.engine.stream_probs(rows, out)
+    }
+    fn adam_state(&self) -> Result<AdamState, EngineError> {
+        self.engine.adam_state()
+    }
 }
 
 #[test]
