@@ -259,11 +259,13 @@ impl Sampler {
             .map(|(&t, &b)| t * b)
             .collect();
         let total: f32 = q.iter().sum();
-        if !(total > 0.0 && total.is_finite()) {
-            return nucleus(&apply_temperature(probs, temperature), self.config.top_p);
+        if total > 0.0 && total.is_finite() {
+            q.iter_mut().for_each(|x| *x /= total);
+        } else {
+            q = apply_temperature(probs, temperature);
         }
-        q.iter_mut().for_each(|x| *x /= total);
-        nucleus(&q, self.config.top_p)
+        nucleus(&mut q, self.config.top_p);
+        q
     }
 
     /// Draws the next symbol id from [`Sampler::distribution`].
@@ -274,25 +276,29 @@ impl Sampler {
 
 /// Nucleus (top-p) sampling, Holtzman et al. 2020: the smallest set of the most likely ids whose
 /// probabilities sum to at least `top_p` (ties taken lowest id first; never empty, so 0 is
-/// argmax), renormalised; every other id gets 0. `top_p` ≥ 1 returns `probs` as they are.
-/// `probs` sums to 1.
-pub fn nucleus(probs: &[f32], top_p: f32) -> Vec<f32> {
+/// argmax), renormalised in place; every other id gets 0. `top_p` ≥ 1 leaves `probs` as they
+/// are. `probs` is non-negative and sums to 1.
+pub fn nucleus(probs: &mut [f32], top_p: f32) {
     if top_p >= 1.0 {
-        return probs.to_vec();
+        return;
     }
     let mut order: Vec<usize> = (0..probs.len()).filter(|&i| probs[i] > 0.0).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    let mut out = vec![0.0; probs.len()];
     let mut kept = 0.0f64;
+    let mut count = 0;
     for &id in &order {
-        out[id] = probs[id];
         kept += probs[id] as f64;
+        count += 1;
         if kept >= top_p as f64 {
             break;
         }
     }
-    out.iter_mut().for_each(|p| *p = (*p as f64 / kept) as f32);
-    out
+    for &id in &order[count..] {
+        probs[id] = 0.0;
+    }
+    probs
+        .iter_mut()
+        .for_each(|p| *p = (*p as f64 / kept) as f32);
 }
 
 /// One draw by inverse CDF: u uniform in [0, Σw), the first id whose cumulative weight exceeds
@@ -559,6 +565,11 @@ mod tests {
     #[test]
     fn nucleus_keeps_the_smallest_top_set_holding_p() {
         let p = [0.1, 0.4, 0.2, 0.2, 0.1];
+        let nucleus = |probs: &[f32], top_p| {
+            let mut q = probs.to_vec();
+            super::nucleus(&mut q, top_p);
+            q
+        };
         // 0.4 + 0.2 = 0.6 < 0.7: a third is needed, the tied 0.2s taken lowest id first.
         assert_close(&nucleus(&p, 0.7), &[0.0, 0.5, 0.25, 0.25, 0.0]);
         assert_close(

@@ -4,8 +4,8 @@
 //!
 //! A is strided: its element (r, κ) at `a[r·a.row + κ·a.step]` (a row-major A has step 1, as
 //! the recurrence's h and ∂L/∂a; `weight_gradient`'s packed columns of ∂L/∂a have row 1). The
-//! panel is [k][WIDTH] contiguous, packed by [`pack_row`] or [`pack_column`]. Every kernel sums over k in ascending order
-//! from zero, one multiply-add per term:
+//! panel is [k][WIDTH] contiguous, packed by [`pack_row`] or [`pack_column`]. Every kernel sums
+//! over k in ascending order from zero, one multiply-add per term:
 //! AVX2 and AVX-512 fuse it (one rounding), so they agree to the bit; the portable kernel rounds
 //! the product and the sum separately.
 
