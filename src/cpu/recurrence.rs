@@ -16,7 +16,7 @@
 use std::any::TypeId;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use super::isa::Isa;
 use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape, StepOutput};
@@ -437,21 +437,35 @@ fn prefetch(data: *const f32, len: usize) {
 }
 
 /// Runs `work(chunks, barrier)` on as many threads as rayon has (at most one per chunk), each
-/// with its own contiguous range of the `chunks`; the calling thread takes the first range.
-/// Dedicated scoped threads, not rayon tasks: every thread must run at once for the barrier.
+/// with its own contiguous range of the `chunks`.
+///
+/// The threads are the recurrence's own pool, started once per process: a streaming step (one
+/// call per generated symbol, a few hundred microseconds) spent a fifth of its time starting a
+/// thread. Every thread of a call must run at once for the barrier, so the pool runs nothing
+/// else and one call at a time (another caller waits on the lock): in rayon's global pool a
+/// thread could be busy with other work, or held at another caller's barrier.
 fn on_threads(chunks: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
+    static POOL: OnceLock<Mutex<rayon::ThreadPool>> = OnceLock::new();
     let threads = rayon::current_num_threads().min(chunks).max(1);
-    let barrier = SpinBarrier::new(threads);
-    let part = |i: usize| i * chunks / threads..(i + 1) * chunks / threads;
     if threads == 1 {
-        return work(part(0), &barrier);
+        return work(0..chunks, &SpinBarrier::new(1));
     }
-    std::thread::scope(|scope| {
-        for i in 1..threads {
-            let (work, barrier) = (&work, &barrier);
-            scope.spawn(move || work(part(i), barrier));
+    let pool = POOL.get_or_init(|| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("recurrence-{i}"))
+            .build()
+            .expect("the recurrence's threads start");
+        Mutex::new(pool)
+    });
+    let pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+    let threads = threads.min(pool.current_num_threads());
+    let barrier = SpinBarrier::new(threads);
+    pool.broadcast(|context| {
+        let i = context.index();
+        if i < threads {
+            work(i * chunks / threads..(i + 1) * chunks / threads, &barrier)
         }
-        work(part(0), &barrier);
     });
 }
 
