@@ -35,8 +35,9 @@ pub enum Command {
     Preprocess(preprocess::PreprocessArgs),
     /// Train the LSTM on a preprocessed dataset; writes a safetensors checkpoint every epoch.
     ///
-    /// The model: one-hot symbols → --layers LSTM layers of --hidden units → dropout → dense
-    /// softmax over the vocabulary, trained with Adam. Songs are split into training and
+    /// The model: each step's symbol and feature inputs (--features), one-hot each → --layers
+    /// LSTM layers of --hidden units → dropout → dense softmax over the vocabulary, trained with
+    /// Adam. Songs are split into training and
     /// held-out sets by a fixed rule (--val-fraction). After every epoch the checkpoint (and the
     /// Adam state beside it, *.adam.safetensors) is written atomically and one JSON line is
     /// appended to the metrics log. Ctrl-C writes a checkpoint and stops; --resume continues
