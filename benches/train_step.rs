@@ -1,7 +1,8 @@
 //! One training step (dropout mask, forward, BPTT, Adam: what `engine train` does per batch) and
 //! one forward pass to the last step's distribution (what `engine evaluate` does per batch) at the
 //! training shape B=64, T=64, H=256, V=38, one layer, loss at all positions (on the selected CPU
-//! kernels and, for comparison, with the recurrence through gemm); the recurrent products alone,
+//! kernels and, for comparison, with the recurrence through gemm), and the step of the default
+//! model with every feature group (D = 224, K = 12); the recurrent products alone,
 //! in FLOP/s; generation, one
 //! melody and a batch of 16; and the training step on the CPU and the GPU at B=64 and B=512.
 //! Throughput is in step-samples (B·T positions) per second, the unit the PyTorch peers
@@ -17,6 +18,7 @@ use melody_engine::cpu::isa::Kernels;
 use melody_engine::cpu::lstm::{Dims, LayerTape};
 use melody_engine::cpu::recurrence;
 use melody_engine::encode::Vocabulary;
+use melody_engine::features::FeatureSet;
 use melody_engine::generate::{generate, GenerateOptions};
 use melody_engine::gpu::{self, CudaBackend};
 use melody_engine::model::{Config, Objective, Params};
@@ -77,6 +79,36 @@ fn train_step(c: &mut Criterion) {
     let mut probs = vec![0.0; BATCH * VOCAB];
     group.bench_function("forward_predict_last", |bench| {
         bench.iter(|| backend.predict_last(&inputs, BATCH, &mut probs).unwrap())
+    });
+    group.finish();
+}
+
+/// The same step for the default model, every feature group (on `erk`'s vocabulary, D = 224
+/// columns and K = 12 indices a step, drawn at random): what `engine train` runs and logs by
+/// default, where the `v38` group is the one-hot reference model.
+fn train_step_features(c: &mut Criterion) {
+    let features = FeatureSet::ALL;
+    let (width, per_step) = (features.input_width(VOCAB), features.inputs_per_step());
+    let config = Config::one_hot(VOCAB, 256, 1, 0.2).multi_hot(width, per_step);
+    let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));
+    let mut backend = CpuBackend::new(params, Adam::new(config.num_params()));
+    let mut rng = StdRng::seed_from_u64(1);
+    let inputs = common::random_multi_hot(&mut rng, BATCH * STEPS, width, per_step);
+    let targets = common::random_symbols(&mut rng, BATCH * STEPS, VOCAB);
+    let batch = Batch {
+        inputs: &inputs,
+        targets: &targets,
+        batch: BATCH,
+        steps: STEPS,
+    };
+    let mut group = c.benchmark_group(format!("lstm_b64_t64_h256_v38_d{width}_k{per_step}"));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(10))
+        .throughput(Throughput::Elements((BATCH * STEPS) as u64));
+    group.bench_function("train_step", |bench| {
+        bench.iter(|| backend.train_step(&batch, Objective::All, 7).unwrap())
     });
     group.finish();
 }
@@ -240,5 +272,12 @@ fn gpu_vs_cpu(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, train_step, recurrence, generation, gpu_vs_cpu);
+criterion_group!(
+    benches,
+    train_step,
+    train_step_features,
+    recurrence,
+    generation,
+    gpu_vs_cpu
+);
 criterion_main!(benches);

@@ -113,8 +113,30 @@ pub fn input_table<F: Float>(layer: LstmLayer<'_, F>, width: usize, table: &mut 
 ///   gates[r] = ((table[idx_0] + … + table[idx_{K−1}]) + b_ih) + b_hh,
 /// summed in that order (for K = 1 exactly the one-hot model's W_ih[:, s] + b_ih + b_hh). An index
 /// given twice adds its row twice. A row with the same indices as the row before copies its sum:
-/// generation's staggered windows all read the same symbol and features at each step.
+/// generation's staggered windows all read the same symbol and features at each step. The rows
+/// are independent: a training batch's are split across the threads in contiguous blocks.
 pub fn gather_input_term<F: Float>(
+    layer: LstmLayer<'_, F>,
+    table: &[F],
+    indices: &[u32],
+    per_step: usize,
+    gates: &mut [F],
+) {
+    let h4 = layer.bias_ih.len();
+    let rows = indices.len() / per_step;
+    let block = rows
+        .div_ceil(rayon::current_num_threads())
+        .max(GATHER_ROWS_PER_THREAD);
+    (gates[..rows * h4].par_chunks_mut(block * h4))
+        .zip(indices.par_chunks(block * per_step))
+        .for_each(|(gates, indices)| gather_rows(layer, table, indices, per_step, gates));
+}
+
+/// Fewer rows than this per thread stay on one: a streaming step's rows are mostly copies.
+const GATHER_ROWS_PER_THREAD: usize = 256;
+
+/// `gather_input_term` on one thread.
+fn gather_rows<F: Float>(
     layer: LstmLayer<'_, F>,
     table: &[F],
     indices: &[u32],
@@ -321,7 +343,7 @@ pub struct LayerGradBuffers<'a, F> {
     pub d_gates: &'a mut [F],
     /// [B][H]: scratch for ∂L/∂c_t carried from step t+1 to t.
     pub d_cell: &'a mut [F],
-    /// [D][4H]: scratch for layer 0's input-weight gradient, by input index.
+    /// D·4H: scratch for layer 0's input-weight gradient, by input index.
     pub d_table: &'a mut [F],
     /// [T][B][H]: written with ∂L/∂x_t for layers above 0 (the layer below's ∂L/∂h_t).
     pub d_input: Option<&'a mut [F]>,
@@ -503,8 +525,10 @@ fn weight_product<F: Float>(isa: Option<Isa>, d_a: &[F], x: &[F], rows: usize, o
 
 /// Layer 0's ∂L/∂W_ih [4H][D] from ∂L/∂a [T·B][4H]. x is the sum of the one-hots of each row's
 /// `per_step` indices, so ∂L/∂W_ih[:, d] = Σ over every (row r, k) with indices[r·K + k] = d of
-/// ∂L/∂a_r: scatter-adds the rows by index, in ascending (r, k) order, into `d_table` [D][4H],
-/// then transposes it into W_ih's layout.
+/// ∂L/∂a_r: scatter-adds the rows by index, in ascending (r, k) order, into a table by index,
+/// then transposes it into W_ih's layout. Each thread takes a block of the 4H columns over every
+/// row (its part of `d_table`, [D][its columns], is its own), so each element is summed in the
+/// same order on any thread count.
 pub fn input_term_backward<F: Float>(
     d_gates: &[F],
     indices: &[u32],
@@ -514,20 +538,28 @@ pub fn input_term_backward<F: Float>(
     d_weight_ih: &mut [F],
 ) {
     let h4 = d_table.len() / width;
-    d_table.fill(F::ZERO);
-    for (d_a, step) in d_gates.chunks_exact(h4).zip(indices.chunks_exact(per_step)) {
-        for &index in step {
-            let d = index as usize;
-            for (acc, &g) in d_table[d * h4..(d + 1) * h4].iter_mut().zip(d_a) {
-                *acc += g;
+    let block = h4.div_ceil(rayon::current_num_threads());
+    (d_table.par_chunks_mut(block * width))
+        .zip(d_weight_ih.par_chunks_mut(block * width))
+        .enumerate()
+        .for_each(|(part, (table, d_weight_rows))| {
+            let (first, columns) = (part * block, table.len() / width);
+            table.fill(F::ZERO);
+            for (d_a, step) in d_gates.chunks_exact(h4).zip(indices.chunks_exact(per_step)) {
+                let d_a = &d_a[first..first + columns];
+                for &index in step {
+                    let d = index as usize;
+                    for (acc, &g) in table[d * columns..(d + 1) * columns].iter_mut().zip(d_a) {
+                        *acc += g;
+                    }
+                }
             }
-        }
-    }
-    for (j, d_w_row) in d_weight_ih.chunks_exact_mut(width).enumerate() {
-        for (d, d_w) in d_w_row.iter_mut().enumerate() {
-            *d_w = d_table[d * h4 + j];
-        }
-    }
+            for (j, d_w_row) in d_weight_rows.chunks_exact_mut(width).enumerate() {
+                for (d, d_w) in d_w_row.iter_mut().enumerate() {
+                    *d_w = table[d * columns + j];
+                }
+            }
+        });
 }
 
 /// The pointwise part of one step backwards, for n rows, [n][H] → [n][4H]. With dc = ∂L/∂c_t:

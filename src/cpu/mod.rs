@@ -77,7 +77,7 @@ pub struct Workspace<F> {
     d_gates: Vec<F>,
     /// [B][H]: ∂L/∂c carried backwards through time.
     d_cell: Vec<F>,
-    /// [D][4H]: ∂L/∂W_ih_l0 gathered by input index.
+    /// D·4H: ∂L/∂W_ih_l0 gathered by input index, scratch of `lstm::input_term_backward`.
     d_table: Vec<F>,
 }
 
