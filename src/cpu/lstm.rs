@@ -701,4 +701,72 @@ mod tests {
             assert_eq!(row, expected.as_slice());
         }
     }
+
+    /// Layer 0's input term and its weight gradient split the work across the threads: on 1, 2,
+    /// 3 and 5 threads, with enough rows for several blocks and runs of repeated rows across
+    /// their edges, the same bits, and the gradient equal to the plain scatter in (row, k) order.
+    #[test]
+    fn input_term_and_its_gradient_are_the_same_on_any_thread_count() {
+        let (h4, width, per_step, rows) = (12, 7, 3, 1_100);
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut random =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+        let (weight_ih, bias_ih, bias_hh) = (random(h4 * width), random(h4), random(h4));
+        let d_gates = random(rows * h4);
+        let layer = LstmLayer {
+            weight_ih: &weight_ih,
+            weight_hh: &[],
+            bias_ih: &bias_ih,
+            bias_hh: &bias_hh,
+        };
+        let mut table = vec![0.0; width * h4];
+        input_table(layer, width, &mut table);
+        let mut rng = StdRng::seed_from_u64(6);
+        // Runs of 1 to 400 repeated steps, so some cross a block's edge.
+        let mut indices = Vec::new();
+        while indices.len() < rows * per_step {
+            let step: Vec<u32> = (0..per_step)
+                .map(|_| rng.gen_range(0..width as u32))
+                .collect();
+            for _ in 0..rng.gen_range(1..400) {
+                indices.extend_from_slice(&step);
+            }
+        }
+        indices.truncate(rows * per_step);
+
+        let mut plain = vec![0.0f32; h4 * width];
+        for (d_a, step) in d_gates.chunks_exact(h4).zip(indices.chunks_exact(per_step)) {
+            for &d in step {
+                for (j, &g) in d_a.iter().enumerate() {
+                    plain[j * width + d as usize] += g;
+                }
+            }
+        }
+        let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut results = Vec::new();
+        for threads in [1, 2, 3, 5] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (mut gates, mut d_table) = (vec![f32::NAN; rows * h4], vec![f32::NAN; width * h4]);
+            let mut d_weight_ih = vec![f32::NAN; h4 * width];
+            pool.install(|| {
+                gather_input_term(layer, &table, &indices, per_step, &mut gates);
+                let d_weight = &mut d_weight_ih;
+                input_term_backward(&d_gates, &indices, per_step, width, &mut d_table, d_weight);
+            });
+            assert_eq!(bits(&d_weight_ih), bits(&plain), "{threads} threads");
+            results.push(bits(&gates));
+        }
+        assert!(results.iter().all(|gates| gates == &results[0]));
+        let mut alone = vec![f32::NAN; h4];
+        for (row, step) in results[0]
+            .chunks_exact(h4)
+            .zip(indices.chunks_exact(per_step))
+        {
+            gather_input_term(layer, &table, step, per_step, &mut alone);
+            assert_eq!(row, bits(&alone).as_slice());
+        }
+    }
 }
