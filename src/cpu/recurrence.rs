@@ -439,9 +439,9 @@ fn prefetch(data: *const f32, len: usize) {
 /// Runs `work(chunks, barrier)` on as many threads as rayon has (at most one per chunk), each
 /// with its own contiguous range of the `chunks`.
 ///
-/// The threads are the recurrence's own pool, started once per process: a streaming step (one
-/// call per generated symbol, a few hundred microseconds) spent a fifth of its time starting a
-/// thread. Every thread of a call must run at once for the barrier, so the pool runs nothing
+/// The threads are the recurrence's own pool, started once per process: generation calls this
+/// once per symbol, a few hundred microseconds each, and starting a thread every time cost it a
+/// seventh of its time. Every thread of a call must run at once for the barrier, so the pool runs nothing
 /// else and one call at a time (another caller waits on the lock): in rayon's global pool a
 /// thread could be busy with other work, or held at another caller's barrier.
 fn on_threads(chunks: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
