@@ -667,21 +667,53 @@ mod tests {
 
     /// Rows that repeat the row before (the copy) give the bits of rows summed on their own,
     /// and a row that repeats an earlier, not the previous, row is summed again.
+    /// `n` values drawn uniformly from [−1, 1).
+    fn uniform(n: usize, rng: &mut StdRng) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+    }
+
+    /// Layer 0's input weights [4H][D] and biases, at random.
+    struct InputWeights {
+        weight_ih: Vec<f32>,
+        bias_ih: Vec<f32>,
+        bias_hh: Vec<f32>,
+        width: usize,
+    }
+
+    impl InputWeights {
+        fn random(h4: usize, width: usize, rng: &mut StdRng) -> Self {
+            InputWeights {
+                weight_ih: uniform(h4 * width, rng),
+                bias_ih: uniform(h4, rng),
+                bias_hh: uniform(h4, rng),
+                width,
+            }
+        }
+
+        fn layer(&self) -> LstmLayer<'_, f32> {
+            LstmLayer {
+                weight_ih: &self.weight_ih,
+                weight_hh: &[],
+                bias_ih: &self.bias_ih,
+                bias_hh: &self.bias_hh,
+            }
+        }
+
+        /// W_ih transposed, as `gather_input_term` reads it.
+        fn table(&self) -> Vec<f32> {
+            let mut table = vec![0.0; self.width * self.bias_ih.len()];
+            input_table(self.layer(), self.width, &mut table);
+            table
+        }
+    }
+
     #[test]
     fn gather_input_term_copies_a_repeated_row_with_the_same_bits() {
         let (h4, width, per_step) = (8, 5, 3);
-        let mut rng = StdRng::seed_from_u64(9);
-        let mut random =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
-        let (weight_ih, bias_ih, bias_hh) = (random(h4 * width), random(h4), random(h4));
-        let layer = LstmLayer {
-            weight_ih: &weight_ih,
-            weight_hh: &[],
-            bias_ih: &bias_ih,
-            bias_hh: &bias_hh,
-        };
-        let mut table = vec![0.0; width * h4];
-        input_table(layer, width, &mut table);
+        let weights = InputWeights::random(h4, width, &mut StdRng::seed_from_u64(9));
+        let (layer, table) = (weights.layer(), weights.table());
+        let (weight_ih, bias_ih, bias_hh) =
+            (&weights.weight_ih, &weights.bias_ih, &weights.bias_hh);
         let indices = [0, 2, 4, 0, 2, 4, 1, 1, 3, 0, 2, 4, 0, 2, 4];
         let mut gates = vec![f32::NAN; 5 * h4];
         gather_input_term(layer, &table, &indices, per_step, &mut gates);
@@ -709,19 +741,9 @@ mod tests {
     fn input_term_and_its_gradient_are_the_same_on_any_thread_count() {
         let (h4, width, per_step, rows) = (12, 7, 3, 1_100);
         let mut rng = StdRng::seed_from_u64(5);
-        let mut random =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect() };
-        let (weight_ih, bias_ih, bias_hh) = (random(h4 * width), random(h4), random(h4));
-        let d_gates = random(rows * h4);
-        let layer = LstmLayer {
-            weight_ih: &weight_ih,
-            weight_hh: &[],
-            bias_ih: &bias_ih,
-            bias_hh: &bias_hh,
-        };
-        let mut table = vec![0.0; width * h4];
-        input_table(layer, width, &mut table);
-        let mut rng = StdRng::seed_from_u64(6);
+        let weights = InputWeights::random(h4, width, &mut rng);
+        let (layer, table) = (weights.layer(), weights.table());
+        let d_gates = uniform(rows * h4, &mut rng);
         // Runs of 1 to 400 repeated steps, so some cross a block's edge.
         let mut indices = Vec::new();
         while indices.len() < rows * per_step {
