@@ -39,8 +39,8 @@ pub enum Command {
     /// LSTM layers of --hidden units → dropout → dense softmax over the vocabulary, trained with
     /// Adam. Songs are split into training and held-out sets by a fixed rule (--val-fraction).
     /// After every epoch the checkpoint (and the Adam state beside it, *.adam.safetensors) is
-    /// written atomically and one JSON line is appended to the metrics log. Ctrl-C writes a checkpoint and stops; --resume continues
-    /// exactly where it stopped.
+    /// written atomically and one JSON line is appended to the metrics log. Ctrl-C writes a
+    /// checkpoint and stops; --resume continues exactly where it stopped.
     Train(train::TrainArgs),
     /// Loss, accuracy and perplexity of a checkpoint with the reference protocol: every window of
     /// 64 consecutive symbols, from a zero state, predicts the symbol after it.

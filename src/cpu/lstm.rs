@@ -665,8 +665,6 @@ mod tests {
         eprintln!("skipped: this CPU has no AVX2");
     }
 
-    /// Rows that repeat the row before (the copy) give the bits of rows summed on their own,
-    /// and a row that repeats an earlier, not the previous, row is summed again.
     /// `n` values drawn uniformly from [−1, 1).
     fn uniform(n: usize, rng: &mut StdRng) -> Vec<f32> {
         (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
@@ -707,6 +705,8 @@ mod tests {
         }
     }
 
+    /// Rows that repeat the row before (the copy) give the bits of rows summed on their own,
+    /// and a row that repeats an earlier, not the previous, row is summed again.
     #[test]
     fn gather_input_term_copies_a_repeated_row_with_the_same_bits() {
         let (h4, width, per_step) = (8, 5, 3);
@@ -739,7 +739,8 @@ mod tests {
     /// their edges, the same bits, and the gradient equal to the plain scatter in (row, k) order.
     #[test]
     fn input_term_and_its_gradient_are_the_same_on_any_thread_count() {
-        let (h4, width, per_step, rows) = (12, 7, 3, 1_100);
+        // 20 columns: on 3 threads blocks of 7, 7 and 6.
+        let (h4, width, per_step, rows) = (20, 7, 3, 1_100);
         let mut rng = StdRng::seed_from_u64(5);
         let weights = InputWeights::random(h4, width, &mut rng);
         let (layer, table) = (weights.layer(), weights.table());

@@ -439,11 +439,13 @@ fn prefetch(data: *const f32, len: usize) {
 /// Runs `work(chunks, barrier)` on as many threads as rayon has (at most one per chunk), each
 /// with its own contiguous range of the `chunks`.
 ///
-/// The threads are the recurrence's own pool, started once per process: generation calls this
-/// once per symbol, a few hundred microseconds each, and starting a thread every time cost it a
-/// seventh of its time. Every thread of a call must run at once for the barrier, so the pool runs nothing
-/// else and one call at a time (another caller waits on the lock): in rayon's global pool a
-/// thread could be busy with other work, or held at another caller's barrier.
+/// The threads are the recurrence's own pool, started once per process with rayon's default
+/// thread count: generation calls this once per symbol, a few hundred microseconds each, and
+/// starting a thread every time cost it a seventh of its time. Every thread of a call must run
+/// at once for the barrier, so the pool runs nothing else and one call at a time (another
+/// caller waits on the lock): in rayon's global pool a thread could be busy with other work, or
+/// held at another caller's barrier. Not for rayon's workers: one waiting here may run another
+/// of its pool's jobs, which would wait on the lock it holds.
 fn on_threads(chunks: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
     static POOL: OnceLock<Mutex<rayon::ThreadPool>> = OnceLock::new();
     let threads = rayon::current_num_threads().min(chunks).max(1);
@@ -452,7 +454,6 @@ fn on_threads(chunks: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
     }
     let pool = POOL.get_or_init(|| {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
             .thread_name(|i| format!("recurrence-{i}"))
             .build()
             .expect("the recurrence's threads start");
