@@ -14,10 +14,10 @@ use melody_engine::features::{
 };
 use melody_engine::kern::QuarterLength;
 
-const ALL: &str = "lookback,position,mode,meter,phrase,bar";
+const ALL: &str = "lookback,position,mode,meter,phrase,bar,accidentals";
 
 /// K with every group.
-const K: usize = 12;
+const K: usize = 17;
 
 fn sixteenth() -> QuarterLength {
     QuarterLength::new(1, 4)
@@ -33,13 +33,32 @@ fn erk(shared: &Path, test: &str) -> (PathBuf, Vec<String>) {
 }
 
 /// One row in words: `symbol | one bar back, two bars back | repeat flags | position, downbeat |
-/// mode, meter | four bars back, repeat flag | bar`, read back from the index layout the module documents.
+/// mode, meter | four bars back, repeat flag | bar | C♯ E♭ F♯ G♯ B♭ heard (0 not yet, 1 within four
+/// bars, 2 earlier)`, read back from the index layout the module documents.
 fn describe(row: &[u32], vocab: &Vocabulary) -> String {
     let v = vocab.len() as u32;
     let places = MAX_POSITION as u32 + 2;
     // Each block's rows, in order; each index minus the rows before its block.
     let bars = MAX_BAR as u32 + 2;
-    let blocks = [v, v + 1, v + 1, 2, 2, places, 2, 3, 6, v + 1, 2, bars];
+    let blocks = [
+        v,
+        v + 1,
+        v + 1,
+        2,
+        2,
+        places,
+        2,
+        3,
+        6,
+        v + 1,
+        2,
+        bars,
+        3,
+        3,
+        3,
+        3,
+        3,
+    ];
     let mut before = 0;
     let at: Vec<u32> = (row.iter().zip(blocks))
         .map(|(&index, rows)| {
@@ -73,7 +92,7 @@ fn describe(row: &[u32], vocab: &Vocabulary) -> String {
         "none",
     ];
     format!(
-        "{} | {} {} | {}{} | {position} {} | {mode} {} | {} {} | {bar}",
+        "{} | {} {} | {}{} | {position} {} | {mode} {} | {} {} | {bar} | {}{}{}{}{}",
         vocab.symbol(at[0]),
         symbol_or_none(at[1]),
         symbol_or_none(at[2]),
@@ -83,6 +102,11 @@ fn describe(row: &[u32], vocab: &Vocabulary) -> String {
         meter[at[8] as usize],
         symbol_or_none(at[9]),
         at[10],
+        at[12],
+        at[13],
+        at[14],
+        at[15],
+        at[16],
     )
 }
 
@@ -102,7 +126,7 @@ fn load(shared: &Path, test: &str) -> Erk {
     let infos = load_songs(&dir, &data, sixteenth()).unwrap();
     let set = FeatureSet::parse(ALL).unwrap();
     let delimiter = data.delimiter();
-    let rows = stream_features(&set, data.vocab.len(), &data.stream, delimiter, &infos).unwrap();
+    let rows = stream_features(&set, &data.vocab, &data.stream, delimiter, &infos).unwrap();
     let mut starts = Vec::new();
     let mut at = 0;
     for unit in songs(&data.stream, delimiter) {
@@ -142,55 +166,55 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     let song = "deut0567.krn";
     assert_eq!(
         row(song, 0),
-        "55 | none none | 00 | 7 0 | major duple | none 0 | none"
+        "55 | none none | 00 | 7 0 | major duple | none 0 | none | 00000"
     );
     assert_eq!(
         row(song, 1),
-        "_ | none none | 00 | 0 1 | major duple | none 0 | 0"
+        "_ | none none | 00 | 0 1 | major duple | none 0 | 0 | 00000"
     );
     assert_eq!(
         row(song, 7),
-        "_ | 55 none | 00 | 6 0 | major duple | none 0 | 0"
+        "_ | 55 none | 00 | 6 0 | major duple | none 0 | 0 | 00000"
     );
     assert_eq!(
         row(song, 8),
-        "62 | _ none | 00 | 7 0 | major duple | none 0 | 0"
+        "62 | _ none | 00 | 7 0 | major duple | none 0 | 0 | 00000"
     );
     assert_eq!(
         row(song, 9),
-        "_ | 60 none | 10 | 0 1 | major duple | none 0 | 1"
+        "_ | 60 none | 10 | 0 1 | major duple | none 0 | 1 | 00000"
     );
     assert_eq!(
         row(song, 15),
-        "_ | 62 55 | 10 | 6 0 | major duple | none 0 | 1"
+        "_ | 62 55 | 10 | 6 0 | major duple | none 0 | 1 | 00000"
     );
     assert_eq!(
         row(song, 17),
-        "_ | 64 60 | 11 | 0 1 | major duple | none 0 | 2"
+        "_ | 64 60 | 11 | 0 1 | major duple | none 0 | 2 | 00000"
     );
     // Four bars back (32 steps) from the next step, and bars counted from the first barline.
     assert_eq!(
         row(song, 33),
-        "_ | 67 64 | 11 | 0 1 | major duple | 60 1 | 4"
+        "_ | 67 64 | 11 | 0 1 | major duple | 60 1 | 4 | 00000"
     );
     assert_eq!(
         row(song, 41),
-        "_ | 72 67 | 11 | 0 1 | major duple | 64 1 | 5"
+        "_ | 72 67 | 11 | 0 1 | major duple | 64 1 | 5 | 00000"
     );
     // The last step predicts the first `/`: its position runs on in the last bar (106 + 6), and
     // it looks back to steps 104 and 96, both 62.
     assert_eq!(
         row(song, 111),
-        "_ | 62 62 | 11 | 6 0 | major duple | 67 1 | 13"
+        "_ | 62 62 | 11 | 6 0 | major duple | 67 1 | 13 | 00000"
     );
     // The run after it leads into deut0568, also 2/4 major.
     assert_eq!(
         row(song, 112),
-        "/ | none none | 00 | none 0 | major duple | none 0 | none"
+        "/ | none none | 00 | none 0 | major duple | none 0 | none | 00000"
     );
     assert_eq!(
         row(song, 112 + 63),
-        "/ | none none | 00 | none 0 | major duple | none 0 | none"
+        "/ | none none | 00 | none 0 | major duple | none 0 | none | 00000"
     );
 
     // deut0617, 3/4, bar_starts [2, 14, 26, …]: 55 _ | 60 _ _ 60 60 _ 64 _ 67 _ | 60 _ 64 _
@@ -198,27 +222,27 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     let song = "deut0617.krn";
     assert_eq!(
         row(song, 0),
-        "55 | none none | 00 | 11 0 | major triple | none 0 | none"
+        "55 | none none | 00 | 11 0 | major triple | none 0 | none | 00000"
     );
     assert_eq!(
         row(song, 1),
-        "_ | none none | 00 | 0 1 | major triple | none 0 | 0"
+        "_ | none none | 00 | 0 1 | major triple | none 0 | 0 | 00000"
     );
     assert_eq!(
         row(song, 12),
-        "60 | _ none | 00 | 11 0 | major triple | none 0 | 0"
+        "60 | _ none | 00 | 11 0 | major triple | none 0 | 0 | 00000"
     );
     assert_eq!(
         row(song, 16),
-        "62 | 60 none | 00 | 3 0 | major triple | none 0 | 1"
+        "62 | 60 none | 00 | 3 0 | major triple | none 0 | 1 | 00000"
     );
     assert_eq!(
         row(song, 17),
-        "60 | 60 none | 10 | 4 0 | major triple | none 0 | 1"
+        "60 | 60 none | 10 | 4 0 | major triple | none 0 | 1 | 00000"
     );
     assert_eq!(
         row(song, 29),
-        "65 | 59 60 | 00 | 4 0 | major triple | none 0 | 2"
+        "65 | 59 60 | 00 | 4 0 | major triple | none 0 | 2 | 00000"
     );
 
     // deut0711, 6/8 in minor, bar_starts [2, 14, 26, …]: 64 _ | 69 _ 69 _ 71 _ 72 _ 71 _ 72 _ |
@@ -226,19 +250,38 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     let song = "deut0711.krn";
     assert_eq!(
         row(song, 0),
-        "64 | none none | 00 | 11 0 | minor compound duple | none 0 | none"
+        "64 | none none | 00 | 11 0 | minor compound duple | none 0 | none | 00000"
     );
     assert_eq!(
         row(song, 13),
-        "_ | 69 none | 10 | 0 1 | minor compound duple | none 0 | 1"
+        "_ | 69 none | 10 | 0 1 | minor compound duple | none 0 | 1 | 00000"
     );
     assert_eq!(
         row(song, 24),
-        "64 | _ _ | 01 | 11 0 | minor compound duple | none 0 | 1"
+        "64 | _ _ | 01 | 11 0 | minor compound duple | none 0 | 1 | 00000"
     );
     assert_eq!(
         row(song, 25),
-        "_ | 69 69 | 11 | 0 1 | minor compound duple | none 0 | 2"
+        "_ | 69 69 | 11 | 0 1 | minor compound duple | none 0 | 2 | 00000"
+    );
+    // G♯ at step 28, a minor song's leading tone: the fourth block.
+    assert_eq!(
+        row(song, 28),
+        "68 | 71 _ | 00 | 3 0 | minor compound duple | none 0 | 2 | 00010"
+    );
+
+    // deut0654, 6/8 major: one F♯, at step 36 (bar_starts [2, 14, 26, 38, …]). It is recent up to
+    // the input at 83, whose next step 84 reaches four bars (48 steps) back to it, then earlier.
+    let song = "deut0654.krn";
+    let rows: Vec<String> = [35, 36, 83, 84].map(|t| row(song, t)).into();
+    assert_eq!(
+        rows,
+        [
+            "_ | 67 72 | 11 | 10 0 | major compound duple | none 0 | 2 | 00000",
+            "66 | _ _ | 00 | 11 0 | major compound duple | none 0 | 2 | 00100",
+            "_ | 62 72 | 11 | 10 0 | major compound duple | 66 1 | 6 | 00100",
+            "62 | _ _ | 10 | 11 0 | major compound duple | _ 0 | 6 | 00200",
+        ]
     );
     std::fs::remove_dir_all(&erk.dir).unwrap();
 }
@@ -270,7 +313,7 @@ fn the_tracker_reproduces_every_song_with_regular_bars() {
         }
         let mut tracker = FeatureTracker::new(
             set,
-            erk.data.vocab.len(),
+            &erk.data.vocab,
             delimiter,
             meter,
             mode,
@@ -306,10 +349,10 @@ fn a_split_keeps_each_song_s_rows_and_none_is_the_symbols() {
     };
     let erk = load(&shared, "split");
     let delimiter = erk.data.delimiter();
-    let v = erk.data.vocab.len();
+    let vocab = &erk.data.vocab;
     let none = stream_features(
         &FeatureSet::NONE,
-        v,
+        vocab,
         &erk.data.stream,
         delimiter,
         &erk.infos,
@@ -320,7 +363,7 @@ fn a_split_keeps_each_song_s_rows_and_none_is_the_symbols() {
     let val = erk.data.split(Split::Val, 0.1);
     let val_infos = songs_of_split(&erk.infos, Split::Val, 0.1);
     assert_eq!(val_infos.len(), 168);
-    let rows = stream_features(&set, v, &val, delimiter, &val_infos).unwrap();
+    let rows = stream_features(&set, vocab, &val, delimiter, &val_infos).unwrap();
     assert_eq!(rows.len(), val.len() * K);
     // Held-out song 1 is song 19 of the corpus: its notes' rows are the same in both streams.
     let unit = songs(&val, delimiter).next().unwrap().len();

@@ -100,7 +100,11 @@ MAX_BAR = 16
 # in force where it stands, so a meter change is honoured.
 BARS_BACK = {"lookback": (1, 2), "phrase": (4,)}
 # Blocks after the symbol's, in this order; a group the model does not read takes none.
-GROUP_ORDER = ("lookback", "position", "mode", "meter", "phrase", "bar")
+GROUP_ORDER = ("lookback", "position", "mode", "meter", "phrase", "bar", "accidentals")
+# The pitch classes off C major / A minor, which every song is transposed to: a block of 3 rows
+# each (not yet in the song, within the RECENT_BARS bars before the next step, only earlier).
+OFF_SCALE = (1, 3, 6, 8, 10)
+RECENT_BARS = 4
 MODE_CLASSES = {
     **dict.fromkeys(("major", "ionian", "lydian", "mixolydian"), 0),
     **dict.fromkeys(("minor", "aeolian", "dorian", "phrygian", "locrian"), 1),
@@ -201,13 +205,16 @@ class Step:
     bar: int | None = None  # of the next step in the song
     mode: int | None = None
     meter: int | None = None
+    # Per pitch class of OFF_SCALE: 0 not yet heard, 1 recently, 2 only earlier.
+    heard: tuple[int, ...] = (0,) * len(OFF_SCALE)
 
 
 LAGS = sorted({lag for lags in BARS_BACK.values() for lag in lags})
 
 
-def note_step(song: Song, melody: list[int]) -> Step:
-    """The step whose input is the last symbol of `melody`; it predicts the next."""
+def note_step(song: Song, melody: list[int], onsets: list[int | None]) -> Step:
+    """The step whose input is the last symbol of `melody`; it predicts the next. `onsets` holds
+    the latest step of `melody` where each pitch class of OFF_SCALE began, or None."""
     now, after = len(melody) - 1, len(melody)
     back, repeats = {}, {}
     for lag in LAGS:
@@ -215,8 +222,10 @@ def note_step(song: Song, melody: list[int]) -> Step:
         back[lag] = None if then is None else melody[then]
         before_now = song.bars_before(now, lag)
         repeats[lag] = before_now is not None and melody[before_now] == melody[now]
+    recent_from = song.bars_before(after, RECENT_BARS) or 0
+    heard = tuple(0 if at is None else 1 if at >= recent_from else 2 for at in onsets)
     return Step(
-        back, repeats, song.position(after), song.bar_number(after), song.mode, song.meter
+        back, repeats, song.position(after), song.bar_number(after), song.mode, song.meter, heard
     )
 
 
@@ -256,6 +265,9 @@ def input_blocks(groups: list[str], vocab: int) -> list[tuple[int, object]]:
         elif group == "bar":
             # 0 .. 15, then later, then none (a pickup, a `/` run).
             blocks.append((MAX_BAR + 2, lambda _, s: capped(s.bar, MAX_BAR)))
+        elif group == "accidentals":
+            for i in range(len(OFF_SCALE)):
+                blocks.append((3, lambda _, s, i=i: s.heard[i]))
     return blocks
 
 
@@ -303,8 +315,19 @@ def held_out(song: int, fraction: float) -> bool:
     return math.floor((song + 1) * fraction) > math.floor(song * fraction)
 
 
+def off_scale_class(symbol: str) -> int | None:
+    """Which pitch class of OFF_SCALE a symbol sounds: its index there, None for any other."""
+    if not symbol.isdigit():
+        return None
+    return OFF_SCALE.index(int(symbol) % 12) if int(symbol) % 12 in OFF_SCALE else None
+
+
 def split_rows(
-    blocks: list, units: list[list[int]], songs: list[Song] | None, delimiter: int
+    blocks: list,
+    units: list[list[int]],
+    songs: list[Song] | None,
+    symbols: list[str],
+    delimiter: int,
 ) -> list[list[int]]:
     """The K input indices of every step of a split's stream, its songs and their `/` runs."""
     offsets = [sum(rows for rows, _ in blocks[:i]) for i in range(len(blocks))]
@@ -315,7 +338,11 @@ def split_rows(
             rows.extend([symbol] for symbol in unit)
             continue
         notes = unit.index(delimiter) if delimiter in unit else len(unit)
-        rows.extend(lay_out(unit[t], note_step(songs[i], unit[: t + 1])) for t in range(notes))
+        onsets = [None] * len(OFF_SCALE)
+        for t in range(notes):
+            if (pitch_class := off_scale_class(symbols[unit[t]])) is not None:
+                onsets[pitch_class] = t
+            rows.append(lay_out(unit[t], note_step(songs[i], unit[: t + 1], onsets)))
         run = run_step(songs[i + 1] if i + 1 < len(units) else None)
         rows.extend(lay_out(symbol, run) for symbol in unit[notes:])
     return rows
@@ -423,7 +450,7 @@ def main() -> None:
         units = [units[i] for i in kept]
         if songs is not None:
             songs = [songs[i] for i in kept]
-    rows = torch.tensor(split_rows(blocks, units, songs, delimiter))
+    rows = torch.tensor(split_rows(blocks, units, songs, symbols, delimiter))
     split_symbols = torch.tensor([s for unit in units for s in unit])
 
     window = config["window"]

@@ -288,7 +288,7 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
                 let first_position = (measure - seed_melody.pickup % measure) % measure;
                 let tracker = FeatureTracker::new(
                     set,
-                    vocab.len(),
+                    &vocab,
                     delimiter,
                     meter,
                     mode,

@@ -92,23 +92,25 @@ pub struct TrainArgs {
     /// Continue from OUT and its Adam state (same options as the run that wrote them).
     #[arg(long, conflicts_with = "init")]
     resume: bool,
-    /// Inputs besides the symbol: `all` (every group), any of
-    /// `lookback,position,mode,meter,phrase,bar` (comma-separated), or `none`, the reference
-    /// model (one-hot symbols only). lookback: the symbols one and two bars
-    /// before the next step and whether the current one repeats them; position: the next step's
-    /// place in its bar and a downbeat flag; mode: the song's major or minor; meter: its meter's
-    /// class (duple, triple, compound …); phrase: lookback four bars back, where folk songs repeat
-    /// most; bar: the next step's bar number in the song (0 … 15, then later; none in a pickup).
-    /// Bars follow each song's meter and barlines from songs.jsonl (on the default sixteenth
-    /// grid). The checkpoint records the groups and the training songs' most common meter and
-    /// mode (generation's defaults); --resume and --init need the same groups.
-    /// [default: all; with --resume or --init, the checkpoint's]
+    /// Inputs besides the symbol: any of `lookback,position,mode,meter,phrase,bar,accidentals`
+    /// (comma-separated), `all` (every group), or `none`, the reference model (one-hot symbols
+    /// only). lookback: the symbols one and two bars before the next step and whether the
+    /// current one repeats them; position: the next step's place in its bar and a downbeat flag;
+    /// mode: the song's major or minor; meter: its meter's class (duple, triple, compound …);
+    /// phrase: lookback four bars back, where folk songs repeat most; bar: the next step's bar
+    /// number in the song (0 … 15, then later; none in a pickup); accidentals: which pitches off
+    /// the scale (C♯ E♭ F♯ G♯ B♭ after the transposition to C) the song has sounded, within the
+    /// last four bars or earlier. Bars follow each song's meter and barlines from songs.jsonl
+    /// (on the default sixteenth grid). The checkpoint records the groups and the training
+    /// songs' most common meter and mode (generation's defaults); --resume and --init need the
+    /// same groups. [default: every group but accidentals, which made melodies no closer to the
+    /// songs (README, "Feature inputs, measured"); with --resume or --init, the checkpoint's]
     #[arg(long, value_parser = FeatureSet::parse)]
     features: Option<FeatureSet>,
 }
 
-/// The groups asked for, else those of the checkpoint to resume or fine-tune, else all: all
-/// six predict `erk`'s held-out songs best (README, "Feature inputs").
+/// The groups asked for, else those of the checkpoint to resume or fine-tune, else the default
+/// set: those six together predict `erk`'s held-out songs best (README, "Feature inputs").
 fn features_of(args: &TrainArgs) -> Result<FeatureSet, String> {
     if let Some(set) = args.features {
         return Ok(set);
@@ -116,7 +118,7 @@ fn features_of(args: &TrainArgs) -> Result<FeatureSet, String> {
     let from = match (&args.init, args.resume) {
         (Some(init), _) => init,
         (None, true) => &args.out,
-        (None, false) => return Ok(FeatureSet::ALL),
+        (None, false) => return Ok(FeatureSet::DEFAULT),
     };
     let saved = checkpoint::load(from).map_err(|e| e.to_string())?;
     saved
