@@ -1098,8 +1098,7 @@ mod tests {
 
     #[test]
     fn accidentals_are_the_black_keys_heard_recently_or_earlier() {
-        let vocab =
-            Vocabulary::from_symbols(["60", "61", "66", "67", "70", "73", "78"].into_iter());
+        let vocab = Vocabulary::from_symbols(["60", "61", "66", "67", "70", "73", "78"]);
         let id = |symbol: &str| vocab.id(symbol).unwrap();
         let blocks = off_scale_blocks(&vocab);
         let block_of = |symbol: &str| blocks[id(symbol) as usize];
