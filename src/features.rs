@@ -49,8 +49,8 @@
 //!   transposes every song to C major or A minor, so these are the five black keys. A song
 //!   leaves the scale for a passage (a modulation, a leading tone that comes back), not for one
 //!   note: 12.5 % of `erk`'s held-out songs have a note off the scale, 3.0 such notes each. The
-//!   model without this group, which reads 64 steps, writes 1.3 a melody that has any. With it,
-//!   2.3, but it starts fewer such melodies, so it is not in the default set
+//!   model without this group, which reads 64 steps, writes 1.3 such notes in a melody that has
+//!   any; with it 2.3, but it starts fewer such melodies, so it is not in the default set
 //!   ([`FeatureSet::DEFAULT`]; README, "Feature inputs, measured").
 //! - **Position** is where t + 1 lies in its bar: steps since the latest bar start, counted
 //!   modulo the measure, so a bar longer than its measure (a barline missing) restarts at each
@@ -799,8 +799,8 @@ impl Accidentals {
         }
     }
 
-    /// Each pitch class as heard before `next`: recently from step `recent_from` on (every step
-    /// of a melody shorter than its [`RECENT_BARS`] bars).
+    /// Each pitch class as heard so far: recently when it last began at step `recent_from` or
+    /// later (None: the melody does not reach [`RECENT_BARS`] bars back, and every step is).
     fn as_of(&self, recent_from: Option<usize>) -> [Heard; OFF_SCALE.len()] {
         self.latest.map(|latest| match latest {
             None => Heard::NotYet,
