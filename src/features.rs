@@ -23,9 +23,10 @@
 //! | phrase (`phrase`)          | V + 1: the symbol four bars before the next step, or none |   |
 //! |                            | 2: the input repeats the symbol four bars before it (no, yes) | 2 |
 //! | bar (`bar`)                | [`MAX_BAR`] + 2: the next step's bar in the song, 0 … 15, then later, none | 1 |
-//! | accidentals (`accidentals`) | 3 for each of C♯, E♭, F♯, G♯, B♭: not yet in the song, within the last four bars, earlier | 5 |
+//! | accidentals (`accidentals`) | 3 for each of C♯, E♭, F♯, G♯, B♭: not yet in the song, within the last four bars, earlier | |
+//! |                            | 3: the song leaves the scale (no, yes, none)     | 6       |
 //!
-//! So D = V + 3V + 9 + 36 + 3 + 6 + 18 + 15 with every group, K = 17; with none, D = V and K = 1
+//! So D = V + 3V + 9 + 36 + 3 + 6 + 18 + 18 with every group, K = 18; with none, D = V and K = 1
 //! (the reference model's one-hot input).
 //!
 //! # Choices
@@ -50,8 +51,10 @@
 //!   leaves the scale for a passage (a modulation, a leading tone that comes back), not for one
 //!   note: 12.5 % of `erk`'s held-out songs have a note off the scale, 3.0 such notes each. The
 //!   model without this group, which reads 64 steps, writes 1.3 such notes in a melody that has
-//!   any; with it 2.3, but it starts fewer such melodies, so it is not in the default set
-//!   ([`FeatureSet::DEFAULT`]; README, "Feature inputs, measured").
+//!   any. The group also says whether the song leaves the scale at all, a condition of the whole
+//!   song like its mode: without it the model, having heard no accidental yet, makes the first
+//!   one rarer still, and truncated sampling cuts most first ones. Generation draws it for each
+//!   melody from the training songs of its mode (the checkpoint records their shares).
 //! - **Position** is where t + 1 lies in its bar: steps since the latest bar start, counted
 //!   modulo the measure, so a bar longer than its measure (a barline missing) restarts at each
 //!   whole measure. Bar starts are the song's barlines (`bar_starts`), so a pickup's steps sit
@@ -110,6 +113,8 @@ const METER_ROWS: usize = 6;
 const OFF_SCALE: [u8; 5] = [1, 3, 6, 8, 10];
 /// The bars before the next step within which an accidental is recent: a phrase.
 const RECENT_BARS: usize = 4;
+/// No, yes, none (a `/` run after the last song).
+const LEAVES_SCALE_ROWS: usize = 3;
 
 /// Which groups of inputs a model reads besides the symbol.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -146,9 +151,8 @@ impl FeatureSet {
         accidentals: true,
     };
 
-    /// `engine train`'s default and the bundled model's: every group but accidentals, which
-    /// made melodies no closer to the songs with the default sampling (README, "Feature inputs,
-    /// measured").
+    /// `engine train`'s default and the bundled model's: every group but accidentals, which no
+    /// bundled model reads yet (README, "Feature inputs, measured").
     pub const DEFAULT: FeatureSet = FeatureSet {
         accidentals: false,
         ..FeatureSet::ALL
@@ -215,7 +219,7 @@ impl FeatureSet {
             + self.meter as usize
             + 2 * self.phrase as usize
             + self.bar as usize
-            + OFF_SCALE.len() * self.accidentals as usize
+            + (OFF_SCALE.len() + 1) * self.accidentals as usize
     }
 
     /// D: the input rows, for a vocabulary of `vocab_len` symbols.
@@ -227,7 +231,7 @@ impl FeatureSet {
             + self.meter as usize * METER_ROWS
             + self.phrase as usize * (vocab_len + 1 + FLAG_ROWS)
             + self.bar as usize * BAR_ROWS
-            + self.accidentals as usize * OFF_SCALE.len() * Heard::ROWS
+            + self.accidentals as usize * (OFF_SCALE.len() * Heard::ROWS + LEAVES_SCALE_ROWS)
     }
 
     /// Lays out one step's row of K indices into `row`.
@@ -272,6 +276,7 @@ impl FeatureSet {
             for heard in step.accidentals {
                 block(heard as usize, Heard::ROWS);
             }
+            block(step.leaves_scale.map_or(2, usize::from), LEAVES_SCALE_ROWS);
         }
         debug_assert_eq!(row.len(), self.inputs_per_step());
     }
@@ -480,11 +485,17 @@ pub struct SongInfo {
     pub mode: Option<ModeClass>,
     /// The song's bars on the grid.
     pub bars: Bars,
+    /// Whether any of its pitches is off the scale ([`OFF_SCALE`]).
+    pub leaves_scale: bool,
 }
 
 impl SongInfo {
     fn meter_class(&self) -> Option<MeterClass> {
         self.meter.map(MeterClass::of)
+    }
+
+    fn condition(&self) -> SongCondition {
+        (self.mode, self.meter_class(), Some(self.leaves_scale))
     }
 }
 
@@ -536,7 +547,9 @@ pub fn load_songs(
                 stream_symbols.len()
             )));
         }
-        infos.push(song_info(&record, stream_symbols.len(), step).map_err(at)?);
+        let mut info = song_info(&record, stream_symbols.len(), step).map_err(at)?;
+        info.leaves_scale = stream_symbols.iter().any(|s| off_scale_block(s).is_some());
+        infos.push(info);
     }
     if stream_songs.next().is_some() {
         return Err(format!(
@@ -548,7 +561,8 @@ pub fn load_songs(
     Ok(infos)
 }
 
-/// A `songs.jsonl` line's meter, mode and bars, for a song of `len` steps.
+/// A `songs.jsonl` line's meter, mode and bars, for a song of `len` steps; whether it leaves the
+/// scale is left false.
 fn song_info(
     record: &serde_json::Value,
     len: usize,
@@ -609,6 +623,7 @@ fn song_info(
         meter,
         mode,
         bars: Bars { measures, starts },
+        leaves_scale: false,
     })
 }
 
@@ -757,6 +772,8 @@ struct StepFeatures {
     meter: Option<MeterClass>,
     /// Of each pitch class of [`OFF_SCALE`], up to the input.
     accidentals: [Heard; OFF_SCALE.len()],
+    /// Whether the song has a pitch off the scale anywhere.
+    leaves_scale: Option<bool>,
 }
 
 /// Whether a song has sounded a pitch class, as of a step.
@@ -778,11 +795,14 @@ impl Heard {
 /// rest, a hold or a `/`.
 fn off_scale_blocks(vocab: &Vocabulary) -> Vec<Option<usize>> {
     (vocab.symbols().iter())
-        .map(|symbol| {
-            let pitch: u8 = symbol.parse().ok()?;
-            OFF_SCALE.iter().position(|&class| class == pitch % 12)
-        })
+        .map(|symbol| off_scale_block(symbol))
         .collect()
+}
+
+/// The block of [`OFF_SCALE`] a symbol sounds, None for any other symbol.
+fn off_scale_block(symbol: &str) -> Option<usize> {
+    let pitch: u8 = symbol.parse().ok()?;
+    OFF_SCALE.iter().position(|&class| class == pitch % 12)
 }
 
 /// The latest step of a melody at which each pitch class off the scale began, as it is read.
@@ -811,14 +831,15 @@ impl Accidentals {
 }
 
 /// The features of a melody's latest step, whose symbol ends `melody`; it predicts the next.
-/// `accidentals` have read the whole melody.
+/// `accidentals` have read the whole melody; `song` is its mode, meter class and whether it
+/// leaves the scale.
 fn melody_step(
     bars: &Bars,
     melody: &[u32],
     accidentals: &Accidentals,
-    mode: Option<ModeClass>,
-    meter: Option<MeterClass>,
+    song: SongCondition,
 ) -> StepFeatures {
+    let (mode, meter, leaves_scale) = song;
     let now = melody.len() - 1;
     let next = now + 1;
     let repeats = |then: Option<usize>| then.is_some_and(|s| melody[s] == melody[now]);
@@ -834,14 +855,19 @@ fn melody_step(
         mode,
         meter,
         accidentals: accidentals.as_of(bars.bars_before(next, RECENT_BARS)),
+        leaves_scale,
     }
 }
 
-/// A `/` of a run that leads into a song of this mode and meter (none after the last song).
-fn delimiter_step(mode: Option<ModeClass>, meter: Option<MeterClass>) -> StepFeatures {
+/// What a song's every step says of it: its mode, meter class and whether it leaves the scale.
+type SongCondition = (Option<ModeClass>, Option<MeterClass>, Option<bool>);
+
+/// A `/` of a run that leads into a song of this condition (none after the last song).
+fn delimiter_step((mode, meter, leaves_scale): SongCondition) -> StepFeatures {
     StepFeatures {
         mode,
         meter,
+        leaves_scale,
         ..StepFeatures::default()
     }
 }
@@ -876,13 +902,7 @@ pub fn stream_features(
         for t in 0..notes {
             accidentals.hear(t, off_scale[unit[t] as usize]);
             let melody = &unit[..=t];
-            let step = melody_step(
-                &info.bars,
-                melody,
-                &accidentals,
-                info.mode,
-                info.meter_class(),
-            );
+            let step = melody_step(&info.bars, melody, &accidentals, info.condition());
             set.write_row(
                 vocab_len,
                 unit[t],
@@ -891,10 +911,7 @@ pub fn stream_features(
             );
         }
         let next = songs_info.get(i + 1);
-        let run = delimiter_step(
-            next.and_then(|song| song.mode),
-            next.and_then(SongInfo::meter_class),
-        );
+        let run = delimiter_step(next.map_or((None, None, None), SongInfo::condition));
         for &symbol in &unit[notes..] {
             set.write_row(
                 vocab_len,
@@ -921,6 +938,7 @@ pub struct FeatureTracker {
     meter: MeterClass,
     melody: Vec<u32>,
     accidentals: Accidentals,
+    leaves_scale: bool,
 }
 
 impl FeatureTracker {
@@ -952,7 +970,21 @@ impl FeatureTracker {
             meter: MeterClass::of(meter),
             melody: Vec::new(),
             accidentals: Accidentals::default(),
+            leaves_scale: false,
         })
+    }
+
+    /// The melody is to leave the scale: what the `accidentals` group's rows say of it
+    /// throughout (false unless set).
+    pub fn leaving_scale(self, leaves_scale: bool) -> FeatureTracker {
+        FeatureTracker {
+            leaves_scale,
+            ..self
+        }
+    }
+
+    fn condition(&self) -> SongCondition {
+        (Some(self.mode), Some(self.meter), Some(self.leaves_scale))
     }
 
     /// K: the indices of each row it writes.
@@ -962,7 +994,7 @@ impl FeatureTracker {
 
     /// Writes the row of a `/` of the context before the melody into `row` (K indices).
     pub fn context_row(&self, row: &mut [u32]) {
-        let step = delimiter_step(Some(self.mode), Some(self.meter));
+        let step = delimiter_step(self.condition());
         self.set
             .write_row(self.vocab_len, self.delimiter, &step, row);
     }
@@ -976,8 +1008,7 @@ impl FeatureTracker {
             &self.bars,
             &self.melody,
             &self.accidentals,
-            Some(self.mode),
-            Some(self.meter),
+            self.condition(),
         );
         self.set.write_row(self.vocab_len, symbol, &step, row);
     }
@@ -1039,8 +1070,8 @@ mod tests {
             width("lookback,position,mode,meter,phrase,bar"),
             (165 + 41 + 18, 12)
         );
-        assert_eq!(width("accidentals"), (38 + 5 * 3, 6));
-        assert_eq!(width("all"), (224 + 15, 17));
+        assert_eq!(width("accidentals"), (38 + 5 * 3 + 3, 7));
+        assert_eq!(width("all"), (224 + 18, 18));
     }
 
     #[test]
@@ -1065,35 +1096,17 @@ mod tests {
                 Heard::NotYet,
                 Heard::Earlier,
             ],
+            leaves_scale: Some(true),
         };
-        let mut row = [0; 17];
+        let mut row = [0; 18];
         set.write_row(v, 3, &step, &mut row);
         // symbol 0…4 | one bar 5…10 | two bars 11…16 | flags 17…18, 19…20 | position 21…54 |
         // downbeat 55…56 | mode 57…59 | meter 60…65 | four bars 66…71 | flag 72…73 | bar 74…91 |
-        // C♯ 92…94 | E♭ 95…97 | F♯ 98…100 | G♯ 101…103 | B♭ 104…106
-        assert_eq!(
-            row,
-            [
-                3,
-                9,
-                16,
-                18,
-                19,
-                21 + 32,
-                55,
-                58,
-                65,
-                68,
-                73,
-                74 + 16,
-                92,
-                97,
-                99,
-                101,
-                106
-            ]
-        );
-        assert_eq!(set.input_width(v), 107);
+        // C♯ 92…94 | E♭ 95…97 | F♯ 98…100 | G♯ 101…103 | B♭ 104…106 | leaves the scale 107…109
+        let indices = [3, 9, 16, 18, 19, 21 + 32, 55, 58, 65, 68, 73, 74 + 16];
+        assert_eq!(row[..12], indices);
+        assert_eq!(row[12..], [92, 97, 99, 101, 106, 108]);
+        assert_eq!(set.input_width(v), 110);
     }
 
     #[test]
@@ -1127,7 +1140,7 @@ mod tests {
         let mut heard = Vec::new();
         for (t, &symbol) in melody.iter().enumerate() {
             accidentals.hear(t, blocks[symbol as usize]);
-            let step = melody_step(&bars, &melody[..=t], &accidentals, None, None);
+            let step = melody_step(&bars, &melody[..=t], &accidentals, (None, None, None));
             heard.push(step.accidentals);
         }
         use Heard::{Earlier, NotYet, Recently};

@@ -89,11 +89,8 @@ pub fn draw_weighted<T: Clone>(weighted: &[(T, usize)], count: usize, rng_seed: 
     assert!(total > 0, "nothing to draw from");
     (0..count as u64)
         .map(|i| {
-            // 8 bytes of the melody's seed, 24 that no `seed_from_u64` stream starts from.
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(rng_seed + i).to_le_bytes());
-            seed[8..].copy_from_slice(b"weighted draw not sample");
-            let mut left = StdRng::from_seed(seed).gen_range(0..total);
+            let mut left =
+                draw_stream(rng_seed + i, b"weighted draw not sample").gen_range(0..total);
             for (value, weight) in weighted {
                 if left < *weight {
                     return value.clone();
@@ -103,6 +100,25 @@ pub fn draw_weighted<T: Clone>(weighted: &[(T, usize)], count: usize, rng_seed: 
             unreachable!("the draw is below the total weight")
         })
         .collect()
+}
+
+/// Whether each melody leaves the scale, drawn with the probability `shares[i]` (the share of
+/// its mode's training songs that do): melody i's draw is its own stream from `rng_seed + i`,
+/// apart from the streams it samples with and draws its meter and mode with.
+pub fn draw_leaving_scale(shares: &[f64], rng_seed: u64) -> Vec<bool> {
+    (0..)
+        .zip(shares)
+        .map(|(i, &share)| draw_stream(rng_seed + i, b"leave the scale or stay ").gen_bool(share))
+        .collect()
+}
+
+/// A generator from 8 bytes of a melody's seed and 24 of `tag`, which no `seed_from_u64` stream
+/// starts from: one draw of the melody's that depends on no other.
+fn draw_stream(melody_seed: u64, tag: &[u8; 24]) -> StdRng {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&melody_seed.to_le_bytes());
+    seed[8..].copy_from_slice(tag);
+    StdRng::from_seed(seed)
 }
 
 /// A melody's history as the model reads it: K indices a step, the symbol alone (K = 1) or its

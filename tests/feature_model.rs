@@ -16,7 +16,7 @@ use melody_engine::features::{
     condition_counts, grid_step, stream_features, Bars, FeatureSet, FeatureTracker, ModeClass,
     SongInfo, GROUPS,
 };
-use melody_engine::generate::{draw_weighted, generate, GenerateOptions};
+use melody_engine::generate::{draw_leaving_scale, draw_weighted, generate, GenerateOptions};
 use melody_engine::kern;
 use melody_engine::model::checkpoint::{self, FeatureRecord};
 use melody_engine::model::{Config, Objective, Params};
@@ -105,6 +105,8 @@ fn a_feature_model_records_its_inputs_and_resumes_exactly() {
                 (Some("6/8".into()), Some("major".into()), 10),
                 (Some("3/4".into()), Some("minor".into()), 8),
             ]),
+            // Recorded only for a model that reads accidentals.
+            leaving_scale: None,
         })
     );
 
@@ -363,7 +365,8 @@ fn generation_feeds_the_rows_stream_features_gives_its_melody() {
         first_position,
         grid_step(),
     )
-    .unwrap();
+    .unwrap()
+    .leaving_scale(true);
     assert_eq!(tracker.pickup(), 2);
     let window = 8;
     let options = GenerateOptions {
@@ -402,6 +405,7 @@ fn generation_feeds_the_rows_stream_features_gives_its_melody() {
         meter: Some((3, 4)),
         mode: Some(ModeClass::Minor),
         bars: Bars::regular(12, first_position),
+        leaves_scale: true,
     };
     let rows = stream_features(&set, &vocab, &stream, delimiter, &[song.clone(), song]).unwrap();
     let expected: Vec<&[u32]> = rows.chunks_exact(set.inputs_per_step()).collect();
@@ -530,6 +534,7 @@ fn the_record_counts_every_training_songs_meter_and_mode() {
         meter,
         mode,
         bars: Bars::regular(8, 0),
+        leaves_scale: false,
     };
     let songs = [
         song(Some((3, 4)), None),
@@ -553,6 +558,33 @@ fn the_record_counts_every_training_songs_meter_and_mode() {
         serde_json::to_string(&record).unwrap(),
         r#"{"groups":["mode","meter"],"common_meter":"2/4","common_mode":"major","conditions":[["2/4","major",3],["3/4",null,2],[null,"minor",1]]}"#
     );
+    // With accidentals, per mode: the songs, and those of them that leave the scale.
+    let mut songs = songs.to_vec();
+    songs[1].leaves_scale = true;
+    songs[2].leaves_scale = true;
+    let record = FeatureRecord::of(&FeatureSet::parse("mode,accidentals").unwrap(), &songs);
+    let mode = |name: &str| Some(name.to_string());
+    assert_eq!(
+        record.leaving_scale,
+        Some(vec![
+            (mode("major"), 3, 1),
+            (None, 2, 0),
+            (mode("minor"), 1, 1)
+        ])
+    );
+}
+
+#[test]
+fn the_leaving_scale_draw_follows_the_shares_and_the_seed() {
+    let drawn = draw_leaving_scale(&[0.25; 4000], 7);
+    let leaving = drawn.iter().filter(|&&leaves| leaves).count();
+    // 1,000 expected; the binomial's standard deviation is 27.
+    assert!((900..=1100).contains(&leaving), "{leaving} of 4,000");
+    let certain = draw_leaving_scale(&[0.0, 1.0, 0.0, 1.0], 3);
+    assert_eq!(certain, [false, true, false, true]);
+    // Melody i's draw follows from its own seed, rng_seed + i, alone.
+    assert_eq!(drawn[5], draw_leaving_scale(&[0.25], 12)[0]);
+    assert_ne!(drawn, draw_leaving_scale(&[0.25; 4000], 8));
 }
 
 #[test]
@@ -744,5 +776,23 @@ fn train_defaults_to_six_groups_and_resume_to_the_checkpoints() {
         ]);
         assert_eq!(groups_of(&tuned), expected, "fine-tuned");
     }
+    // The model with accidentals draws whether each melody leaves the scale from its training
+    // songs, none of which does here.
+    let all = data.join(format!("{every}.safetensors"));
+    let output = succeeded(
+        engine()
+            .args([
+                "generate", "--device", "cpu", "--steps", "8", "--count", "4",
+            ])
+            .args(["--training-mixture", "--out-dir"])
+            .arg(data.join("melodies"))
+            .arg("--model")
+            .arg(&all),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("0 of 4 melodies leave the scale"),
+        "{stderr}"
+    );
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
 }

@@ -17,7 +17,7 @@ use melody_engine::kern::QuarterLength;
 const ALL: &str = "lookback,position,mode,meter,phrase,bar,accidentals";
 
 /// K with every group.
-const K: usize = 17;
+const K: usize = 18;
 
 fn sixteenth() -> QuarterLength {
     QuarterLength::new(1, 4)
@@ -34,31 +34,16 @@ fn erk(shared: &Path, test: &str) -> (PathBuf, Vec<String>) {
 
 /// One row in words: `symbol | one bar back, two bars back | repeat flags | position, downbeat |
 /// mode, meter | four bars back, repeat flag | bar | C♯ E♭ F♯ G♯ B♭ heard (0 not yet, 1 within four
-/// bars, 2 earlier)`, read back from the index layout the module documents.
+/// bars, 2 earlier) leaves the scale (0 no, 1 yes, 2 none)`, read back from the index layout the
+/// module documents.
 fn describe(row: &[u32], vocab: &Vocabulary) -> String {
     let v = vocab.len() as u32;
     let places = MAX_POSITION as u32 + 2;
     // Each block's rows, in order; each index minus the rows before its block.
     let bars = MAX_BAR as u32 + 2;
-    let blocks = [
-        v,
-        v + 1,
-        v + 1,
-        2,
-        2,
-        places,
-        2,
-        3,
-        6,
-        v + 1,
-        2,
-        bars,
-        3,
-        3,
-        3,
-        3,
-        3,
-    ];
+    let heard = 3;
+    let blocks = [v, v + 1, v + 1, 2, 2, places, 2, 3, 6, v + 1, 2, bars];
+    let blocks = blocks.into_iter().chain([heard; 6]);
     let mut before = 0;
     let at: Vec<u32> = (row.iter().zip(blocks))
         .map(|(&index, rows)| {
@@ -92,7 +77,7 @@ fn describe(row: &[u32], vocab: &Vocabulary) -> String {
         "none",
     ];
     format!(
-        "{} | {} {} | {}{} | {position} {} | {mode} {} | {} {} | {bar} | {}{}{}{}{}",
+        "{} | {} {} | {}{} | {position} {} | {mode} {} | {} {} | {bar} | {}{}{}{}{} {}",
         vocab.symbol(at[0]),
         symbol_or_none(at[1]),
         symbol_or_none(at[2]),
@@ -107,6 +92,7 @@ fn describe(row: &[u32], vocab: &Vocabulary) -> String {
         at[14],
         at[15],
         at[16],
+        at[17],
     )
 }
 
@@ -166,55 +152,55 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     let song = "deut0567.krn";
     assert_eq!(
         row(song, 0),
-        "55 | none none | 00 | 7 0 | major duple | none 0 | none | 00000"
+        "55 | none none | 00 | 7 0 | major duple | none 0 | none | 00000 0"
     );
     assert_eq!(
         row(song, 1),
-        "_ | none none | 00 | 0 1 | major duple | none 0 | 0 | 00000"
+        "_ | none none | 00 | 0 1 | major duple | none 0 | 0 | 00000 0"
     );
     assert_eq!(
         row(song, 7),
-        "_ | 55 none | 00 | 6 0 | major duple | none 0 | 0 | 00000"
+        "_ | 55 none | 00 | 6 0 | major duple | none 0 | 0 | 00000 0"
     );
     assert_eq!(
         row(song, 8),
-        "62 | _ none | 00 | 7 0 | major duple | none 0 | 0 | 00000"
+        "62 | _ none | 00 | 7 0 | major duple | none 0 | 0 | 00000 0"
     );
     assert_eq!(
         row(song, 9),
-        "_ | 60 none | 10 | 0 1 | major duple | none 0 | 1 | 00000"
+        "_ | 60 none | 10 | 0 1 | major duple | none 0 | 1 | 00000 0"
     );
     assert_eq!(
         row(song, 15),
-        "_ | 62 55 | 10 | 6 0 | major duple | none 0 | 1 | 00000"
+        "_ | 62 55 | 10 | 6 0 | major duple | none 0 | 1 | 00000 0"
     );
     assert_eq!(
         row(song, 17),
-        "_ | 64 60 | 11 | 0 1 | major duple | none 0 | 2 | 00000"
+        "_ | 64 60 | 11 | 0 1 | major duple | none 0 | 2 | 00000 0"
     );
     // Four bars back (32 steps) from the next step, and bars counted from the first barline.
     assert_eq!(
         row(song, 33),
-        "_ | 67 64 | 11 | 0 1 | major duple | 60 1 | 4 | 00000"
+        "_ | 67 64 | 11 | 0 1 | major duple | 60 1 | 4 | 00000 0"
     );
     assert_eq!(
         row(song, 41),
-        "_ | 72 67 | 11 | 0 1 | major duple | 64 1 | 5 | 00000"
+        "_ | 72 67 | 11 | 0 1 | major duple | 64 1 | 5 | 00000 0"
     );
     // The last step predicts the first `/`: its position runs on in the last bar (106 + 6), and
     // it looks back to steps 104 and 96, both 62.
     assert_eq!(
         row(song, 111),
-        "_ | 62 62 | 11 | 6 0 | major duple | 67 1 | 13 | 00000"
+        "_ | 62 62 | 11 | 6 0 | major duple | 67 1 | 13 | 00000 0"
     );
     // The run after it leads into deut0568, also 2/4 major.
     assert_eq!(
         row(song, 112),
-        "/ | none none | 00 | none 0 | major duple | none 0 | none | 00000"
+        "/ | none none | 00 | none 0 | major duple | none 0 | none | 00000 0"
     );
     assert_eq!(
         row(song, 112 + 63),
-        "/ | none none | 00 | none 0 | major duple | none 0 | none | 00000"
+        "/ | none none | 00 | none 0 | major duple | none 0 | none | 00000 0"
     );
 
     // deut0617, 3/4, bar_starts [2, 14, 26, …]: 55 _ | 60 _ _ 60 60 _ 64 _ 67 _ | 60 _ 64 _
@@ -222,27 +208,27 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     let song = "deut0617.krn";
     assert_eq!(
         row(song, 0),
-        "55 | none none | 00 | 11 0 | major triple | none 0 | none | 00000"
+        "55 | none none | 00 | 11 0 | major triple | none 0 | none | 00000 0"
     );
     assert_eq!(
         row(song, 1),
-        "_ | none none | 00 | 0 1 | major triple | none 0 | 0 | 00000"
+        "_ | none none | 00 | 0 1 | major triple | none 0 | 0 | 00000 0"
     );
     assert_eq!(
         row(song, 12),
-        "60 | _ none | 00 | 11 0 | major triple | none 0 | 0 | 00000"
+        "60 | _ none | 00 | 11 0 | major triple | none 0 | 0 | 00000 0"
     );
     assert_eq!(
         row(song, 16),
-        "62 | 60 none | 00 | 3 0 | major triple | none 0 | 1 | 00000"
+        "62 | 60 none | 00 | 3 0 | major triple | none 0 | 1 | 00000 0"
     );
     assert_eq!(
         row(song, 17),
-        "60 | 60 none | 10 | 4 0 | major triple | none 0 | 1 | 00000"
+        "60 | 60 none | 10 | 4 0 | major triple | none 0 | 1 | 00000 0"
     );
     assert_eq!(
         row(song, 29),
-        "65 | 59 60 | 00 | 4 0 | major triple | none 0 | 2 | 00000"
+        "65 | 59 60 | 00 | 4 0 | major triple | none 0 | 2 | 00000 0"
     );
 
     // deut0711, 6/8 in minor, bar_starts [2, 14, 26, …]: 64 _ | 69 _ 69 _ 71 _ 72 _ 71 _ 72 _ |
@@ -250,24 +236,24 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     let song = "deut0711.krn";
     assert_eq!(
         row(song, 0),
-        "64 | none none | 00 | 11 0 | minor compound duple | none 0 | none | 00000"
+        "64 | none none | 00 | 11 0 | minor compound duple | none 0 | none | 00000 1"
     );
     assert_eq!(
         row(song, 13),
-        "_ | 69 none | 10 | 0 1 | minor compound duple | none 0 | 1 | 00000"
+        "_ | 69 none | 10 | 0 1 | minor compound duple | none 0 | 1 | 00000 1"
     );
     assert_eq!(
         row(song, 24),
-        "64 | _ _ | 01 | 11 0 | minor compound duple | none 0 | 1 | 00000"
+        "64 | _ _ | 01 | 11 0 | minor compound duple | none 0 | 1 | 00000 1"
     );
     assert_eq!(
         row(song, 25),
-        "_ | 69 69 | 11 | 0 1 | minor compound duple | none 0 | 2 | 00000"
+        "_ | 69 69 | 11 | 0 1 | minor compound duple | none 0 | 2 | 00000 1"
     );
     // G♯ at step 28, a minor song's leading tone: the fourth block.
     assert_eq!(
         row(song, 28),
-        "68 | 71 _ | 00 | 3 0 | minor compound duple | none 0 | 2 | 00010"
+        "68 | 71 _ | 00 | 3 0 | minor compound duple | none 0 | 2 | 00010 1"
     );
 
     // deut0654, 6/8 major: one F♯, at step 36 (bar_starts [2, 14, 26, 38, …]). It is recent up to
@@ -277,10 +263,10 @@ fn rows_of_a_pickup_song_a_3_4_song_and_a_6_8_song_in_minor() {
     assert_eq!(
         rows,
         [
-            "_ | 67 72 | 11 | 10 0 | major compound duple | none 0 | 2 | 00000",
-            "66 | _ _ | 00 | 11 0 | major compound duple | none 0 | 2 | 00100",
-            "_ | 62 72 | 11 | 10 0 | major compound duple | 66 1 | 6 | 00100",
-            "62 | _ _ | 10 | 11 0 | major compound duple | _ 0 | 6 | 00200",
+            "_ | 67 72 | 11 | 10 0 | major compound duple | none 0 | 2 | 00000 1",
+            "66 | _ _ | 00 | 11 0 | major compound duple | none 0 | 2 | 00100 1",
+            "_ | 62 72 | 11 | 10 0 | major compound duple | 66 1 | 6 | 00100 1",
+            "62 | _ _ | 10 | 11 0 | major compound duple | _ 0 | 6 | 00200 1",
         ]
     );
     std::fs::remove_dir_all(&erk.dir).unwrap();
@@ -320,7 +306,8 @@ fn the_tracker_reproduces_every_song_with_regular_bars() {
             info.bars.position(0),
             sixteenth(),
         )
-        .unwrap();
+        .unwrap()
+        .leaving_scale(info.leaves_scale);
         let stream_row = |t: usize| &erk.rows[(erk.starts[i] + t) * K..][..K];
         if i > 0 {
             // The run before the song leads into it.

@@ -102,7 +102,8 @@ BARS_BACK = {"lookback": (1, 2), "phrase": (4,)}
 # Blocks after the symbol's, in this order; a group the model does not read takes none.
 GROUP_ORDER = ("lookback", "position", "mode", "meter", "phrase", "bar", "accidentals")
 # The pitch classes off C major / A minor, which every song is transposed to: a block of 3 rows
-# each (not yet in the song, within the RECENT_BARS bars before the next step, only earlier).
+# each (not yet in the song, within the RECENT_BARS bars before the next step, only earlier),
+# then one of 3 for the song (it has such a pitch anywhere: no, yes; none after the last song).
 OFF_SCALE = (1, 3, 6, 8, 10)
 RECENT_BARS = 4
 MODE_CLASSES = {
@@ -141,6 +142,7 @@ class Song:
     starts: list[int]  # bar starts; beyond them every measure, before the first counted back
     mode: int | None
     meter: int | None
+    leaves_scale: bool
 
     @staticmethod
     def of(record: dict, length: int) -> "Song":
@@ -162,6 +164,7 @@ class Song:
             starts,
             None if mode is None else MODE_CLASSES[mode],
             None if meter is None else meter_class(meter),
+            any(off_scale_class(s) is not None for s in record["encoding"].split(" ")),
         )
 
     def measure_at(self, step: int) -> int:
@@ -207,6 +210,7 @@ class Step:
     meter: int | None = None
     # Per pitch class of OFF_SCALE: 0 not yet heard, 1 recently, 2 only earlier.
     heard: tuple[int, ...] = (0,) * len(OFF_SCALE)
+    leaves_scale: bool | None = None
 
 
 LAGS = sorted({lag for lags in BARS_BACK.values() for lag in lags})
@@ -225,7 +229,14 @@ def note_step(song: Song, melody: list[int], onsets: list[int | None]) -> Step:
     recent_from = song.bars_before(after, RECENT_BARS) or 0
     heard = tuple(0 if at is None else 1 if at >= recent_from else 2 for at in onsets)
     return Step(
-        back, repeats, song.position(after), song.bar_number(after), song.mode, song.meter, heard
+        back,
+        repeats,
+        song.position(after),
+        song.bar_number(after),
+        song.mode,
+        song.meter,
+        heard,
+        song.leaves_scale,
     )
 
 
@@ -234,6 +245,7 @@ def run_step(next_song: Song | None) -> Step:
     step = Step({lag: None for lag in LAGS}, {lag: False for lag in LAGS})
     if next_song is not None:
         step.mode, step.meter = next_song.mode, next_song.meter
+        step.leaves_scale = next_song.leaves_scale
     return step
 
 
@@ -268,6 +280,7 @@ def input_blocks(groups: list[str], vocab: int) -> list[tuple[int, object]]:
         elif group == "accidentals":
             for i in range(len(OFF_SCALE)):
                 blocks.append((3, lambda _, s, i=i: s.heard[i]))
+            blocks.append((3, lambda _, s: 2 if s.leaves_scale is None else int(s.leaves_scale)))
     return blocks
 
 

@@ -10,7 +10,7 @@ use melody_engine::features::{self, Condition, FeatureSet, FeatureTracker, ModeC
 use melody_engine::generate::{self, GenerateOptions};
 use melody_engine::kern::KeyDesignation;
 use melody_engine::melody;
-use melody_engine::model::checkpoint;
+use melody_engine::model::checkpoint::{self, CheckpointConfig};
 use melody_engine::outputs::{self, Conditioning, Format, WriteOptions};
 use melody_engine::sample::{Sampler, SamplingConfig, Temperature};
 
@@ -275,8 +275,10 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     // Each melody's tracker, and the meter and conditioning its files carry.
     let (trackers, written) = match &conditions {
         Some(conditions) => {
+            let leaving = leaving_scale(set, &saved.config, conditions, args.rng_seed)
+                .map_err(|e| format!("{}: {e}", model.display()))?;
             let (mut trackers, mut written) = (Vec::new(), Vec::new());
-            for &(meter, mode) in conditions {
+            for (&(meter, mode), leaves_scale) in conditions.iter().zip(leaving) {
                 let asked = if args.training_mixture {
                     format!("meter {}/{}", meter.0, meter.1)
                 } else {
@@ -295,7 +297,8 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
                     first_position,
                     features::grid_step(),
                 )
-                .map_err(|e| format!("{asked}: {e}"))?;
+                .map_err(|e| format!("{asked}: {e}"))?
+                .leaving_scale(leaves_scale);
                 let pickup = tracker.pickup() as u32;
                 trackers.push(tracker);
                 written.push((meter, Some(Conditioning { mode, pickup })));
@@ -371,6 +374,36 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
 
 /// The melodies' meters and modes in words: the one all share, or for a batch in the training
 /// songs' mixture, how many were drawn in each, most first.
+/// Whether each melody leaves the scale: drawn from its mode's training songs for a model that
+/// reads `accidentals` (reported on stderr), else false, which such a model does not read.
+fn leaving_scale(
+    set: FeatureSet,
+    config: &CheckpointConfig,
+    conditions: &[((u32, u32), ModeClass)],
+    rng_seed: u64,
+) -> Result<Vec<bool>, String> {
+    if !set.accidentals {
+        return Ok(vec![false; conditions.len()]);
+    }
+    let shares = (conditions.iter())
+        .map(|&(_, mode)| {
+            config.leaving_scale_share(mode).ok_or_else(|| {
+                format!(
+                    "it reads accidentals but records no share of {} training songs that leave                      the scale (trained before it was recorded): train it again",
+                    mode.name()
+                )
+            })
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    let leaving = generate::draw_leaving_scale(&shares, rng_seed);
+    let count = leaving.iter().filter(|&&leaves| leaves).count();
+    eprintln!(
+        "{count} of {} melodies leave the scale (drawn as often as their mode's training songs do)",
+        leaving.len()
+    );
+    Ok(leaving)
+}
+
 fn describe(conditions: &[((u32, u32), ModeClass)], mixture: bool) -> String {
     if !mixture {
         let ((count, unit), mode) = conditions[0];

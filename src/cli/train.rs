@@ -100,11 +100,12 @@ pub struct TrainArgs {
     /// phrase: lookback four bars back, where folk songs repeat most; bar: the next step's bar
     /// number in the song (0 … 15, then later; none in a pickup); accidentals: which pitches off
     /// the scale (C♯ E♭ F♯ G♯ B♭ after the transposition to C) the song has sounded, within the
-    /// last four bars or earlier. Bars follow each song's meter and barlines from songs.jsonl
+    /// last four bars or earlier, and whether it leaves the scale at all (generation draws that
+    /// for each melody as often as the training songs of its mode do). Bars follow each song's meter and barlines from songs.jsonl
     /// (on the default sixteenth grid). The checkpoint records the groups and the training
     /// songs' most common meter and mode (generation's defaults); --resume and --init need the
-    /// same groups. [default: every group but accidentals, which made melodies no closer to the
-    /// songs (README, "Feature inputs, measured"); with --resume or --init, the checkpoint's]
+    /// same groups. [default: every group but accidentals, the bundled model's (README, "Feature
+    /// inputs, measured"); with --resume or --init, the checkpoint's]
     #[arg(long, value_parser = FeatureSet::parse)]
     features: Option<FeatureSet>,
 }

@@ -16,7 +16,7 @@ use super::{Config, Objective, Params};
 use crate::atomic;
 use crate::encode::Vocabulary;
 use crate::features::{
-    condition_counts, most_common, parse_meter, Condition, FeatureSet, ModeClass, SongInfo,
+    condition_counts, most_common, parse_meter, tally, Condition, FeatureSet, ModeClass, SongInfo,
 };
 
 /// What a checkpoint records besides the tensors (metadata key `config`). The caller fills in
@@ -56,6 +56,11 @@ pub struct FeatureRecord {
     /// --training-mixture` draws from. None in checkpoints written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<RecordedCondition>>,
+    /// For a model reading `accidentals`: per mode (`["minor", 95, 61]`, null for songs without
+    /// one), the training songs and how many of them leave the scale, from which generation
+    /// draws whether a melody does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaving_scale: Option<Vec<(Option<String>, usize, usize)>>,
 }
 
 /// A meter (`3/4`), a mode (`minor`), null where songs have none, and how many songs have them.
@@ -70,11 +75,21 @@ impl FeatureRecord {
         let conditions = (condition_counts(songs).into_iter())
             .map(|((meter, mode), count)| (meter.map(meter_name), mode.map(mode_name), count))
             .collect();
+        let leaving_scale = set.accidentals.then(|| {
+            (tally(songs.iter().map(|song| song.mode)).into_iter())
+                .map(|(mode, count)| {
+                    let of_mode = songs.iter().filter(|song| song.mode == mode);
+                    let leaving = of_mode.filter(|song| song.leaves_scale).count();
+                    (mode.map(mode_name), count, leaving)
+                })
+                .collect()
+        });
         FeatureRecord {
             groups: set.names().iter().map(|name| name.to_string()).collect(),
             common_meter: meter.map(meter_name),
             common_mode: mode.map(mode_name),
             conditions: Some(conditions),
+            leaving_scale,
         }
     }
 }
@@ -178,6 +193,16 @@ impl CheckpointConfig {
         (record.and_then(|r| r.common_mode.as_deref()))
             .map(ModeClass::parse)
             .transpose()
+    }
+
+    /// The share of the training songs of `mode` that leave the scale, as recorded: None for a
+    /// model without `accidentals`, or a checkpoint written before it was recorded, or when no
+    /// training song had that mode.
+    pub fn leaving_scale_share(&self, mode: ModeClass) -> Option<f64> {
+        let record = self.features.as_ref()?.leaving_scale.as_ref()?;
+        (record.iter())
+            .find(|(name, _, _)| name.as_deref() == Some(mode.name()))
+            .map(|&(_, songs, leaving)| leaving as f64 / songs as f64)
     }
 
     /// Every training song's meter and mode with how many songs have them, as recorded; None
