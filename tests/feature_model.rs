@@ -18,7 +18,7 @@ use melody_engine::features::{
 };
 use melody_engine::generate::{draw_leaving_scale, draw_weighted, generate, GenerateOptions};
 use melody_engine::kern;
-use melody_engine::model::checkpoint::{self, FeatureRecord};
+use melody_engine::model::checkpoint::{self, CheckpointConfig, FeatureRecord};
 use melody_engine::model::{Config, Objective, Params};
 use melody_engine::optim::{Adam, AdamState};
 use melody_engine::sample::{Sampler, SamplingConfig};
@@ -572,6 +572,28 @@ fn the_record_counts_every_training_songs_meter_and_mode() {
             (mode("minor"), 1, 1)
         ])
     );
+    let config = |record: FeatureRecord| CheckpointConfig {
+        layers: 1,
+        hidden: 8,
+        dropout: 0.0,
+        vocab_size: 5,
+        input_width: 5,
+        inputs_per_step: 1,
+        window: 8,
+        objective: Objective::All,
+        epoch: 0,
+        step: 0,
+        features: Some(record),
+    };
+    let shares = |config: CheckpointConfig| {
+        [ModeClass::Major, ModeClass::Minor].map(|mode| config.leaving_scale_share(mode))
+    };
+    assert_eq!(shares(config(record)), [Some(1.0 / 3.0), Some(1.0)]);
+    // No training song in minor: a minor melody leaves the scale as often as all the songs do.
+    let without_minor = FeatureRecord::of(&FeatureSet::ALL, &songs[..2]);
+    assert_eq!(shares(config(without_minor)), [Some(1.0), Some(0.5)]);
+    let without_accidentals = FeatureRecord::of(&FeatureSet::DEFAULT, &songs);
+    assert_eq!(shares(config(without_accidentals)), [None, None]);
 }
 
 #[test]

@@ -386,15 +386,12 @@ fn leaving_scale(
         return Ok(vec![false; conditions.len()]);
     }
     let shares = (conditions.iter())
-        .map(|&(_, mode)| {
-            config.leaving_scale_share(mode).ok_or_else(|| {
-                format!(
-                    "it reads accidentals but records no share of {} training songs that leave                      the scale (trained before it was recorded): train it again",
-                    mode.name()
-                )
-            })
-        })
-        .collect::<Result<Vec<f64>, String>>()?;
+        .map(|&(_, mode)| config.leaving_scale_share(mode))
+        .collect::<Option<Vec<f64>>>()
+        .ok_or(
+            "it reads accidentals but does not record how many of its training songs leave the \
+             scale (trained before that was recorded): train it again",
+        )?;
     let leaving = generate::draw_leaving_scale(&shares, rng_seed);
     let count = leaving.iter().filter(|&&leaves| leaves).count();
     eprintln!(

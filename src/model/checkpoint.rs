@@ -195,14 +195,19 @@ impl CheckpointConfig {
             .transpose()
     }
 
-    /// The share of the training songs of `mode` that leave the scale, as recorded: None for a
-    /// model without `accidentals`, or a checkpoint written before it was recorded, or when no
-    /// training song had that mode.
+    /// The share of the training songs of `mode` that leave the scale, as recorded (of all of
+    /// them when none has that mode): None for a model without `accidentals`, or a checkpoint
+    /// written before it was recorded.
     pub fn leaving_scale_share(&self, mode: ModeClass) -> Option<f64> {
         let record = self.features.as_ref()?.leaving_scale.as_ref()?;
-        (record.iter())
-            .find(|(name, _, _)| name.as_deref() == Some(mode.name()))
-            .map(|&(_, songs, leaving)| leaving as f64 / songs as f64)
+        let is_mode = |name: &Option<String>| name.as_deref() == Some(mode.name());
+        let any_of_mode = record.iter().any(|(name, _, _)| is_mode(name));
+        let (songs, leaving) = (record.iter())
+            .filter(|(name, _, _)| !any_of_mode || is_mode(name))
+            .fold((0, 0), |(songs, leaving), &(_, s, l)| {
+                (songs + s, leaving + l)
+            });
+        (songs > 0).then(|| leaving as f64 / songs as f64)
     }
 
     /// Every training song's meter and mode with how many songs have them, as recorded; None
