@@ -80,6 +80,7 @@ use std::path::Path;
 use crate::dataset::{is_held_out, songs, Dataset, Split};
 use crate::encode::Vocabulary;
 use crate::kern::{Mode, QuarterLength};
+use crate::melody::Symbol;
 
 /// The feature groups, in their block order; also their names in `--features` and checkpoints.
 pub const GROUPS: [&str; 7] = [
@@ -108,8 +109,9 @@ const BAR_ROWS: usize = MAX_BAR + 2;
 const MODE_ROWS: usize = 3;
 const METER_ROWS: usize = 6;
 
-/// The pitch classes off the scale of C major and A minor, which every song is transposed to: C♯,
-/// E♭, F♯, G♯, B♭. Each has its block of the accidentals group.
+/// The pitch classes off the scale of C major and A minor
+/// ([`C_MAJOR_PITCH_CLASSES`](crate::melody::C_MAJOR_PITCH_CLASSES)), which every song is
+/// transposed to: C♯, E♭, F♯, G♯, B♭. Each has its block of the accidentals group.
 const OFF_SCALE: [u8; 5] = [1, 3, 6, 8, 10];
 /// The bars before the next step within which an accidental is recent: a phrase.
 const RECENT_BARS: usize = 4;
@@ -547,9 +549,7 @@ pub fn load_songs(
                 stream_symbols.len()
             )));
         }
-        let mut info = song_info(&record, stream_symbols.len(), step).map_err(at)?;
-        info.leaves_scale = stream_symbols.iter().any(|s| off_scale_block(s).is_some());
-        infos.push(info);
+        infos.push(song_info(&record, &stream_symbols, step).map_err(at)?);
     }
     if stream_songs.next().is_some() {
         return Err(format!(
@@ -561,13 +561,13 @@ pub fn load_songs(
     Ok(infos)
 }
 
-/// A `songs.jsonl` line's meter, mode and bars, for a song of `len` steps; whether it leaves the
-/// scale is left false.
+/// A `songs.jsonl` line's meter, mode and bars, for its song of `symbols`.
 fn song_info(
     record: &serde_json::Value,
-    len: usize,
+    symbols: &[&str],
     step: QuarterLength,
 ) -> Result<SongInfo, String> {
+    let len = symbols.len();
     let meter_of = |value: &serde_json::Value| {
         let text = value.as_str().ok_or("a meter that is not a string")?;
         parse_meter(text)
@@ -623,7 +623,9 @@ fn song_info(
         meter,
         mode,
         bars: Bars { measures, starts },
-        leaves_scale: false,
+        leaves_scale: symbols
+            .iter()
+            .any(|symbol| off_scale_block(symbol).is_some()),
     })
 }
 
@@ -801,7 +803,9 @@ fn off_scale_blocks(vocab: &Vocabulary) -> Vec<Option<usize>> {
 
 /// The block of [`OFF_SCALE`] a symbol sounds, None for any other symbol.
 fn off_scale_block(symbol: &str) -> Option<usize> {
-    let pitch: u8 = symbol.parse().ok()?;
+    let Some(Symbol::Pitch(pitch)) = Symbol::parse(symbol) else {
+        return None;
+    };
     OFF_SCALE.iter().position(|&class| class == pitch % 12)
 }
 
@@ -1113,6 +1117,10 @@ mod tests {
     fn accidentals_are_the_black_keys_heard_recently_or_earlier() {
         let vocab = Vocabulary::from_symbols(["60", "61", "66", "67", "70", "73", "78"]);
         let id = |symbol: &str| vocab.id(symbol).unwrap();
+        // The off-scale classes are the twelve less the scale's.
+        let scale = crate::melody::C_MAJOR_PITCH_CLASSES;
+        let classes = (0..12).filter(|class| !scale.contains(class));
+        assert_eq!(classes.collect::<Vec<u8>>(), OFF_SCALE);
         let blocks = off_scale_blocks(&vocab);
         let block_of = |symbol: &str| blocks[id(symbol) as usize];
         // C♯ in two octaves is one pitch class; G and C are on the scale, `_` and `r` no pitch.
