@@ -2,7 +2,7 @@
 //! one forward pass to the last step's distribution (what `engine evaluate` does per batch) at the
 //! training shape B=64, T=64, H=256, V=38, one layer, loss at all positions (on the selected CPU
 //! kernels and, for comparison, with the recurrence through gemm), and the step of the default
-//! model with its six feature groups (D = 224, K = 12); the recurrent products alone, in FLOP/s;
+//! model with its seven feature groups (D = 242, K = 18); the recurrent products alone, in FLOP/s;
 //! generation, one melody and a batch of 16; and the training step on the CPU and the GPU at B=64
 //! and B=512. Throughput is in step-samples (B·T positions) per second, the unit the PyTorch peers
 //! (benches/peers/torch_cpu_step.py, torch_cuda_step.py) print, and in symbols per second for
@@ -82,11 +82,11 @@ fn train_step(c: &mut Criterion) {
     group.finish();
 }
 
-/// The same step for the default model, every feature group but accidentals (on `erk`'s
-/// vocabulary, D = 224 columns and K = 12 indices a step, drawn at random): what `engine train`
-/// runs and logs by default, where the `v38` group is the one-hot reference model.
+/// The same step for the default model, every feature group (on `erk`'s vocabulary, D = 242
+/// columns and K = 18 indices a step, drawn at random): what `engine train` runs and logs by
+/// default, where the `v38` group is the one-hot reference model.
 fn train_step_features(c: &mut Criterion) {
-    let features = FeatureSet::DEFAULT;
+    let features = FeatureSet::ALL;
     let (width, per_step) = (features.input_width(VOCAB), features.inputs_per_step());
     let config = Config::one_hot(VOCAB, 256, 1, 0.2).multi_hot(width, per_step);
     let params = Params::<f32>::init(config, &mut StdRng::seed_from_u64(0));

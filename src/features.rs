@@ -142,7 +142,8 @@ impl FeatureSet {
         accidentals: false,
     };
 
-    /// Every group.
+    /// Every group: `engine train`'s default and the bundled model's (README, "Feature inputs,
+    /// measured").
     pub const ALL: FeatureSet = FeatureSet {
         lookback: true,
         position: true,
@@ -151,13 +152,6 @@ impl FeatureSet {
         phrase: true,
         bar: true,
         accidentals: true,
-    };
-
-    /// `engine train`'s default and the bundled model's: every group but accidentals, which no
-    /// bundled model reads yet (README, "Feature inputs, measured").
-    pub const DEFAULT: FeatureSet = FeatureSet {
-        accidentals: false,
-        ..FeatureSet::ALL
     };
 
     /// Parses `--features`: group names separated by commas, in any order; `all` is every

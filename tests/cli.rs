@@ -115,10 +115,11 @@ fn generate_with_the_bundled_model_writes_exactly_the_printed_melody() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The default sampling is T 1.3 with nucleus 0.8 (README, "Feature inputs, measured"): the
-/// same melody as asking for them, another than the model's own distribution.
+/// The default sampling is T 1.2 with nucleus 0.9 and rest penalty 0.3 (README, "Feature
+/// inputs, measured"): the same melody as asking for them, another than without any one of
+/// them.
 #[test]
-fn generate_samples_at_temperature_1_3_and_top_p_0_8_by_default() {
+fn generate_samples_at_temperature_1_2_top_p_0_9_rest_penalty_0_3_by_default() {
     let dir = temp_dir("sampling-defaults");
     let melody = |flags: &[&str]| {
         let common = [
@@ -127,8 +128,20 @@ fn generate_samples_at_temperature_1_3_and_top_p_0_8_by_default() {
         stdout(&engine(&[&common[..], flags].concat(), &dir))
     };
     let default = melody(&[]);
-    assert_eq!(default, melody(&["--temperature", "1.3", "--top-p", "0.8"]));
-    assert_ne!(default, melody(&["--temperature", "1", "--top-p", "1"]));
+    let asked = [
+        "--temperature",
+        "1.2",
+        "--top-p",
+        "0.9",
+        "--rest-penalty",
+        "0.3",
+    ];
+    assert_eq!(default, melody(&asked));
+    for flag in 0..3 {
+        let mut other = asked;
+        other[2 * flag + 1] = ["1", "1", "0"][flag];
+        assert_ne!(default, melody(&other), "{other:?}");
+    }
     fs::remove_dir_all(&dir).unwrap();
 }
 

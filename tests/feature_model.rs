@@ -592,7 +592,13 @@ fn the_record_counts_every_training_songs_meter_and_mode() {
     // No training song in minor: a minor melody leaves the scale as often as all the songs do.
     let without_minor = FeatureRecord::of(&FeatureSet::ALL, &songs[..2]);
     assert_eq!(shares(config(without_minor)), [Some(1.0), Some(0.5)]);
-    let without_accidentals = FeatureRecord::of(&FeatureSet::DEFAULT, &songs);
+    let without_accidentals = FeatureRecord::of(
+        &FeatureSet {
+            accidentals: false,
+            ..FeatureSet::ALL
+        },
+        &songs,
+    );
     assert_eq!(shares(config(without_accidentals)), [None, None]);
 }
 
@@ -752,11 +758,11 @@ fn a_batch_in_the_training_mixture_carries_each_melodys_meter_and_key() {
     fs::remove_dir_all(data.parent().unwrap()).unwrap();
 }
 
-/// `engine train` reads every group but accidentals unless told otherwise; `--features all` adds
-/// it, `--features none` is the reference model; `--resume` (and `--init`) without `--features`
-/// take the checkpoint's groups.
+/// `engine train` reads every group unless told otherwise; `--features` names fewer, `none` is
+/// the reference model; `--resume` (and `--init`) without `--features` take the checkpoint's
+/// groups.
 #[test]
-fn train_defaults_to_six_groups_and_resume_to_the_checkpoints() {
+fn train_defaults_to_every_group_and_resume_to_the_checkpoints() {
     let data = kern_corpus("defaults");
     let groups_of = |out: &Path| {
         let saved = checkpoint::load(out).unwrap();
@@ -774,8 +780,8 @@ fn train_defaults_to_six_groups_and_resume_to_the_checkpoints() {
     let six = "lookback,position,mode,meter,phrase,bar";
     let every = GROUPS.join(",");
     for (asked, expected) in [
-        (None, six),
-        (Some("all"), every.as_str()),
+        (None, every.as_str()),
+        (Some(six), six),
         (Some("none"), "none"),
     ] {
         let out = data.join(format!("{expected}.safetensors"));
@@ -798,8 +804,8 @@ fn train_defaults_to_six_groups_and_resume_to_the_checkpoints() {
         ]);
         assert_eq!(groups_of(&tuned), expected, "fine-tuned");
     }
-    // The model with accidentals draws whether each melody leaves the scale from its training
-    // songs, none of which does here.
+    // The default model (with accidentals) draws whether each melody leaves the scale from its
+    // training songs, none of which does here.
     let all = data.join(format!("{every}.safetensors"));
     let output = succeeded(
         engine()

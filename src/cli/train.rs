@@ -104,14 +104,14 @@ pub struct TrainArgs {
     /// for each melody as often as the training songs of its mode do). Bars follow each song's meter and barlines from songs.jsonl
     /// (on the default sixteenth grid). The checkpoint records the groups and the training
     /// songs' most common meter and mode (generation's defaults); --resume and --init need the
-    /// same groups. [default: every group but accidentals, the bundled model's (README, "Feature
-    /// inputs, measured"); with --resume or --init, the checkpoint's]
+    /// same groups. [default: every group, the bundled model's (README, "Feature inputs,
+    /// measured"); with --resume or --init, the checkpoint's]
     #[arg(long, value_parser = FeatureSet::parse)]
     features: Option<FeatureSet>,
 }
 
-/// The groups asked for, else those of the checkpoint to resume or fine-tune, else the default
-/// set: those six together predict `erk`'s held-out songs best (README, "Feature inputs").
+/// The groups asked for, else those of the checkpoint to resume or fine-tune, else every group:
+/// together they write melodies closest to `erk`'s held-out songs (README, "Feature inputs").
 fn features_of(args: &TrainArgs) -> Result<FeatureSet, String> {
     if let Some(set) = args.features {
         return Ok(set);
@@ -119,7 +119,7 @@ fn features_of(args: &TrainArgs) -> Result<FeatureSet, String> {
     let from = match (&args.init, args.resume) {
         (Some(init), _) => init,
         (None, true) => &args.out,
-        (None, false) => return Ok(FeatureSet::DEFAULT),
+        (None, false) => return Ok(FeatureSet::ALL),
     };
     let saved = checkpoint::load(from).map_err(|e| e.to_string())?;
     saved
