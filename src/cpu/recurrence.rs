@@ -15,7 +15,8 @@
 
 use std::any::TypeId;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 
 use super::isa::Isa;
@@ -445,7 +446,8 @@ fn prefetch(data: *const f32, len: usize) {
 /// at once for the barrier, so the pool runs nothing else and one call at a time (another
 /// caller waits on the lock): in rayon's global pool a thread could be busy with other work, or
 /// held at another caller's barrier. Not for rayon's workers: one waiting here may run another
-/// of its pool's jobs, which would wait on the lock it holds.
+/// of its pool's jobs, which would wait on the lock it holds. A thread that panics breaks the
+/// barrier, so the others panic at it instead of waiting for it forever, and the call panics.
 fn on_threads(chunks: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
     static POOL: OnceLock<Mutex<rayon::ThreadPool>> = OnceLock::new();
     let threads = rayon::current_num_threads().min(chunks).max(1);
@@ -465,7 +467,11 @@ fn on_threads(chunks: usize, work: impl Fn(Range<usize>, &SpinBarrier) + Sync) {
     pool.broadcast(|context| {
         let i = context.index();
         if i < threads {
-            work(i * chunks / threads..(i + 1) * chunks / threads, &barrier)
+            let range = i * chunks / threads..(i + 1) * chunks / threads;
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| work(range, &barrier))) {
+                barrier.break_for_all();
+                panic::resume_unwind(payload);
+            }
         }
     });
 }
@@ -477,6 +483,7 @@ pub struct SpinBarrier {
     threads: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    broken: AtomicBool,
     sleep: Mutex<()>,
     wake: Condvar,
 }
@@ -490,12 +497,14 @@ impl SpinBarrier {
             threads,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
         }
     }
 
-    /// Returns once all `threads` have called it (for this generation).
+    /// Returns once all `threads` have called it (for this generation); panics if the barrier
+    /// is broken, as one of them will never come.
     pub fn wait(&self) {
         if self.threads == 1 {
             return;
@@ -515,11 +524,29 @@ impl SpinBarrier {
             if self.generation.load(Ordering::Acquire) != generation {
                 return;
             }
+            self.panic_if_broken();
             std::hint::spin_loop();
         }
         let mut guard = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
         while self.generation.load(Ordering::Acquire) == generation {
+            self.panic_if_broken();
             guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Called by a thread that will not arrive again (it panicked): every waiter, now and later,
+    /// panics instead of waiting for it.
+    fn break_for_all(&self) {
+        // Under the lock, as a release is: a sleeper checks before it waits, or is woken.
+        let guard = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        self.broken.store(true, Ordering::Release);
+        drop(guard);
+        self.wake.notify_all();
+    }
+
+    fn panic_if_broken(&self) {
+        if self.broken.load(Ordering::Acquire) {
+            panic!("another thread of the recurrence panicked");
         }
     }
 }
@@ -541,4 +568,35 @@ pub(super) fn f32s_mut<F: Float>(data: &mut [F]) -> &mut [f32] {
     assert!(is_f32::<F>(), "the packed kernels are f32 only");
     // SAFETY: as in `f32s`; the borrow is unique.
     unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast(), data.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic on one of the pool's threads reaches the caller, where it used to leave the other
+    /// thread at the barrier forever; the pool runs the next call as before.
+    #[test]
+    fn a_panic_on_one_thread_reaches_the_caller_and_the_pool_goes_on() {
+        let threads = rayon::current_num_threads().min(4);
+        let caught = panic::catch_unwind(|| {
+            on_threads(threads, |chunks, barrier| {
+                if chunks.start == 0 {
+                    panic!("planted");
+                }
+                barrier.wait();
+            })
+        });
+        assert!(
+            caught.is_err(),
+            "the planted panic did not reach the caller"
+        );
+        let met = AtomicUsize::new(0);
+        on_threads(threads, |chunks, barrier| {
+            met.fetch_add(chunks.len(), Ordering::Relaxed);
+            barrier.wait();
+            barrier.wait();
+        });
+        assert_eq!(met.into_inner(), threads);
+    }
 }
