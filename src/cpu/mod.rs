@@ -195,6 +195,7 @@ pub fn fill_dropout_mask<F: Float>(mask: &mut [F], p: f32, seed: u64, step: u64)
 /// Counter-based dropout: value `index` of the mask at optimiser step `step` is kept when
 /// hash(seed, step, index) ≥ p · 2³². A pure function of its arguments, so a resumed run draws
 /// the same masks and a GPU kernel can draw the same ones as the CPU.
+#[inline]
 pub fn dropout_keeps(seed: u64, step: u64, index: u64, p: f32) -> bool {
     let mut x =
         seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
@@ -202,7 +203,9 @@ pub fn dropout_keeps(seed: u64, step: u64, index: u64, p: f32) -> bool {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^= x >> 31;
-    (x >> 32) as f64 >= p as f64 * 4_294_967_296.0
+    // p·2³² is exact in f64, so an integer reaches it exactly when it reaches its ceiling: the
+    // comparison stays in integers (as on the GPU), without converting each hash to f64.
+    (x >> 32) >= (p as f64 * 4_294_967_296.0).ceil() as u64
 }
 
 /// The rows of a time-major [T·B] buffer where the loss is taken (both engines use it).
@@ -503,5 +506,34 @@ mod tests {
         fill_dropout_mask(&mut mask, 0.5, 7, 3);
         let expected: Vec<f64> = a[..8].iter().map(|&k| if k { 2.0 } else { 0.0 }).collect();
         assert_eq!(mask, expected);
+    }
+
+    /// Each value of a mask is the draw of its own index, scaled.
+    #[test]
+    fn the_mask_is_each_index_draw() {
+        let mut mask = vec![0.0f32; 50_000];
+        fill_dropout_mask(&mut mask, 0.2, 11, 9);
+        let scale = (1.0 / (1.0 - 0.2f64)) as f32;
+        for (i, &m) in mask.iter().enumerate() {
+            let expected = if dropout_keeps(11, 9, i as u64, 0.2) {
+                scale
+            } else {
+                0.0
+            };
+            assert_eq!(m, expected, "index {i}");
+        }
+    }
+
+    /// The integer threshold keeps what comparing in f64 kept: an integer reaches the exact
+    /// p·2³² when it reaches its ceiling, at the threshold itself and on either side.
+    #[test]
+    fn the_integer_threshold_agrees_with_the_f64_comparison() {
+        for p in [0.0f32, 1e-9, 0.1, 0.2, 0.25, 0.5, 0.7, 0.999_999_9] {
+            let exact = p as f64 * 4_294_967_296.0;
+            let threshold = exact.ceil() as u64;
+            for top in threshold.saturating_sub(2)..threshold + 2 {
+                assert_eq!(top >= threshold, top as f64 >= exact, "p {p}, top {top}");
+            }
+        }
     }
 }
