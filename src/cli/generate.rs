@@ -55,10 +55,10 @@ pub struct GenerateArgs {
     out_dir: Option<PathBuf>,
     /// Sampling temperature T: p′ᵢ ∝ exp(log pᵢ / T). Near 0: always the most likely symbol;
     /// 1: the model's distribution; above 1: more surprising. The default, 1.2 with --top-p 0.9
-    /// and --rest-penalty 0.3, gave the bundled model's melodies closest to the songs (mean OA
-    /// 0.953 over nine sets of 200) with a mean longest repeat of 25.7 steps, where T 1 with
-    /// every symbol kept repeats less (README, "Feature inputs, measured");
-    /// `--temperature 1 --top-p 1 --rest-penalty 0` samples the model's own distribution.
+    /// and --rest-penalty 0.3, gave the bundled model's melodies closest to the songs: mean OA
+    /// 0.953 over nine sets of 200, with a mean longest repeat of 25.7 steps, where the model's
+    /// own distribution (`--temperature 1 --top-p 1 --rest-penalty 0`) gave 0.946 and 26.1 over
+    /// three (README, "Feature inputs, measured").
     #[arg(long, default_value_t = 1.2, value_parser = args::non_negative, allow_negative_numbers = true)]
     temperature: f32,
     /// Follow the distribution's entropy at every step instead of a fixed T: with h = H(p)/ln V,
@@ -87,9 +87,9 @@ pub struct GenerateArgs {
     min_steps: usize,
     /// Nucleus sampling: draw only from the most likely symbols that together hold this share
     /// of the probability (after temperature and biases), cutting the tail of unlikely ones.
-    /// 1 keeps every symbol; 0 is greedy. The default, 0.9 with --temperature 1.2, raised the
-    /// bundled model's mean longest repeat from 22–23 steps (every symbol kept) to 25.7 at a
-    /// closer distance to the songs (README, "Feature inputs, measured").
+    /// 1 keeps every symbol; 0 is greedy. A temperature above 1 spreads the pitches and the cut
+    /// keeps the tail it raises from breaking repeats; the default, 0.9 with --temperature 1.2,
+    /// is the sampling described under --temperature.
     #[arg(long, default_value_t = 0.9, value_parser = args::zero_to_one, allow_negative_numbers = true)]
     top_p: f32,
     /// Same seed, same melody.
