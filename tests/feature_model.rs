@@ -224,7 +224,7 @@ fn evaluate_reads_the_rows_the_training_log_read() {
 
 /// benches/peers/torch_check.py computes each step's indices from songs.jsonl itself (in Python,
 /// from the layout features.rs documents) and gives `engine evaluate`'s loss, accuracy and events
-/// accuracy: for a model of all six groups, on the whole stream (2/4 with a pickup, 3/4 minor,
+/// accuracy: for a model of all seven groups, on the whole stream (2/4 with a pickup, 3/4 minor,
 /// 6/8, 20 bars of 3/4, a first barline a bar and more in) and on the held-out split (whose `/`
 /// runs lead into the split's next song), and for a model of each group alone on the whole
 /// stream, so that every block's place is checked. Skipped without torch.

@@ -12,6 +12,7 @@ use super::matmul::DeviceMatrix;
 use super::runtime::{Buffer, DevicePtr, Gpu, GpuResult};
 use super::{Model, Workspace};
 use crate::backend::EngineError;
+use crate::cpu;
 use cudarc::driver::LaunchConfig;
 
 /// One warp per row, in blocks of the kernel's size.
@@ -112,9 +113,9 @@ impl Gpu {
         (seed, step): (u64, u64),
         p: f32,
     ) -> GpuResult<()> {
-        // Kept when the hash's top 32 bits reach p·2³², as in cpu::dropout_keeps; p·2³² is exact
-        // in f64, so its ceiling is the integer threshold. p = 0 keeps everything, unscaled.
-        let threshold = (p as f64 * 4_294_967_296.0).ceil() as u64;
+        // Kept when the hash's top 32 bits reach the threshold, as in cpu::dropout_keeps. p = 0
+        // keeps everything, unscaled.
+        let threshold = cpu::dropout_threshold(p);
         let scale = (1.0 / (1.0 - p as f64)) as f32;
         let inv_count = (1.0 / rows as f64) as f32;
         assert!(rows * units.max(vocab) <= i32::MAX as usize);
