@@ -375,8 +375,6 @@ pub fn run(args: GenerateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The melodies' meters and modes in words: the one all share, or for a batch in the training
-/// songs' mixture, how many were drawn in each, most first.
 /// Whether each melody leaves the scale: drawn from its mode's training songs for a model that
 /// reads `accidentals` (reported on stderr), else false, which such a model does not read.
 fn leaving_scale(
@@ -404,6 +402,8 @@ fn leaving_scale(
     Ok(leaving)
 }
 
+/// The melodies' meters and modes in words: the one all share, or for a batch in the training
+/// songs' mixture, how many were drawn in each, most first.
 fn describe(conditions: &[((u32, u32), ModeClass)], mixture: bool) -> String {
     if !mixture {
         let ((count, unit), mode) = conditions[0];

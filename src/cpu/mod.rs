@@ -180,12 +180,12 @@ fn dims(config: &Config, batch: usize, steps: usize) -> Dims {
 }
 
 /// Fills the inverted-dropout mask of optimiser step `step`: value i is 0 with probability p,
-/// else 1/(1−p), decided by [`dropout_keeps`]`(seed, step, i, p)`.
+/// else 1/(1−p), decided by [`dropout_keeps`]`(seed, step, i, `[`dropout_threshold`]`(p))`.
 pub fn fill_dropout_mask<F: Float>(mask: &mut [F], p: f32, seed: u64, step: u64) {
     let keep = F::from_f64(1.0 / (1.0 - p as f64));
     let threshold = dropout_threshold(p);
     for (i, m) in mask.iter_mut().enumerate() {
-        *m = if dropout_hash(seed, step, i as u64) >> 32 >= threshold {
+        *m = if dropout_keeps(seed, step, i as u64, threshold) {
             keep
         } else {
             F::ZERO
@@ -193,16 +193,18 @@ pub fn fill_dropout_mask<F: Float>(mask: &mut [F], p: f32, seed: u64, step: u64)
     }
 }
 
-/// Counter-based dropout: value `index` of the mask at optimiser step `step` is kept when
-/// hash(seed, step, index) ≥ p · 2³². A pure function of its arguments, so a resumed run draws
-/// the same masks and a GPU kernel can draw the same ones as the CPU.
-pub fn dropout_keeps(seed: u64, step: u64, index: u64, p: f32) -> bool {
-    dropout_hash(seed, step, index) >> 32 >= dropout_threshold(p)
+/// Counter-based dropout: value `index` of the mask at optimiser step `step` is kept when the
+/// top half of hash(seed, step, index) reaches `threshold`, [`dropout_threshold`]`(p)`. A pure
+/// function of its arguments, so a resumed run draws the same masks, and the GPU kernel of the
+/// same name draws the same ones as the CPU.
+#[inline]
+pub fn dropout_keeps(seed: u64, step: u64, index: u64, threshold: u64) -> bool {
+    dropout_hash(seed, step, index) >> 32 >= threshold
 }
 
-/// The least top half of a hash that [`dropout_keeps`] keeps: ⌈p·2³²⌉. p·2³² is exact in f64,
-/// so an integer reaches it exactly when it reaches its ceiling, and the comparison stays in
-/// integers (converting every hash to f64 was half the mask's time). The GPU kernel takes it too.
+/// The least top half of a hash that [`dropout_keeps`] keeps at dropout rate p: ⌈p·2³²⌉. p·2³² is
+/// exact in f64, so an integer reaches it exactly when it reaches its ceiling, and the comparison
+/// stays in integers (converting every hash to f64 was half the mask's time).
 pub fn dropout_threshold(p: f32) -> u64 {
     (p as f64 * 4_294_967_296.0).ceil() as u64
 }
@@ -501,16 +503,17 @@ mod tests {
 
     #[test]
     fn dropout_keeps_the_expected_fraction_and_is_repeatable() {
+        let (p20, half) = (dropout_threshold(0.2), dropout_threshold(0.5));
         let kept = (0..100_000)
-            .filter(|&i| dropout_keeps(7, 3, i, 0.2))
+            .filter(|&i| dropout_keeps(7, 3, i, p20))
             .count();
         assert!((kept as f64 / 100_000.0 - 0.8).abs() < 0.005, "kept {kept}");
-        let a: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 3, i, 0.5)).collect();
-        let b: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 3, i, 0.5)).collect();
-        let other_step: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 4, i, 0.5)).collect();
+        let a: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 3, i, half)).collect();
+        let b: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 3, i, half)).collect();
+        let other_step: Vec<bool> = (0..64).map(|i| dropout_keeps(7, 4, i, half)).collect();
         assert_eq!(a, b);
         assert_ne!(a, other_step);
-        assert!((0..1000).all(|i| dropout_keeps(1, 1, i, 0.0)));
+        assert!((0..1000).all(|i| dropout_keeps(1, 1, i, dropout_threshold(0.0))));
         let mut mask = vec![0.0f64; 8];
         fill_dropout_mask(&mut mask, 0.5, 7, 3);
         let expected: Vec<f64> = a[..8].iter().map(|&k| if k { 2.0 } else { 0.0 }).collect();
@@ -526,7 +529,8 @@ mod tests {
         for p in [0.0f32, 1e-9, 0.1, 0.2, 0.25, 0.5, 0.7, 0.999_999_9] {
             for index in 0..10_000 {
                 let top = dropout_hash(3, 5, index) >> 32;
-                assert_eq!(dropout_keeps(3, 5, index, p), kept_in_f64(top, p), "p {p}");
+                let kept = dropout_keeps(3, 5, index, dropout_threshold(p));
+                assert_eq!(kept, kept_in_f64(top, p), "p {p}");
             }
             let threshold = dropout_threshold(p);
             for top in threshold.saturating_sub(2)..threshold + 2 {
