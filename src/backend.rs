@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use crate::cpu::isa::Kernels;
+use crate::cpu::isa::{Isa, Kernels};
 use crate::cpu::{self, BatchStats, StreamState, Workspace};
 use crate::model::{Config, Objective, Params};
 use crate::optim::{Adam, AdamState};
@@ -225,7 +225,11 @@ impl Backend for CpuBackend {
         let mask = (p > 0.0).then(|| {
             let mut mask = std::mem::take(&mut self.dropout_mask);
             mask.resize(ws.dropout_mask_len(objective), 0.0);
-            cpu::fill_dropout_mask(&mut mask, p, dropout_seed, step);
+            let isa = match self.kernels {
+                Kernels::Packed(isa) => isa,
+                Kernels::Reference => Isa::Portable,
+            };
+            cpu::fill_dropout_mask(isa, &mut mask, p, dropout_seed, step);
             mask
         });
         let stats = cpu::forward_backward(

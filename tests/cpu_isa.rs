@@ -153,6 +153,29 @@ fn microkernels_match_the_sequential_sum_and_each_other() {
 /// within 1e-6 of Σ|d_a·x| (the tiles sum in f32 blocks of 128 rows, in row order), at shapes
 /// that fill no tile, panel or block evenly; AVX-512 and AVX2 differ only in tile shape, so each
 /// element is the same sum of the same fused products: the same bits.
+/// The dropout mask is the same on every instruction set and thread count, value by value what
+/// `dropout_keeps` decides, across blocks and vector remainders (a length of neither).
+#[test]
+fn dropout_masks_agree_on_every_isa() {
+    let len = 3 * 65_536 + 13;
+    let want: Vec<f32> = (0..len as u64)
+        .map(
+            |i| match cpu::dropout_keeps(9, 4, i, cpu::dropout_threshold(0.3)) {
+                true => 1.0 / 0.7,
+                false => 0.0,
+            },
+        )
+        .collect();
+    let dropped = want.iter().filter(|&&m| m == 0.0).count() as f64 / len as f64;
+    assert!((dropped - 0.3).abs() < 0.01, "dropped {dropped}");
+    for isa in supported() {
+        let mut mask = vec![f32::NAN; len];
+        cpu::fill_dropout_mask(isa, &mut mask, 0.3, 9, 4);
+        let first_difference = (0..len).find(|&i| mask[i].to_bits() != want[i].to_bits());
+        assert_eq!(first_difference, None, "{isa}");
+    }
+}
+
 #[test]
 fn weight_gradient_matches_the_plain_sum_on_every_isa() {
     let mut rng = StdRng::seed_from_u64(17);
@@ -220,7 +243,7 @@ fn pass(case: &Case, kernels: Kernels) -> (Vec<f32>, Vec<f32>, Vec<f32>, f64) {
     let mut ws = Workspace::new(&case.config, case.batch, case.steps);
     ws.use_kernels(kernels);
     let mut mask = vec![0.0; ws.dropout_mask_len(Objective::All)];
-    cpu::fill_dropout_mask(&mut mask, 0.2, 5, 0);
+    cpu::fill_dropout_mask(Isa::Portable, &mut mask, 0.2, 5, 0);
     let mut grads = Params::zeros(case.config);
     let stats = cpu::forward_backward(
         &case.params,
@@ -431,7 +454,7 @@ fn fused_head_matches_head_forward_and_backward() {
             bias: &bias,
         };
         let mut mask = vec![0.0f32; n * h];
-        cpu::fill_dropout_mask(&mut mask, 0.2, 7, 3);
+        cpu::fill_dropout_mask(Isa::Portable, &mut mask, 0.2, 7, 3);
         for mask in [None, Some(&mask[..])] {
             let name = format!(
                 "N={n} H={h} V={v} {}",

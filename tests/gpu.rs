@@ -3,6 +3,7 @@
 //! tests/engines).
 
 use melody_engine::backend::{Backend, Batch, CpuBackend};
+use melody_engine::cpu::isa::Isa;
 use melody_engine::cpu::{self, Objective, Workspace};
 use melody_engine::dataset::Dataset;
 use melody_engine::encode::Vocabulary;
@@ -57,7 +58,7 @@ fn compare_training_step(gpu: Gpu, case: &Case, clip: Option<f32>, persistent: b
     let mut cpu_grads = Params::zeros(config);
     let mask = (case.dropout > 0.0).then(|| {
         let mut mask = vec![0.0; ws.dropout_mask_len(case.objective)];
-        cpu::fill_dropout_mask(&mut mask, case.dropout, seed, 0);
+        cpu::fill_dropout_mask(Isa::Portable, &mut mask, case.dropout, seed, 0);
         mask
     });
     let cpu_stats = cpu::forward_backward(
@@ -430,7 +431,7 @@ test_engines! {
         let mut ws = Workspace::new(&config, b, t);
         let mut cpu_grads = Params::zeros(config);
         let mut mask = vec![0.0; ws.dropout_mask_len(Objective::All)];
-        cpu::fill_dropout_mask(&mut mask, config.dropout, seed, 0);
+        cpu::fill_dropout_mask(Isa::Portable, &mut mask, config.dropout, seed, 0);
         cpu::forward_backward(&params, &inputs, &targets, Objective::All, Some(&mask), &mut ws, &mut cpu_grads);
 
         let mut backend = CudaBackend::new(gpu, params, Adam::new(config.num_params())).unwrap();

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use melody_engine::cpu::isa::Isa;
 use melody_engine::cpu::{self, BatchStats, Objective, Workspace};
 use melody_engine::model::checkpoint::{self, AdamState, CheckpointConfig};
 use melody_engine::model::{Config, Params};
@@ -77,7 +78,7 @@ fn check_gradients(input: Input, layers: usize, objective: Objective, with_dropo
     let mut ws = Workspace::new(&config, BATCH, STEPS);
     let mask = with_dropout.then(|| {
         let mut mask = vec![0.0; ws.dropout_mask_len(objective)];
-        cpu::fill_dropout_mask(&mut mask, DROPOUT, seed, 0);
+        cpu::fill_dropout_mask(Isa::Portable, &mut mask, DROPOUT, seed, 0);
         mask
     });
     if let Some(mask) = &mask {

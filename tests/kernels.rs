@@ -3,6 +3,7 @@
 //! multiples of the kernels' tiles and blocks (H = 37, B = 5, T = 3, V = 11, and layer 0 reading
 //! K = 3 indices among D = 23 columns), each printing its worst element.
 
+use melody_engine::cpu::isa::Isa;
 use melody_engine::cpu::lstm::{self, Dims, LayerGradBuffers, LayerInput, LayerTape};
 use melody_engine::cpu::matmul::{matrix, matrix_mut};
 use melody_engine::cpu::{self, adam, head};
@@ -318,7 +319,7 @@ test_engines! {
             let dense = Dense { weight: &weight, bias: &bias };
             let mask = (p > 0.0).then(|| {
                 let mut mask = vec![0.0; rows * units];
-                cpu::fill_dropout_mask(&mut mask, p, seed, step);
+                cpu::fill_dropout_mask(Isa::Portable, &mut mask, p, seed, step);
                 mask
             });
             let (mut dropped, mut logits) = (vec![0.0; rows * units], vec![0.0; rows * vocab]);

@@ -14,7 +14,8 @@ pub enum Isa {
     Portable,
     /// AVX2 with FMA: 8 lanes, fused multiply-add.
     Avx2,
-    /// AVX-512F: 16 lanes, 32 vector registers.
+    /// AVX-512F with DQ (64-bit lanes multiplied, for the dropout hash): 16 lanes, 32 vector
+    /// registers.
     Avx512,
 }
 
@@ -41,7 +42,10 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("fma")
             }
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            Isa::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
