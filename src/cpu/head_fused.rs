@@ -82,11 +82,13 @@ pub fn head_forward_backward(
         v,
     };
     match isa {
-        Isa::Portable => head.run::<Portable>(d_logits, grads, d_hidden, scratch),
+        Isa::Portable => {
+            head.run::<Portable>(d_logits, grads, d_hidden, scratch, Head::group::<Portable>)
+        }
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => head.run::<Avx2>(d_logits, grads, d_hidden, scratch),
+        Isa::Avx2 => head.run::<Avx2>(d_logits, grads, d_hidden, scratch, Head::group_avx2),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => head.run::<Avx512>(d_logits, grads, d_hidden, scratch),
+        Isa::Avx512 => head.run::<Avx512>(d_logits, grads, d_hidden, scratch, Head::group_avx512),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("{isa} is x86-64 only"),
     }
@@ -102,6 +104,10 @@ struct Head<'a> {
     v: usize,
 }
 
+/// [`Head::group`] for one kernel, compiled for its instruction set.
+type Group<'h> =
+    unsafe fn(&Head<'h>, &Panels<'_>, usize, &mut [f32], &mut [f32], &mut [f32]) -> BatchStats;
+
 /// W_dense packed both ways for a kernel `width` wide.
 struct Panels<'a> {
     /// Wᵀ: [⌈V/width⌉][H][width], zero beyond symbol V.
@@ -110,13 +116,15 @@ struct Panels<'a> {
     d_hidden: &'a [f32],
 }
 
-impl Head<'_> {
+impl<'h> Head<'h> {
+    /// The head on K's tiles, each group of rows computed by `group`: [`Self::group`] for K.
     fn run<K: Microkernel>(
         &self,
         d_logits: &mut [f32],
         grads: DenseMut<'_, f32>,
         d_hidden: &mut [f32],
         scratch: &mut HeadScratch,
+        group: Group<'h>,
     ) -> BatchStats {
         let (h, v, width) = (self.h, self.v, K::WIDTH);
         let n = self.targets.len();
@@ -151,8 +159,9 @@ impl Head<'_> {
             .zip(d_logits.par_chunks_mut(GROUP * v))
             .zip(d_hidden.par_chunks_mut(GROUP * h))
             .enumerate()
-            .map(|(group, ((partial, d_logits), d_hidden))| {
-                self.group::<K>(&panels, group * GROUP, d_logits, d_hidden, partial)
+            .map(|(g, ((partial, d_logits), d_hidden))| {
+                // SAFETY: `head_forward_backward` asserted that the processor supports K.
+                unsafe { group(self, &panels, g * GROUP, d_logits, d_hidden, partial) }
             })
             .collect();
 
@@ -182,6 +191,36 @@ impl Head<'_> {
 
     /// The group of rows from `first` (as many as `d_logits` [rows][V] holds), block by block;
     /// its ∂L/∂W_dense is summed into `partial` ([V][H], zero on entry).
+    /// [`Self::group`] with AVX2 enabled around the tiles: the dropout, packing and epilogues
+    /// vectorised for it, and the tiles inlined.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn group_avx2(
+        &self,
+        panels: &Panels<'_>,
+        first: usize,
+        d_logits: &mut [f32],
+        d_hidden: &mut [f32],
+        partial: &mut [f32],
+    ) -> BatchStats {
+        self.group::<Avx2>(panels, first, d_logits, d_hidden, partial)
+    }
+
+    /// [`Self::group`] with AVX-512 enabled around the tiles.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn group_avx512(
+        &self,
+        panels: &Panels<'_>,
+        first: usize,
+        d_logits: &mut [f32],
+        d_hidden: &mut [f32],
+        partial: &mut [f32],
+    ) -> BatchStats {
+        self.group::<Avx512>(panels, first, d_logits, d_hidden, partial)
+    }
+
+    #[inline(always)]
     fn group<K: Microkernel>(
         &self,
         panels: &Panels<'_>,

@@ -33,11 +33,11 @@ pub fn weight_gradient(isa: Isa, d_a: &[f32], x: &[f32], rows: usize, out: &mut 
     assert!(isa.supported(), "this CPU lacks {isa}");
     let product = Product { d_a, x, rows, g, n };
     match isa {
-        Isa::Portable => product.run::<Portable>(out),
+        Isa::Portable => product.run::<Portable>(out, Product::part::<Portable>),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => product.run::<Avx2>(out),
+        Isa::Avx2 => product.run::<Avx2>(out, Product::part_avx2),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => product.run::<Avx512>(out),
+        Isa::Avx512 => product.run::<Avx512>(out, Product::part_avx512),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("{isa} is x86-64 only"),
     }
@@ -52,17 +52,35 @@ struct Product<'a> {
 }
 
 impl Product<'_> {
-    /// Splits out's rows across rayon's threads in whole tiles.
-    fn run<K: Microkernel>(&self, out: &mut [f32]) {
+    /// Splits out's rows across rayon's threads in whole tiles, each part computed by `part`:
+    /// [`Self::part`] for K, compiled for K's instruction set.
+    fn run<K: Microkernel>(&self, out: &mut [f32], part: unsafe fn(&Self, usize, &mut [f32])) {
         let threads = rayon::current_num_threads().max(1);
         let tiles = self.g.div_ceil(K::ROWS);
         let rows_per_part = tiles.div_ceil(threads) * K::ROWS;
         out.par_chunks_mut(rows_per_part * self.n)
             .enumerate()
-            .for_each(|(part, out)| self.part::<K>(part * rows_per_part, out));
+            // SAFETY: `weight_gradient` asserted that the processor supports K.
+            .for_each(|(p, out)| unsafe { part(self, p * rows_per_part, out) });
+    }
+
+    /// [`Self::part`] with AVX2 enabled around the tiles: the packing and the sums into out
+    /// vectorised for it, and the tile inlined.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn part_avx2(&self, first: usize, out: &mut [f32]) {
+        self.part::<Avx2>(first, out)
+    }
+
+    /// [`Self::part`] with AVX-512 enabled around the tiles.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn part_avx512(&self, first: usize, out: &mut [f32]) {
+        self.part::<Avx512>(first, out)
     }
 
     /// Rows first..first + out.len()/N of out.
+    #[inline(always)]
     fn part<K: Microkernel>(&self, first: usize, out: &mut [f32]) {
         let (n, width, tile_rows_max) = (self.n, K::WIDTH, K::ROWS);
         let out_rows = out.len() / n;
@@ -121,6 +139,7 @@ impl Product<'_> {
 
     /// x_panels[p][κ][c] = x[r0 + κ][p·W + c] for κ < k, zero beyond column N (set once: the
     /// buffer is made zero and every later block writes the same columns).
+    #[inline(always)]
     fn pack_x<const W: usize>(&self, r0: usize, k: usize, x_panels: &mut [f32]) {
         let n = self.n;
         for kk in 0..k {
@@ -131,6 +150,7 @@ impl Product<'_> {
     /// a_tiles[t][κ][i] = d_a[r0 + κ][first + t·R + i] for κ < k and the `rows` rows of this
     /// part: read row by row, so that the reads are sequential; R fixed, so that each piece is
     /// one move rather than a call to memmove.
+    #[inline(always)]
     fn pack_a<const R: usize>(
         &self,
         r0: usize,
