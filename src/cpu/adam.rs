@@ -1,6 +1,8 @@
 //! The optimiser step on the CPU: the global norm, clipping, and the Adam update of
 //! [`crate::optim`] over the flat parameter buffer.
 
+use rayon::prelude::*;
+
 use crate::optim::{global_norm, Adam};
 
 impl Adam {
@@ -35,6 +37,7 @@ impl Adam {
 
 /// Per element, with g the (already clipped) gradient:
 ///   m ← m + (g − m)(1 − β1);  v ← v + (g² − v)(1 − β2);  θ ← θ − lr_t·m / (√v + ε)
+/// Blocks of elements go to rayon's threads: each element's update is its own.
 pub fn adam_update(
     theta: &mut [f32],
     grads: &[f32],
@@ -42,14 +45,24 @@ pub fn adam_update(
     lr_t: f32,
     (one_minus_beta1, one_minus_beta2, epsilon): (f32, f32, f32),
 ) {
-    for (((theta, &g), m), v) in theta
-        .iter_mut()
-        .zip(grads)
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-    {
-        *m += (g - *m) * one_minus_beta1;
-        *v += (g * g - *v) * one_minus_beta2;
-        *theta -= lr_t * *m / (v.sqrt() + epsilon);
-    }
+    let update = |(((theta, grads), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
+        for (((theta, &g), m), v) in theta
+            .iter_mut()
+            .zip(grads)
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+        {
+            *m += (g - *m) * one_minus_beta1;
+            *v += (g * g - *v) * one_minus_beta2;
+            *theta -= lr_t * *m / (v.sqrt() + epsilon);
+        }
+    };
+    (theta.par_chunks_mut(ADAM_BLOCK))
+        .zip(grads.par_chunks(ADAM_BLOCK))
+        .zip(m.par_chunks_mut(ADAM_BLOCK))
+        .zip(v.par_chunks_mut(ADAM_BLOCK))
+        .for_each(update);
 }
+
+/// Parameters per rayon task.
+const ADAM_BLOCK: usize = 1 << 15;

@@ -481,17 +481,17 @@ fn weight_gradients<F: Float>(
         grads.weight_hh,
     );
 
-    // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a.
-    column_sums(d_gates, grads.bias_ih);
-    grads.bias_hh.copy_from_slice(grads.bias_ih);
-
+    // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a (layer
+    // 0's summed by `input_term_backward` as it reads ∂L/∂a).
     let rows = t_len * b;
     match input {
         LayerInput::Indices(indices) => {
             let (width, per_step) = (dims.input_width, dims.inputs_per_step);
-            input_term_backward(d_gates, indices, per_step, width, d_table, grads.weight_ih);
+            let (d_weight, d_bias) = (grads.weight_ih, &mut *grads.bias_ih);
+            input_term_backward(d_gates, indices, per_step, width, d_table, d_weight, d_bias);
         }
         LayerInput::Hidden(below) => {
+            column_sums(d_gates, grads.bias_ih);
             // ∂L/∂W_ih = Σ ∂L/∂aᵀ · x: [4H×TB]·[TB×H]
             weight_product(isa, d_gates, below, rows, grads.weight_ih);
             let d_a = matrix(d_gates, rows, 4 * h);
@@ -501,6 +501,7 @@ fn weight_gradients<F: Float>(
             matmul(matrix_mut(d_input, rows, h), false, d_a, w_ih);
         }
     }
+    grads.bias_hh.copy_from_slice(grads.bias_ih);
 }
 
 /// out [G][N] = d_aᵀ · x over `rows` rows of d_a [rows][G] and x [rows][N]: on `isa`'s tiles
@@ -528,7 +529,8 @@ fn weight_product<F: Float>(isa: Option<Isa>, d_a: &[F], x: &[F], rows: usize, o
 /// ∂L/∂a_r: scatter-adds the rows by index, in ascending (r, k) order, into a table by index,
 /// then transposes it into W_ih's layout. Each thread takes a block of the 4H columns over every
 /// row (its part of `d_table`, [D][its columns], is its own), so each element is summed in the
-/// same order on any thread count.
+/// same order on any thread count. The bias gradient Σ_r ∂L/∂a_r [4H] is summed into `d_bias`
+/// on the way, in row order as `column_sums` sums it: ∂L/∂a is read once, not twice.
 pub fn input_term_backward<F: Float>(
     d_gates: &[F],
     indices: &[u32],
@@ -536,17 +538,24 @@ pub fn input_term_backward<F: Float>(
     width: usize,
     d_table: &mut [F],
     d_weight_ih: &mut [F],
+    d_bias: &mut [F],
 ) {
     let h4 = d_table.len() / width;
+    assert_eq!(d_bias.len(), h4, "the bias gradient is [4H]");
     let block = h4.div_ceil(rayon::current_num_threads());
     (d_table.par_chunks_mut(block * width))
         .zip(d_weight_ih.par_chunks_mut(block * width))
+        .zip(d_bias.par_chunks_mut(block))
         .enumerate()
-        .for_each(|(part, (table, d_weight_rows))| {
+        .for_each(|(part, ((table, d_weight_rows), d_bias))| {
             let (first, columns) = (part * block, table.len() / width);
             table.fill(F::ZERO);
+            d_bias.fill(F::ZERO);
             for (d_a, step) in d_gates.chunks_exact(h4).zip(indices.chunks_exact(per_step)) {
                 let d_a = &d_a[first..first + columns];
+                for (sum, &g) in d_bias.iter_mut().zip(d_a) {
+                    *sum += g;
+                }
                 for &index in step {
                     let d = index as usize;
                     for (acc, &g) in table[d * columns..(d + 1) * columns].iter_mut().zip(d_a) {
@@ -736,7 +745,8 @@ mod tests {
 
     /// Layer 0's input term and its weight gradient split the work across the threads: on 1, 2,
     /// 3 and 5 threads, with enough rows for several blocks and runs of repeated rows across
-    /// their edges, the same bits, and the gradient equal to the plain scatter in (row, k) order.
+    /// their edges, the same bits, the gradient equal to the plain scatter in (row, k) order, and
+    /// the bias gradient to `column_sums`.
     #[test]
     fn input_term_and_its_gradient_are_the_same_on_any_thread_count() {
         // 20 columns: on 3 threads blocks of 7, 7 and 6.
@@ -765,6 +775,8 @@ mod tests {
                 }
             }
         }
+        let mut column_sum = vec![f32::NAN; h4];
+        column_sums(&d_gates, &mut column_sum);
         let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let mut results = Vec::new();
         for threads in [1, 2, 3, 5] {
@@ -773,13 +785,17 @@ mod tests {
                 .build()
                 .unwrap();
             let (mut gates, mut d_table) = (vec![f32::NAN; rows * h4], vec![f32::NAN; width * h4]);
-            let mut d_weight_ih = vec![f32::NAN; h4 * width];
+            let (mut d_weight_ih, mut d_bias) = (vec![f32::NAN; h4 * width], vec![f32::NAN; h4]);
             pool.install(|| {
                 gather_input_term(layer, &table, &indices, per_step, &mut gates);
-                let d_weight = &mut d_weight_ih;
-                input_term_backward(&d_gates, &indices, per_step, width, &mut d_table, d_weight);
+                let (d_weight, d_bias) = (&mut d_weight_ih, &mut d_bias);
+                let d_table = &mut d_table;
+                input_term_backward(
+                    &d_gates, &indices, per_step, width, d_table, d_weight, d_bias,
+                );
             });
             assert_eq!(bits(&d_weight_ih), bits(&plain), "{threads} threads");
+            assert_eq!(bits(&d_bias), bits(&column_sum), "{threads} threads");
             results.push(bits(&gates));
         }
         assert!(results.iter().all(|gates| gates == &results[0]));
