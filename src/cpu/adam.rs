@@ -45,23 +45,22 @@ pub fn adam_update(
     lr_t: f32,
     (one_minus_beta1, one_minus_beta2, epsilon): (f32, f32, f32),
 ) {
-    let update = |(((theta, grads), m), v): (((&mut [f32], &[f32]), &mut [f32]), &mut [f32])| {
-        for (((theta, &g), m), v) in theta
-            .iter_mut()
-            .zip(grads)
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
-        {
-            *m += (g - *m) * one_minus_beta1;
-            *v += (g * g - *v) * one_minus_beta2;
-            *theta -= lr_t * *m / (v.sqrt() + epsilon);
-        }
-    };
     (theta.par_chunks_mut(ADAM_BLOCK))
         .zip(grads.par_chunks(ADAM_BLOCK))
         .zip(m.par_chunks_mut(ADAM_BLOCK))
         .zip(v.par_chunks_mut(ADAM_BLOCK))
-        .for_each(update);
+        .for_each(|(((theta, grads), m), v)| {
+            for (((theta, &g), m), v) in theta
+                .iter_mut()
+                .zip(grads)
+                .zip(m.iter_mut())
+                .zip(v.iter_mut())
+            {
+                *m += (g - *m) * one_minus_beta1;
+                *v += (g * g - *v) * one_minus_beta2;
+                *theta -= lr_t * *m / (v.sqrt() + epsilon);
+            }
+        });
 }
 
 /// Parameters per rayon task.
