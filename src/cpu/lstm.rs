@@ -154,13 +154,21 @@ fn gather_rows<F: Float>(
             continue;
         }
         previous = Some(step);
+        let biases = layer.bias_ih.iter().zip(layer.bias_hh);
+        if let [index] = step {
+            // One index (the one-hot model): the same sums, in one pass over the row.
+            for ((g, &w), (&b_ih, &b_hh)) in gate_row.iter_mut().zip(row_of(*index)).zip(biases) {
+                *g = w + b_ih + b_hh;
+            }
+            continue;
+        }
         gate_row.copy_from_slice(row_of(step[0]));
         for &index in &step[1..] {
             for (g, &w) in gate_row.iter_mut().zip(row_of(index)) {
                 *g += w;
             }
         }
-        for ((g, &b_ih), &b_hh) in gate_row.iter_mut().zip(layer.bias_ih).zip(layer.bias_hh) {
+        for (g, (&b_ih, &b_hh)) in gate_row.iter_mut().zip(biases) {
             *g = *g + b_ih + b_hh;
         }
     }
@@ -740,6 +748,26 @@ mod tests {
                 alone.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
             );
             assert_eq!(row, expected.as_slice());
+        }
+    }
+
+    /// One index a step (the one-hot model, summed in one pass): row r is W_ih[:, i_r] + b_ih +
+    /// b_hh, in that order, to the bit.
+    #[test]
+    fn gather_input_term_of_one_index_a_step_is_the_column_plus_the_biases() {
+        let (h4, width) = (12, 5);
+        let weights = InputWeights::random(h4, width, &mut StdRng::seed_from_u64(3));
+        let indices = [4, 0, 0, 2];
+        let mut gates = vec![f32::NAN; indices.len() * h4];
+        gather_input_term(weights.layer(), &weights.table(), &indices, 1, &mut gates);
+        for (row, &d) in gates.chunks_exact(h4).zip(&indices) {
+            let expected: Vec<u32> = (0..h4)
+                .map(|j| {
+                    let w = weights.weight_ih[j * width + d as usize];
+                    (w + weights.bias_ih[j] + weights.bias_hh[j]).to_bits()
+                })
+                .collect();
+            assert_eq!(row.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), expected);
         }
     }
 
