@@ -767,7 +767,10 @@ mod tests {
                     (w + weights.bias_ih[j] + weights.bias_hh[j]).to_bits()
                 })
                 .collect();
-            assert_eq!(row.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), expected);
+            assert_eq!(
+                row.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                expected
+            );
         }
     }
 
