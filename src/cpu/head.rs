@@ -93,6 +93,7 @@ pub fn softmax_cross_entropy<F: Float>(logits: &mut [F], targets: &[u32]) -> Bat
 
 /// Replaces a row of logits by softmax probabilities, shifting by the maximum so exp cannot
 /// overflow. Returns the index of the first maximum and log Σ exp(l) (in f64).
+#[inline]
 pub fn softmax_in_place<F: Float>(row: &mut [F]) -> (usize, f64) {
     let mut argmax = 0;
     for (j, &x) in row.iter().enumerate() {
@@ -101,10 +102,13 @@ pub fn softmax_in_place<F: Float>(row: &mut [F]) -> (usize, f64) {
         }
     }
     let max = row[argmax];
-    let mut sum = F::ZERO;
+    // The exponentials apart from their sum, which adds in order: they vectorise.
     for x in row.iter_mut() {
         *x = (*x - max).exp();
-        sum += *x;
+    }
+    let mut sum = F::ZERO;
+    for &x in row.iter() {
+        sum += x;
     }
     let inv_sum = F::ONE / sum;
     for x in row.iter_mut() {
