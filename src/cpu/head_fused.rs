@@ -189,8 +189,6 @@ impl<'h> Head<'h> {
         stats
     }
 
-    /// The group of rows from `first` (as many as `d_logits` [rows][V] holds), block by block;
-    /// its ∂L/∂W_dense is summed into `partial` ([V][H], zero on entry).
     /// [`Self::group`] with AVX2 enabled around the tiles: the dropout, packing and epilogues
     /// vectorised for it, and the tiles inlined.
     #[cfg(target_arch = "x86_64")]
@@ -220,6 +218,8 @@ impl<'h> Head<'h> {
         self.group::<Avx512>(panels, first, d_logits, d_hidden, partial)
     }
 
+    /// The group of rows from `first` (as many as `d_logits` [rows][V] holds), block by block;
+    /// its ∂L/∂W_dense is summed into `partial` ([V][H], zero on entry).
     #[inline(always)]
     fn group<K: Microkernel>(
         &self,
