@@ -227,7 +227,8 @@ impl Backend for CpuBackend {
             mask.resize(ws.dropout_mask_len(objective), 0.0);
             let isa = match self.kernels {
                 Kernels::Packed(isa) => isa,
-                Kernels::Reference => Isa::Portable,
+                // The same mask on any instruction set: the fastest this process may use.
+                Kernels::Reference => Isa::selected().unwrap_or(Isa::Portable),
             };
             cpu::fill_dropout_mask(isa, &mut mask, p, dropout_seed, step);
             mask

@@ -58,7 +58,8 @@ impl Adam {
 
 /// ‖g‖₂ over every element, accumulated in f64 so that many small squares are not lost: in
 /// `NORM_LANES` sums of every `NORM_LANES`-th element, added in lane order at the end (one
-/// sum in order is a chain of dependent additions, 0.4 ms a training step).
+/// sum in order is a chain of dependent additions, 0.4 ms a training step). The order differs
+/// from one sum in order, so the f64 sum may differ in its last bits (the f32 norm rarely).
 pub fn global_norm(grads: &[f32]) -> f32 {
     let mut lanes = [0.0f64; NORM_LANES];
     let whole = grads.chunks_exact(NORM_LANES);
@@ -76,3 +77,24 @@ pub fn global_norm(grads: &[f32]) -> f32 {
 
 /// Independent sums of [`global_norm`]: enough to hide the latency of an addition.
 const NORM_LANES: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 8-lane sum agrees with one sum in order to f64 rounding, at lengths that fill no lane
+    /// evenly, and the f32 norm is the one the ordered sum gives.
+    #[test]
+    fn global_norm_in_lanes_is_the_norm_in_order() {
+        for len in [1, 7, 9, 1_003, 100_001] {
+            let grads: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 1e-3)
+                .collect();
+            let in_order: f64 = grads.iter().map(|&g| (g as f64) * (g as f64)).sum();
+            let lanes = global_norm(&grads) as f64;
+            let relative = (lanes * lanes - in_order).abs() / in_order;
+            assert!(relative < 1e-6, "length {len}: {lanes}² against {in_order}");
+            assert_eq!(global_norm(&grads), in_order.sqrt() as f32, "length {len}");
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The CPU engine's own kernels against each other and against the reference (gemm) path: every
 //! instruction set this processor supports, at odd shapes (H=37, B=5, T=3, V=11) and the bench's
-//! (H=256, B=64, T=64, V=38). Instruction sets the processor lacks are skipped with a message.
+//! (H=256, B=64, T=64, V=38), and the dropout mask. Instruction sets the processor lacks are
+//! skipped with a message.
 
 use melody_engine::backend::{Backend, Batch, CpuBackend};
 use melody_engine::cpu::isa::{Isa, Kernels};
@@ -149,12 +150,9 @@ fn microkernels_match_the_sequential_sum_and_each_other() {
     }
 }
 
-/// `weight_gradient` on every instruction set against the plain sum Σ_r d_a[r][g]·x[r][n] in f64,
-/// within 1e-6 of Σ|d_a·x| (the tiles sum in f32 blocks of 128 rows, in row order), at shapes
-/// that fill no tile, panel or block evenly; AVX-512 and AVX2 differ only in tile shape, so each
-/// element is the same sum of the same fused products: the same bits.
-/// The dropout mask is the same on every instruction set and thread count, value by value what
-/// `dropout_keeps` decides, across blocks and vector remainders (a length of neither).
+/// The dropout mask is the same on every instruction set, value by value what `dropout_keeps`
+/// decides, across its fixed blocks and the vectors' remainders (a length that fills neither);
+/// an instruction set the processor lacks is refused, not run.
 #[test]
 fn dropout_masks_agree_on_every_isa() {
     let len = 3 * 65_536 + 13;
@@ -174,8 +172,18 @@ fn dropout_masks_agree_on_every_isa() {
         let first_difference = (0..len).find(|&i| mask[i].to_bits() != want[i].to_bits());
         assert_eq!(first_difference, None, "{isa}");
     }
+    if let Some(&lacking) = Isa::ALL.iter().find(|isa| !isa.supported()) {
+        let refused = std::panic::catch_unwind(|| {
+            cpu::fill_dropout_mask(lacking, &mut [0.0f32; 16], 0.3, 9, 4)
+        });
+        assert!(refused.is_err(), "{lacking} ran on a processor without it");
+    }
 }
 
+/// `weight_gradient` on every instruction set against the plain sum Σ_r d_a[r][g]·x[r][n] in f64,
+/// within 1e-6 of Σ|d_a·x| (the tiles sum in f32 blocks of 128 rows, in row order), at shapes
+/// that fill no tile, panel or block evenly; AVX-512 and AVX2 differ only in tile shape, so each
+/// element is the same sum of the same fused products: the same bits.
 #[test]
 fn weight_gradient_matches_the_plain_sum_on_every_isa() {
     let mut rng = StdRng::seed_from_u64(17);

@@ -212,8 +212,10 @@ test_engines! {
             .map(|d| if d >= absent { d + 1 } else { d })
             .collect();
         let (mut d_table, mut expected) = (vec![0.0; D * 4 * H], vec![0.0; 4 * H * D]);
-        let mut d_bias = vec![0.0; 4 * H];
+        let (mut d_bias, mut column_sum) = (vec![0.0; 4 * H], vec![0.0; 4 * H]);
         lstm::input_term_backward(&d_gates, &indices, K, D, &mut d_table, &mut expected, &mut d_bias);
+        cpu::matmul::column_sums(&d_gates, &mut column_sum);
+        assert_eq!(d_bias, column_sum, "the bias gradient on the way");
         assert!(expected.iter().skip(absent as usize).step_by(D).all(|&d| d == 0.0));
 
         let by_index = gpu::IndexRows::of(&indices, K, D);

@@ -105,7 +105,7 @@ struct Head<'a> {
 }
 
 /// [`Head::group`] for one kernel, compiled for its instruction set.
-type Group<'h> =
+type GroupFn<'h> =
     unsafe fn(&Head<'h>, &Panels<'_>, usize, &mut [f32], &mut [f32], &mut [f32]) -> BatchStats;
 
 /// W_dense packed both ways for a kernel `width` wide.
@@ -124,7 +124,7 @@ impl<'h> Head<'h> {
         grads: DenseMut<'_, f32>,
         d_hidden: &mut [f32],
         scratch: &mut HeadScratch,
-        group: Group<'h>,
+        group: GroupFn<'h>,
     ) -> BatchStats {
         let (h, v, width) = (self.h, self.v, K::WIDTH);
         let n = self.targets.len();
@@ -182,9 +182,9 @@ impl<'h> Head<'h> {
             count: n,
             ..BatchStats::default()
         };
-        for group in group_stats {
-            stats.loss_sum += group.loss_sum;
-            stats.correct += group.correct;
+        for part in group_stats {
+            stats.loss_sum += part.loss_sum;
+            stats.correct += part.correct;
         }
         stats
     }

@@ -550,6 +550,11 @@ pub fn input_term_backward<F: Float>(
 ) {
     let h4 = d_table.len() / width;
     assert_eq!(d_bias.len(), h4, "the bias gradient is [4H]");
+    assert_eq!(
+        d_gates.len() / h4,
+        indices.len() / per_step,
+        "a step of indices for every row of ∂L/∂a"
+    );
     let block = h4.div_ceil(rayon::current_num_threads());
     (d_table.par_chunks_mut(block * width))
         .zip(d_weight_ih.par_chunks_mut(block * width))

@@ -188,6 +188,7 @@ fn dims(config: &Config, batch: usize, steps: usize) -> Dims {
 /// extension multiplies 64-bit lanes) or 4 (AVX2): on one thread in scalar code, the mask took
 /// 2–4 % of a training step.
 pub fn fill_dropout_mask<F: Float>(isa: Isa, mask: &mut [F], p: f32, seed: u64, step: u64) {
+    assert!(isa.supported(), "this CPU lacks {isa}");
     let draw = MaskDraw {
         keep: F::from_f64(1.0 / (1.0 - p as f64)),
         seed,
@@ -199,8 +200,7 @@ pub fn fill_dropout_mask<F: Float>(isa: Isa, mask: &mut [F], p: f32, seed: u64, 
         .for_each(|(b, block)| {
             let first = (b * MASK_BLOCK) as u64;
             match isa {
-                // SAFETY: `isa` is supported (it came from `Isa::parse`/`Isa::best` or a caller
-                // that checked).
+                // SAFETY: `isa` is supported (asserted above).
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx512 => unsafe { draw.fill_avx512(block, first) },
                 #[cfg(target_arch = "x86_64")]

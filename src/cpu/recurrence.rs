@@ -18,6 +18,7 @@ use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::isa::Isa;
 use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape, StepOutput};
@@ -503,12 +504,12 @@ pub struct SpinBarrier {
     wake: Condvar,
 }
 
-/// Spins before sleeping: ≈ 50 µs on current processors.
+/// Spins before yielding: ≈ 50 µs on current processors.
 const SPINS: u32 = 2_000;
-/// Then yields the processor before sleeping: ≈ 1 ms at 0.5 µs a yield. A thread that arrives
-/// that much later was mostly woken late or preempted, and a sleeper's wake adds tens of
-/// microseconds more; where another thread wants the core, a yield gives it.
-const YIELDS: u32 = 2_000;
+/// Then yields the processor for this long before sleeping. A thread that arrives that much
+/// later was mostly woken late or preempted, and a sleeper's wake adds tens of microseconds
+/// more; where another thread wants the core, a yield gives it.
+const YIELDING: Duration = Duration::from_millis(1);
 
 impl SpinBarrier {
     pub fn new(threads: usize) -> Self {
@@ -539,17 +540,24 @@ impl SpinBarrier {
             self.wake.notify_all();
             return;
         }
-        for round in 0..SPINS + YIELDS {
+        let mut yielding_since = None;
+        for round in 0.. {
             if self.generation.load(Ordering::Acquire) != generation {
                 return;
             }
             if self.broken.load(Ordering::Acquire) {
                 Self::leave();
             }
-            match round < SPINS {
-                true => std::hint::spin_loop(),
-                false => std::thread::yield_now(),
+            if round < SPINS {
+                std::hint::spin_loop();
+                continue;
             }
+            // A yield can give the core away for a whole time slice: bounded by the clock.
+            let since = *yielding_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > YIELDING {
+                break;
+            }
+            std::thread::yield_now();
         }
         let mut guard = self.sleep.lock().unwrap_or_else(|e| e.into_inner());
         while self.generation.load(Ordering::Acquire) == generation {
