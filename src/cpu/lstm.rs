@@ -13,8 +13,8 @@ use super::isa::Isa;
 use super::matmul::{
     broadcast_rows, column_sums, matmul, matmul_on_this_thread, matrix, matrix_mut,
 };
-use super::recurrence;
-use super::weight_gradient::weight_gradient;
+use super::recurrence::{self, f32s, f32s_mut};
+use super::weight_gradient::{weight_gradient, weight_gradient_summing, RowSums};
 use crate::model::{Float, LstmLayer, LstmLayerMut};
 
 /// The sizes of one batch of windows.
@@ -481,24 +481,55 @@ fn weight_gradients<F: Float>(
     // ∂L/∂W_hh = Σ_{t≥1} ∂L/∂a_tᵀ · h_{t−1}, as one product over steps 1..T: [4H×(T−1)B]·[(T−1)B×H]
     let recurrent_rows = (t_len - 1) * b;
     let h_until_last = &tape.hidden[..recurrent_rows * h];
-    weight_product(
-        isa,
-        &d_gates[bg..],
-        h_until_last,
-        recurrent_rows,
-        grads.weight_hh,
-    );
+    let (d_a_step_0, d_a_recurrent) = d_gates.split_at(bg);
 
     // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a (layer
-    // 0's summed by `input_term_backward` as it reads ∂L/∂a).
+    // 0's summed with its input weights' as ∂L/∂a is read).
     let rows = t_len * b;
     match input {
         LayerInput::Indices(indices) => {
             let (width, per_step) = (dims.input_width, dims.inputs_per_step);
             let (d_weight, d_bias) = (grads.weight_ih, &mut *grads.bias_ih);
-            input_term_backward(d_gates, indices, per_step, width, d_table, d_weight, d_bias);
+            match isa {
+                // On the product's own pass over ∂L/∂a (read from memory once, not twice), after
+                // step 0's rows, which it does not read.
+                Some(isa) if recurrent_rows > 0 => {
+                    let mut parts = input_term_parts(
+                        f32s(d_a_step_0),
+                        indices,
+                        per_step,
+                        width,
+                        f32s_mut(d_table),
+                        f32s_mut(d_weight),
+                        f32s_mut(d_bias),
+                        rows,
+                    );
+                    let (d_a, x) = (f32s(d_a_recurrent), f32s(h_until_last));
+                    let out = f32s_mut(grads.weight_hh);
+                    weight_gradient_summing(isa, d_a, x, recurrent_rows, out, &mut parts);
+                }
+                _ => {
+                    weight_product(
+                        isa,
+                        d_a_recurrent,
+                        h_until_last,
+                        recurrent_rows,
+                        grads.weight_hh,
+                    );
+                    input_term_backward(
+                        d_gates, indices, per_step, width, d_table, d_weight, d_bias,
+                    );
+                }
+            }
         }
         LayerInput::Hidden(below) => {
+            weight_product(
+                isa,
+                d_a_recurrent,
+                h_until_last,
+                recurrent_rows,
+                grads.weight_hh,
+            );
             column_sums(d_gates, grads.bias_ih);
             // ∂L/∂W_ih = Σ ∂L/∂aᵀ · x: [4H×TB]·[TB×H]
             weight_product(isa, d_gates, below, rows, grads.weight_ih);
@@ -521,10 +552,7 @@ fn weight_product<F: Float>(isa: Option<Isa>, d_a: &[F], x: &[F], rows: usize, o
     }
     let (g, n) = (d_a.len() / rows, x.len() / rows);
     match isa {
-        Some(isa) => {
-            let out = recurrence::f32s_mut(out);
-            weight_gradient(isa, recurrence::f32s(d_a), recurrence::f32s(x), rows, out);
-        }
+        Some(isa) => weight_gradient(isa, f32s(d_a), f32s(x), rows, f32s_mut(out)),
         None => {
             let (d_a, x) = (matrix(d_a, rows, g), matrix(x, rows, n));
             matmul(matrix_mut(out, g, n), false, d_a.t(), x);
@@ -548,40 +576,131 @@ pub fn input_term_backward<F: Float>(
     d_weight_ih: &mut [F],
     d_bias: &mut [F],
 ) {
+    let rows = d_gates.len() / d_bias.len().max(1);
+    let mut parts = input_term_parts(
+        d_gates,
+        indices,
+        per_step,
+        width,
+        d_table,
+        d_weight_ih,
+        d_bias,
+        rows,
+    );
+    parts.par_iter_mut().for_each(|part| {
+        part.begin();
+        part.end();
+    });
+}
+
+/// [`input_term_backward`]'s parts, one per thread, over `rows` rows of ∂L/∂a: `lead` is its
+/// first rows, which each part sums as it begins; the rest come by [`RowSums::add_row`] (from
+/// `weight_gradient_summing`, which reads them anyway).
+#[allow(clippy::too_many_arguments)]
+fn input_term_parts<'a, F: Float>(
+    lead: &'a [F],
+    indices: &'a [u32],
+    per_step: usize,
+    width: usize,
+    d_table: &'a mut [F],
+    d_weight_ih: &'a mut [F],
+    d_bias: &'a mut [F],
+    rows: usize,
+) -> Vec<InputTermPart<'a, F>> {
     let h4 = d_table.len() / width;
     assert_eq!(d_bias.len(), h4, "the bias gradient is [4H]");
     assert_eq!(
-        d_gates.len() / h4,
+        rows,
         indices.len() / per_step,
         "a step of indices for every row of ∂L/∂a"
     );
     let block = h4.div_ceil(rayon::current_num_threads());
-    (d_table.par_chunks_mut(block * width))
-        .zip(d_weight_ih.par_chunks_mut(block * width))
-        .zip(d_bias.par_chunks_mut(block))
+    (d_table.chunks_mut(block * width))
+        .zip(d_weight_ih.chunks_mut(block * width))
+        .zip(d_bias.chunks_mut(block))
         .enumerate()
-        .for_each(|(part, ((table, d_weight_rows), d_bias))| {
-            let (first, columns) = (part * block, table.len() / width);
-            table.fill(F::ZERO);
-            d_bias.fill(F::ZERO);
-            for (d_a, step) in d_gates.chunks_exact(h4).zip(indices.chunks_exact(per_step)) {
-                let d_a = &d_a[first..first + columns];
-                for (sum, &g) in d_bias.iter_mut().zip(d_a) {
-                    *sum += g;
-                }
-                for &index in step {
-                    let d = index as usize;
-                    for (acc, &g) in table[d * columns..(d + 1) * columns].iter_mut().zip(d_a) {
-                        *acc += g;
-                    }
-                }
+        .map(|(part, ((table, d_weight_rows), d_bias))| InputTermPart {
+            lead,
+            h4,
+            first: part * block,
+            indices,
+            per_step,
+            width,
+            table,
+            d_weight_rows,
+            d_bias,
+        })
+        .collect()
+}
+
+/// One thread's part of [`input_term_backward`]: the columns `first..first + d_bias.len()` of
+/// ∂L/∂a, row by row, summed by input index into `table` ([D][its columns]) and over all rows
+/// into `d_bias`; at the end `table` transposed into its rows of ∂L/∂W_ih.
+struct InputTermPart<'a, F> {
+    lead: &'a [F],
+    h4: usize,
+    first: usize,
+    indices: &'a [u32],
+    per_step: usize,
+    width: usize,
+    table: &'a mut [F],
+    d_weight_rows: &'a mut [F],
+    d_bias: &'a mut [F],
+}
+
+impl<F: Float> InputTermPart<'_, F> {
+    /// From zero, the rows of `lead`.
+    fn begin(&mut self) {
+        self.table.fill(F::ZERO);
+        self.d_bias.fill(F::ZERO);
+        let (lead, columns) = (self.lead, self.first..self.first + self.d_bias.len());
+        for (row, d_a) in lead.chunks_exact(self.h4).enumerate() {
+            self.add(row, &d_a[columns.clone()]);
+        }
+    }
+
+    /// Row `row` of ∂L/∂a, this part's columns of it.
+    #[inline(always)]
+    fn add(&mut self, row: usize, d_a: &[F]) {
+        let columns = self.d_bias.len();
+        for (sum, &g) in self.d_bias.iter_mut().zip(d_a) {
+            *sum += g;
+        }
+        for &index in &self.indices[row * self.per_step..][..self.per_step] {
+            let d = index as usize;
+            for (acc, &g) in self.table[d * columns..][..columns].iter_mut().zip(d_a) {
+                *acc += g;
             }
-            for (j, d_w_row) in d_weight_rows.chunks_exact_mut(width).enumerate() {
-                for (d, d_w) in d_w_row.iter_mut().enumerate() {
-                    *d_w = table[d * columns + j];
-                }
+        }
+    }
+
+    fn end(&mut self) {
+        let columns = self.d_bias.len();
+        for (j, d_w_row) in self.d_weight_rows.chunks_exact_mut(self.width).enumerate() {
+            for (d, d_w) in d_w_row.iter_mut().enumerate() {
+                *d_w = self.table[d * columns + j];
             }
-        });
+        }
+    }
+}
+
+impl RowSums for InputTermPart<'_, f32> {
+    fn columns(&self) -> usize {
+        self.d_bias.len()
+    }
+
+    fn start(&mut self) {
+        self.begin();
+    }
+
+    #[inline(always)]
+    fn add_row(&mut self, row: usize, d_a: &[f32]) {
+        self.add(self.lead.len() / self.h4 + row, d_a);
+    }
+
+    fn finish(&mut self) {
+        self.end();
+    }
 }
 
 /// The pointwise part of one step backwards, for n rows, [n][H] → [n][4H]. With dc = ∂L/∂c_t:
@@ -842,6 +961,72 @@ mod tests {
         {
             gather_input_term(layer, &table, step, per_step, &mut alone);
             assert_eq!(row, bits(&alone).as_slice());
+        }
+    }
+
+    /// The product that sums layer 0's input term on its pass gives the bits of the two apart
+    /// (`weight_gradient`, then `input_term_backward`), on every supported ISA, at 1, 2 and 3
+    /// threads, over more rows than one block and columns in no whole tile.
+    #[test]
+    fn weight_gradient_summing_the_input_term_has_the_bits_of_the_two_apart() {
+        let (h4, n, width, per_step, lead_rows, rows) = (20, 5, 7, 2, 3, 300);
+        let mut rng = StdRng::seed_from_u64(6);
+        let d_gates = uniform((lead_rows + rows) * h4, &mut rng);
+        let x = uniform(rows * n, &mut rng);
+        let indices: Vec<u32> = (0..(lead_rows + rows) * per_step)
+            .map(|_| rng.gen_range(0..width as u32))
+            .collect();
+        let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (lead, d_a) = d_gates.split_at(lead_rows * h4);
+        for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let run = |fused: bool| {
+                    let mut d_table = vec![f32::NAN; width * h4];
+                    let mut d_weight_hh = vec![f32::NAN; h4 * n];
+                    let (mut d_weight_ih, mut d_bias) =
+                        (vec![f32::NAN; h4 * width], vec![f32::NAN; h4]);
+                    pool.install(|| {
+                        let (table, d_weight) = (&mut d_table, &mut d_weight_ih);
+                        if fused {
+                            let mut parts = input_term_parts(
+                                lead,
+                                &indices,
+                                per_step,
+                                width,
+                                table,
+                                d_weight,
+                                &mut d_bias,
+                                lead_rows + rows,
+                            );
+                            weight_gradient_summing(
+                                isa,
+                                d_a,
+                                &x,
+                                rows,
+                                &mut d_weight_hh,
+                                &mut parts,
+                            );
+                        } else {
+                            weight_gradient(isa, d_a, &x, rows, &mut d_weight_hh);
+                            input_term_backward(
+                                &d_gates,
+                                &indices,
+                                per_step,
+                                width,
+                                table,
+                                d_weight,
+                                &mut d_bias,
+                            );
+                        }
+                    });
+                    [bits(&d_weight_hh), bits(&d_weight_ih), bits(&d_bias)]
+                };
+                assert_eq!(run(true), run(false), "{isa} on {threads} threads");
+            }
         }
     }
 }

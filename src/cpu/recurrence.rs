@@ -317,6 +317,11 @@ unsafe fn forward_chunks<K: Microkernel>(
                 let panel = pass.packed.add((c * 4 + g) * h * width);
                 for r0 in (0..batch).step_by(K::ROWS) {
                     let rows = K::ROWS.min(batch - r0);
+                    // The input terms this tile adds to, written before the pass and long out
+                    // of cache: fetched while it computes.
+                    for r in 0..rows {
+                        prefetch(gates.add((r0 + r) * 4 * h + g * h + first), columns);
+                    }
                     K::tile(
                         rows,
                         Strided::rows(h_prev.add(r0 * h), h),
@@ -326,11 +331,6 @@ unsafe fn forward_chunks<K: Microkernel>(
                     );
                     for (r, recurrent) in tile[..rows].iter().enumerate() {
                         let pre = gates.add((r0 + r) * 4 * h + g * h + first);
-                        if t + 1 < steps {
-                            // The input term of the next step, written before the pass and long
-                            // out of cache: fetched while this step computes.
-                            prefetch(pre.add(4 * bh), columns);
-                        }
                         let pre = std::slice::from_raw_parts_mut(pre, columns);
                         for (a, &recurrent) in pre.iter_mut().zip(recurrent) {
                             *a += recurrent;
@@ -422,7 +422,7 @@ unsafe fn backward_chunks<K: Microkernel>(
     }
 }
 
-/// Asks for the cache lines of `len` floats at `data` to be brought into L2 (a hint: no fault,
+/// Asks for the cache lines of `len` floats at `data` to be brought into L1 (a hint: no fault,
 /// no effect on results).
 #[inline(always)]
 fn prefetch(data: *const f32, len: usize) {
@@ -432,8 +432,8 @@ fn prefetch(data: *const f32, len: usize) {
     for line in (0..len).step_by(16) {
         // SAFETY: a prefetch reads nothing architecturally and does not fault on any address.
         unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-            _mm_prefetch::<_MM_HINT_T1>(data.wrapping_add(line).cast());
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(data.wrapping_add(line).cast());
         }
     }
 }

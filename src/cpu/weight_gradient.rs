@@ -25,23 +25,88 @@ const BLOCK: usize = 128;
 /// out [G][N] = Σ_r d_a[r][g] · x[r][n] over the `rows` rows of `d_a` [rows][G] and `x`
 /// [rows][N], written over `out` (G = d_a.len() / rows, N = x.len() / rows), on `isa`'s tiles.
 pub fn weight_gradient(isa: Isa, d_a: &[f32], x: &[f32], rows: usize, out: &mut [f32]) {
+    let g = d_a.len() / rows.max(1);
+    let threads = rayon::current_num_threads().max(1);
+    let per_part = g.div_ceil(threads).next_multiple_of(tile_rows(isa));
+    let mut parts: Vec<_> = (0..g)
+        .step_by(per_part.max(1))
+        .map(|first| Columns(per_part.min(g - first)))
+        .collect();
+    weight_gradient_summing(isa, d_a, x, rows, out, &mut parts);
+}
+
+/// What a part of the product does with its columns of d_a, row by row in ascending order, as it
+/// reads them to pack them: layer 0's one-hot input term sums them (`lstm::InputTermPart`), so
+/// that ∂L/∂a is read from memory once for both.
+pub trait RowSums: Send {
+    /// How many columns of d_a (rows of out) the part takes.
+    fn columns(&self) -> usize;
+    /// Before the first row, on the part's thread.
+    fn start(&mut self);
+    /// Row `row` of d_a, the part's columns of it.
+    fn add_row(&mut self, row: usize, d_a: &[f32]);
+    /// After the last row.
+    fn finish(&mut self);
+}
+
+/// A part that only takes its columns.
+struct Columns(usize);
+
+impl RowSums for Columns {
+    fn columns(&self) -> usize {
+        self.0
+    }
+    fn start(&mut self) {}
+    #[inline(always)]
+    fn add_row(&mut self, _: usize, _: &[f32]) {}
+    fn finish(&mut self) {}
+}
+
+/// [`weight_gradient`] in `parts` that split out's rows in order (each on a thread of rayon's),
+/// each fed its columns of every row of d_a as they are read.
+pub fn weight_gradient_summing<S: RowSums>(
+    isa: Isa,
+    d_a: &[f32],
+    x: &[f32],
+    rows: usize,
+    out: &mut [f32],
+    parts: &mut [S],
+) {
     assert!(rows > 0, "a weight gradient over no rows");
     let (g, n) = (d_a.len() / rows, x.len() / rows);
     assert_eq!(d_a.len(), rows * g, "d_a is [rows][G]");
     assert_eq!(x.len(), rows * n, "x is [rows][N]");
     assert_eq!(out.len(), g * n, "out is [G][N]");
+    let columns: usize = parts.iter().map(RowSums::columns).sum();
+    assert_eq!(columns, g, "the parts take every column of d_a");
     assert!(isa.supported(), "this CPU lacks {isa}");
     let product = Product { d_a, x, rows, g, n };
     match isa {
-        Isa::Portable => product.run::<Portable>(out, Product::part::<Portable>),
+        Isa::Portable => product.run(out, parts, Product::part::<Portable, S>),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => product.run::<Avx2>(out, Product::part_avx2),
+        Isa::Avx2 => product.run(out, parts, Product::part_avx2),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => product.run::<Avx512>(out, Product::part_avx512),
+        Isa::Avx512 => product.run(out, parts, Product::part_avx512),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("{isa} is x86-64 only"),
     }
 }
+
+/// Rows of `isa`'s tile.
+fn tile_rows(isa: Isa) -> usize {
+    match isa {
+        Isa::Portable => Portable::ROWS,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Avx2::ROWS,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Avx512::ROWS,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("{isa} is x86-64 only"),
+    }
+}
+
+/// One part's call: its first row of out, its rows of out, its sums.
+type PartFn<'a, S> = unsafe fn(&Product<'a>, usize, &mut [f32], &mut S);
 
 struct Product<'a> {
     d_a: &'a [f32],
@@ -51,37 +116,41 @@ struct Product<'a> {
     n: usize,
 }
 
-impl Product<'_> {
-    /// Splits out's rows across rayon's threads in whole tiles, each part computed by `part`:
-    /// [`Self::part`] for K, compiled for K's instruction set.
-    fn run<K: Microkernel>(&self, out: &mut [f32], part: unsafe fn(&Self, usize, &mut [f32])) {
-        let threads = rayon::current_num_threads().max(1);
-        let tiles = self.g.div_ceil(K::ROWS);
-        let rows_per_part = tiles.div_ceil(threads) * K::ROWS;
-        out.par_chunks_mut(rows_per_part * self.n)
-            .enumerate()
-            // SAFETY: `weight_gradient` asserted that the processor supports K.
-            .for_each(|(p, out)| unsafe { part(self, p * rows_per_part, out) });
+impl<'a> Product<'a> {
+    /// Runs each part on rayon's threads: [`Self::part`] for a kernel, compiled for its
+    /// instruction set.
+    fn run<S: RowSums>(&self, out: &mut [f32], parts: &mut [S], part: PartFn<'a, S>) {
+        let mut jobs = Vec::with_capacity(parts.len());
+        let (mut rest, mut first) = (out, 0);
+        for sums in parts {
+            let columns = sums.columns();
+            let (mine, after) = rest.split_at_mut(columns * self.n);
+            jobs.push((first, mine, sums));
+            (rest, first) = (after, first + columns);
+        }
+        jobs.into_par_iter()
+            // SAFETY: `weight_gradient_summing` asserted that the processor supports the kernel.
+            .for_each(|(first, out, sums)| unsafe { part(self, first, out, sums) });
     }
 
     /// [`Self::part`] with AVX2 enabled around the tiles: the packing and the sums into out
     /// vectorised for it, and the tile inlined.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn part_avx2(&self, first: usize, out: &mut [f32]) {
-        self.part::<Avx2>(first, out)
+    unsafe fn part_avx2<S: RowSums>(&self, first: usize, out: &mut [f32], sums: &mut S) {
+        self.part::<Avx2, S>(first, out, sums)
     }
 
     /// [`Self::part`] with AVX-512 enabled around the tiles.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn part_avx512(&self, first: usize, out: &mut [f32]) {
-        self.part::<Avx512>(first, out)
+    unsafe fn part_avx512<S: RowSums>(&self, first: usize, out: &mut [f32], sums: &mut S) {
+        self.part::<Avx512, S>(first, out, sums)
     }
 
-    /// Rows first..first + out.len()/N of out.
+    /// Rows first..first + out.len()/N of out; `sums` gets the same columns of d_a.
     #[inline(always)]
-    fn part<K: Microkernel>(&self, first: usize, out: &mut [f32]) {
+    fn part<K: Microkernel, S: RowSums>(&self, first: usize, out: &mut [f32], sums: &mut S) {
         let (n, width, tile_rows_max) = (self.n, K::WIDTH, K::ROWS);
         let out_rows = out.len() / n;
         let panels = n.div_ceil(width);
@@ -92,6 +161,7 @@ impl Product<'_> {
         let tiles = out_rows.div_ceil(tile_rows_max);
         let mut x_panels = vec![0.0f32; panels * BLOCK * width];
         let mut a_tiles = vec![0.0f32; tiles * BLOCK * tile_rows_max];
+        sums.start();
         for r0 in (0..self.rows).step_by(BLOCK) {
             let k = BLOCK.min(self.rows - r0);
             match width {
@@ -101,9 +171,9 @@ impl Product<'_> {
                 width => unreachable!("no kernel is {width} wide"),
             }
             match tile_rows_max {
-                4 => self.pack_a::<4>(r0, k, first, out_rows, &mut a_tiles),
-                6 => self.pack_a::<6>(r0, k, first, out_rows, &mut a_tiles),
-                8 => self.pack_a::<8>(r0, k, first, out_rows, &mut a_tiles),
+                4 => self.pack_a::<4, S>(r0, k, first, out_rows, &mut a_tiles, sums),
+                6 => self.pack_a::<6, S>(r0, k, first, out_rows, &mut a_tiles, sums),
+                8 => self.pack_a::<8, S>(r0, k, first, out_rows, &mut a_tiles, sums),
                 rows => unreachable!("no kernel has {rows} rows"),
             }
             for (t, a_tile) in a_tiles.chunks_exact(BLOCK * tile_rows_max).enumerate() {
@@ -135,6 +205,7 @@ impl Product<'_> {
                 }
             }
         }
+        sums.finish();
     }
 
     /// x_panels[p][κ][c] = x[r0 + κ][p·W + c] for κ < k, zero beyond column N (set once: the
@@ -148,20 +219,23 @@ impl Product<'_> {
     }
 
     /// a_tiles[t][κ][i] = d_a[r0 + κ][first + t·R + i] for κ < k and the `rows` rows of this
-    /// part: read row by row, so that the reads are sequential; R fixed, so that each piece is
-    /// one move rather than a call to memmove.
+    /// part: read row by row, so that the reads are sequential, and each row given to `sums`
+    /// while it is in L1; R fixed, so that each piece is one move rather than a call to memmove.
     #[inline(always)]
-    fn pack_a<const R: usize>(
+    fn pack_a<const R: usize, S: RowSums>(
         &self,
         r0: usize,
         k: usize,
         first: usize,
         rows: usize,
         a_tiles: &mut [f32],
+        sums: &mut S,
     ) {
         for kk in 0..k {
             let from = (r0 + kk) * self.g + first;
-            pack_row(&self.d_a[from..from + rows], kk, BLOCK, R, a_tiles);
+            let row = &self.d_a[from..from + rows];
+            pack_row(row, kk, BLOCK, R, a_tiles);
+            sums.add_row(r0 + kk, row);
         }
     }
 }
