@@ -582,7 +582,8 @@ fn persistent_backward(gpu: &Gpu, plan: &PersistentPlan, batch: usize) {
     let layer = Layer::random(&mut rng, H);
     let below = random(&mut rng, rows * H, 1.0);
     let mut tape = LayerTape::new(dims);
-    tape.gates = random(&mut rng, rows * 4 * H, 1.0);
+    tape.gates
+        .copy_from_slice(&random(&mut rng, rows * 4 * H, 1.0));
     lstm::lstm_forward(&layer.weight_hh, dims, &mut tape);
     let d_from_above = random(&mut rng, rows * H, 1.0);
     let mut expected = (d_from_above.clone(), vec![0.0; rows * 4 * H]);
@@ -614,8 +615,13 @@ fn persistent_backward(gpu: &Gpu, plan: &PersistentPlan, batch: usize) {
         grads,
     );
 
-    let forward =
-        [&tape.gates, &tape.cell, &tape.tanh_cell, &layer.weight_hh].map(|x| upload(gpu, x));
+    let forward = [
+        &tape.gates[..],
+        &tape.cell,
+        &tape.tanh_cell,
+        &layer.weight_hh,
+    ]
+    .map(|x| upload(gpu, x));
     let d_hidden = upload(gpu, &d_from_above);
     let d_cell = gpu.alloc(batch * H).unwrap();
     let d_gates = gpu.alloc(rows * 4 * H).unwrap();

@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+use super::aligned::LineAligned;
 use super::isa::Isa;
 use super::matmul::{
     broadcast_rows, column_sums, matmul, matmul_on_this_thread, matrix, matrix_mut,
@@ -37,26 +38,26 @@ pub struct Dims {
 /// What a layer's forward pass records for its backward pass.
 pub struct LayerTape<F> {
     /// [T][B][4H]: the pre-activations a_t during the forward pass, the activations i, f, g, o after.
-    pub gates: Vec<F>,
+    pub gates: LineAligned<F>,
     /// [T][B][H]: c_t.
-    pub cell: Vec<F>,
+    pub cell: LineAligned<F>,
     /// [T][B][H]: tanh(c_t), kept so that backward evaluates no transcendental function.
-    pub tanh_cell: Vec<F>,
+    pub tanh_cell: LineAligned<F>,
     /// [T][B][H]: h_t, the layer's output.
-    pub hidden: Vec<F>,
+    pub hidden: LineAligned<F>,
     /// [B][H] zeros: c_{−1}, the state before the first step.
-    pub zero_state: Vec<F>,
+    pub zero_state: LineAligned<F>,
 }
 
 impl<F: Float> LayerTape<F> {
     pub fn new(dims: Dims) -> Self {
         let rows = dims.steps * dims.batch;
         LayerTape {
-            gates: vec![F::ZERO; rows * 4 * dims.hidden],
-            cell: vec![F::ZERO; rows * dims.hidden],
-            tanh_cell: vec![F::ZERO; rows * dims.hidden],
-            hidden: vec![F::ZERO; rows * dims.hidden],
-            zero_state: vec![F::ZERO; dims.batch * dims.hidden],
+            gates: LineAligned::filled(rows * 4 * dims.hidden, F::ZERO),
+            cell: LineAligned::filled(rows * dims.hidden, F::ZERO),
+            tanh_cell: LineAligned::filled(rows * dims.hidden, F::ZERO),
+            hidden: LineAligned::filled(rows * dims.hidden, F::ZERO),
+            zero_state: LineAligned::filled(dims.batch * dims.hidden, F::ZERO),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! `head_fused` use them), unless a workspace is told to use the reference.
 
 pub mod adam;
+pub mod aligned;
 pub mod head;
 pub mod head_fused;
 pub mod isa;
@@ -31,6 +32,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use crate::model::{Config, Dense, DenseMut, Float, Params};
+use aligned::LineAligned;
 use head_fused::HeadScratch;
 use isa::Kernels;
 use lstm::{Dims, LayerGradBuffers, LayerInput, LayerTape};
@@ -72,13 +74,13 @@ pub struct Workspace<F> {
     logits: Vec<F>,
     // Backward only; empty in an evaluation workspace.
     /// [T][B][H]: ∂L/∂h of the layer being differentiated.
-    d_hidden: Vec<F>,
+    d_hidden: LineAligned<F>,
     /// [T][B][H]: ∂L/∂h of the layer below it.
-    d_below: Vec<F>,
+    d_below: LineAligned<F>,
     /// [T][B][4H]: ∂L/∂(pre-activations), reused by every layer.
-    d_gates: Vec<F>,
+    d_gates: LineAligned<F>,
     /// [B][H]: ∂L/∂c carried backwards through time.
-    d_cell: Vec<F>,
+    d_cell: LineAligned<F>,
     /// D·4H: ∂L/∂W_ih_l0 gathered by input index, scratch of `lstm::input_term_backward`.
     d_table: Vec<F>,
 }
@@ -91,10 +93,10 @@ impl<F: Float> Workspace<F> {
         let (h, d) = (config.hidden, config.input_width);
         let mut ws = Self::for_eval(config, batch, steps);
         ws.tapes = (0..config.layers).map(|_| LayerTape::new(dims)).collect();
-        ws.d_hidden = vec![F::ZERO; rows * h];
-        ws.d_below = vec![F::ZERO; rows * h];
-        ws.d_gates = vec![F::ZERO; rows * 4 * h];
-        ws.d_cell = vec![F::ZERO; batch * h];
+        ws.d_hidden = LineAligned::filled(rows * h, F::ZERO);
+        ws.d_below = LineAligned::filled(rows * h, F::ZERO);
+        ws.d_gates = LineAligned::filled(rows * 4 * h, F::ZERO);
+        ws.d_cell = LineAligned::filled(batch * h, F::ZERO);
         ws.d_table = vec![F::ZERO; d * 4 * h];
         ws
     }
@@ -120,10 +122,10 @@ impl<F: Float> Workspace<F> {
             input_table: vec![F::ZERO; config.input_width * 4 * h],
             dropped: Vec::new(),
             logits: vec![F::ZERO; rows * v],
-            d_hidden: Vec::new(),
-            d_below: Vec::new(),
-            d_gates: Vec::new(),
-            d_cell: Vec::new(),
+            d_hidden: LineAligned::default(),
+            d_below: LineAligned::default(),
+            d_gates: LineAligned::default(),
+            d_cell: LineAligned::default(),
             d_table: Vec::new(),
         }
     }

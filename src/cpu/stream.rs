@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use super::aligned::LineAligned;
 use super::head;
 use super::isa::Kernels;
 use super::lstm::{self, Dims, LayerInput};
@@ -14,15 +15,15 @@ use crate::model::{Float, Params};
 pub struct StreamState<F> {
     dims: Dims,
     /// Per layer, [rows][H]: h after the last step.
-    hidden: Vec<Vec<F>>,
+    hidden: Vec<LineAligned<F>>,
     /// Per layer, [rows][H]: c after the last step.
-    cell: Vec<Vec<F>>,
+    cell: Vec<LineAligned<F>>,
     /// [rows][4H]: pre-activations, then gate activations, of the step being taken.
-    gates: Vec<F>,
+    gates: LineAligned<F>,
     /// [rows][H] each: the step's new c, tanh(c) and h before they replace the carried state.
-    next_cell: Vec<F>,
-    tanh_cell: Vec<F>,
-    next_hidden: Vec<F>,
+    next_cell: LineAligned<F>,
+    tanh_cell: LineAligned<F>,
+    next_hidden: LineAligned<F>,
     /// [D][4H]: layer 0's W_ih transposed (see `lstm::input_table`); empty until the next step
     /// builds it from the parameters.
     input_table: Vec<F>,
@@ -39,7 +40,11 @@ impl<F: Float> StreamState<F> {
     pub fn new(params: &Params<F>, rows: usize) -> Self {
         let config = params.config();
         let (h, v) = (config.hidden, config.vocab_size);
-        let per_layer = || vec![vec![F::ZERO; rows * h]; config.layers];
+        let per_layer = || {
+            (0..config.layers)
+                .map(|_| LineAligned::filled(rows * h, F::ZERO))
+                .collect()
+        };
         StreamState {
             dims: Dims {
                 steps: 1,
@@ -51,10 +56,10 @@ impl<F: Float> StreamState<F> {
             },
             hidden: per_layer(),
             cell: per_layer(),
-            gates: vec![F::ZERO; rows * 4 * h],
-            next_cell: vec![F::ZERO; rows * h],
-            tanh_cell: vec![F::ZERO; rows * h],
-            next_hidden: vec![F::ZERO; rows * h],
+            gates: LineAligned::filled(rows * 4 * h, F::ZERO),
+            next_cell: LineAligned::filled(rows * h, F::ZERO),
+            tanh_cell: LineAligned::filled(rows * h, F::ZERO),
+            next_hidden: LineAligned::filled(rows * h, F::ZERO),
             input_table: Vec::new(),
             logits: vec![F::ZERO; rows * v],
             kernels: match recurrence::is_f32::<F>() {
