@@ -2,10 +2,11 @@
 //! columns.
 //!
 //! The recurrence's threads split each row of the tape and of its gradients at units that are
-//! multiples of the tile width (16 or 32 floats: whole lines from a line's start). In a `Vec`
-//! from the system allocator a large buffer starts 16 bytes into a page, so each such split
-//! falls inside a line that both threads write: measured, the second thread's cell update took
-//! 42 µs a step instead of 25 µs, and the first waited for it at every step's barrier.
+//! multiples of the tile width: for AVX2 and AVX-512, 16 or 32 floats, whole lines from a line's
+//! start when the buffer starts on one and H is a multiple of 16. In a `Vec` from the system
+//! allocator a large buffer starts 16 bytes into a page, so each such split falls inside a line
+//! that both threads write: measured, the second thread's cell update took 42 µs a step instead
+//! of 25 µs, and the first waited for it at every step's barrier.
 
 use std::alloc::{self, Layout};
 use std::ops::{Deref, DerefMut};
@@ -14,7 +15,7 @@ use std::ptr::NonNull;
 /// Bytes of a cache line on the processors the engine runs on.
 const LINE: usize = 64;
 
-/// `len` elements of F, the first at a multiple of 64 bytes.
+/// `len` elements of F, the first at a multiple of 64 bytes (when there is one and F has a size).
 pub struct LineAligned<F> {
     ptr: NonNull<F>,
     len: usize,

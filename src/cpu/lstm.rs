@@ -589,13 +589,13 @@ pub fn input_term_backward<F: Float>(
         rows,
     );
     parts.par_iter_mut().for_each(|part| {
-        part.begin();
-        part.end();
+        part.start();
+        part.finish();
     });
 }
 
 /// [`input_term_backward`]'s parts, one per thread, over `rows` rows of ∂L/∂a: `lead` is its
-/// first rows, which each part sums as it begins; the rest come by [`RowSums::add_row`] (from
+/// first rows, which each part sums as it starts; the rest come by [`RowSums::add_row`] (from
 /// `weight_gradient_summing`, which reads them anyway).
 #[allow(clippy::too_many_arguments)]
 fn input_term_parts<'a, F: Float>(
@@ -610,6 +610,7 @@ fn input_term_parts<'a, F: Float>(
 ) -> Vec<InputTermPart<'a, F>> {
     let h4 = d_table.len() / width;
     assert_eq!(d_bias.len(), h4, "the bias gradient is [4H]");
+    assert_eq!(d_weight_ih.len(), h4 * width, "∂L/∂W_ih is [4H][D]");
     assert_eq!(
         rows,
         indices.len() / per_step,
@@ -622,12 +623,14 @@ fn input_term_parts<'a, F: Float>(
         .enumerate()
         .map(|(part, ((table, d_weight_rows), d_bias))| InputTermPart {
             lead,
+            lead_rows: lead.len() / h4,
             h4,
             first: part * block,
             indices,
             per_step,
             width,
             table,
+            bias_sums: LineAligned::filled(d_bias.len(), F::ZERO),
             d_weight_rows,
             d_bias,
         })
@@ -635,36 +638,31 @@ fn input_term_parts<'a, F: Float>(
 }
 
 /// One thread's part of [`input_term_backward`]: the columns `first..first + d_bias.len()` of
-/// ∂L/∂a, row by row, summed by input index into `table` ([D][its columns]) and over all rows
-/// into `d_bias`; at the end `table` transposed into its rows of ∂L/∂W_ih.
+/// ∂L/∂a (the same columns the product gives it: both split in order), row by row, summed by
+/// input index into `table` ([D][its columns]) and over all rows into `bias_sums`; at the end
+/// `table` transposed into its rows of ∂L/∂W_ih and `bias_sums` copied into `d_bias`.
 struct InputTermPart<'a, F> {
     lead: &'a [F],
+    lead_rows: usize,
     h4: usize,
     first: usize,
     indices: &'a [u32],
     per_step: usize,
     width: usize,
     table: &'a mut [F],
+    /// The sums of the bias gradient, on lines of their own: `d_bias` is a slice of the
+    /// gradients, and its parts would share a line that both threads write at every row.
+    bias_sums: LineAligned<F>,
     d_weight_rows: &'a mut [F],
     d_bias: &'a mut [F],
 }
 
 impl<F: Float> InputTermPart<'_, F> {
-    /// From zero, the rows of `lead`.
-    fn begin(&mut self) {
-        self.table.fill(F::ZERO);
-        self.d_bias.fill(F::ZERO);
-        let (lead, columns) = (self.lead, self.first..self.first + self.d_bias.len());
-        for (row, d_a) in lead.chunks_exact(self.h4).enumerate() {
-            self.add(row, &d_a[columns.clone()]);
-        }
-    }
-
-    /// Row `row` of ∂L/∂a, this part's columns of it.
+    /// Row `row` of ∂L/∂a (counted from the lead's first), this part's columns of it.
     #[inline(always)]
     fn add(&mut self, row: usize, d_a: &[F]) {
         let columns = self.d_bias.len();
-        for (sum, &g) in self.d_bias.iter_mut().zip(d_a) {
+        for (sum, &g) in self.bias_sums.iter_mut().zip(d_a) {
             *sum += g;
         }
         for &index in &self.indices[row * self.per_step..][..self.per_step] {
@@ -674,33 +672,36 @@ impl<F: Float> InputTermPart<'_, F> {
             }
         }
     }
+}
 
-    fn end(&mut self) {
+impl<F: Float> RowSums<F> for InputTermPart<'_, F> {
+    fn columns(&self) -> usize {
+        self.d_bias.len()
+    }
+
+    /// From zero, the rows of `lead`.
+    fn start(&mut self) {
+        self.table.fill(F::ZERO);
+        self.bias_sums.fill(F::ZERO);
+        let (lead, columns) = (self.lead, self.first..self.first + self.d_bias.len());
+        for (row, d_a) in lead.chunks_exact(self.h4).enumerate() {
+            self.add(row, &d_a[columns.clone()]);
+        }
+    }
+
+    #[inline(always)]
+    fn add_row(&mut self, row: usize, d_a: &[F]) {
+        self.add(self.lead_rows + row, d_a);
+    }
+
+    fn finish(&mut self) {
         let columns = self.d_bias.len();
         for (j, d_w_row) in self.d_weight_rows.chunks_exact_mut(self.width).enumerate() {
             for (d, d_w) in d_w_row.iter_mut().enumerate() {
                 *d_w = self.table[d * columns + j];
             }
         }
-    }
-}
-
-impl RowSums for InputTermPart<'_, f32> {
-    fn columns(&self) -> usize {
-        self.d_bias.len()
-    }
-
-    fn start(&mut self) {
-        self.begin();
-    }
-
-    #[inline(always)]
-    fn add_row(&mut self, row: usize, d_a: &[f32]) {
-        self.add(self.lead.len() / self.h4 + row, d_a);
-    }
-
-    fn finish(&mut self) {
-        self.end();
+        self.d_bias.copy_from_slice(&self.bias_sums);
     }
 }
 

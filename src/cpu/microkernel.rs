@@ -9,6 +9,8 @@
 //! AVX2 and AVX-512 fuse it (one rounding), so they agree to the bit; the portable kernel rounds
 //! the product and the sum separately.
 
+use super::isa::Isa;
+
 /// The largest `ROWS` of any kernel: the rows of the tile buffer callers pass.
 pub const MAX_ROWS: usize = 8;
 /// The widest panel of any kernel, in f32.
@@ -53,6 +55,19 @@ pub trait Microkernel {
     /// `a` reaches element (rows − 1, k − 1), `panel` k·WIDTH elements, and the processor
     /// supports the kernel's instruction set.
     unsafe fn tile(rows: usize, a: Strided, k: usize, panel: *const f32, out: &mut TileOut);
+}
+
+/// `isa`'s tile: the ROWS and WIDTH of its microkernel.
+pub fn tile_shape(isa: Isa) -> (usize, usize) {
+    match isa {
+        Isa::Portable => (Portable::ROWS, Portable::WIDTH),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => (Avx2::ROWS, Avx2::WIDTH),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => (Avx512::ROWS, Avx512::WIDTH),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("{isa} is x86-64 only"),
+    }
 }
 
 /// Row κ of a row-major B into the panels the tiles read: `panels[p][κ][c] = row[p·width + c]`,

@@ -81,7 +81,8 @@ pub struct Workspace<F> {
     d_gates: LineAligned<F>,
     /// [B][H]: ∂L/∂c carried backwards through time.
     d_cell: LineAligned<F>,
-    /// D·4H: ∂L/∂W_ih_l0 gathered by input index, scratch of `lstm::input_term_backward`.
+    /// D·4H: ∂L/∂W_ih_l0 gathered by input index, scratch of layer 0's input-term gradient
+    /// (`lstm::input_term_backward`, or ∂L/∂W_hh's product on the packed kernels).
     d_table: Vec<F>,
 }
 

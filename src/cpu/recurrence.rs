@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use super::isa::Isa;
 use super::lstm::{cell_backward_units, cell_forward_units, Dims, LayerTape, StepOutput};
 use super::microkernel::{
-    pack_column, pack_row, Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH,
+    pack_column, pack_row, tile_shape, Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH,
 };
 use crate::model::Float;
 
@@ -31,16 +31,8 @@ use crate::model::Float;
 use super::microkernel::{Avx2, Avx512};
 
 /// The panel width of `isa`'s microkernel: the units of one chunk.
-pub fn width(isa: Isa) -> usize {
-    match isa {
-        Isa::Portable => Portable::WIDTH,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Avx2::WIDTH,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Avx512::WIDTH,
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("{isa} is x86-64 only"),
-    }
+fn width(isa: Isa) -> usize {
+    tile_shape(isa).1
 }
 
 /// W_hh [4H][H] into forward panels, one per chunk of `width` units and gate:

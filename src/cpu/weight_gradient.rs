@@ -6,13 +6,18 @@
 //! out (ROWS consecutive columns of d_a) by one panel of WIDTH columns of x. The inner dimension
 //! R (4,032 at the bench's shape) is walked in blocks of `BLOCK` rows: x's block is copied into
 //! panels (in L2) and each tile's columns of d_a into a contiguous block (in L1) that meets
-//! every panel; out's rows are split across threads, so no two threads
-//! write the same element and the sum over R runs in the same order whatever the thread count.
+//! every panel. out's rows are split across threads in parts, so no two threads write the same
+//! element; each element is summed over R in its own accumulator, block after block, so the
+//! bits depend on `BLOCK` only, not on the parts (nor on the thread count). A caller may choose
+//! the parts and read each part's columns of d_a as they are packed ([`RowSums`]): layer 0's
+//! one-hot input term is summed that way, so ∂L/∂a is read from memory once.
 
 use rayon::prelude::*;
 
 use super::isa::Isa;
-use super::microkernel::{pack_row, Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH};
+use super::microkernel::{
+    pack_row, tile_shape, Microkernel, Portable, Strided, TileOut, MAX_ROWS, MAX_WIDTH,
+};
 
 #[cfg(target_arch = "x86_64")]
 use super::microkernel::{Avx2, Avx512};
@@ -27,32 +32,34 @@ const BLOCK: usize = 128;
 pub fn weight_gradient(isa: Isa, d_a: &[f32], x: &[f32], rows: usize, out: &mut [f32]) {
     let g = d_a.len() / rows.max(1);
     let threads = rayon::current_num_threads().max(1);
-    let per_part = g.div_ceil(threads).next_multiple_of(tile_rows(isa));
+    let (tile_rows, _) = tile_shape(isa);
+    let per_part = g.div_ceil(threads).next_multiple_of(tile_rows);
     let mut parts: Vec<_> = (0..g)
         .step_by(per_part.max(1))
-        .map(|first| Columns(per_part.min(g - first)))
+        .map(|first| NoSums(per_part.min(g - first)))
         .collect();
     weight_gradient_summing(isa, d_a, x, rows, out, &mut parts);
 }
 
 /// What a part of the product does with its columns of d_a, row by row in ascending order, as it
 /// reads them to pack them: layer 0's one-hot input term sums them (`lstm::InputTermPart`), so
-/// that ∂L/∂a is read from memory once for both.
-pub trait RowSums: Send {
+/// that ∂L/∂a is read from memory once for both. Generic over the element, so that the same
+/// sums serve f64 where the product does not run.
+pub trait RowSums<T>: Send {
     /// How many columns of d_a (rows of out) the part takes.
     fn columns(&self) -> usize;
     /// Before the first row, on the part's thread.
     fn start(&mut self);
-    /// Row `row` of d_a, the part's columns of it.
-    fn add_row(&mut self, row: usize, d_a: &[f32]);
+    /// Row `row` of d_a (counted from d_a's first), the part's columns of it.
+    fn add_row(&mut self, row: usize, d_a: &[T]);
     /// After the last row.
     fn finish(&mut self);
 }
 
-/// A part that only takes its columns.
-struct Columns(usize);
+/// A part that only takes its columns, and sums nothing.
+struct NoSums(usize);
 
-impl RowSums for Columns {
+impl RowSums<f32> for NoSums {
     fn columns(&self) -> usize {
         self.0
     }
@@ -64,7 +71,7 @@ impl RowSums for Columns {
 
 /// [`weight_gradient`] in `parts` that split out's rows in order (each on a thread of rayon's),
 /// each fed its columns of every row of d_a as they are read.
-pub fn weight_gradient_summing<S: RowSums>(
+pub fn weight_gradient_summing<S: RowSums<f32>>(
     isa: Isa,
     d_a: &[f32],
     x: &[f32],
@@ -77,7 +84,7 @@ pub fn weight_gradient_summing<S: RowSums>(
     assert_eq!(d_a.len(), rows * g, "d_a is [rows][G]");
     assert_eq!(x.len(), rows * n, "x is [rows][N]");
     assert_eq!(out.len(), g * n, "out is [G][N]");
-    let columns: usize = parts.iter().map(RowSums::columns).sum();
+    let columns: usize = parts.iter().map(|part| part.columns()).sum();
     assert_eq!(columns, g, "the parts take every column of d_a");
     assert!(isa.supported(), "this CPU lacks {isa}");
     let product = Product { d_a, x, rows, g, n };
@@ -87,19 +94,6 @@ pub fn weight_gradient_summing<S: RowSums>(
         Isa::Avx2 => product.run(out, parts, Product::part_avx2),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => product.run(out, parts, Product::part_avx512),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => unreachable!("{isa} is x86-64 only"),
-    }
-}
-
-/// Rows of `isa`'s tile.
-fn tile_rows(isa: Isa) -> usize {
-    match isa {
-        Isa::Portable => Portable::ROWS,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Avx2::ROWS,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Avx512::ROWS,
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("{isa} is x86-64 only"),
     }
@@ -119,7 +113,7 @@ struct Product<'a> {
 impl<'a> Product<'a> {
     /// Runs each part on rayon's threads: [`Self::part`] for a kernel, compiled for its
     /// instruction set.
-    fn run<S: RowSums>(&self, out: &mut [f32], parts: &mut [S], part: PartFn<'a, S>) {
+    fn run<S: RowSums<f32>>(&self, out: &mut [f32], parts: &mut [S], part: PartFn<'a, S>) {
         let mut jobs = Vec::with_capacity(parts.len());
         let (mut rest, mut first) = (out, 0);
         for sums in parts {
@@ -137,20 +131,20 @@ impl<'a> Product<'a> {
     /// vectorised for it, and the tile inlined.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn part_avx2<S: RowSums>(&self, first: usize, out: &mut [f32], sums: &mut S) {
+    unsafe fn part_avx2<S: RowSums<f32>>(&self, first: usize, out: &mut [f32], sums: &mut S) {
         self.part::<Avx2, S>(first, out, sums)
     }
 
     /// [`Self::part`] with AVX-512 enabled around the tiles.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn part_avx512<S: RowSums>(&self, first: usize, out: &mut [f32], sums: &mut S) {
+    unsafe fn part_avx512<S: RowSums<f32>>(&self, first: usize, out: &mut [f32], sums: &mut S) {
         self.part::<Avx512, S>(first, out, sums)
     }
 
     /// Rows first..first + out.len()/N of out; `sums` gets the same columns of d_a.
     #[inline(always)]
-    fn part<K: Microkernel, S: RowSums>(&self, first: usize, out: &mut [f32], sums: &mut S) {
+    fn part<K: Microkernel, S: RowSums<f32>>(&self, first: usize, out: &mut [f32], sums: &mut S) {
         let (n, width, tile_rows_max) = (self.n, K::WIDTH, K::ROWS);
         let out_rows = out.len() / n;
         let panels = n.div_ceil(width);
@@ -190,7 +184,7 @@ impl<'a> Product<'a> {
                     let (c0, columns) = (p * width, width.min(n - p * width));
                     // SAFETY: the tile reads a_tile[κ·ROWS + i] for κ < k ≤ BLOCK and
                     // i < tile_rows ≤ ROWS, and k rows of WIDTH floats of its panel, all inside
-                    // the two buffers; weight_gradient() asserted that the processor supports K.
+                    // the two buffers; weight_gradient_summing() asserted that the processor supports K.
                     unsafe { K::tile(tile_rows, a, k, panel.as_ptr(), &mut tile) };
                     for (i, sums) in tile[..tile_rows].iter().enumerate() {
                         let out_row = &mut out[(i0 + i) * n + c0..][..columns];
@@ -222,7 +216,7 @@ impl<'a> Product<'a> {
     /// part: read row by row, so that the reads are sequential, and each row given to `sums`
     /// while it is in L1; R fixed, so that each piece is one move rather than a call to memmove.
     #[inline(always)]
-    fn pack_a<const R: usize, S: RowSums>(
+    fn pack_a<const R: usize, S: RowSums<f32>>(
         &self,
         r0: usize,
         k: usize,
