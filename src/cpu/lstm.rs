@@ -483,6 +483,8 @@ fn weight_gradients<F: Float>(
     let recurrent_rows = (t_len - 1) * b;
     let h_until_last = &tape.hidden[..recurrent_rows * h];
     let (d_a_step_0, d_a_recurrent) = d_gates.split_at(bg);
+    let recurrent_product =
+        |out: &mut [F]| weight_product(isa, d_a_recurrent, h_until_last, recurrent_rows, out);
 
     // Both biases enter every pre-activation unscaled: their gradient is Σ_{t,b} ∂L/∂a (layer
     // 0's summed with its input weights' as ∂L/∂a is read).
@@ -510,13 +512,7 @@ fn weight_gradients<F: Float>(
                     weight_gradient_summing(isa, d_a, x, recurrent_rows, out, &mut parts);
                 }
                 _ => {
-                    weight_product(
-                        isa,
-                        d_a_recurrent,
-                        h_until_last,
-                        recurrent_rows,
-                        grads.weight_hh,
-                    );
+                    recurrent_product(grads.weight_hh);
                     input_term_backward(
                         d_gates, indices, per_step, width, d_table, d_weight, d_bias,
                     );
@@ -524,13 +520,7 @@ fn weight_gradients<F: Float>(
             }
         }
         LayerInput::Hidden(below) => {
-            weight_product(
-                isa,
-                d_a_recurrent,
-                h_until_last,
-                recurrent_rows,
-                grads.weight_hh,
-            );
+            recurrent_product(grads.weight_hh);
             column_sums(d_gates, grads.bias_ih);
             // ∂L/∂W_ih = Σ ∂L/∂aᵀ · x: [4H×TB]·[TB×H]
             weight_product(isa, d_gates, below, rows, grads.weight_ih);
